@@ -1,0 +1,4 @@
+//! Pure wire codecs: no I/O. Each turns bytes into frames or a reason.
+
+pub mod peer;
+pub mod registry;
