@@ -1,1 +1,27 @@
-//! reactor (in progress)
+//! One hand-rolled mio event loop: mechanism only.
+//!
+//! The loop owns sockets, read buffers, bounded output queues (owned bytes or
+//! ranges of a shared memory map), timers, a waker and the accept path. It
+//! knows nothing of JSON, HTTP routes, tokens or files: the application
+//! implements [`Service`] and drives its protocols from the callbacks.
+//!
+//! Several services may share one loop (the `up` command runs the
+//! coordinator and the node on one). Every listener, connection and timer
+//! belongs to exactly one service, which receives its callbacks.
+
+pub mod conn_map;
+pub mod http;
+pub mod limits;
+pub mod line;
+pub mod outq;
+mod reactor;
+pub mod signals;
+mod timer;
+pub mod workers;
+
+pub use conn_map::ConnMap;
+pub use outq::Chunk;
+pub use reactor::{
+    CloseReason, ConnId, ConnOptions, Ctx, ListenerId, Reactor, Service, ServiceId, TimerId,
+};
+pub use workers::{Busy, Pool};

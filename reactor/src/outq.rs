@@ -1,0 +1,302 @@
+//! A bounded output queue whose chunks are owned bytes, static bytes or a byte
+//! range of a shared memory map, so file data is written straight from the map.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+/// One piece of queued output.
+pub enum Chunk {
+    /// Owned bytes; `pos` is how much was already written.
+    Bytes { buf: Vec<u8>, pos: usize },
+    /// Bytes that live as long as the program (static web assets).
+    Static { buf: &'static [u8], pos: usize },
+    /// `map[pos..end]`, written at most `step` bytes per system call.
+    Map {
+        map: Arc<Mmap>,
+        pos: usize,
+        end: usize,
+        step: usize,
+    },
+}
+
+impl Chunk {
+    fn remaining(&self) -> &[u8] {
+        match self {
+            Chunk::Bytes { buf, pos } => &buf[*pos..],
+            Chunk::Static { buf, pos } => &buf[*pos..],
+            Chunk::Map {
+                map,
+                pos,
+                end,
+                step,
+            } => {
+                let stop = (*end).min(pos.saturating_add(*step)).min(map.len());
+                &map[(*pos).min(stop)..stop]
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Chunk::Bytes { buf, pos } => *pos >= buf.len(),
+            Chunk::Static { buf, pos } => *pos >= buf.len(),
+            Chunk::Map { pos, end, .. } => pos >= end,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Bytes { pos, .. } | Chunk::Static { pos, .. } | Chunk::Map { pos, .. } => {
+                *pos += n
+            }
+        }
+    }
+}
+
+/// Queued output of one connection.
+#[derive(Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes held in memory (owned chunks only): what the per-connection cap
+    /// bounds. Mapped ranges cost no memory of ours, so they do not count.
+    owned: usize,
+    /// All bytes still to write, mapped included.
+    total: u64,
+}
+
+/// Small writes are appended to the last owned chunk so that pipelined
+/// answers leave in one system call; past this size a new chunk starts.
+const COALESCE_LIMIT: usize = 64 * 1024;
+
+/// Result of one flush attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued was written.
+    Empty,
+    /// The socket would block; wait for a writable event.
+    Blocked,
+    /// The per-turn budget ran out with data left; try again next turn.
+    Budget,
+}
+
+impl OutQueue {
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Bytes held in memory.
+    pub fn owned_len(&self) -> usize {
+        self.owned
+    }
+
+    /// All bytes still to send, mapped ranges included.
+    pub fn total_len(&self) -> u64 {
+        self.total
+    }
+
+    pub fn push_slice(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.owned += data.len();
+        self.total += data.len() as u64;
+        if let Some(Chunk::Bytes { buf, .. }) = self.chunks.back_mut() {
+            if buf.len() + data.len() <= COALESCE_LIMIT.max(buf.capacity()) {
+                buf.extend_from_slice(data);
+                return;
+            }
+        }
+        let mut buf = Vec::with_capacity(data.len().max(256));
+        buf.extend_from_slice(data);
+        self.chunks.push_back(Chunk::Bytes { buf, pos: 0 });
+    }
+
+    pub fn push_vec(&mut self, data: Vec<u8>) {
+        if data.is_empty() {
+            return;
+        }
+        if data.len() < 4096 {
+            return self.push_slice(&data);
+        }
+        self.owned += data.len();
+        self.total += data.len() as u64;
+        self.chunks.push_back(Chunk::Bytes { buf: data, pos: 0 });
+    }
+
+    pub fn push_static(&mut self, data: &'static [u8]) {
+        if data.is_empty() {
+            return;
+        }
+        self.total += data.len() as u64;
+        self.chunks.push_back(Chunk::Static { buf: data, pos: 0 });
+    }
+
+    /// Queues `map[start..end]` (clamped to the map), written `step` bytes per call.
+    pub fn push_map(&mut self, map: Arc<Mmap>, start: usize, end: usize, step: usize) {
+        let end = end.min(map.len());
+        if start >= end {
+            return;
+        }
+        self.total += (end - start) as u64;
+        self.chunks.push_back(Chunk::Map {
+            map,
+            pos: start,
+            end,
+            step: step.max(4096),
+        });
+    }
+
+    /// Drops everything queued (the connection is going away).
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.owned = 0;
+        self.total = 0;
+    }
+
+    /// Writes through `w` until the queue is empty, the socket would block or
+    /// `budget` bytes went out. Returns how many bytes were written too.
+    pub fn flush<W: io::Write>(&mut self, w: &mut W, budget: usize) -> io::Result<(Flush, usize)> {
+        let mut written = 0usize;
+        while let Some(front) = self.chunks.front_mut() {
+            if written >= budget {
+                return Ok((Flush::Budget, written));
+            }
+            let data = front.remaining();
+            if data.is_empty() {
+                // A map shorter than the range we were asked to send: the
+                // file shrank under us. Report it rather than loop.
+                if !front.is_done() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "mapped file is shorter than the range queued",
+                    ));
+                }
+                self.chunks.pop_front();
+                continue;
+            }
+            match w.write(data) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    if let Chunk::Bytes { .. } = front {
+                        self.owned -= n;
+                    }
+                    self.total -= n as u64;
+                    front.advance(n);
+                    written += n;
+                    if front.is_done() {
+                        self.chunks.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok((Flush::Blocked, written))
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Flush::Empty, written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that accepts at most `cap` bytes per call and `room` in total.
+    struct Pipe {
+        got: Vec<u8>,
+        cap: usize,
+        room: usize,
+    }
+    impl io::Write for Pipe {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.cap).min(self.room);
+            self.got.extend_from_slice(&b[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn coalesces_and_flushes_in_order_across_partial_writes() {
+        let mut q = OutQueue::default();
+        q.push_slice(b"hello ");
+        q.push_static(b"static ");
+        q.push_vec(vec![b'x'; 5000]);
+        q.push_slice(b" end");
+        assert_eq!(q.owned_len(), 6 + 5000 + 4);
+        let mut p = Pipe {
+            got: vec![],
+            cap: 7,
+            room: 100,
+        };
+        assert_eq!(q.flush(&mut p, usize::MAX).unwrap().0, Flush::Blocked);
+        p.room = usize::MAX;
+        assert_eq!(q.flush(&mut p, usize::MAX).unwrap().0, Flush::Empty);
+        let mut want = b"hello static ".to_vec();
+        want.extend(vec![b'x'; 5000]);
+        want.extend_from_slice(b" end");
+        assert_eq!(p.got, want);
+        assert_eq!(q.owned_len(), 0);
+        assert_eq!(q.total_len(), 0);
+    }
+
+    #[test]
+    fn budget_stops_a_flush_with_data_left() {
+        let mut q = OutQueue::default();
+        q.push_vec(vec![1u8; 10_000]);
+        let mut p = Pipe {
+            got: vec![],
+            cap: 1000,
+            room: usize::MAX,
+        };
+        let (f, n) = q.flush(&mut p, 3000).unwrap();
+        assert_eq!(f, Flush::Budget);
+        assert_eq!(n, 3000);
+        assert_eq!(q.total_len(), 7000);
+    }
+
+    #[test]
+    fn sends_a_map_range_in_steps() {
+        let mut f = tempfile_like();
+        use std::io::Write;
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        let map = Arc::new(unsafe { Mmap::map(&f).unwrap() });
+        let mut q = OutQueue::default();
+        q.push_map(map, 100, 19_000, 4096);
+        let mut p = Pipe {
+            got: vec![],
+            cap: usize::MAX,
+            room: usize::MAX,
+        };
+        q.flush(&mut p, usize::MAX).unwrap();
+        assert_eq!(p.got, &data[100..19_000]);
+    }
+
+    fn tempfile_like() -> std::fs::File {
+        let path = std::env::temp_dir().join(format!(
+            "outq-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        f
+    }
+}
