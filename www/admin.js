@@ -367,7 +367,7 @@
     const fileCount = typeof h.file_count === "number" ? h.file_count
       : h.files && typeof h.files === "object" ? Object.keys(h.files).length : 0;
     return el("tr", { dataset: { hostname } },
-      el("td", { "data-label": "Host" },
+      el("td", {},
         el("div", { class: "fname" }, hostname),
         h.display_name && h.display_name !== hostname ? el("div", { class: "sub" }, String(h.display_name)) : null),
       el("td", { class: "mono nowrap", "data-label": "Address" },
@@ -436,7 +436,7 @@
           el("tbody", {}, names.map((name) => {
             const f = files[name] || {};
             return el("tr", { dataset: { name } },
-              el("td", { "data-label": "Name" }, el("span", { class: "fname" }, name)),
+              el("td", {}, el("span", { class: "fname" }, name)),
               el("td", { class: "num", "data-label": "Size" }, P.formatBytes(f.size)),
               el("td", { class: "nowrap", "data-label": "Modified" }, P.formatTime(f.modified)),
               el("td", { class: "nowrap", "data-label": "Published" }, P.formatTime(f.published_at)),

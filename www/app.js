@@ -339,7 +339,7 @@
     }
     const hb = d.heartbeat || {};
     const hbState = hb.state || "idle";
-    const every = typeof hb.interval_s === "number" ? " · every " + P.formatDuration(hb.interval_s) : "";
+    const every = typeof hb.interval_s === "number" ? " · every " + Math.round(hb.interval_s) + " s" : "";
     setChildren($("#sb-heartbeat"), "Heartbeat: " + hbState + every);
     setChildren($("#sb-port"), d.peer_port ? "Peer port " + d.peer_port : "No peer port");
     const counts = d.counts || {};
@@ -406,13 +406,13 @@
     const publishBtn = f.is_published
       ? el("button", {
         type: "button", class: "btn btn-ghost btn-small",
-        dataset: { action: "unpublish", focusKey: "unpublish:" + name },
+        dataset: { action: "unpublish", focusKey: "share:" + name },
         "aria-label": "Unpublish " + name,
         on: { click: (ev) => unpublishFile(name, ev.currentTarget) },
       }, "Unpublish")
       : el("button", {
         type: "button", class: "btn btn-primary btn-small",
-        dataset: { action: "publish", focusKey: "publish:" + name },
+        dataset: { action: "publish", focusKey: "share:" + name },
         "aria-label": "Publish " + name,
         disabled: !!f.hashing || f.status === "missing",
         title: f.hashing ? "Wait until the SHA-256 is computed" : null,
@@ -425,7 +425,7 @@
       on: { click: () => removeFile(name) },
     }, "Remove");
     return el("tr", { dataset: { name } },
-      el("td", { "data-label": "Name" },
+      el("td", {},
         el("div", { class: "fname" }, name),
         f.path ? el("div", { class: "sub", title: f.path }, f.path) : null),
       el("td", { class: "num", "data-label": "Size" }, P.formatBytes(f.size)),
@@ -436,7 +436,7 @@
           : el("span", { class: "muted" }, f.hashing ? "computing…" : "—")),
       el("td", { "data-label": "Sharing" }, sharingBadge(f),
         f.is_published && f.published_at
-          ? el("div", { class: "sub" }, "since " + P.formatTime(f.published_at)) : null),
+          ? el("div", { class: "sub nowrap" }, "since " + P.formatTime(f.published_at)) : null),
       el("td", { class: "actions" }, el("div", { class: "actions-inner" }, publishBtn, removeBtn)));
   }
 
@@ -612,7 +612,7 @@
     const online = hosts.filter((h) => h.online);
     const name = String(f.name);
     return el("tr", { dataset: { name } },
-      el("td", { "data-label": "Name" },
+      el("td", {},
         el("div", { class: "fname" }, name),
         el("div", { class: "sub" }, "modified " + P.formatTime(f.modified))),
       el("td", { class: "num", "data-label": "Size" }, P.formatBytes(f.size)),
@@ -856,11 +856,14 @@
     part(card, "pct").textContent = (shown === 100 ? "100" : shown.toFixed(1)) + "%";
 
     part(card, "bytes").textContent = P.formatBytes(done) + " of " + P.formatBytes(total);
-    part(card, "speed").textContent = active && f.status === "downloading" ? P.formatSpeed(f.speed_bps) : "—";
+    const took = f.finished_at && f.started_at ? f.finished_at - f.started_at : 0;
+    part(card, "speed").textContent = f.status === "downloading"
+      ? P.formatSpeed(f.speed_bps)
+      : f.status === "completed" && took > 0 ? P.formatSpeed(total / took) + " average" : "—";
     part(card, "eta").textContent = f.status === "downloading"
       ? P.formatDuration(f.eta_seconds)
-      : f.status === "completed" && f.finished_at && f.started_at
-        ? "done in " + P.formatDuration(Math.max(0, f.finished_at - f.started_at))
+      : f.status === "completed" && took >= 0 && f.finished_at
+        ? "done in " + (took < 1 ? "under 1 s" : P.formatDuration(took))
         : "—";
     part(card, "peer").textContent = f.peer ? String(f.peer) : "—";
 
