@@ -1,0 +1,39 @@
+//! Raising this process's open-files limit; the one libc call every tool makes first.
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit and return `(soft, hard)` as they are now.
+pub fn raise_nofile() -> (u64, u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return (0, 0);
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    (lim.rlim_cur, lim.rlim_max)
+}
+
+/// Raise the limit and say on stderr what we got, as every tool does at start.
+pub fn raise_and_report(tool: &str) -> u64 {
+    let (soft, hard) = raise_nofile();
+    eprintln!("{tool}: open files limit {soft} (hard {hard})");
+    soft
+}
+
+/// The soft open-files limit of another process, from /proc/PID/limits.
+pub fn nofile_of(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}

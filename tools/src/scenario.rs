@@ -1,0 +1,475 @@
+//! The registry scalability script (registry-bench presets): each simulated client
+//! connects, REGISTERs, PUBLISHes its files, REQUESTs, DISCOVERs, PINGs, LISTs, then stays,
+//! closes or UNREGISTERs; at most `concurrency` at once. One shard's share, on one `Net`.
+
+use crate::hist::{OpSet, Reasons};
+use crate::net::{ConnId, Net, NetEvent};
+use crate::prng::SplitMix64;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// The fixed operation list of registry-bench, in report order.
+pub static OPS: &[&str] = &[
+    "CONNECT",
+    "REGISTER",
+    "PUBLISH",
+    "REQUEST",
+    "DISCOVER",
+    "PING",
+    "LIST",
+    "list_page",
+    "list_full",
+    "UNREGISTER",
+];
+pub const CONNECT: u8 = 0;
+pub const REGISTER: u8 = 1;
+pub const PUBLISH: u8 = 2;
+pub const REQUEST: u8 = 3;
+pub const DISCOVER: u8 = 4;
+pub const PING: u8 = 5;
+pub const LIST: u8 = 6;
+pub const LIST_PAGE: u8 = 7;
+pub const LIST_FULL: u8 = 8;
+pub const UNREGISTER: u8 = 9;
+
+/// What a client does once its script is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leave {
+    /// Keep the connection (and so the registration) until the whole run ends.
+    Stay,
+    /// Close without UNREGISTER: the host stays in the registry, offline.
+    Close,
+    /// UNREGISTER, then close.
+    Unregister,
+}
+
+impl Leave {
+    pub fn parse(s: &str) -> Option<Leave> {
+        match s {
+            "stay" => Some(Leave::Stay),
+            "close" => Some(Leave::Close),
+            "unregister" => Some(Leave::Unregister),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Leave::Stay => "stay",
+            Leave::Close => "close",
+            Leave::Unregister => "unregister",
+        }
+    }
+}
+
+/// One shard's part of a run.
+pub struct Plan {
+    pub addr: SocketAddr,
+    pub run: String,
+    /// Global index of this shard's first client.
+    pub first: usize,
+    pub count: usize,
+    pub concurrency: usize,
+    /// Connects in progress at once (a burst of thousands only measures SYN retries).
+    pub connect_burst: usize,
+    pub files: usize,
+    /// Every n-th client also asks for the full registry (0: never).
+    pub full_list_every: usize,
+    pub leave: Leave,
+    /// One per local client; None sends no token.
+    pub tokens: Vec<Option<String>>,
+    pub source_ips: usize,
+    pub timeout: Duration,
+}
+
+pub struct Outcome {
+    pub ops: OpSet,
+    pub clients: usize,
+    pub clients_ok: usize,
+    pub elapsed: Duration,
+    pub error_reasons: Reasons,
+}
+
+/// Counters for the progress line.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Prog {
+    pub done: u64,
+    pub ok: u64,
+    pub open: u64,
+    pub answered: u64,
+    pub errors: u64,
+}
+
+pub fn hostname(run: &str, i: usize) -> String {
+    format!("bench-{run}-{i}")
+}
+
+pub fn file_name(run: &str, i: usize, k: usize) -> String {
+    format!("bench-{run}-{i}-{k}.dat")
+}
+
+fn fake_sha(name: &str) -> String {
+    let d = Sha256::digest(name.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn file_size(i: usize, k: usize) -> u64 {
+    1024 + ((i * 7919 + k * 104_729) % (50 << 20)) as u64
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Connecting,
+    Register,
+    Publish(usize),
+    Request,
+    Discover,
+    Ping,
+    ListPage,
+    ListFull,
+    Unregister,
+    Finished,
+}
+
+struct Client {
+    conn: Option<ConnId>,
+    step: Step,
+    ok: bool,
+    /// Position in the `present` list while it can be a REQUEST/DISCOVER target.
+    present_at: Option<usize>,
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    net: Net,
+    clients: Vec<Client>,
+    /// Local clients registered with all files published and not yet gone.
+    present: Vec<usize>,
+    rng: SplitMix64,
+    ops: OpSet,
+    reasons: Reasons,
+    prog: Prog,
+    modified: f64,
+}
+
+/// Run the script for the plan's clients. Returns the outcome and the `Net` still holding
+/// the connections of clients that stay (dropping it closes them).
+pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, Net), String> {
+    let net = Net::new(plan.source_ips, plan.timeout).map_err(|e| format!("poll: {e}"))?;
+    let mut r = Run {
+        plan,
+        net,
+        clients: (0..plan.count)
+            .map(|_| Client {
+                conn: None,
+                step: Step::Connecting,
+                ok: true,
+                present_at: None,
+            })
+            .collect(),
+        present: Vec::new(),
+        rng: SplitMix64::new(plan.first as u64 ^ 0x5eed),
+        ops: OpSet::new(OPS),
+        reasons: Reasons::default(),
+        prog: Prog::default(),
+        modified: crate::unix_now() - 86_400.0,
+    };
+    let start = Instant::now();
+    let mut next = 0usize;
+    let mut connecting = 0usize;
+    let mut events = Vec::new();
+    let mut last_prog = Instant::now();
+    while (r.prog.done as usize) < plan.count {
+        // Keep `concurrency` clients going, with at most `connect_burst` connecting.
+        while next < plan.count
+            && r.net.open() < plan.concurrency
+            && connecting < plan.connect_burst
+        {
+            let i = next;
+            next += 1;
+            match r.net.connect(plan.addr, i) {
+                Ok(id) => {
+                    r.clients[i].conn = Some(id);
+                    connecting += 1;
+                }
+                Err(e) => {
+                    r.ops.get(CONNECT as usize).lost += 1;
+                    r.reason(&format!("connect: {e}"));
+                    r.finish(i, false);
+                }
+            }
+        }
+        events.clear();
+        r.net
+            .turn(Some(Duration::from_millis(50)), &mut events)
+            .map_err(|e| format!("poll: {e}"))?;
+        for ev in events.drain(..) {
+            match ev {
+                NetEvent::Connected { id, tag, took } => {
+                    connecting -= 1;
+                    if r.clients.get(tag).and_then(|c| c.conn) == Some(id) {
+                        r.ops.get(CONNECT as usize).record(took);
+                        r.prog.answered += 1;
+                        r.advance(tag);
+                    }
+                }
+                NetEvent::ConnectFailed { id, tag, error, .. } => {
+                    connecting -= 1;
+                    if r.clients.get(tag).and_then(|c| c.conn) == Some(id) {
+                        r.ops.get(CONNECT as usize).lost += 1;
+                        r.reason(&error);
+                        r.clients[tag].conn = None;
+                        r.finish(tag, false);
+                    }
+                }
+                NetEvent::Reply {
+                    id,
+                    tag,
+                    op,
+                    latency,
+                    error,
+                } => {
+                    if r.clients.get(tag).and_then(|c| c.conn) != Some(id) {
+                        continue;
+                    }
+                    r.record(op, latency, error.as_deref());
+                    if error.is_some() {
+                        r.clients[tag].ok = false;
+                        if op == REGISTER {
+                            // Nothing after a refused REGISTER would mean anything.
+                            r.net.close(id);
+                            r.clients[tag].conn = None;
+                            r.finish(tag, false);
+                            continue;
+                        }
+                    }
+                    r.advance(tag);
+                }
+                NetEvent::Closed {
+                    id,
+                    tag,
+                    error,
+                    lost,
+                } => {
+                    if r.clients.get(tag).and_then(|c| c.conn) != Some(id) {
+                        continue;
+                    }
+                    for s in &lost {
+                        r.ops.get(s.op as usize).lost += 1;
+                        r.prog.errors += 1;
+                        r.reason(&error);
+                    }
+                    r.clients[tag].conn = None;
+                    if r.clients[tag].step != Step::Finished {
+                        if lost.is_empty() {
+                            r.reason(&error);
+                            r.prog.errors += 1;
+                        }
+                        r.finish(tag, false);
+                    }
+                }
+            }
+        }
+        if last_prog.elapsed() >= Duration::from_millis(500) {
+            last_prog = Instant::now();
+            r.prog.open = r.net.open() as u64;
+            on_progress(&r.prog);
+        }
+    }
+    let elapsed = start.elapsed();
+    r.prog.open = r.net.open() as u64;
+    on_progress(&r.prog);
+    let outcome = Outcome {
+        ops: r.ops,
+        clients: plan.count,
+        clients_ok: r.prog.ok as usize,
+        elapsed,
+        error_reasons: r.reasons,
+    };
+    Ok((outcome, r.net))
+}
+
+impl Run<'_> {
+    fn reason(&mut self, e: &str) {
+        self.reasons.add(e);
+    }
+
+    fn record(&mut self, op: u8, latency: Duration, error: Option<&str>) {
+        let h = self.ops.get(op as usize);
+        h.record(latency);
+        if error.is_some() {
+            h.errors += 1;
+        }
+        if op == LIST_PAGE || op == LIST_FULL {
+            let l = self.ops.get(LIST as usize);
+            l.record(latency);
+            if error.is_some() {
+                l.errors += 1;
+            }
+        }
+        self.prog.answered += 1;
+        if let Some(e) = error {
+            self.prog.errors += 1;
+            let name = OPS[op as usize];
+            self.reason(&format!("{name}: {e}"));
+        }
+    }
+
+    fn finish(&mut self, i: usize, ok: bool) {
+        let c = &mut self.clients[i];
+        if c.step == Step::Finished {
+            return;
+        }
+        c.step = Step::Finished;
+        c.ok &= ok;
+        let good = c.ok;
+        self.prog.done += 1;
+        if good {
+            self.prog.ok += 1;
+        }
+        self.leave_present(i);
+    }
+
+    fn leave_present(&mut self, i: usize) {
+        if let Some(at) = self.clients[i].present_at.take() {
+            self.present.swap_remove(at);
+            if let Some(&moved) = self.present.get(at) {
+                self.clients[moved].present_at = Some(at);
+            }
+        }
+    }
+
+    /// A target for REQUEST/DISCOVER: another present client if there is one.
+    fn target(&mut self, me: usize) -> usize {
+        if self.present.is_empty() {
+            return me;
+        }
+        for _ in 0..3 {
+            let t = self.present[self.rng.below(self.present.len() as u64) as usize];
+            if t != me {
+                return t;
+            }
+        }
+        self.present[0]
+    }
+
+    fn next_step(&self, i: usize, s: Step) -> Step {
+        let p = self.plan;
+        let global = p.first + i;
+        let after_lists = if p.leave == Leave::Unregister {
+            Step::Unregister
+        } else {
+            Step::Finished
+        };
+        match s {
+            Step::Connecting => Step::Register,
+            Step::Register if p.files > 0 => Step::Publish(0),
+            Step::Register => Step::Request,
+            Step::Publish(k) if k + 1 < p.files => Step::Publish(k + 1),
+            Step::Publish(_) => Step::Request,
+            Step::Request => Step::Discover,
+            Step::Discover => Step::Ping,
+            Step::Ping => Step::ListPage,
+            Step::ListPage if p.full_list_every > 0 && global.is_multiple_of(p.full_list_every) => {
+                Step::ListFull
+            }
+            Step::ListPage | Step::ListFull => after_lists,
+            Step::Unregister | Step::Finished => Step::Finished,
+        }
+    }
+
+    /// The client has its answer (or its connection): send the next request.
+    fn advance(&mut self, i: usize) {
+        let Some(conn) = self.clients[i].conn else {
+            return;
+        };
+        let cur = self.clients[i].step;
+        let step = self.next_step(i, cur);
+        if matches!(cur, Step::Publish(_)) && !matches!(step, Step::Publish(_)) {
+            // All files published: from now on others may ask for this client.
+            self.clients[i].present_at = Some(self.present.len());
+            self.present.push(i);
+        }
+        if cur == Step::Register && self.plan.files == 0 && step == Step::Request {
+            self.clients[i].present_at = Some(self.present.len());
+            self.present.push(i);
+        }
+        self.clients[i].step = step;
+        if step == Step::Finished {
+            let leave = self.plan.leave;
+            if leave != Leave::Stay {
+                self.net.close(conn);
+                self.clients[i].conn = None;
+            }
+            self.finish(i, true);
+            return;
+        }
+        if step == Step::Unregister {
+            self.leave_present(i);
+        }
+        let (op, line) = self.line(i, step);
+        self.net.send(conn, op, line.as_bytes(), Instant::now());
+    }
+
+    fn line(&mut self, i: usize, step: Step) -> (u8, String) {
+        let p = self.plan;
+        let g = p.first + i;
+        let me = hostname(&p.run, g);
+        let (op, action, data) = match step {
+            Step::Register => {
+                let mut files = Map::new();
+                for k in 0..p.files {
+                    let name = file_name(&p.run, g, k);
+                    files.insert(
+                        name.clone(),
+                        json!({"size": file_size(g, k), "modified": self.modified,
+                               "is_published": false, "sha256": fake_sha(&name)}),
+                    );
+                }
+                let mut d = json!({
+                    "hostname": me, "port": 10_000 + (g % 50_000), "ip": "127.0.0.1",
+                    "display_name": format!("Bench client {g}"), "files_metadata": files,
+                });
+                if let Some(Some(t)) = p.tokens.get(i) {
+                    d["token"] = Value::String(t.clone());
+                }
+                (REGISTER, "REGISTER", d)
+            }
+            Step::Publish(k) => {
+                let name = file_name(&p.run, g, k);
+                let sha = fake_sha(&name);
+                let d = json!({"hostname": me, "fname": name, "size": file_size(g, k),
+                    "modified": self.modified, "published_at": crate::unix_now(), "sha256": sha});
+                (PUBLISH, "PUBLISH", d)
+            }
+            Step::Request => {
+                let t = self.target(i);
+                let k = self.rng.below(p.files.max(1) as u64) as usize;
+                let d = json!({"fname": file_name(&p.run, p.first + t, k)});
+                (REQUEST, "REQUEST", d)
+            }
+            Step::Discover => {
+                let t = self.target(i);
+                (
+                    DISCOVER,
+                    "DISCOVER",
+                    json!({"hostname": hostname(&p.run, p.first + t)}),
+                )
+            }
+            Step::Ping => (PING, "PING", json!({"hostname": me, "state": "active"})),
+            Step::ListPage => {
+                let span = (self.present.len() as u64).max(1);
+                let d = json!({"offset": self.rng.below(span), "limit": 100,
+                    "query": format!("bench-{}-", p.run)});
+                (LIST_PAGE, "LIST", d)
+            }
+            Step::ListFull => (LIST_FULL, "LIST", json!({})),
+            Step::Unregister => (UNREGISTER, "UNREGISTER", json!({"hostname": me})),
+            Step::Connecting | Step::Finished => (PING, "PING", json!({"hostname": me})),
+        };
+        let mut s = json!({"action": action, "data": data}).to_string();
+        s.push('\n');
+        (op, s)
+    }
+}
