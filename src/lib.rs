@@ -5,10 +5,12 @@
 //! process runs one `reactor` event loop; `up` runs both services on it.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod coordinator;
 pub mod log;
 pub mod node;
 pub mod proto;
 pub mod store;
+pub mod up;
 pub mod web;

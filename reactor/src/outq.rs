@@ -13,6 +13,8 @@ pub enum Chunk {
     Bytes { buf: Vec<u8>, pos: usize },
     /// Bytes that live as long as the program (static web assets).
     Static { buf: &'static [u8], pos: usize },
+    /// Bytes shared with other connections (a cached reply): not copied.
+    Shared { buf: Arc<Vec<u8>>, pos: usize },
     /// `map[pos..end]`, written at most `step` bytes per system call.
     Map {
         map: Arc<Mmap>,
@@ -27,6 +29,7 @@ impl Chunk {
         match self {
             Chunk::Bytes { buf, pos } => &buf[*pos..],
             Chunk::Static { buf, pos } => &buf[*pos..],
+            Chunk::Shared { buf, pos } => &buf[*pos..],
             Chunk::Map {
                 map,
                 pos,
@@ -43,15 +46,17 @@ impl Chunk {
         match self {
             Chunk::Bytes { buf, pos } => *pos >= buf.len(),
             Chunk::Static { buf, pos } => *pos >= buf.len(),
+            Chunk::Shared { buf, pos } => *pos >= buf.len(),
             Chunk::Map { pos, end, .. } => pos >= end,
         }
     }
 
     fn advance(&mut self, n: usize) {
         match self {
-            Chunk::Bytes { pos, .. } | Chunk::Static { pos, .. } | Chunk::Map { pos, .. } => {
-                *pos += n
-            }
+            Chunk::Bytes { pos, .. }
+            | Chunk::Static { pos, .. }
+            | Chunk::Shared { pos, .. }
+            | Chunk::Map { pos, .. } => *pos += n,
         }
     }
 }
@@ -132,6 +137,14 @@ impl OutQueue {
         }
         self.total += data.len() as u64;
         self.chunks.push_back(Chunk::Static { buf: data, pos: 0 });
+    }
+
+    pub fn push_shared(&mut self, data: Arc<Vec<u8>>) {
+        if data.is_empty() {
+            return;
+        }
+        self.total += data.len() as u64;
+        self.chunks.push_back(Chunk::Shared { buf: data, pos: 0 });
     }
 
     /// Queues `map[start..end]` (clamped to the map), written `step` bytes per call.

@@ -502,6 +502,35 @@ impl Ctx {
         }
     }
 
+    /// Takes the whole read buffer out (no copy), so the service can parse it
+    /// while queueing output; give it back with [`Ctx::put_back_input`].
+    pub fn take_input(&mut self, id: ConnId) -> Vec<u8> {
+        self.conn_mut(id)
+            .map(|c| std::mem::take(&mut c.input))
+            .unwrap_or_default()
+    }
+
+    /// Returns a buffer taken with [`Ctx::take_input`], minus `consumed` bytes
+    /// at its front. Bytes read in between (none in practice) stay after it.
+    pub fn put_back_input(&mut self, id: ConnId, mut buf: Vec<u8>, consumed: usize) {
+        let idx = id.index();
+        if let Some(c) = self.conn_mut(id) {
+            let n = consumed.min(buf.len());
+            if n == buf.len() {
+                buf.clear();
+            } else if n > 0 {
+                buf.drain(..n);
+            }
+            if !c.input.is_empty() {
+                buf.extend_from_slice(&c.input);
+            }
+            c.input = buf;
+            if c.read_paused {
+                self.resume.push(idx);
+            }
+        }
+    }
+
     /// Changes a connection's settings (e.g. a fetch raises its buffers).
     pub fn set_options(&mut self, id: ConnId, opts: ConnOptions) {
         if let Some(c) = self.conn_mut(id) {
@@ -544,6 +573,14 @@ impl Ctx {
     pub fn send_static(&mut self, id: ConnId, data: &'static [u8]) {
         if let Some(c) = self.conn_mut(id) {
             c.out.push_static(data);
+            self.mark_dirty(id.index());
+        }
+    }
+
+    /// Queues bytes shared with other connections, without copying them.
+    pub fn send_shared(&mut self, id: ConnId, data: Arc<Vec<u8>>) {
+        if let Some(c) = self.conn_mut(id) {
+            c.out.push_shared(data);
             self.mark_dirty(id.index());
         }
     }

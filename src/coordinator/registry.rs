@@ -1,0 +1,581 @@
+//! The registry: hosts, their files, and an index from file name to hosts.
+//! REQUEST is an index lookup, never a scan; LIST answers from a cached,
+//! already serialised snapshot rebuilt only after a change. No I/O here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use reactor::ConnId;
+use slab::Slab;
+
+use crate::proto::registry::{push_f64, push_json_str, FileMeta, HeartbeatState};
+
+pub type HostKey = usize;
+
+pub struct Host {
+    pub name: Box<str>,
+    pub display_name: String,
+    pub ip: String,
+    pub port: u16,
+    pub files: BTreeMap<Box<str>, FileMeta>,
+    pub last_seen: f64,
+    pub connected_at: f64,
+    pub online: bool,
+    /// The registry connection bound to this host, if any.
+    pub conn: Option<ConnId>,
+    pub state: Option<HeartbeatState>,
+    /// `"addr":[..],"display_name":..,"files":{..}` cached until the host changes.
+    frag: Option<Vec<u8>>,
+}
+
+impl Host {
+    pub fn published(&self) -> impl Iterator<Item = (&str, &FileMeta)> {
+        self.files
+            .iter()
+            .filter(|(_, m)| m.is_published)
+            .map(|(n, m)| (n.as_ref(), m))
+    }
+
+    fn fragment(&mut self) -> &[u8] {
+        if self.frag.is_none() {
+            let mut out = Vec::with_capacity(128);
+            out.extend_from_slice(b"\"addr\":[");
+            push_json_str(&mut out, &self.ip);
+            out.push(b',');
+            out.extend_from_slice(self.port.to_string().as_bytes());
+            out.extend_from_slice(b"],\"display_name\":");
+            push_json_str(&mut out, &self.display_name);
+            out.extend_from_slice(b",\"files\":");
+            push_files(&mut out, self.published());
+            self.frag = Some(out);
+        }
+        self.frag.as_deref().unwrap_or_default()
+    }
+
+    fn matches(&self, q: &str) -> bool {
+        contains_ci(&self.name, q)
+            || contains_ci(&self.display_name, q)
+            || self.published().any(|(n, _)| contains_ci(n, q))
+    }
+}
+
+/// Appends `{"name":{meta},...}`.
+pub fn push_files<'a>(out: &mut Vec<u8>, files: impl Iterator<Item = (&'a str, &'a FileMeta)>) {
+    out.push(b'{');
+    for (i, (name, m)) in files.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_str(out, name);
+        out.push(b':');
+        push_meta(out, m);
+    }
+    out.push(b'}');
+}
+
+pub fn push_meta(out: &mut Vec<u8>, m: &FileMeta) {
+    out.extend_from_slice(b"{\"size\":");
+    out.extend_from_slice(m.size.to_string().as_bytes());
+    out.extend_from_slice(b",\"modified\":");
+    push_f64(out, m.modified);
+    if let Some(p) = m.published_at {
+        out.extend_from_slice(b",\"published_at\":");
+        push_f64(out, p);
+    }
+    out.extend_from_slice(if m.is_published {
+        b",\"is_published\":true"
+    } else {
+        b",\"is_published\":false"
+    });
+    if let Some(s) = &m.sha256 {
+        out.extend_from_slice(b",\"sha256\":");
+        push_json_str(out, s);
+    }
+    out.push(b'}');
+}
+
+/// ASCII-case-insensitive substring test (names are mostly ASCII; other
+/// letters match exactly).
+pub fn contains_ci(hay: &str, needle: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+}
+
+/// A cached full-LIST reply is reused for this long after `last_seen` moves,
+/// as long as nothing else changed.
+const SNAPSHOT_MAX_AGE_S: f64 = 1.0;
+
+#[derive(Default)]
+pub struct Registry {
+    hosts: Slab<Host>,
+    by_name: BTreeMap<Box<str>, HostKey>,
+    index: HashMap<Box<str>, Vec<HostKey>>,
+    published: usize,
+    /// Host keys in hostname order, rebuilt lazily after hosts come or go.
+    order: Option<Vec<HostKey>>,
+    snapshot: Option<(f64, Arc<Vec<u8>>)>,
+}
+
+impl Registry {
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    pub fn published_count(&self) -> usize {
+        self.published
+    }
+
+    pub fn online_count(&self) -> usize {
+        self.hosts.iter().filter(|(_, h)| h.online).count()
+    }
+
+    pub fn key(&self, name: &str) -> Option<HostKey> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn get(&self, key: HostKey) -> Option<&Host> {
+        self.hosts.get(key)
+    }
+
+    fn changed(&mut self, key: HostKey) {
+        if let Some(h) = self.hosts.get_mut(key) {
+            h.frag = None;
+        }
+        self.snapshot = None;
+    }
+
+    fn unindex(&mut self, key: HostKey, name: &str) {
+        if let Some(v) = self.index.get_mut(name) {
+            v.retain(|&k| k != key);
+            if v.is_empty() {
+                self.index.remove(name);
+            }
+            self.published -= 1;
+        }
+    }
+
+    fn index_file(&mut self, key: HostKey, name: &str) {
+        let v = self.index.entry(name.into()).or_default();
+        if !v.contains(&key) {
+            v.push(key);
+            self.published += 1;
+        }
+    }
+
+    /// Adds or replaces a host with the full state it reports.
+    #[allow(clippy::too_many_arguments)]
+    pub fn register(
+        &mut self,
+        name: &str,
+        display_name: &str,
+        ip: &str,
+        port: u16,
+        files: Vec<(String, FileMeta)>,
+        conn: Option<ConnId>,
+        now: f64,
+    ) -> HostKey {
+        let key = match self.by_name.get(name) {
+            Some(&k) => {
+                let old: Vec<Box<str>> = self.hosts[k]
+                    .files
+                    .iter()
+                    .filter(|(_, m)| m.is_published)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for n in old {
+                    self.unindex(k, &n);
+                }
+                k
+            }
+            None => {
+                let k = self.hosts.insert(Host {
+                    name: name.into(),
+                    display_name: String::new(),
+                    ip: String::new(),
+                    port: 0,
+                    files: BTreeMap::new(),
+                    last_seen: now,
+                    connected_at: now,
+                    online: true,
+                    conn: None,
+                    state: None,
+                    frag: None,
+                });
+                self.by_name.insert(name.into(), k);
+                self.order = None;
+                k
+            }
+        };
+        let h = &mut self.hosts[key];
+        h.display_name = if display_name.is_empty() {
+            name.to_string()
+        } else {
+            display_name.to_string()
+        };
+        h.ip = ip.to_string();
+        h.port = port;
+        h.files = files
+            .into_iter()
+            .map(|(n, m)| (n.into_boxed_str(), m))
+            .collect();
+        h.last_seen = now;
+        h.connected_at = now;
+        h.online = true;
+        h.conn = conn;
+        let published: Vec<Box<str>> = h.published().map(|(n, _)| n.into()).collect();
+        for n in published {
+            self.index_file(key, &n);
+        }
+        self.changed(key);
+        key
+    }
+
+    pub fn publish(&mut self, key: HostKey, fname: &str, meta: FileMeta) {
+        let Some(h) = self.hosts.get_mut(key) else {
+            return;
+        };
+        h.files.insert(fname.into(), meta);
+        self.index_file(key, fname);
+        self.changed(key);
+    }
+
+    /// Marks a file unpublished (kept, as the seed does). False if unknown.
+    pub fn unpublish(&mut self, key: HostKey, fname: &str) -> bool {
+        let Some(h) = self.hosts.get_mut(key) else {
+            return false;
+        };
+        let Some(m) = h.files.get_mut(fname) else {
+            return false;
+        };
+        let was = m.is_published;
+        m.is_published = false;
+        if was {
+            self.unindex(key, fname);
+        }
+        self.changed(key);
+        true
+    }
+
+    pub fn touch(&mut self, key: HostKey, now: f64) {
+        if let Some(h) = self.hosts.get_mut(key) {
+            h.last_seen = now;
+        }
+    }
+
+    pub fn set_state(&mut self, key: HostKey, state: HeartbeatState) {
+        if let Some(h) = self.hosts.get_mut(key) {
+            h.state = Some(state);
+        }
+    }
+
+    /// The bound connection closed: the host stays, offline.
+    pub fn set_offline(&mut self, key: HostKey) {
+        if let Some(h) = self.hosts.get_mut(key) {
+            h.online = false;
+            h.conn = None;
+            self.changed(key);
+        }
+    }
+
+    /// Removes a host and its files; returns the connection it was bound to.
+    pub fn remove(&mut self, key: HostKey) -> Option<ConnId> {
+        if !self.hosts.contains(key) {
+            return None;
+        }
+        let h = self.hosts.remove(key);
+        for (n, m) in h.files.iter() {
+            if m.is_published {
+                self.unindex(key, n);
+            }
+        }
+        self.by_name.remove(&h.name);
+        self.order = None;
+        self.snapshot = None;
+        h.conn
+    }
+
+    /// Removes hosts not seen since `cutoff`; returns their names and connections.
+    pub fn sweep(&mut self, cutoff: f64) -> Vec<(Box<str>, Option<ConnId>)> {
+        let stale: Vec<HostKey> = self
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.last_seen < cutoff)
+            .map(|(k, _)| k)
+            .collect();
+        stale
+            .into_iter()
+            .map(|k| {
+                let name = self.hosts[k].name.clone();
+                (name, self.remove(k))
+            })
+            .collect()
+    }
+
+    pub fn is_online(&self, name: &str) -> bool {
+        self.key(name)
+            .and_then(|k| self.hosts.get(k))
+            .is_some_and(|h| h.online)
+    }
+
+    /// The REQUEST reply: published offers of `fname`, online hosts first.
+    pub fn request_reply(&self, fname: &str, out: &mut Vec<u8>) {
+        let Some(keys) = self.index.get(fname) else {
+            out.extend_from_slice(b"{\"status\":\"NOTFOUND\",\"hosts\":[]}\n");
+            return;
+        };
+        let mut hosts: Vec<&Host> = keys.iter().filter_map(|&k| self.hosts.get(k)).collect();
+        hosts.sort_by(|a, b| {
+            b.online
+                .cmp(&a.online)
+                .then(b.last_seen.total_cmp(&a.last_seen))
+        });
+        out.extend_from_slice(b"{\"status\":\"FOUND\",\"hosts\":[");
+        let mut first = true;
+        for h in hosts {
+            let Some(m) = h.files.get(fname) else {
+                continue;
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(b"{\"hostname\":");
+            push_json_str(out, &h.name);
+            out.extend_from_slice(b",\"display_name\":");
+            push_json_str(out, &h.display_name);
+            out.extend_from_slice(b",\"ip\":");
+            push_json_str(out, &h.ip);
+            out.extend_from_slice(b",\"port\":");
+            out.extend_from_slice(h.port.to_string().as_bytes());
+            out.extend_from_slice(b",\"size\":");
+            out.extend_from_slice(m.size.to_string().as_bytes());
+            out.extend_from_slice(b",\"modified\":");
+            push_f64(out, m.modified);
+            out.extend_from_slice(b",\"is_published\":true");
+            if let Some(s) = &m.sha256 {
+                out.extend_from_slice(b",\"sha256\":");
+                push_json_str(out, s);
+            }
+            out.extend_from_slice(if h.online {
+                b",\"online\":true}"
+            } else {
+                b",\"online\":false}"
+            });
+        }
+        out.extend_from_slice(b"]}\n");
+    }
+
+    /// The DISCOVER reply, or false for an unknown host.
+    pub fn discover_reply(&mut self, name: &str, out: &mut Vec<u8>) -> bool {
+        let Some(k) = self.key(name) else {
+            return false;
+        };
+        let h = &mut self.hosts[k];
+        out.extend_from_slice(b"{\"status\":\"OK\",\"files\":");
+        push_files(out, h.published());
+        out.extend_from_slice(b",\"addr\":[");
+        push_json_str(out, &h.ip);
+        out.push(b',');
+        out.extend_from_slice(h.port.to_string().as_bytes());
+        out.extend_from_slice(if h.online {
+            b"],\"online\":true}\n"
+        } else {
+            b"],\"online\":false}\n"
+        });
+        true
+    }
+
+    fn push_host_entry(h: &mut Host, out: &mut Vec<u8>) {
+        push_json_str(out, &h.name.clone());
+        out.extend_from_slice(b":{");
+        out.extend_from_slice(h.fragment());
+        out.extend_from_slice(b",\"last_seen\":");
+        push_f64(out, h.last_seen);
+        out.extend_from_slice(b",\"connected_at\":");
+        push_f64(out, h.connected_at);
+        out.extend_from_slice(if h.online {
+            b",\"online\":true}"
+        } else {
+            b",\"online\":false}"
+        });
+    }
+
+    fn ordered(&mut self) -> &[HostKey] {
+        if self.order.is_none() {
+            self.order = Some(self.by_name.values().copied().collect());
+        }
+        self.order.as_deref().unwrap_or_default()
+    }
+
+    /// The whole registry as one reply line, shared by every asker until
+    /// something changes (or `last_seen` values are a second old).
+    pub fn list_full(&mut self, now: f64) -> Arc<Vec<u8>> {
+        if let Some((at, snap)) = &self.snapshot {
+            if now - at < SNAPSHOT_MAX_AGE_S {
+                return snap.clone();
+            }
+        }
+        let keys: Vec<HostKey> = self.ordered().to_vec();
+        let mut out = Vec::with_capacity(64 + self.hosts.len() * 160);
+        out.extend_from_slice(b"{\"status\":\"OK\",\"registry\":{");
+        for (i, k) in keys.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            Self::push_host_entry(&mut self.hosts[k], &mut out);
+        }
+        out.extend_from_slice(b"}}\n");
+        let snap = Arc::new(out);
+        self.snapshot = Some((now, snap.clone()));
+        snap
+    }
+
+    /// Host keys of one page in hostname order, the total matching, and the
+    /// next offset.
+    pub fn page(
+        &mut self,
+        offset: u64,
+        limit: u64,
+        query: Option<&str>,
+    ) -> (Vec<HostKey>, u64, Option<u64>) {
+        let offset = offset as usize;
+        let limit = limit as usize;
+        let (keys, total): (Vec<HostKey>, usize) = match query.filter(|q| !q.is_empty()) {
+            None => {
+                let order = self.ordered();
+                let total = order.len();
+                let end = offset.saturating_add(limit).min(total);
+                (
+                    order
+                        .get(offset.min(total)..end)
+                        .unwrap_or_default()
+                        .to_vec(),
+                    total,
+                )
+            }
+            Some(q) => {
+                let order: Vec<HostKey> = self.ordered().to_vec();
+                let mut total = 0;
+                let mut keys = Vec::new();
+                for k in order {
+                    if self.hosts[k].matches(q) {
+                        if total >= offset && keys.len() < limit {
+                            keys.push(k);
+                        }
+                        total += 1;
+                    }
+                }
+                (keys, total)
+            }
+        };
+        let next = offset + keys.len();
+        let next = (next < total).then_some(next as u64);
+        (keys, total as u64, next)
+    }
+
+    /// A paged LIST reply.
+    pub fn list_page_reply(
+        &mut self,
+        offset: u64,
+        limit: u64,
+        query: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let (keys, total, next) = self.page(offset, limit, query);
+        out.extend_from_slice(b"{\"status\":\"OK\",\"registry\":{");
+        for (i, k) in keys.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            Self::push_host_entry(&mut self.hosts[k], out);
+        }
+        out.extend_from_slice(b"},\"total\":");
+        out.extend_from_slice(total.to_string().as_bytes());
+        out.extend_from_slice(b",\"next_offset\":");
+        match next {
+            Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(size: u64) -> FileMeta {
+        FileMeta {
+            size,
+            modified: 1.0,
+            published_at: None,
+            is_published: true,
+            sha256: None,
+        }
+    }
+
+    #[test]
+    fn index_follows_publish_unpublish_and_removal() {
+        let mut r = Registry::default();
+        let a = r.register(
+            "alice",
+            "",
+            "1.2.3.4",
+            6001,
+            vec![("x".into(), meta(1))],
+            None,
+            1.0,
+        );
+        let b = r.register("bob", "Bob", "1.2.3.5", 6002, vec![], None, 1.0);
+        r.publish(b, "x", meta(1));
+        let mut out = Vec::new();
+        r.request_reply("x", &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
+        r.set_offline(a);
+        out.clear();
+        r.request_reply("x", &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["hosts"][0]["hostname"], "bob", "online hosts first");
+        assert!(r.unpublish(b, "x"));
+        assert!(!r.unpublish(b, "nope"));
+        r.remove(a);
+        out.clear();
+        r.request_reply("x", &mut out);
+        assert!(out.starts_with(b"{\"status\":\"NOTFOUND\""));
+        assert_eq!(r.published_count(), 0);
+    }
+
+    #[test]
+    fn lists_full_and_paged_in_hostname_order() {
+        let mut r = Registry::default();
+        for i in (0..25).rev() {
+            r.register(
+                &format!("h{i:02}"),
+                "",
+                "ip",
+                1,
+                vec![(format!("f{i}"), meta(i))],
+                None,
+                1.0,
+            );
+        }
+        let full: serde_json::Value = serde_json::from_slice(&r.list_full(2.0)).unwrap();
+        assert_eq!(full["registry"].as_object().unwrap().len(), 25);
+        let mut out = Vec::new();
+        r.list_page_reply(20, 10, None, &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["total"], 25);
+        assert!(v["next_offset"].is_null());
+        let names: Vec<&String> = v["registry"].as_object().unwrap().keys().collect();
+        assert_eq!(names.len(), 5);
+        out.clear();
+        r.list_page_reply(0, 10, Some("F1"), &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["total"], 11, "f1 and f10..f19");
+    }
+}

@@ -1,0 +1,12 @@
+//! `p2pshare node` and `p2pshare up`: the node alone, or the coordinator and
+//! a node sharing one reactor (the embedded default for one machine).
+
+use crate::config::Config;
+
+pub fn run_node(_cfg: Config) -> Result<(), String> {
+    Err("the node is not built into this binary yet".into())
+}
+
+pub fn run_up(cfg: Config) -> Result<(), String> {
+    crate::coordinator::Coordinator::run(cfg)
+}
