@@ -1,1 +1,4 @@
 //! (in progress)
+
+pub mod fetch;
+pub mod peer_server;

@@ -1,0 +1,479 @@
+//! Serves the files each user published to other peers (SPEC §3), one
+//! request at a time per connection, from a memory map handed to the reactor.
+//! It looks files up only by exact published name through [`Catalog`]: it
+//! never takes a path from a peer, never reveals one, and never reads the
+//! mapped pages itself (only write(2) does, which turns a truncated file into
+//! EFAULT on that connection instead of SIGBUS for the process).
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use memmap2::{Mmap, MmapOptions};
+use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
+
+use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+
+/// A published file as the catalog knows it.
+#[derive(Debug, Clone)]
+pub struct SharedFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Unix seconds, as recorded when it was published.
+    pub modified: f64,
+    pub sha256: Option<String>,
+}
+
+/// The node's view of what a user published.
+pub trait Catalog {
+    /// The published file of that exact name, or None.
+    fn published(&self, name: &str) -> Option<SharedFile>;
+    /// Called when serving found the file gone or changed on disk (size/mtime differ).
+    fn file_changed(&mut self, name: &str);
+}
+
+/// Concurrent peer connections per node; more are closed at once.
+pub const MAX_PEER_CONNS: usize = 256;
+/// A peer connection with no traffic this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Files under this size go out in 256 KiB writes, larger ones in 1 MiB (SPEC §3).
+const SMALL_FILE: u64 = 100 * 1024 * 1024;
+/// Test-only pacing (bytes per second), so fault tests can act mid-transfer.
+pub const THROTTLE_ENV: &str = "P2PSHARE_TEST_THROTTLE_BPS";
+const PACE_TICK: Duration = Duration::from_millis(50);
+/// Timer keys of this module carry this top byte (NODE.md).
+pub const TIMER_TAG: u64 = 0x02 << 56;
+
+/// Where one peer connection is.
+enum State {
+    /// Parsing request lines as they come.
+    Ready,
+    /// A file range is queued; the next request waits for `on_drained`.
+    Sending,
+    /// Test throttle: `map[pos..end]` is queued a slice per tick.
+    Paced {
+        map: Arc<Mmap>,
+        pos: usize,
+        end: usize,
+        step: usize,
+        timer: TimerId,
+    },
+}
+
+struct PeerConn {
+    user: String,
+    state: State,
+}
+
+pub struct PeerServer {
+    svc: ServiceId,
+    conns: ConnMap<PeerConn>,
+    max_conns: usize,
+    throttle_bps: Option<u64>,
+    /// Pacing timer key → connection.
+    paced: HashMap<u64, ConnId>,
+    next_key: u64,
+}
+
+impl PeerServer {
+    pub fn new(svc: ServiceId) -> Self {
+        let throttle_bps = std::env::var(THROTTLE_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&n| n > 0);
+        if let Some(bps) = throttle_bps {
+            crate::log_warn!("{THROTTLE_ENV}={bps}: peer uploads are slowed down (test setting)");
+        }
+        PeerServer {
+            svc,
+            conns: ConnMap::new(),
+            max_conns: MAX_PEER_CONNS,
+            throttle_bps,
+            paced: HashMap::new(),
+            next_key: 1,
+        }
+    }
+
+    /// Changes the concurrent-connection cap (tests, tuning).
+    pub fn set_max_conns(&mut self, n: usize) {
+        self.max_conns = n.max(1);
+    }
+
+    /// Options for every user's peer listener: small input (a request line
+    /// is at most 4 KiB), an idle timeout, and a partial-line timeout.
+    pub fn listener_options() -> ConnOptions {
+        ConnOptions {
+            max_input: 16 * 1024,
+            max_output: 64 * 1024,
+            write_budget: 4 * 1024 * 1024,
+            partial_timeout: Some(Duration::from_secs(30)),
+            idle_timeout: Some(IDLE_TIMEOUT),
+            keep_buffer: 1024,
+            read_chunk: 8 * 1024,
+            nodelay: true,
+        }
+    }
+
+    /// A user's peer listener accepted `id`. False: refused (cap), already closed.
+    pub fn on_accept(&mut self, cx: &mut Ctx, id: ConnId, user: &str) -> bool {
+        if self.conns.len() >= self.max_conns {
+            crate::log_warn!(
+                "refusing a peer connection for {user}: {} already open",
+                self.conns.len()
+            );
+            cx.close(id);
+            return false;
+        }
+        self.conns.insert(
+            id,
+            PeerConn {
+                user: user.to_owned(),
+                state: State::Ready,
+            },
+        );
+        true
+    }
+
+    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+        self.serve(cx, id, catalog);
+    }
+
+    /// The queued range went out: the next request may be parsed.
+    pub fn on_drained(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+        if let Some(c) = self.conns.get_mut(id) {
+            if matches!(c.state, State::Sending) {
+                c.state = State::Ready;
+            }
+        }
+        self.serve(cx, id, catalog);
+    }
+
+    pub fn on_close(&mut self, cx: &mut Ctx, id: ConnId) {
+        if let Some(c) = self.conns.remove(id) {
+            if let State::Paced { timer, .. } = c.state {
+                cx.cancel_timer(timer);
+                self.paced.retain(|_, v| *v != id);
+            }
+        }
+    }
+
+    /// A pacing tick (keys tagged [`TIMER_TAG`]).
+    pub fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
+        let Some(id) = self.paced.remove(&key) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        let State::Paced {
+            map,
+            pos,
+            end,
+            step,
+            ..
+        } = &mut c.state
+        else {
+            return;
+        };
+        let per_tick = self
+            .throttle_bps
+            .map(|b| (b as u128 * PACE_TICK.as_millis() / 1000) as usize)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let stop = (*pos).saturating_add(per_tick).min(*end);
+        cx.send_map(id, map.clone(), *pos, stop, *step);
+        *pos = stop;
+        if *pos >= *end {
+            c.state = State::Sending;
+            cx.notify_drained(id);
+        } else {
+            let key = self.next_timer_key();
+            let timer = cx.timer(self.svc, PACE_TICK, key);
+            if let Some(PeerConn {
+                state: State::Paced { timer: t, .. },
+                ..
+            }) = self.conns.get_mut(id)
+            {
+                *t = timer;
+            }
+            self.paced.insert(key, id);
+        }
+    }
+
+    pub fn owns(&self, id: ConnId) -> bool {
+        self.conns.get(id).is_some()
+    }
+
+    pub fn user_of(&self, id: ConnId) -> Option<&str> {
+        self.conns.get(id).map(|c| c.user.as_str())
+    }
+
+    /// Transfers in progress for `user` (the heartbeat's busy state).
+    pub fn active_uploads(&self, user: &str) -> usize {
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.user == user && !matches!(c.state, State::Ready))
+            .count()
+    }
+
+    /// Peer connections open, all users.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Closes every peer connection of `user` (logout).
+    pub fn close_user(&mut self, cx: &mut Ctx, user: &str) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.user == user)
+            .map(|(id, _)| id)
+            .collect();
+        for id in ids {
+            cx.close(id);
+        }
+    }
+
+    fn next_timer_key(&mut self) -> u64 {
+        let k = TIMER_TAG | (self.next_key & 0x00ff_ffff_ffff_ffff);
+        self.next_key += 1;
+        k
+    }
+
+    /// Answers whole request lines until one starts a transfer.
+    fn serve(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+        loop {
+            match self.conns.get(id) {
+                Some(c) if matches!(c.state, State::Ready) => {}
+                _ => return,
+            }
+            let decoded = peer::decode_request(cx.input(id));
+            match decoded {
+                Decoded::Partial => return,
+                Decoded::TooLong => {
+                    cx.send_static(id, ErrorCode::TooLong.line());
+                    cx.close_after_flush(id);
+                    return;
+                }
+                Decoded::Invalid(code, used) => {
+                    cx.consume(id, used);
+                    cx.send_static(id, code.line());
+                }
+                Decoded::Frame(req, used) => {
+                    cx.consume(id, used);
+                    self.answer(cx, id, req, catalog);
+                }
+            }
+        }
+    }
+
+    fn answer(&mut self, cx: &mut Ctx, id: ConnId, req: Request, catalog: &mut dyn Catalog) {
+        let (name, offset, length) = match req {
+            Request::Ping => return cx.send_static(id, b"PONG\n"),
+            Request::Info { name } => {
+                let reply = match lookup(catalog, &name) {
+                    Err(code) => Reply::Error(code),
+                    Ok(f) => match (check_on_disk(catalog, &f), f.sha256) {
+                        (Err(code), _) => Reply::Error(code),
+                        (Ok(_), None) => Reply::Error(ErrorCode::ReadError),
+                        (Ok(_), Some(sha256)) => Reply::Info {
+                            size: f.size,
+                            sha256,
+                        },
+                    },
+                };
+                return cx.send_vec(id, peer::encode_reply(&reply));
+            }
+            Request::Get { name } => (name, 0, u64::MAX),
+            Request::Range {
+                offset,
+                length,
+                name,
+            } => (name, offset, length),
+        };
+        let f = match lookup(catalog, &name) {
+            Ok(f) => f,
+            Err(code) => return cx.send_static(id, code.line()),
+        };
+        if offset > f.size {
+            return cx.send_static(id, ErrorCode::BadRange.line());
+        }
+        let file = match check_on_disk(catalog, &f) {
+            Ok(file) => file,
+            Err(code) => return cx.send_static(id, code.line()),
+        };
+        let n = length.min(f.size - offset);
+        if n == 0 {
+            return cx.send_static(id, b"LENGTH 0\n");
+        }
+        let map = match map_file(&file, f.size) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                crate::log_warn!("cannot map published file {:?}: {e}", f.name);
+                return cx.send_static(id, ErrorCode::ReadError.line());
+            }
+        };
+        // Both fit: the map covers `size` bytes of our address space.
+        let (start, end) = (offset as usize, (offset + n) as usize);
+        let step = if f.size < SMALL_FILE {
+            256 * 1024
+        } else {
+            1024 * 1024
+        };
+        cx.send_vec(id, peer::encode_reply(&Reply::Length(n)));
+        let paced = self.throttle_bps.is_some();
+        let timer = if paced {
+            let key = self.next_timer_key();
+            self.paced.insert(key, id);
+            Some(cx.timer(self.svc, Duration::ZERO, key))
+        } else {
+            cx.send_map(id, map.clone(), start, end, step);
+            cx.notify_drained(id);
+            None
+        };
+        if let Some(c) = self.conns.get_mut(id) {
+            c.state = match timer {
+                Some(timer) => State::Paced {
+                    map,
+                    pos: start,
+                    end,
+                    step,
+                    timer,
+                },
+                None => State::Sending,
+            };
+        }
+    }
+}
+
+/// The published file of exactly that name. A name that could be a path
+/// is refused before the catalog is even asked.
+fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
+        return Err(ErrorCode::NotFound);
+    }
+    match catalog.published(name) {
+        Some(f) if f.name == name => Ok(f),
+        _ => Err(ErrorCode::NotFound),
+    }
+}
+
+/// Opens the file and checks it is still what was published (a regular
+/// file of the same size and modification time). A mismatch tells the
+/// catalog, which may unpublish it.
+fn check_on_disk(catalog: &mut dyn Catalog, f: &SharedFile) -> Result<File, ErrorCode> {
+    // O_NONBLOCK: if the path now names a FIFO, opening must not hang the loop.
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&f.path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            catalog.file_changed(&f.name);
+            return Err(ErrorCode::FileNotFound);
+        }
+        Err(e) => {
+            crate::log_warn!("cannot open published file {:?}: {e}", f.name);
+            return Err(ErrorCode::ReadError);
+        }
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(_) => return Err(ErrorCode::ReadError),
+    };
+    if !meta.is_file() || meta.len() != f.size || !same_mtime(mtime_secs(&meta), f.modified) {
+        catalog.file_changed(&f.name);
+        return Err(ErrorCode::FileNotFound);
+    }
+    Ok(file)
+}
+
+/// A file's modification time in Unix seconds (fractional), as the node
+/// records it when a file is added.
+pub fn mtime_secs(meta: &Metadata) -> f64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Recorded times may have been rounded (JSON, whole seconds), so anything
+/// within a second is the same time; a real change also changes the size or
+/// comes later than that.
+fn same_mtime(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1.0
+}
+
+fn map_file(file: &File, size: u64) -> std::io::Result<Mmap> {
+    let len = usize::try_from(size)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "file too large"))?;
+    // SAFETY: the map is only ever handed to write(2) by the reactor; if the
+    // file shrinks the kernel reports EFAULT there and no Rust code reads it.
+    let map = unsafe { MmapOptions::new().len(len).map(file)? };
+    let _ = map.advise(memmap2::Advice::Sequential);
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct One(Option<SharedFile>, Vec<String>);
+    impl Catalog for One {
+        fn published(&self, name: &str) -> Option<SharedFile> {
+            self.0.clone().filter(|f| f.name == name)
+        }
+        fn file_changed(&mut self, name: &str) {
+            self.1.push(name.to_owned());
+        }
+    }
+
+    fn shared(dir: &std::path::Path, name: &str, body: &[u8]) -> SharedFile {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        SharedFile {
+            name: name.into(),
+            path,
+            size: body.len() as u64,
+            modified: mtime_secs(&meta),
+            sha256: None,
+        }
+    }
+
+    #[test]
+    fn lookup_refuses_paths_before_asking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = shared(dir.path(), "a", b"x");
+        f.name = "../a".into();
+        let cat = One(Some(f), vec![]);
+        assert_eq!(lookup(&cat, "../a").unwrap_err(), ErrorCode::NotFound);
+        assert_eq!(lookup(&cat, "..").unwrap_err(), ErrorCode::NotFound);
+        assert_eq!(lookup(&cat, "").unwrap_err(), ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn a_changed_or_missing_file_is_filenotfound_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = shared(dir.path(), "a", b"hello");
+        let mut cat = One(Some(f.clone()), vec![]);
+        assert!(check_on_disk(&mut cat, &f).is_ok());
+        std::fs::write(&f.path, b"hello, longer").unwrap();
+        assert_eq!(
+            check_on_disk(&mut cat, &f).unwrap_err(),
+            ErrorCode::FileNotFound
+        );
+        std::fs::remove_file(&f.path).unwrap();
+        assert_eq!(
+            check_on_disk(&mut cat, &f).unwrap_err(),
+            ErrorCode::FileNotFound
+        );
+        assert_eq!(cat.1, vec!["a".to_string(), "a".to_string()]);
+    }
+}
