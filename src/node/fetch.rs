@@ -159,11 +159,20 @@ enum TimerKind {
     Backoff,
 }
 
+/// What a restarted fetch found on disk.
+enum OnDisk {
+    /// The `.part`: its hash state and length, open for appending.
+    Part(Sha256, u64, File),
+    /// No `.part`, and the final file is there with the expected size and
+    /// hash: the rename happened just before the restart.
+    AlreadySaved,
+}
+
 /// Results of worker jobs.
 enum Done {
     Hashed {
         id: String,
-        result: Result<(Sha256, u64, File), String>,
+        result: Result<OnDisk, String>,
     },
     Finished {
         id: String,
@@ -911,11 +920,11 @@ impl Fetches {
         let Some(job) = self.jobs.get(fid) else {
             return;
         };
-        let part = part_path(&job.rec.save_path);
-        let total = job.rec.total_size;
+        let target = job.rec.save_path.clone();
+        let (total, sha) = (job.rec.total_size, job.rec.sha256.clone());
         let id = fid.to_owned();
         let submitted = self.work.submit(move || Done::Hashed {
-            result: hash_part(&part, total),
+            result: look_on_disk(&target, total, sha.as_deref()),
             id,
         });
         if submitted.is_err() {
@@ -924,15 +933,27 @@ impl Fetches {
         }
     }
 
-    fn on_hashed(&mut self, cx: &mut Ctx, fid: &str, result: Result<(Sha256, u64, File), String>) {
+    fn on_hashed(&mut self, cx: &mut Ctx, fid: &str, result: Result<OnDisk, String>) {
         let Some(job) = self.jobs.get_mut(fid) else {
             return;
         };
-        if !matches!(job.phase, Phase::Waiting) || job.rec.status.is_final() {
+        if job.rec.status.is_final() {
+            // Cancelled meanwhile; the worker may have created the `.part` again.
+            if matches!(result, Ok(OnDisk::Part(..))) {
+                let _ = fs::remove_file(part_path(&job.rec.save_path));
+            }
+            return;
+        }
+        if !matches!(job.phase, Phase::Waiting) {
             return;
         }
         match result {
-            Ok((hasher, len, file)) => {
+            Ok(OnDisk::AlreadySaved) => {
+                job.rec.downloaded_size = job.rec.total_size;
+                job.phase = Phase::Finishing;
+                self.on_finished(fid, Ok(()));
+            }
+            Ok(OnDisk::Part(hasher, len, file)) => {
                 crate::log_info!(
                     "fetch {fid}: resuming {:?} from {len} bytes on disk",
                     job.rec.file_name
@@ -1175,6 +1196,27 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// Worker: after a restart, what is there to go on from.
+fn look_on_disk(target: &Path, total: u64, sha: Option<&str>) -> Result<OnDisk, String> {
+    let part = part_path(target);
+    if !part.exists() {
+        if let Ok(m) = fs::metadata(target) {
+            if m.is_file() && m.len() == total {
+                if let Some(want) = sha {
+                    let mut f = File::open(target).map_err(|e| e.to_string())?;
+                    let mut h = Sha256::new();
+                    io::copy(&mut f, &mut h).map_err(|e| e.to_string())?;
+                    if hex(&h.finalize()) == want {
+                        return Ok(OnDisk::AlreadySaved);
+                    }
+                }
+            }
+        }
+    }
+    let (h, len, f) = hash_part(&part, total)?;
+    Ok(OnDisk::Part(h, len, f))
 }
 
 /// Worker: the hash state of what `part` holds (at most `total` bytes; more
