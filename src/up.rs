@@ -3,8 +3,8 @@
 
 use crate::config::Config;
 
-pub fn run_node(_cfg: Config) -> Result<(), String> {
-    Err("the node is not built into this binary yet".into())
+pub fn run_node(cfg: Config) -> Result<(), String> {
+    crate::node::run(cfg)
 }
 
 pub fn run_up(cfg: Config) -> Result<(), String> {

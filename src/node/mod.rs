@@ -1,4 +1,565 @@
-//! (in progress)
+//! `p2pshare node`: one reactor service serving the client API and, for each
+//! logged-in user, a peer listener, the registry connection, downloads and
+//! uploads. This module owns the service glue: start-up, dispatch of every
+//! connection, timer and wake-up to its owner, the cron tick, and the users
+//! loaded on this node. Endpoint logic lives in `api`/`routes`, the registry
+//! link in `session`, files in `files`, transfers in `peer_server`/`fetch`.
 
+pub mod api;
 pub mod fetch;
+pub mod files;
+pub mod forward;
+pub mod hashing;
+pub mod heartbeat;
+pub mod network;
 pub mod peer_server;
+mod routes;
+pub mod session;
+pub mod tokens;
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use reactor::{
+    CloseReason, ConnId, ConnMap, ConnOptions, Ctx, ListenerId, Pool, Reactor, Service, ServiceId,
+};
+
+use crate::config::Config;
+use files::{Catalog, Effect};
+use hashing::{Done, HashJob};
+use heartbeat::Intervals;
+use peer_server::{PeerServer, SharedFile};
+use session::Session;
+
+/// A client request waiting for something (registry, coordinator, worker).
+pub type OpId = u64;
+
+/// The node's own timer key (fetch and peer-server keys carry their tags).
+const CRON: u64 = 1;
+const CRON_TICK: Duration = Duration::from_millis(250);
+/// Every tracked file is stat'ed this often.
+const RESCAN_EVERY: Duration = Duration::from_secs(10);
+/// Catalogs larger than this are swept on a worker instead of in a loop turn.
+const INLINE_SCAN_MAX: usize = 256;
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// Waiting hash jobs per node.
+const WORK_QUEUE: usize = 1024;
+
+/// Settings the node uses, resolved from the configuration at start.
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// Default registry (`--coordinator`); `/init` may name another.
+    pub registry: SocketAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub advertise_ip: Option<IpAddr>,
+    pub allowed_hosts: Vec<String>,
+    pub intervals: Intervals,
+}
+
+/// A user known to this node (their token was seen).
+pub struct User {
+    pub display_name: String,
+    pub catalog: Catalog,
+    pub session: Option<Session>,
+    /// Last client-API use that counts as activity (heartbeat "active").
+    pub last_use: Instant,
+    /// A stat sweep of this catalog is out on the pool.
+    pub scanning: bool,
+}
+
+/// What a connection of this service is, for those the node itself runs.
+enum Kind {
+    Api(api::ApiConn),
+    /// The registry connection of that user.
+    Registry(String),
+    /// An outbound request to the server API (see `forward`).
+    Forward,
+}
+
+pub struct Node {
+    svc: ServiceId,
+    settings: Settings,
+    api_addr: SocketAddr,
+    api_listener: ListenerId,
+    conns: ConnMap<Kind>,
+    ops: HashMap<OpId, api::Op>,
+    /// Answers decided before their op was registered (a synchronous failure).
+    early: HashMap<OpId, api::Reply>,
+    next_op: OpId,
+    tokens: tokens::Tokens,
+    users: HashMap<String, User>,
+    peer_listeners: HashMap<ListenerId, String>,
+    peer_server: PeerServer,
+    fetches: fetch::Fetches,
+    forwards: forward::Forwards,
+    work: Pool<Done>,
+    /// Hash jobs the pool had no room for yet.
+    backlog: VecDeque<(String, String)>,
+    date: (u64, String),
+    last_rescan: Instant,
+    last_purge: Instant,
+    rng: u64,
+}
+
+/// Serves nothing: peer connections of a user who logged out meanwhile.
+struct NoFiles;
+
+impl peer_server::Catalog for NoFiles {
+    fn published(&self, _name: &str) -> Option<SharedFile> {
+        None
+    }
+    fn file_changed(&mut self, _name: &str) {}
+}
+
+fn resolve(what: &str, hostport: &str) -> Result<SocketAddr, String> {
+    hostport
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {what} '{hostport}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("{what} '{hostport}' resolves to nothing"))
+}
+
+/// Usernames as the coordinator allows them (3–32 of `A-Za-z0-9_.-`); they
+/// name a directory, so anything else is refused here too.
+fn valid_username(u: &str) -> bool {
+    (3..=32).contains(&u.len())
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && u.bytes().any(|b| b != b'.')
+}
+
+/// Binds the client API (printing its address), sets everything up. Several
+/// services may share `cx` (`p2pshare up`).
+pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String> {
+    let registry = resolve("coordinator address", &cfg.coordinator)?;
+    let target = forward::Target::parse(&cfg.coordinator_api)?;
+    if cfg.port_min > cfg.port_max {
+        return Err(format!(
+            "bad peer port range {}-{}",
+            cfg.port_min, cfg.port_max
+        ));
+    }
+    std::fs::create_dir_all(cfg.data_dir.join("users")).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
+    let fetches = fetch::Fetches::new(svc, cx.waker(), &cfg.data_dir)
+        .map_err(|e| format!("cannot set up downloads: {e}"))?;
+    let work = Pool::new("hash", cfg.workers.max(1), WORK_QUEUE, cx.waker())
+        .map_err(|e| format!("cannot start hashing workers: {e}"))?;
+    let opts = ConnOptions {
+        max_input: api::LIMITS.max_head + api::LIMITS.max_body + 1024,
+        idle_timeout: Some(Duration::from_secs(120)),
+        ..ConnOptions::default()
+    };
+    let want = SocketAddr::new(cfg.client_api_host, cfg.client_api_port);
+    let (api_listener, api_addr) = cx
+        .listen(want, svc, opts)
+        .map_err(|e| format!("cannot listen for the client API on {want}: {e}"))?;
+    println!("client api listening on http://{api_addr}");
+    let _ = std::io::stdout().flush();
+    crate::log_info!(
+        "node: client api on http://{api_addr}, registry {registry}, server api {}",
+        target.url
+    );
+    cx.timer(svc, CRON_TICK, CRON);
+    let now = cx.now();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ (u64::from(std::process::id()) << 32);
+    Ok(Node {
+        svc,
+        settings: Settings {
+            data_dir: cfg.data_dir.clone(),
+            registry,
+            port_min: cfg.port_min,
+            port_max: cfg.port_max,
+            advertise_ip: cfg.advertise_ip,
+            allowed_hosts: cfg
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            intervals: Intervals::from_secs(
+                cfg.heartbeat_idle_s,
+                cfg.heartbeat_active_s,
+                cfg.heartbeat_busy_s,
+                cfg.active_window_s,
+            ),
+        },
+        api_addr,
+        api_listener,
+        conns: ConnMap::new(),
+        ops: HashMap::new(),
+        early: HashMap::new(),
+        next_op: 1,
+        tokens: tokens::Tokens::default(),
+        users: HashMap::new(),
+        peer_listeners: HashMap::new(),
+        peer_server: PeerServer::new(svc),
+        fetches,
+        forwards: forward::Forwards::new(svc, target),
+        work,
+        backlog: VecDeque::new(),
+        date: (0, String::new()),
+        last_rescan: now,
+        last_purge: now,
+        rng: seed | 1,
+    })
+}
+
+/// `p2pshare node`: a reactor of its own, stopped by SIGINT/SIGTERM.
+pub fn run(cfg: Config) -> Result<(), String> {
+    let mut reactor = Reactor::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
+    let cx = reactor.ctx();
+    // Before any worker thread starts, so they all inherit the blocked signals.
+    let stop =
+        reactor::signals::watch(cx.waker()).map_err(|e| format!("cannot watch signals: {e}"))?;
+    cx.set_stop_flag(stop);
+    cx.set_logger(Box::new(|m| {
+        crate::log_warn!("{}", m.trim_start_matches("WARN  "))
+    }));
+    match reactor::limits::raise_nofile() {
+        Ok((_, after)) => crate::log_debug!("node: open-file limit {after}"),
+        Err(e) => crate::log_warn!("could not raise the open-file limit: {e}"),
+    }
+    let mut node = start(cx, 0, &cfg)?;
+    reactor
+        .run(&mut [&mut node])
+        .map_err(|e| format!("event loop failed: {e}"))?;
+    crate::log_info!("node stopped");
+    Ok(())
+}
+
+impl Node {
+    /// The client API's address (for `up`, which prints it too).
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    fn random(&mut self) -> f64 {
+        // xorshift64*: jitter only, not secrets.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Loads the user's catalog on first sight.
+    fn ensure_user(
+        &mut self,
+        cx: &mut Ctx,
+        user: &str,
+        display: Option<&str>,
+    ) -> Result<(), String> {
+        if let Some(u) = self.users.get_mut(user) {
+            if let Some(d) = display.filter(|d| !d.is_empty()) {
+                u.display_name = d.to_owned();
+            }
+            return Ok(());
+        }
+        if !valid_username(user) {
+            return Err(format!("'{user}' is not a usable user name on this node"));
+        }
+        let dir = self.settings.data_dir.join("users").join(user);
+        let catalog = Catalog::load(&dir, user)?;
+        let n = catalog.len();
+        self.users.insert(
+            user.to_owned(),
+            User {
+                display_name: display.filter(|d| !d.is_empty()).unwrap_or(user).to_owned(),
+                catalog,
+                session: None,
+                last_use: cx.now(),
+                scanning: false,
+            },
+        );
+        crate::log_info!("{user}: loaded, {n} tracked files");
+        self.scan_user(cx, user);
+        let todo = self
+            .users
+            .get(user)
+            .map(|u| u.catalog.needing_hash())
+            .unwrap_or_default();
+        for name in todo {
+            self.queue_hash(user, &name);
+        }
+        Ok(())
+    }
+
+    fn queue_hash(&mut self, user: &str, name: &str) {
+        let Some(u) = self.users.get_mut(user) else {
+            return;
+        };
+        let Some(job) = u.catalog.begin_hash(name) else {
+            return;
+        };
+        let j: HashJob = job;
+        let submitted = self.work.submit(move || {
+            let result = hashing::hash_file(&j.path);
+            Done::Hash { job: j, result }
+        });
+        if submitted.is_err() {
+            u.catalog.hash_not_started(name);
+            self.backlog.push_back((user.to_owned(), name.to_owned()));
+        }
+    }
+
+    fn apply_effects(&mut self, cx: &mut Ctx, user: &str, effects: Vec<Effect>) {
+        for e in effects {
+            match e {
+                Effect::Unpublish(name) => {
+                    crate::log_info!("{user}: {name:?} changed or vanished on disk; unpublished");
+                    self.quiet_unpublish(cx, user, &name);
+                }
+                Effect::Hash(name) => self.queue_hash(user, &name),
+            }
+        }
+    }
+
+    /// Stats every file of `user`: inline when few, else on the pool.
+    fn scan_user(&mut self, cx: &mut Ctx, user: &str) {
+        let Some(u) = self.users.get_mut(user) else {
+            return;
+        };
+        if u.scanning {
+            return;
+        }
+        let paths = u.catalog.paths();
+        if paths.len() <= INLINE_SCAN_MAX {
+            let mut effects = Vec::new();
+            for (name, path) in paths {
+                effects.extend(u.catalog.observe(&name, hashing::observe(&path)));
+            }
+            self.apply_effects(cx, user, effects);
+            return;
+        }
+        let who = user.to_owned();
+        let ok = self
+            .work
+            .submit(move || Done::Scan {
+                user: who,
+                seen: paths
+                    .into_iter()
+                    .map(|(n, p)| {
+                        let o = hashing::observe(&p);
+                        (n, o)
+                    })
+                    .collect(),
+            })
+            .is_ok();
+        u.scanning = ok;
+    }
+
+    fn work_done(&mut self, cx: &mut Ctx) {
+        for done in self.work.drain() {
+            match done {
+                Done::Hash { job, result } => {
+                    let effects = match self.users.get_mut(&job.user) {
+                        Some(u) => u.catalog.hash_done(&job, result),
+                        None => continue,
+                    };
+                    let user = job.user.clone();
+                    self.apply_effects(cx, &user, effects);
+                }
+                Done::Scan { user, seen } => {
+                    let Some(u) = self.users.get_mut(&user) else {
+                        continue;
+                    };
+                    u.scanning = false;
+                    let mut effects = Vec::new();
+                    for (name, o) in seen {
+                        effects.extend(u.catalog.observe(&name, o));
+                    }
+                    self.apply_effects(cx, &user, effects);
+                }
+            }
+        }
+    }
+
+    /// Files the peer server found changed while serving: look now.
+    fn check_suspects(&mut self, cx: &mut Ctx, user: &str) {
+        let names = match self.users.get_mut(user) {
+            Some(u) => u.catalog.take_suspects(),
+            None => return,
+        };
+        for name in names {
+            self.check_file(cx, user, &name);
+        }
+    }
+
+    /// The one periodic tick: sessions (retries, heartbeats), sweeps, saves.
+    fn cron(&mut self, cx: &mut Ctx) {
+        let now = cx.now();
+        // Early answers are taken within the call that made them; any left are stale.
+        self.early.clear();
+        self.sessions_tick(cx);
+        for _ in 0..self.backlog.len() {
+            let Some((user, name)) = self.backlog.pop_front() else {
+                break;
+            };
+            if let Some(u) = self.users.get_mut(&user) {
+                // Clear the "waiting" mark so begin_hash starts it properly.
+                if let Some(f) = u.catalog.get(&name) {
+                    if f.hashing {
+                        self.queue_hash(&user, &name);
+                    }
+                }
+            }
+        }
+        if now.saturating_duration_since(self.last_rescan) >= RESCAN_EVERY {
+            self.last_rescan = now;
+            let names: Vec<String> = self.users.keys().cloned().collect();
+            for user in names {
+                self.scan_user(cx, &user);
+            }
+        }
+        if now.saturating_duration_since(self.last_purge) >= PURGE_EVERY {
+            self.last_purge = now;
+            self.tokens.purge(files::now_unix() as u64, now);
+        }
+        for u in self.users.values_mut() {
+            u.catalog.save_if_dirty();
+        }
+        for (user, path) in self.fetches.take_completed() {
+            crate::log_debug!("{user}: download finished at {}", path.display());
+        }
+        cx.timer(self.svc, CRON_TICK, CRON);
+    }
+}
+
+impl Service for Node {
+    fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, _peer: SocketAddr) {
+        if listener == self.api_listener {
+            self.conns.insert(id, Kind::Api(api::ApiConn::default()));
+            return;
+        }
+        match self.peer_listeners.get(&listener) {
+            Some(user) => {
+                let user = user.clone();
+                self.peer_server.on_accept(cx, id, &user);
+            }
+            None => cx.close(id),
+        }
+    }
+
+    fn on_connect(&mut self, cx: &mut Ctx, id: ConnId) {
+        match self.conns.get(id) {
+            Some(Kind::Registry(user)) => {
+                let user = user.clone();
+                self.registry_connected(cx, &user, id);
+            }
+            Some(Kind::Forward) => self.forwards.on_connect(cx, id),
+            Some(Kind::Api(_)) => {}
+            None => {
+                if self.fetches.owns(id) {
+                    self.fetches.on_connect(cx, id);
+                }
+            }
+        }
+    }
+
+    fn on_input(&mut self, cx: &mut Ctx, id: ConnId) {
+        match self.conns.get(id) {
+            Some(Kind::Api(_)) => self.api_input(cx, id),
+            Some(Kind::Registry(user)) => {
+                let user = user.clone();
+                self.registry_input(cx, id, &user);
+            }
+            Some(Kind::Forward) => {
+                if let Some((op, answer)) = self.forwards.on_input(cx, id) {
+                    self.forward_done(cx, op, answer);
+                }
+            }
+            None => {
+                if let Some(user) = self.peer_server.user_of(id).map(str::to_owned) {
+                    match self.users.get_mut(&user) {
+                        Some(u) => self.peer_server.on_input(cx, id, &mut u.catalog),
+                        None => self.peer_server.on_input(cx, id, &mut NoFiles),
+                    }
+                    self.check_suspects(cx, &user);
+                } else if self.fetches.owns(id) {
+                    self.fetches.on_input(cx, id);
+                } else {
+                    let n = cx.input(id).len();
+                    cx.consume(id, n);
+                }
+            }
+        }
+    }
+
+    fn on_drained(&mut self, cx: &mut Ctx, id: ConnId) {
+        if let Some(user) = self.peer_server.user_of(id).map(str::to_owned) {
+            match self.users.get_mut(&user) {
+                Some(u) => self.peer_server.on_drained(cx, id, &mut u.catalog),
+                None => self.peer_server.on_drained(cx, id, &mut NoFiles),
+            }
+            self.check_suspects(cx, &user);
+        }
+    }
+
+    fn on_close(&mut self, cx: &mut Ctx, id: ConnId, why: CloseReason) {
+        match self.conns.remove(id) {
+            Some(Kind::Api(_)) => {}
+            Some(Kind::Registry(user)) => self.registry_closed(cx, id, &user, &why),
+            Some(Kind::Forward) => {
+                if let Some((op, msg)) = self.forwards.on_close(id, &why) {
+                    self.forward_done(cx, op, Err(msg));
+                }
+            }
+            None => {
+                if self.peer_server.owns(id) {
+                    self.peer_server.on_close(cx, id);
+                } else if self.fetches.owns(id) {
+                    self.fetches.on_close(cx, id, why);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
+        match key >> 56 {
+            0x01 => self.fetches.on_timer(cx, key),
+            0x02 => self.peer_server.on_timer(cx, key),
+            _ if key == CRON => self.cron(cx),
+            _ => {}
+        }
+    }
+
+    fn on_wake(&mut self, cx: &mut Ctx) {
+        self.fetches.on_wake(cx);
+        self.work_done(cx);
+    }
+
+    fn on_shutdown(&mut self, _cx: &mut Ctx) {
+        for u in self.users.values_mut() {
+            u.catalog.save_if_dirty();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_that_can_name_a_directory() {
+        assert!(valid_username("alice"));
+        assert!(valid_username("a.b-c_9"));
+        assert!(!valid_username("..."));
+        assert!(!valid_username(".."));
+        assert!(!valid_username("ab"));
+        assert!(!valid_username("a/bc"));
+        assert!(!valid_username(&"x".repeat(33)));
+    }
+}

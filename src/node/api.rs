@@ -1,0 +1,736 @@
+//! The client API's HTTP side: parsing with caps, keep-alive and pipelining
+//! (a request that waits on the registry, the coordinator or a worker stops
+//! the parsing of later ones, so answers stay in order), the Host check
+//! against DNS rebinding, bearer-token authentication, routing, static pages
+//! and response heads. What each endpoint does lives in `routes`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use reactor::http::{self, Limits, Parse, Request};
+use reactor::{ConnId, Ctx};
+use serde_json::{json, Value};
+
+use super::network::NetHost;
+use super::tokens::{self, Check};
+use super::{Kind, Node, OpId};
+use crate::web::{self, Site};
+
+pub const LIMITS: Limits = Limits {
+    max_head: 16 * 1024,
+    max_body: 1024 * 1024,
+    max_headers: 64,
+};
+
+const API_PREFIX: &str = "/api/client/";
+
+/// Per client-API connection.
+#[derive(Default)]
+pub struct ApiConn {
+    /// A request is being worked on; later ones wait in the read buffer.
+    pub waiting: Option<OpId>,
+    /// `Connection: close` was answered: nothing more is parsed.
+    pub closing: bool,
+}
+
+#[derive(Debug)]
+pub enum Body {
+    Owned(Vec<u8>),
+    Static(&'static [u8]),
+}
+
+/// An answer before it is written.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+    pub content_type: &'static str,
+    pub cache_control: &'static str,
+    pub allow: Option<&'static str>,
+}
+
+const JSON: &str = "application/json";
+
+impl Reply {
+    pub fn json(status: u16, v: &Value) -> Reply {
+        Reply {
+            status,
+            body: Body::Owned(serde_json::to_vec(v).unwrap_or_default()),
+            content_type: JSON,
+            cache_control: "no-store",
+            allow: None,
+        }
+    }
+
+    pub fn ok(v: Value) -> Reply {
+        Reply::json(200, &v)
+    }
+
+    pub fn error(status: u16, msg: &str) -> Reply {
+        Reply::json(status, &json!({"success": false, "error": msg}))
+    }
+
+    /// An error with more fields (duplicates, hashing).
+    pub fn error_with(status: u16, msg: &str, extra: Value) -> Reply {
+        let mut v = json!({"success": false, "error": msg});
+        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        Reply::json(status, &v)
+    }
+
+    fn method_not_allowed(allow: &'static str) -> Reply {
+        let mut r = Reply::error(
+            405,
+            &format!(
+                "Method not allowed here; use {}",
+                allow.replace(", ", " or ")
+            ),
+        );
+        r.allow = Some(allow);
+        r
+    }
+}
+
+/// A request that is not answered yet, and what it waits for.
+pub struct Op {
+    pub conn: ConnId,
+    pub keep_alive: bool,
+    pub head: bool,
+    pub kind: OpKind,
+}
+
+pub enum OpKind {
+    /// /register or /login forwarded to the server API.
+    Forward {
+        login: bool,
+    },
+    /// An unknown token being checked with the coordinator; the request follows.
+    Verify {
+        req: Box<Request>,
+        token: String,
+    },
+    /// /init: the first REGISTER.
+    Init,
+    Publish(PublishOp),
+    Unpublish {
+        user: String,
+        name: String,
+    },
+    Fetch(FetchOp),
+    Network(NetworkOp),
+}
+
+pub struct PublishOp {
+    pub user: String,
+    pub name: String,
+    pub force: bool,
+    pub stage: PublishStage,
+    pub found: Vec<NetHost>,
+    pub pages: u32,
+    pub published_at: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PublishStage {
+    /// REQUEST by name answered next.
+    AwaitRequest,
+    /// LIST pages, walked to the end.
+    AwaitList,
+    /// PUBLISH sent.
+    AwaitAck,
+}
+
+pub struct FetchOp {
+    pub user: String,
+    pub fname: String,
+    pub target: std::path::PathBuf,
+    pub overwrite: bool,
+    pub prefer: Option<String>,
+}
+
+pub struct NetworkOp {
+    pub user: String,
+    pub q: String,
+    pub offset: usize,
+    pub limit: usize,
+    pub hosts: Vec<NetHost>,
+    pub pages: u32,
+}
+
+/// What a handler decided: answer now, or wait for `OpKind`.
+pub enum Outcome {
+    Now(Reply),
+    Later(OpKind),
+}
+
+impl From<Reply> for Outcome {
+    fn from(r: Reply) -> Outcome {
+        Outcome::Now(r)
+    }
+}
+
+/// DNS-rebinding protection: the Host header must name this listener's
+/// address, `localhost`, or an allowed name. An IP literal can never be a
+/// rebound name, so any local one is fine when the listener binds all addresses.
+pub fn host_allowed(host: Option<&str>, listen: SocketAddr, allowed: &[String]) -> bool {
+    let Some(host) = host.map(|h| h.trim().to_ascii_lowercase()) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inner, tail)) if tail.is_empty() || is_port_suffix(tail) => inner.to_owned(),
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() => n.to_owned(),
+            Some(_) => return false,
+            None => host.clone(),
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(&name);
+    if name.is_empty() {
+        return false;
+    }
+    if name == "localhost" || allowed.iter().any(|a| a == name) {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => ip == listen.ip() || ip.is_loopback() || listen.ip().is_unspecified(),
+        Err(_) => false,
+    }
+}
+
+fn is_port_suffix(tail: &str) -> bool {
+    tail.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    let v = req.header("authorization")?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Requests that only look (the UI polls them) do not make the user "active".
+fn is_passive(method: &str, rest: &str) -> bool {
+    method == "GET"
+        && (rest == "status" || rest == "fetches" || rest.starts_with("fetch-progress/"))
+}
+
+impl Node {
+    /// Parses and handles what waits on a client-API connection, in order.
+    pub(super) fn api_input(&mut self, cx: &mut Ctx, id: ConnId) {
+        loop {
+            match self.conns.get(id) {
+                Some(Kind::Api(c)) if c.waiting.is_none() && !c.closing => {}
+                _ => return,
+            }
+            match http::parse_request(cx.input(id), &LIMITS) {
+                Parse::Partial => return,
+                Parse::Reject { status, message } => {
+                    self.write_reply(cx, id, false, false, Reply::error(status, message));
+                    return;
+                }
+                Parse::Done(req, used) => {
+                    cx.consume(id, used);
+                    self.handle_request(cx, id, req);
+                }
+            }
+        }
+    }
+
+    fn handle_request(&mut self, cx: &mut Ctx, id: ConnId, req: Request) {
+        let op = self.next_op;
+        self.next_op += 1;
+        let (keep, head) = (req.keep_alive, req.method == "HEAD");
+        match self.route(cx, op, req) {
+            Outcome::Now(reply) => self.write_reply(cx, id, keep, head, reply),
+            Outcome::Later(kind) => {
+                self.ops.insert(
+                    op,
+                    Op {
+                        conn: id,
+                        keep_alive: keep,
+                        head,
+                        kind,
+                    },
+                );
+                if let Some(Kind::Api(c)) = self.conns.get_mut(id) {
+                    c.waiting = Some(op);
+                }
+                // Decided already while starting (e.g. a connect that failed at once).
+                if let Some(reply) = self.early.remove(&op) {
+                    self.finish(cx, op, reply);
+                }
+            }
+        }
+    }
+
+    /// Answers a waiting request and goes on with the connection's next ones.
+    pub(super) fn finish(&mut self, cx: &mut Ctx, op: OpId, reply: Reply) {
+        let Some(o) = self.ops.remove(&op) else {
+            // Possibly the op of a request still being routed: answered
+            // once it is registered (stale entries are cleared by the cron).
+            self.early.insert(op, reply);
+            return;
+        };
+        match self.conns.get_mut(o.conn) {
+            Some(Kind::Api(c)) if c.waiting == Some(op) => c.waiting = None,
+            _ => return,
+        }
+        self.write_reply(cx, o.conn, o.keep_alive, o.head, reply);
+        self.api_input(cx, o.conn);
+    }
+
+    /// The kind of a waiting op, taken out to be continued (put back with `resume`).
+    pub(super) fn take_op(&mut self, op: OpId) -> Option<OpKind> {
+        let o = self.ops.get_mut(&op)?;
+        Some(std::mem::replace(&mut o.kind, OpKind::Init))
+    }
+
+    pub(super) fn resume_op(&mut self, op: OpId, kind: OpKind) {
+        if let Some(o) = self.ops.get_mut(&op) {
+            o.kind = kind;
+        }
+    }
+
+    /// Carries a decided outcome to a waiting op.
+    pub(super) fn settle(&mut self, cx: &mut Ctx, op: OpId, out: Outcome) {
+        match out {
+            Outcome::Now(r) => self.finish(cx, op, r),
+            Outcome::Later(k) => self.resume_op(op, k),
+        }
+    }
+
+    fn write_reply(&mut self, cx: &mut Ctx, id: ConnId, keep: bool, head: bool, reply: Reply) {
+        let now = super::files::now_unix() as u64;
+        if self.date.0 != now {
+            self.date = (now, http::http_date(now));
+        }
+        let len = match &reply.body {
+            Body::Owned(b) => b.len(),
+            Body::Static(b) => b.len(),
+        };
+        let mut extra: Vec<(&str, &str)> = vec![
+            ("Content-Security-Policy", "default-src 'self'"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("Cache-Control", reply.cache_control),
+        ];
+        if let Some(a) = reply.allow {
+            extra.push(("Allow", a));
+        }
+        let mut out = Vec::with_capacity(320 + if head { 0 } else { len.min(64 * 1024) });
+        http::write_head(
+            &mut out,
+            reply.status,
+            reply.content_type,
+            len,
+            keep,
+            &self.date.1,
+            &extra,
+        );
+        match reply.body {
+            Body::Owned(b) if !head => {
+                out.extend_from_slice(&b);
+                cx.send_vec(id, out);
+            }
+            Body::Static(b) if !head => {
+                cx.send_vec(id, out);
+                cx.send_static(id, b);
+            }
+            _ => cx.send_vec(id, out),
+        }
+        if !keep {
+            if let Some(Kind::Api(c)) = self.conns.get_mut(id) {
+                c.closing = true;
+            }
+            cx.close_after_flush(id);
+        }
+    }
+
+    fn route(&mut self, cx: &mut Ctx, op: OpId, req: Request) -> Outcome {
+        if !host_allowed(
+            req.header("host"),
+            self.api_addr,
+            &self.settings.allowed_hosts,
+        ) {
+            let shown: String = req
+                .header("host")
+                .unwrap_or("(none)")
+                .chars()
+                .take(100)
+                .collect();
+            crate::log_warn!("client api: refused a request with Host {shown:?}");
+            return Reply::error(
+                403,
+                &format!(
+                    "Host '{shown}' is not allowed: use http://{} or localhost (or start the node with --allowed-hosts)",
+                    self.api_addr
+                ),
+            )
+            .into();
+        }
+        if !req.path.starts_with("/api/") {
+            return self.static_page(&req).into();
+        }
+        let Some(rest) = req.path.strip_prefix(API_PREFIX).map(str::to_owned) else {
+            return Reply::error(404, &format!("No such API endpoint: {}", req.path)).into();
+        };
+        match rest.as_str() {
+            "register" | "login" => {
+                if req.method != "POST" {
+                    return Reply::method_not_allowed("POST").into();
+                }
+                return self.forward_auth(cx, op, rest == "login", &req.body);
+            }
+            _ => {}
+        }
+        let Some(token) = bearer(&req).map(str::to_owned) else {
+            return Reply::error(
+                401,
+                "Missing Authorization: Bearer <token> header; log in first",
+            )
+            .into();
+        };
+        let now = cx.now();
+        match self
+            .tokens
+            .check(&token, super::files::now_unix() as u64, now)
+        {
+            Check::User(user) => self.route_user(cx, op, &req, &rest, &user),
+            Check::Expired => Reply::error(401, "The token has expired; log in again").into(),
+            Check::Revoked => Reply::error(401, "This token was logged out; log in again").into(),
+            Check::Refused => Reply::error(401, "Invalid token; log in again").into(),
+            Check::Unknown => {
+                let body = serde_json::to_vec(&json!({ "token": token })).unwrap_or_default();
+                match self.forwards.post(cx, op, "/api/user/verify", &body) {
+                    Ok(id) => {
+                        self.conns.insert(id, Kind::Forward);
+                        Outcome::Later(OpKind::Verify {
+                            req: Box::new(req),
+                            token,
+                        })
+                    }
+                    Err(e) => Reply::error(502, &format!("Cannot check the token: {e}")).into(),
+                }
+            }
+        }
+    }
+
+    fn static_page(&self, req: &Request) -> Reply {
+        if req.method != "GET" && req.method != "HEAD" {
+            return Reply::method_not_allowed("GET, HEAD");
+        }
+        match web::lookup(Site::Client, &req.path) {
+            Some(a) => Reply {
+                status: 200,
+                body: Body::Static(a.body),
+                content_type: a.content_type,
+                cache_control: a.cache_control,
+                allow: None,
+            },
+            None => Reply::error(404, &format!("No such page: {}", req.path)),
+        }
+    }
+
+    /// Dispatches an authenticated request of `user`.
+    pub(super) fn route_user(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        req: &Request,
+        rest: &str,
+        user: &str,
+    ) -> Outcome {
+        if let Err(e) = self.ensure_user(cx, user, None) {
+            return Reply::error(500, &e).into();
+        }
+        if !is_passive(&req.method, rest) {
+            if let Some(u) = self.users.get_mut(user) {
+                u.last_use = cx.now();
+            }
+        }
+        let m = req.method.as_str();
+        let (segment, arg) = match rest.split_once('/') {
+            Some((s, a)) => (s, Some(a)),
+            None => (rest, None),
+        };
+        let post = |allowed: bool| {
+            if allowed {
+                None
+            } else {
+                Some(Reply::method_not_allowed("POST"))
+            }
+        };
+        let get = |allowed: bool| {
+            if allowed {
+                None
+            } else {
+                Some(Reply::method_not_allowed("GET"))
+            }
+        };
+        let body = || parse_body(&req.body);
+        match (segment, arg) {
+            ("init", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_init(cx, op, user, &b),
+                Err(r) => r.into(),
+            },
+            ("status", None) => get(m == "GET" || m == "HEAD")
+                .unwrap_or_else(|| self.api_status(cx, user))
+                .into(),
+            ("local-files", None) => get(m == "GET" || m == "HEAD")
+                .unwrap_or_else(|| self.api_files(user, false))
+                .into(),
+            ("published-files", None) => get(m == "GET" || m == "HEAD")
+                .unwrap_or_else(|| self.api_files(user, true))
+                .into(),
+            ("network-files", None) => match get(m == "GET" || m == "HEAD") {
+                Some(r) => r.into(),
+                None => self.api_network(cx, op, user, req),
+            },
+            ("add-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_add_file(user, &b).into(),
+                Err(r) => r.into(),
+            },
+            ("remove-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_remove_file(cx, user, &b).into(),
+                Err(r) => r.into(),
+            },
+            ("publish", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_publish(cx, op, user, &b),
+                Err(r) => r.into(),
+            },
+            ("unpublish", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_unpublish(cx, op, user, &b),
+                Err(r) => r.into(),
+            },
+            ("fetch", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_fetch(cx, op, user, &b),
+                Err(r) => r.into(),
+            },
+            ("fetch", Some(id)) if !id.is_empty() && !id.contains('/') => {
+                if m != "DELETE" {
+                    return Reply::method_not_allowed("DELETE").into();
+                }
+                self.api_cancel_fetch(cx, user, &decode(id)).into()
+            }
+            ("fetch-progress", Some(id)) if !id.is_empty() && !id.contains('/') => {
+                get(m == "GET" || m == "HEAD")
+                    .unwrap_or_else(|| self.api_fetch_progress(user, &decode(id)))
+                    .into()
+            }
+            ("fetches", None) => get(m == "GET" || m == "HEAD")
+                .unwrap_or_else(|| self.api_fetches(user))
+                .into(),
+            ("logout", None) => post(m == "POST")
+                .unwrap_or_else(|| self.api_logout(cx, user))
+                .into(),
+            _ => Reply::error(404, &format!("No such API endpoint: {API_PREFIX}{rest}")).into(),
+        }
+    }
+
+    /// /register and /login go to the server API as they are.
+    fn forward_auth(&mut self, cx: &mut Ctx, op: OpId, login: bool, body: &[u8]) -> Outcome {
+        let path = if login {
+            "/api/user/login"
+        } else {
+            "/api/user/register"
+        };
+        match self.forwards.post(cx, op, path, body) {
+            Ok(id) => {
+                self.conns.insert(id, Kind::Forward);
+                Outcome::Later(OpKind::Forward { login })
+            }
+            Err(e) => Reply::error(502, &e).into(),
+        }
+    }
+
+    /// The server API answered (or could not be reached: `Err`).
+    pub(super) fn forward_done(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        answer: Result<http::Response, String>,
+    ) {
+        let Some(kind) = self.take_op(op) else {
+            return;
+        };
+        let resp = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = match kind {
+                    OpKind::Verify { .. } => format!("Cannot check the token: {e}"),
+                    _ => e,
+                };
+                self.finish(cx, op, Reply::error(502, &msg));
+                return;
+            }
+        };
+        let body: Option<Value> = serde_json::from_slice(&resp.body).ok();
+        match kind {
+            OpKind::Forward { login } => {
+                let Some(body) = body else {
+                    let msg = format!(
+                        "The coordinator's server API answered {} without JSON",
+                        resp.status
+                    );
+                    self.finish(cx, op, Reply::error(502, &msg));
+                    return;
+                };
+                if (200..300).contains(&resp.status) {
+                    self.learn_from_login(cx, &body);
+                }
+                let what = if login { "login" } else { "register" };
+                let who = body
+                    .pointer("/user/username")
+                    .and_then(Value::as_str)
+                    .unwrap_or("-");
+                crate::log_info!("client api: {what} forwarded for {who}: {}", resp.status);
+                self.finish(cx, op, Reply::json(resp.status, &body));
+            }
+            OpKind::Verify { req, token } => {
+                let user = body
+                    .as_ref()
+                    .filter(|_| resp.status == 200)
+                    .filter(|b| b.get("success").and_then(Value::as_bool) == Some(true))
+                    // Admin tokens are for the coordinator's admin API, not for sharing files.
+                    .filter(|b| b.pointer("/user/role").and_then(Value::as_str) != Some("admin"))
+                    .and_then(|b| b.pointer("/user/username"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let claims = tokens::unverified_claims(&token);
+                match (user, claims) {
+                    (Some(user), Some((sub, exp))) if sub == user => {
+                        self.tokens.learn(&token, &user, exp);
+                        let display = body
+                            .as_ref()
+                            .and_then(|b| b.pointer("/user/display_name"))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        if let Err(e) = self.ensure_user(cx, &user, display.as_deref()) {
+                            self.finish(cx, op, Reply::error(500, &e));
+                            return;
+                        }
+                        let rest = req.path.strip_prefix(API_PREFIX).unwrap_or("").to_owned();
+                        let out = self.route_user(cx, op, &req, &rest, &user);
+                        self.settle(cx, op, out);
+                    }
+                    _ if resp.status == 401 || resp.status == 200 => {
+                        self.tokens.refused(&token, cx.now());
+                        self.finish(
+                            cx,
+                            op,
+                            Reply::error(401, "Invalid or expired token; log in again"),
+                        );
+                    }
+                    _ => {
+                        let msg = format!(
+                            "Cannot check the token: the coordinator's server API answered {}",
+                            resp.status
+                        );
+                        self.finish(cx, op, Reply::error(502, &msg));
+                    }
+                }
+            }
+            other => {
+                // Not a forwarding op: put it back untouched.
+                self.resume_op(op, other);
+            }
+        }
+    }
+
+    /// A successful login/register answer: remember the token and the user.
+    fn learn_from_login(&mut self, cx: &mut Ctx, body: &Value) {
+        let token = body.get("token").and_then(Value::as_str);
+        let user = body.pointer("/user/username").and_then(Value::as_str);
+        let display = body.pointer("/user/display_name").and_then(Value::as_str);
+        if let (Some(token), Some(user)) = (token, user) {
+            if let Some((sub, exp)) = tokens::unverified_claims(token) {
+                if sub == user {
+                    self.tokens.learn(token, user, exp);
+                    if let Err(e) = self.ensure_user(cx, user, display) {
+                        crate::log_error!("{user}: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A JSON object body; an empty body is an empty object.
+pub fn parse_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Reply::error(400, "The request body must be a JSON object")),
+        Err(e) => Err(Reply::error(
+            400,
+            &format!("The request body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+fn decode(s: &str) -> String {
+    http::percent_decode(s).unwrap_or_else(|| s.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_check_blocks_rebinding_names() {
+        let lo: SocketAddr = "127.0.0.1:5501".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:5501".parse().unwrap();
+        let allowed = vec!["share.lan".to_string()];
+        let ok = |h: &str, l| host_allowed(Some(h), l, &allowed);
+        assert!(ok("127.0.0.1:5501", lo));
+        assert!(ok("127.0.0.1", lo));
+        assert!(ok("localhost", lo));
+        assert!(ok("LOCALHOST:5501", lo));
+        assert!(ok("localhost.:80", lo));
+        assert!(ok("[::1]:5501", lo));
+        assert!(ok("share.lan:5501", lo));
+        assert!(ok("192.168.1.9:5501", any));
+        assert!(!ok("192.168.1.9:5501", lo));
+        assert!(!ok("evil.example", lo));
+        assert!(!ok("evil.example:5501", lo));
+        assert!(!ok("localhost.evil.example", lo));
+        assert!(!ok("127.0.0.1.nip.io", lo));
+        assert!(!ok("", lo));
+        assert!(!ok("localhost:abc", lo));
+        assert!(!ok("[::1", lo));
+        assert!(!host_allowed(None, lo, &allowed));
+    }
+
+    #[test]
+    fn reads_bearer_tokens() {
+        let req = |v: &str| Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: String::new(),
+            headers: vec![("Authorization".into(), v.into())],
+            body: Vec::new(),
+            keep_alive: true,
+        };
+        assert_eq!(bearer(&req("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(&req("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(&req("Basic abc")), None);
+        assert_eq!(bearer(&req("Bearer ")), None);
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(parse_body(b"").unwrap().is_empty());
+        assert!(parse_body(b" {\"a\":1}").is_ok());
+        assert_eq!(parse_body(b"[1]").err().map(|r| r.status), Some(400));
+        assert_eq!(parse_body(b"{").err().map(|r| r.status), Some(400));
+    }
+}

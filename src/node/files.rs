@@ -1,0 +1,612 @@
+//! One user's tracked files: metadata of files kept where they are (no copy),
+//! persisted in `<data>/users/<user>/files.json` with atomic replacement, and
+//! how that metadata follows the disk (missing, changed, rehash). It does no
+//! hashing and no registry I/O itself: it returns [`Effect`]s for the node.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::hashing::{HashJob, HashResult, Observation};
+use super::peer_server::{self, SharedFile};
+
+/// Times within this many seconds are the same mtime (JSON keeps f64 exact;
+/// this only absorbs float noise).
+const SAME_TIME: f64 = 1e-5;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    /// Gone from its path, or no longer a regular file.
+    Missing,
+    /// Size or mtime moved since it was added or published.
+    Changed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Missing => "missing",
+            Status::Changed => "changed",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct TrackedFile {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub modified: f64,
+    pub added_at: f64,
+    pub sha256: Option<String>,
+    pub is_published: bool,
+    pub published_at: Option<f64>,
+    pub status: Status,
+    /// A hash job is out for this file.
+    #[serde(skip)]
+    pub hashing: bool,
+    #[serde(skip)]
+    pub hash_error: Option<String>,
+    /// Bumped whenever a hash is (re)started, so stale results are dropped.
+    #[serde(skip)]
+    pub gen: u64,
+}
+
+impl TrackedFile {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "path": self.path,
+            "size": self.size,
+            "modified": self.modified,
+            "added_at": self.added_at,
+            "sha256": self.sha256,
+            "hashing": self.hashing,
+            "hash_error": self.hash_error,
+            "is_published": self.is_published,
+            "published_at": self.published_at,
+            "status": self.status.as_str(),
+        })
+    }
+
+    /// The registry's view: `{size, modified, published_at, is_published, sha256}`.
+    pub fn registry_meta(&self) -> Value {
+        json!({
+            "size": self.size,
+            "modified": self.modified,
+            "published_at": self.published_at,
+            "is_published": self.is_published && self.status != Status::Missing,
+            "sha256": self.sha256,
+        })
+    }
+}
+
+/// What the node must do after a change in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Tell the registry the file is no longer offered.
+    Unpublish(String),
+    /// Start (again) hashing the file.
+    Hash(String),
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct OnDisk {
+    version: u32,
+    files: Vec<TrackedFile>,
+}
+
+pub struct Catalog {
+    user: String,
+    store: PathBuf,
+    files: BTreeMap<String, TrackedFile>,
+    dirty: bool,
+    next_gen: u64,
+    /// Names the peer server found changed on disk, checked by the node next.
+    suspects: Vec<String>,
+}
+
+/// Whether a name may be published (SPEC §2 "Names").
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("names must be 1 to 255 bytes long".into());
+    }
+    if name == "." || name == ".." {
+        return Err("'.' and '..' are not file names".into());
+    }
+    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        return Err("names may not contain '/', '\\' or control characters".into());
+    }
+    Ok(())
+}
+
+impl Catalog {
+    /// Loads `<dir>/files.json` (creating `dir`). A file that cannot be
+    /// parsed is moved aside, never overwritten, and the catalog starts empty.
+    pub fn load(dir: &Path, user: &str) -> Result<Catalog, String> {
+        fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the user directory {}: {e}", dir.display()))?;
+        let store = dir.join("files.json");
+        let mut files = BTreeMap::new();
+        match fs::read(&store) {
+            Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
+                Ok(d) => {
+                    for f in d.files {
+                        files.insert(f.name.clone(), f);
+                    }
+                }
+                Err(e) => {
+                    let aside = dir.join(format!("files.json.corrupt-{}", now_unix() as u64));
+                    crate::log_error!(
+                        "{}: unreadable ({e}); moved to {} and starting empty",
+                        store.display(),
+                        aside.display()
+                    );
+                    fs::rename(&store, &aside)
+                        .map_err(|e| format!("cannot move {} aside: {e}", store.display()))?;
+                }
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", store.display())),
+        }
+        Ok(Catalog {
+            user: user.to_owned(),
+            store,
+            files,
+            dirty: false,
+            next_gen: 1,
+            suspects: Vec::new(),
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Writes the catalog durably now.
+    pub fn save(&mut self) -> Result<(), String> {
+        let disk = OnDisk {
+            version: 1,
+            files: self.files.values().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&disk).map_err(|e| e.to_string())?;
+        crate::store::write_atomic(&self.store, &bytes)
+            .map_err(|e| format!("cannot save {}: {e}", self.store.display()))?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// Background changes (hash results, rescans) are written in batches.
+    pub fn save_if_dirty(&mut self) {
+        if self.dirty {
+            if let Err(e) = self.save() {
+                crate::log_error!("{e}");
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TrackedFile> {
+        self.files.get(name)
+    }
+
+    pub fn by_path(&self, path: &str) -> Option<&TrackedFile> {
+        self.files.values().find(|f| f.path == path)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &TrackedFile> {
+        self.files.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    pub fn published_count(&self) -> usize {
+        self.files.values().filter(|f| f.is_published).count()
+    }
+
+    /// Starts tracking `path`. `Ok(true)`: newly added (to be hashed);
+    /// `Ok(false)`: that path was tracked already. Errors carry an HTTP status.
+    pub fn add(&mut self, path: &str, now: f64) -> Result<(String, bool), (u16, String)> {
+        let p = Path::new(path);
+        if path.is_empty() {
+            return Err((400, "The path is empty".into()));
+        }
+        if !p.is_absolute() {
+            return Err((400, format!("The path must be absolute: '{path}'")));
+        }
+        let meta = match fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err((400, format!("No such file: {path}")))
+            }
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                return Err((400, format!("{path} is not readable (permission denied)")))
+            }
+            Err(e) => return Err((400, format!("Cannot access {path}: {e}"))),
+        };
+        if meta.is_dir() {
+            return Err((400, format!("{path} is a directory, not a regular file")));
+        }
+        if !meta.is_file() {
+            return Err((400, format!("{path} is not a regular file")));
+        }
+        if let Err(e) = fs::File::open(p) {
+            return Err((400, format!("{path} is not readable ({e})")));
+        }
+        let name = match p.file_name().and_then(|n| n.to_str()) {
+            Some(n) => n.to_owned(),
+            None => return Err((400, format!("{path} has no usable file name"))),
+        };
+        if let Err(why) = check_name(&name) {
+            return Err((
+                400,
+                format!("The file name '{name}' cannot be shared: {why}"),
+            ));
+        }
+        if let Some(f) = self.files.get(&name) {
+            if f.path == path {
+                return Ok((name, false));
+            }
+            return Err((
+                409,
+                format!(
+                    "A file named '{name}' is already tracked (from {}); remove it first or rename one of them",
+                    f.path
+                ),
+            ));
+        }
+        self.files.insert(
+            name.clone(),
+            TrackedFile {
+                name: name.clone(),
+                path: path.to_owned(),
+                size: meta.len(),
+                modified: peer_server::mtime_secs(&meta),
+                added_at: now,
+                sha256: None,
+                is_published: false,
+                published_at: None,
+                status: Status::Ok,
+                hashing: false,
+                hash_error: None,
+                gen: 0,
+            },
+        );
+        self.dirty = true;
+        Ok((name, true))
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<TrackedFile> {
+        let f = self.files.remove(name)?;
+        self.dirty = true;
+        Some(f)
+    }
+
+    /// Marks published (with its time) or not; publishing clears "changed".
+    pub fn set_published(&mut self, name: &str, at: Option<f64>) {
+        if let Some(f) = self.files.get_mut(name) {
+            f.is_published = at.is_some();
+            f.published_at = at;
+            if at.is_some() && f.status == Status::Changed {
+                f.status = Status::Ok;
+            }
+            self.dirty = true;
+        }
+    }
+
+    /// A hash job for `name`, marking it as hashing; stale jobs are superseded.
+    pub fn begin_hash(&mut self, name: &str) -> Option<HashJob> {
+        let f = self.files.get_mut(name)?;
+        if f.status == Status::Missing {
+            return None;
+        }
+        self.next_gen += 1;
+        f.gen = self.next_gen;
+        f.hashing = true;
+        f.hash_error = None;
+        Some(HashJob {
+            user: self.user.clone(),
+            name: name.to_owned(),
+            gen: f.gen,
+            path: PathBuf::from(&f.path),
+        })
+    }
+
+    /// The pool could not take the job: it will be retried, but is not "out".
+    pub fn hash_not_started(&mut self, name: &str) {
+        if let Some(f) = self.files.get_mut(name) {
+            f.hashing = true;
+        }
+    }
+
+    /// Files that have no hash and none under way (after a load or a crash).
+    pub fn needing_hash(&self) -> Vec<String> {
+        self.files
+            .values()
+            .filter(|f| f.sha256.is_none() && !f.hashing && f.status != Status::Missing)
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    pub fn hash_done(&mut self, job: &HashJob, result: HashResult) -> Vec<Effect> {
+        let Some(f) = self.files.get_mut(&job.name) else {
+            return Vec::new();
+        };
+        if f.gen != job.gen || f.path != job.path.to_string_lossy() {
+            return Vec::new();
+        }
+        f.hashing = false;
+        self.dirty = true;
+        match result {
+            HashResult::Ok {
+                sha256,
+                size,
+                modified,
+            } => {
+                let mut effects = Vec::new();
+                if size != f.size || (modified - f.modified).abs() > SAME_TIME {
+                    // It moved between the add (or the last stat) and the hash.
+                    f.size = size;
+                    f.modified = modified;
+                    if f.sha256.is_some() || f.is_published {
+                        f.status = Status::Changed;
+                    }
+                    if f.is_published {
+                        f.is_published = false;
+                        f.published_at = None;
+                        effects.push(Effect::Unpublish(f.name.clone()));
+                    }
+                }
+                f.sha256 = Some(sha256);
+                effects
+            }
+            HashResult::Changed => {
+                f.hashing = true;
+                vec![Effect::Hash(f.name.clone())]
+            }
+            HashResult::Failed(e) => {
+                f.hash_error = Some(e);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Folds in what a `stat` of the file found.
+    pub fn observe(&mut self, name: &str, seen: Observation) -> Vec<Effect> {
+        let Some(f) = self.files.get_mut(name) else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        match seen {
+            Observation::Missing => {
+                if f.status != Status::Missing {
+                    f.status = Status::Missing;
+                    f.hashing = false;
+                    self.next_gen += 1;
+                    f.gen = self.next_gen;
+                    if f.is_published {
+                        f.is_published = false;
+                        f.published_at = None;
+                        effects.push(Effect::Unpublish(f.name.clone()));
+                    }
+                    self.dirty = true;
+                }
+            }
+            Observation::Present { size, modified } => {
+                let same = size == f.size && (modified - f.modified).abs() <= SAME_TIME;
+                if same {
+                    if f.status == Status::Missing {
+                        f.status = Status::Ok;
+                        self.dirty = true;
+                        if f.sha256.is_none() {
+                            effects.push(Effect::Hash(f.name.clone()));
+                        }
+                    }
+                } else {
+                    f.status = Status::Changed;
+                    f.size = size;
+                    f.modified = modified;
+                    f.sha256 = None;
+                    // A hash of the old content still under way must not land.
+                    self.next_gen += 1;
+                    f.gen = self.next_gen;
+                    if f.is_published {
+                        f.is_published = false;
+                        f.published_at = None;
+                        effects.push(Effect::Unpublish(f.name.clone()));
+                    }
+                    effects.push(Effect::Hash(f.name.clone()));
+                    self.dirty = true;
+                }
+            }
+        }
+        effects
+    }
+
+    /// (name, path) of every file, for a stat sweep.
+    pub fn paths(&self) -> Vec<(String, PathBuf)> {
+        self.files
+            .values()
+            .map(|f| (f.name.clone(), PathBuf::from(&f.path)))
+            .collect()
+    }
+
+    /// REGISTER's `files_metadata`.
+    pub fn registry_metadata(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        for f in self.files.values() {
+            m.insert(f.name.clone(), f.registry_meta());
+        }
+        Value::Object(m)
+    }
+
+    pub fn take_suspects(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.suspects)
+    }
+}
+
+impl peer_server::Catalog for Catalog {
+    fn published(&self, name: &str) -> Option<SharedFile> {
+        let f = self.files.get(name)?;
+        if !f.is_published || f.status == Status::Missing {
+            return None;
+        }
+        Some(SharedFile {
+            name: f.name.clone(),
+            path: PathBuf::from(&f.path),
+            size: f.size,
+            modified: f.modified,
+            sha256: f.sha256.clone(),
+        })
+    }
+
+    fn file_changed(&mut self, name: &str) {
+        if self.suspects.len() < 1024 && !self.suspects.iter().any(|s| s == name) {
+            self.suspects.push(name.to_owned());
+        }
+    }
+}
+
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::hashing::{hash_file, observe};
+    use crate::node::peer_server::Catalog as _;
+
+    fn setup() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
+        (dir, cat)
+    }
+
+    #[test]
+    fn add_checks_the_path_clearly() {
+        let (dir, mut cat) = setup();
+        let missing = dir.path().join("nope.txt");
+        let e = cat.add(missing.to_str().unwrap(), 1.0).unwrap_err();
+        assert_eq!(e, (400, format!("No such file: {}", missing.display())));
+        let e = cat.add(dir.path().to_str().unwrap(), 1.0).unwrap_err();
+        assert_eq!(e.0, 400);
+        assert!(
+            e.1.ends_with("is a directory, not a regular file"),
+            "{}",
+            e.1
+        );
+        let e = cat.add("relative/file", 1.0).unwrap_err();
+        assert!(e.1.contains("absolute"), "{}", e.1);
+        let p = dir.path().join("a b ü.txt");
+        fs::write(&p, b"hello").unwrap();
+        let ps = p.to_str().unwrap();
+        assert_eq!(cat.add(ps, 1.0).unwrap(), ("a b ü.txt".to_string(), true));
+        assert_eq!(cat.add(ps, 2.0).unwrap(), ("a b ü.txt".to_string(), false));
+        let other = dir.path().join("sub");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("a b ü.txt"), b"x").unwrap();
+        let e = cat
+            .add(other.join("a b ü.txt").to_str().unwrap(), 1.0)
+            .unwrap_err();
+        assert_eq!(e.0, 409);
+        let f = cat.get("a b ü.txt").unwrap();
+        assert_eq!((f.size, f.status), (5, Status::Ok));
+    }
+
+    #[test]
+    fn survives_a_reload_and_sets_aside_a_corrupt_file() {
+        let (dir, mut cat) = setup();
+        let p = dir.path().join("f");
+        fs::write(&p, b"x").unwrap();
+        cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        cat.set_published("f", Some(5.0));
+        cat.save().unwrap();
+        let back = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
+        let f = back.get("f").unwrap();
+        assert!(f.is_published);
+        assert_eq!(f.published_at, Some(5.0));
+        assert_eq!(back.needing_hash(), vec!["f".to_string()]);
+        fs::write(dir.path().join("users/alice/files.json"), b"{nonsense").unwrap();
+        let fresh = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
+        assert!(fresh.is_empty());
+        let aside = fs::read_dir(dir.path().join("users/alice"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("files.json.corrupt")
+            })
+            .count();
+        assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn metadata_follows_the_disk() {
+        let (dir, mut cat) = setup();
+        let p = dir.path().join("doc");
+        fs::write(&p, b"one").unwrap();
+        cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        let job = cat.begin_hash("doc").unwrap();
+        let fx = cat.hash_done(&job, hash_file(&job.path));
+        assert!(fx.is_empty());
+        assert!(cat.get("doc").unwrap().sha256.is_some());
+        cat.set_published("doc", Some(2.0));
+        assert!(cat.published("doc").is_some());
+
+        // Changed on disk: unpublished, rehashed, marked.
+        fs::write(&p, b"longer content").unwrap();
+        let fx = cat.observe("doc", observe(&p));
+        assert_eq!(
+            fx,
+            vec![Effect::Unpublish("doc".into()), Effect::Hash("doc".into())]
+        );
+        let f = cat.get("doc").unwrap();
+        assert_eq!(
+            (f.status, f.is_published, f.size),
+            (Status::Changed, false, 14)
+        );
+        assert!(cat.published("doc").is_none());
+        // Stable afterwards: nothing more to do.
+        assert!(cat.observe("doc", observe(&p)).is_empty());
+        // A stale hash result (from before the change) is ignored.
+        assert!(cat
+            .hash_done(&job, HashResult::Failed("x".into()))
+            .is_empty());
+        assert!(cat.get("doc").unwrap().hash_error.is_none());
+
+        cat.set_published("doc", Some(3.0));
+        assert_eq!(cat.get("doc").unwrap().status, Status::Ok);
+        fs::remove_file(&p).unwrap();
+        let fx = cat.observe("doc", observe(&p));
+        assert_eq!(fx, vec![Effect::Unpublish("doc".into())]);
+        assert_eq!(cat.get("doc").unwrap().status, Status::Missing);
+        assert!(cat.begin_hash("doc").is_none());
+        assert_eq!(cat.registry_metadata()["doc"]["is_published"], false);
+    }
+
+    #[test]
+    fn names_follow_the_spec() {
+        assert!(check_name("report 2024 ü.pdf").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(256)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

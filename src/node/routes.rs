@@ -1,0 +1,802 @@
+//! What each client-API endpoint does for its user (SPEC §5, notes/API.md),
+//! and how requests that wait on the registry go on when its answers come.
+//! HTTP framing, the Host check and authentication happen before, in `api`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use reactor::http::Request;
+use reactor::Ctx;
+use serde_json::{json, Map, Value};
+
+use super::api::{FetchOp, NetworkOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
+use super::fetch::{FetchRequest, HostOffer};
+use super::files::{self, now_unix, Status};
+use super::hashing::observe;
+use super::network::{self, NetHost};
+use super::session::Wait;
+use super::{Node, OpId};
+
+/// LIST pages are walked this far at most (1000 hosts each).
+const MAX_LIST_PAGES: u32 = 200;
+const LIST_PAGE: u64 = 1000;
+
+type Body = Map<String, Value>;
+
+fn str_field<'a>(b: &'a Body, key: &str) -> Result<Option<&'a str>, Reply> {
+    match b.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(Reply::error(400, &format!("'{key}' must be a string"))),
+    }
+}
+
+fn bool_field(b: &Body, key: &str) -> Result<bool, Reply> {
+    match b.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(v)) => Ok(*v),
+        Some(_) => Err(Reply::error(400, &format!("'{key}' must be true or false"))),
+    }
+}
+
+fn required<'a>(b: &'a Body, key: &str) -> Result<&'a str, Reply> {
+    match str_field(b, key)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(Reply::error(400, &format!("Missing '{key}' (a string)"))),
+    }
+}
+
+macro_rules! try_reply {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return Outcome::Now(r),
+        }
+    };
+}
+
+const NOT_INITIALISED: &str = "Not connected to the network yet: POST /api/client/init first";
+
+impl Node {
+    pub(super) fn client_info(&self, user: &str) -> Reply {
+        let Some(u) = self.users.get(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        let port = u.session.as_ref().map(|s| s.peer_port);
+        Reply::ok(json!({
+            "success": true,
+            "client": {
+                "username": user,
+                "hostname": user,
+                "display_name": u.display_name,
+                "port": port,
+                "repo": self.downloads_dir(user),
+            }
+        }))
+    }
+
+    fn downloads_dir(&self, user: &str) -> PathBuf {
+        self.settings
+            .data_dir
+            .join("users")
+            .join(user)
+            .join("downloads")
+    }
+
+    pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+        if self.users.get(user).is_some_and(|u| u.session.is_some()) {
+            return self.client_info(user).into();
+        }
+        let mut addr = self.settings.registry;
+        if let Some(ip) = try_reply!(str_field(b, "server_ip")) {
+            let ip = if ip.eq_ignore_ascii_case("localhost") {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                try_reply!(ip.parse::<IpAddr>().map_err(|_| Reply::error(
+                    400,
+                    &format!("'server_ip' must be an IP address, not '{ip}'")
+                )))
+            };
+            addr = SocketAddr::new(ip, addr.port());
+        }
+        match b.get("server_port") {
+            None | Some(Value::Null) => {}
+            Some(v) => match v.as_u64().and_then(|p| u16::try_from(p).ok()) {
+                Some(p) if p > 0 => addr.set_port(p),
+                _ => {
+                    return Reply::error(400, "'server_port' must be a port number (1-65535)")
+                        .into()
+                }
+            },
+        }
+        try_reply!(self.start_session(cx, user, addr));
+        if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
+            s.init_ops.push(op);
+        }
+        self.link_connect(cx, user);
+        Outcome::Later(OpKind::Init)
+    }
+
+    pub(super) fn api_status(&self, cx: &Ctx, user: &str) -> Reply {
+        let Some(u) = self.users.get(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        let now = cx.now();
+        let state = self.heartbeat_state(user, now);
+        let iv = self.settings.intervals;
+        let (coordinator, peer_port, sent) = match &u.session {
+            Some(s) => (
+                json!({
+                    "state": s.state_name(),
+                    "address": s.registry.to_string(),
+                    "retry_in_s": s.retry_in(now),
+                    "last_error": s.last_error,
+                }),
+                Some(s.peer_port),
+                s.heartbeat.sent(),
+            ),
+            None => (
+                json!({
+                    "state": "disconnected",
+                    "address": self.settings.registry.to_string(),
+                    "retry_in_s": null,
+                    "last_error": null,
+                }),
+                None,
+                0,
+            ),
+        };
+        Reply::ok(json!({
+            "success": true,
+            "username": user,
+            "hostname": user,
+            "display_name": u.display_name,
+            "initialized": u.session.is_some(),
+            "peer_port": peer_port,
+            "coordinator": coordinator,
+            "heartbeat": {
+                "state": state.as_str(),
+                "interval_s": iv.of(state).as_secs_f64(),
+                "sent": sent,
+                "next_in_s": u.session.as_ref().and_then(|s| s.heartbeat.next_in(now)).map(|d| d.as_secs_f64()),
+            },
+            "counts": {
+                "local_files": u.catalog.len(),
+                "published_files": u.catalog.published_count(),
+                "active_fetches": self.fetches.active(user),
+                "uploads": self.peer_server.active_uploads(user),
+            }
+        }))
+    }
+
+    pub(super) fn api_files(&self, user: &str, published_only: bool) -> Reply {
+        let Some(u) = self.users.get(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        let files: Vec<Value> = u
+            .catalog
+            .iter()
+            .filter(|f| !published_only || f.is_published)
+            .map(|f| f.to_json())
+            .collect();
+        Reply::ok(json!({"success": true, "files": files}))
+    }
+
+    pub(super) fn api_add_file(&mut self, user: &str, b: &Body) -> Reply {
+        let path = match required(b, "path") {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        let Some(u) = self.users.get_mut(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        let (name, new) = match u.catalog.add(path, now_unix()) {
+            Ok(x) => x,
+            Err((status, msg)) => return Reply::error(status, &msg),
+        };
+        if new {
+            // Acknowledged means on disk.
+            if let Err(e) = u.catalog.save() {
+                u.catalog.remove(&name);
+                return Reply::error(500, &e);
+            }
+            crate::log_info!("{user}: tracking {name:?}");
+            self.queue_hash(user, &name);
+        }
+        match self.users.get(user).and_then(|u| u.catalog.get(&name)) {
+            Some(f) => Reply::ok(json!({"success": true, "file": f.to_json()})),
+            None => Reply::error(500, "The file vanished from the catalog"),
+        }
+    }
+
+    pub(super) fn api_remove_file(&mut self, cx: &mut Ctx, user: &str, b: &Body) -> Reply {
+        let name = match required(b, "fname") {
+            Ok(n) => n,
+            Err(r) => return r,
+        };
+        let Some(u) = self.users.get_mut(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        let Some(f) = u.catalog.remove(name) else {
+            return Reply::error(404, &format!("'{name}' is not tracked"));
+        };
+        if let Err(e) = u.catalog.save() {
+            return Reply::error(500, &e);
+        }
+        if f.is_published {
+            self.quiet_unpublish(cx, user, name);
+        }
+        crate::log_info!("{user}: stopped tracking {name:?}");
+        Reply::ok(json!({"success": true}))
+    }
+
+    /// Name of the file a publish/unpublish body means (`fname`, or `path`).
+    fn named_file(&self, user: &str, b: &Body) -> Result<String, Reply> {
+        let u = self
+            .users
+            .get(user)
+            .ok_or_else(|| Reply::error(404, "Unknown user"))?;
+        if let Some(name) = str_field(b, "fname")?.filter(|s| !s.is_empty()) {
+            return match u.catalog.get(name) {
+                Some(_) => Ok(name.to_owned()),
+                None => Err(Reply::error(
+                    404,
+                    &format!("'{name}' is not tracked; add it first with /add-file"),
+                )),
+            };
+        }
+        if let Some(path) = str_field(b, "path")?.filter(|s| !s.is_empty()) {
+            return match u.catalog.by_path(path) {
+                Some(f) => Ok(f.name.clone()),
+                None => Err(Reply::error(
+                    404,
+                    &format!("{path} is not tracked; add it first with /add-file"),
+                )),
+            };
+        }
+        Err(Reply::error(400, "Missing 'fname' (or 'path')"))
+    }
+
+    pub(super) fn api_publish(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+        let force = try_reply!(bool_field(b, "force"));
+        let name = try_reply!(self.named_file(user, b));
+        // Look at the disk now, not at what the last sweep saw.
+        self.check_file(cx, user, &name);
+        let Some(u) = self.users.get_mut(user) else {
+            return Reply::error(404, "Unknown user").into();
+        };
+        let Some(f) = u.catalog.get(&name) else {
+            return Reply::error(404, &format!("'{name}' is not tracked")).into();
+        };
+        if f.status == Status::Missing {
+            return Reply::error(
+                409,
+                &format!(
+                    "'{name}' is missing from disk ({}): it was moved or deleted",
+                    f.path
+                ),
+            )
+            .into();
+        }
+        if f.hashing || (f.sha256.is_none() && f.hash_error.is_none()) {
+            return Reply::error_with(
+                409,
+                &format!("'{name}' is still being hashed; try again in a moment"),
+                json!({"hashing": true}),
+            )
+            .into();
+        }
+        if let Some(e) = &f.hash_error {
+            return Reply::error(409, &format!("'{name}' could not be hashed: {e}")).into();
+        }
+        if f.is_published {
+            return Reply::ok(json!({"success": true, "file": f.to_json(), "note": format!("'{name}' is already published")})).into();
+        }
+        let Some(s) = u.session.as_ref() else {
+            return Reply::error(409, NOT_INITIALISED).into();
+        };
+        let at = now_unix();
+        if !s.is_up() {
+            return self.publish_locally(user, &name, at).into();
+        }
+        let mut p = PublishOp {
+            user: user.to_owned(),
+            name: name.clone(),
+            force,
+            stage: PublishStage::AwaitRequest,
+            found: Vec::new(),
+            pages: 1,
+            published_at: at,
+        };
+        if force {
+            p.stage = PublishStage::AwaitAck;
+            self.send_publish(cx, op, &p);
+        } else {
+            let req = json!({"action": "REQUEST", "data": {"fname": name}});
+            let list = json!({"action": "LIST", "data": {"offset": 0, "limit": LIST_PAGE}});
+            self.registry_send(cx, user, req, Wait::Op(op));
+            self.registry_send(cx, user, list, Wait::Op(op));
+        }
+        Outcome::Later(OpKind::Publish(p))
+    }
+
+    fn send_publish(&mut self, cx: &mut Ctx, op: OpId, p: &PublishOp) -> bool {
+        let Some(f) = self.users.get(&p.user).and_then(|u| u.catalog.get(&p.name)) else {
+            return false;
+        };
+        let msg = json!({"action": "PUBLISH", "data": {
+            "hostname": p.user,
+            "fname": f.name,
+            "size": f.size,
+            "modified": f.modified,
+            "published_at": p.published_at,
+            "sha256": f.sha256,
+        }});
+        self.registry_send(cx, &p.user, msg, Wait::Op(op))
+    }
+
+    /// The registry is unreachable: the state is kept here and re-sent by the next REGISTER.
+    fn publish_locally(&mut self, user: &str, name: &str, at: f64) -> Reply {
+        let Some(u) = self.users.get_mut(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        u.catalog.set_published(name, Some(at));
+        if let Err(e) = u.catalog.save() {
+            return Reply::error(500, &e);
+        }
+        crate::log_info!("{user}: published {name:?} locally (coordinator unreachable)");
+        let file = u.catalog.get(name).map(|f| f.to_json());
+        Reply::ok(json!({
+            "success": true,
+            "file": file,
+            "note": "The coordinator is unreachable right now; the file is published here and will be announced when the connection is back (duplicates were not checked)",
+        }))
+    }
+
+    fn publish_acked(&mut self, user: &str, name: &str, at: f64) -> Reply {
+        let Some(u) = self.users.get_mut(user) else {
+            return Reply::error(404, "Unknown user");
+        };
+        if u.catalog.get(name).is_none() {
+            return Reply::error(409, &format!("'{name}' stopped being tracked meanwhile"));
+        }
+        u.catalog.set_published(name, Some(at));
+        if let Err(e) = u.catalog.save() {
+            return Reply::error(500, &e);
+        }
+        crate::log_info!("{user}: published {name:?}");
+        let file = u.catalog.get(name).map(|f| f.to_json());
+        Reply::ok(json!({"success": true, "file": file}))
+    }
+
+    pub(super) fn api_unpublish(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        b: &Body,
+    ) -> Outcome {
+        let name = try_reply!(self.named_file(user, b));
+        let Some(u) = self.users.get_mut(user) else {
+            return Reply::error(404, "Unknown user").into();
+        };
+        if !u.catalog.get(&name).is_some_and(|f| f.is_published) {
+            return Reply::ok(
+                json!({"success": true, "note": format!("'{name}' was not published")}),
+            )
+            .into();
+        }
+        // Peers stop getting it at once; the answer waits for the registry.
+        u.catalog.set_published(&name, None);
+        if let Err(e) = u.catalog.save() {
+            return Reply::error(500, &e).into();
+        }
+        crate::log_info!("{user}: unpublished {name:?}");
+        let up = u.session.as_ref().is_some_and(|s| s.is_up());
+        let msg = json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
+        if up && self.registry_send(cx, user, msg, Wait::Op(op)) {
+            return Outcome::Later(OpKind::Unpublish {
+                user: user.to_owned(),
+                name,
+            });
+        }
+        Reply::ok(json!({"success": true, "note": "The coordinator is unreachable right now; the change is kept here and sent when the connection is back"})).into()
+    }
+
+    pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Body) -> Outcome {
+        let fname = try_reply!(required(b, "fname")).to_owned();
+        if let Err(why) = files::check_name(&fname) {
+            return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
+        }
+        let overwrite = try_reply!(bool_field(b, "overwrite"));
+        let prefer = try_reply!(str_field(b, "hostname"))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let target = match try_reply!(str_field(b, "save_path")) {
+            Some(p) if !p.is_empty() => {
+                let p = Path::new(p);
+                if !p.is_absolute() {
+                    return Reply::error(
+                        400,
+                        &format!(
+                            "'save_path' must be an absolute path, not '{}'",
+                            p.display()
+                        ),
+                    )
+                    .into();
+                }
+                if p.is_dir() {
+                    p.join(&fname)
+                } else {
+                    p.to_path_buf()
+                }
+            }
+            _ => self.downloads_dir(user).join(&fname),
+        };
+        if let Ok(m) = std::fs::symlink_metadata(&target) {
+            if m.is_dir() {
+                return Reply::error(409, &format!("{} is a directory", target.display())).into();
+            }
+            if !overwrite {
+                return Reply::error(
+                    409,
+                    &format!(
+                        "{} already exists; pass overwrite:true to replace it",
+                        target.display()
+                    ),
+                )
+                .into();
+            }
+        }
+        try_reply!(self.require_link(user));
+        let msg = json!({"action": "REQUEST", "data": {"fname": fname}});
+        if !self.registry_send(cx, user, msg, Wait::Op(_op)) {
+            return Reply::error(
+                503,
+                "The coordinator is unreachable right now; try again in a moment",
+            )
+            .into();
+        }
+        Outcome::Later(OpKind::Fetch(FetchOp {
+            user: user.to_owned(),
+            fname,
+            target,
+            overwrite,
+            prefer,
+        }))
+    }
+
+    fn require_link(&self, user: &str) -> Result<(), Reply> {
+        let s = self
+            .users
+            .get(user)
+            .and_then(|u| u.session.as_ref())
+            .ok_or_else(|| Reply::error(409, NOT_INITIALISED))?;
+        if !s.is_up() {
+            let why = s.last_error.as_deref().unwrap_or("connecting");
+            return Err(Reply::error(
+                503,
+                &format!("The coordinator is unreachable right now ({why}); try again in a moment"),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn api_network(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        req: &Request,
+    ) -> Outcome {
+        let q = req.query_param("q").unwrap_or_default();
+        let num = |k: &str, default: usize| -> Result<usize, Reply> {
+            match req.query_param(k).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.parse::<usize>().map_err(|_| {
+                    Reply::error(400, &format!("'{k}' must be a non-negative integer"))
+                }),
+            }
+        };
+        let offset = try_reply!(num("offset", 0));
+        let limit = try_reply!(num("limit", 100));
+        if limit == 0 {
+            return Reply::error(400, "'limit' must be at least 1").into();
+        }
+        try_reply!(self.require_link(user));
+        let mut data = json!({"offset": 0, "limit": LIST_PAGE});
+        if !q.is_empty() {
+            data["query"] = json!(q);
+        }
+        self.registry_send(
+            cx,
+            user,
+            json!({"action": "LIST", "data": data}),
+            Wait::Op(op),
+        );
+        Outcome::Later(OpKind::Network(NetworkOp {
+            user: user.to_owned(),
+            q,
+            offset,
+            limit: limit.min(1000),
+            hosts: Vec::new(),
+            pages: 1,
+        }))
+    }
+
+    pub(super) fn api_cancel_fetch(&mut self, cx: &mut Ctx, user: &str, id: &str) -> Reply {
+        match self.fetches.cancel(cx, user, id) {
+            Ok(()) => Reply::ok(json!({"success": true})),
+            Err((status, msg)) => Reply::error(status, &msg),
+        }
+    }
+
+    pub(super) fn api_fetch_progress(&self, user: &str, id: &str) -> Reply {
+        match self.fetches.progress(user, id) {
+            Some(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("success".into(), json!(true));
+                }
+                Reply::ok(v)
+            }
+            None => Reply::error(404, &format!("No download '{id}' for this user")),
+        }
+    }
+
+    pub(super) fn api_fetches(&self, user: &str) -> Reply {
+        Reply::ok(json!({"success": true, "fetches": self.fetches.list(user)}))
+    }
+
+    pub(super) fn api_logout(&mut self, cx: &mut Ctx, user: &str) -> Reply {
+        self.end_session(cx, user, 409, "The user logged out");
+        self.fetches.cancel_user(cx, user);
+        self.peer_server.close_user(cx, user);
+        self.tokens.revoke_user(user);
+        if let Some(mut u) = self.users.remove(user) {
+            u.catalog.save_if_dirty();
+        }
+        crate::log_info!("{user}: logged out");
+        Reply::ok(json!({"success": true}))
+    }
+
+    /// A registry answer for a waiting request.
+    pub(super) fn op_registry_reply(&mut self, cx: &mut Ctx, op: OpId, v: Value) {
+        let Some(kind) = self.take_op(op) else {
+            return;
+        };
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+        let reason = v
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given")
+            .to_owned();
+        let out = match kind {
+            OpKind::Publish(p) => self.publish_step(cx, op, p, &v),
+            OpKind::Unpublish { name, .. } => {
+                if status == "ACK" || reason.contains("not found") {
+                    Reply::ok(json!({"success": true})).into()
+                } else {
+                    Reply::ok(json!({"success": true, "note": format!("Unpublished here; the coordinator answered: {reason} ('{name}')")})).into()
+                }
+            }
+            OpKind::Fetch(f) => self.fetch_found(cx, f, &v).into(),
+            OpKind::Network(mut n) => match network::parse_list(&v) {
+                Err(e) => Reply::error(
+                    502,
+                    &format!("The coordinator's LIST answer was unusable: {e}; {reason}"),
+                )
+                .into(),
+                Ok((hosts, next)) => {
+                    n.hosts.extend(hosts);
+                    match next {
+                        Some(next) if n.pages < MAX_LIST_PAGES => {
+                            n.pages += 1;
+                            let mut data = json!({"offset": next, "limit": LIST_PAGE});
+                            if !n.q.is_empty() {
+                                data["query"] = json!(n.q);
+                            }
+                            let user = n.user.clone();
+                            if self.registry_send(
+                                cx,
+                                &user,
+                                json!({"action": "LIST", "data": data}),
+                                Wait::Op(op),
+                            ) {
+                                Outcome::Later(OpKind::Network(n))
+                            } else {
+                                Reply::error(503, "Lost the connection to the coordinator").into()
+                            }
+                        }
+                        _ => network_page(&n).into(),
+                    }
+                }
+            },
+            other => Outcome::Later(other),
+        };
+        self.settle(cx, op, out);
+    }
+
+    fn publish_step(&mut self, cx: &mut Ctx, op: OpId, mut p: PublishOp, v: &Value) -> Outcome {
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+        let reason = v
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given");
+        match p.stage {
+            PublishStage::AwaitRequest => {
+                p.found.extend(network::parse_request(v, &p.name));
+                p.stage = PublishStage::AwaitList;
+                Outcome::Later(OpKind::Publish(p))
+            }
+            PublishStage::AwaitList => {
+                let next = match network::parse_list(v) {
+                    Ok((hosts, next)) => {
+                        p.found.extend(hosts);
+                        next
+                    }
+                    Err(e) => {
+                        crate::log_warn!("{}: duplicate check: {e}: {reason}", p.user);
+                        None
+                    }
+                };
+                if let Some(next) = next.filter(|_| p.pages < MAX_LIST_PAGES) {
+                    p.pages += 1;
+                    let list =
+                        json!({"action": "LIST", "data": {"offset": next, "limit": LIST_PAGE}});
+                    let user = p.user.clone();
+                    if self.registry_send(cx, &user, list, Wait::Op(op)) {
+                        return Outcome::Later(OpKind::Publish(p));
+                    }
+                    return self
+                        .publish_locally(&p.user, &p.name, p.published_at)
+                        .into();
+                }
+                let Some(f) = self.users.get(&p.user).and_then(|u| u.catalog.get(&p.name)) else {
+                    return Reply::error(
+                        409,
+                        &format!("'{}' stopped being tracked meanwhile", p.name),
+                    )
+                    .into();
+                };
+                let dups =
+                    network::duplicates(&p.user, f.size, f.modified, f.sha256.as_deref(), &p.found);
+                if !dups.is_empty() && !p.force {
+                    let n = dups.len();
+                    return Reply::error_with(
+                        409,
+                        &format!(
+                            "'{}' looks like {} already on the network ({}); publish with force: true to share it anyway",
+                            p.name,
+                            if n == 1 { "a file".to_string() } else { format!("{n} files") },
+                            dups.iter()
+                                .take(3)
+                                .map(|d| format!("{} on {}", d["name"].as_str().unwrap_or("?"), d["hostname"].as_str().unwrap_or("?")))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        json!({"duplicates": dups}),
+                    )
+                    .into();
+                }
+                p.stage = PublishStage::AwaitAck;
+                if self.send_publish(cx, op, &p) {
+                    Outcome::Later(OpKind::Publish(p))
+                } else {
+                    self.publish_locally(&p.user, &p.name, p.published_at)
+                        .into()
+                }
+            }
+            PublishStage::AwaitAck => {
+                if status == "ACK" {
+                    self.publish_acked(&p.user, &p.name, p.published_at).into()
+                } else {
+                    let code = if reason.contains("invalid") { 400 } else { 502 };
+                    Reply::error(
+                        code,
+                        &format!("The coordinator refused to publish '{}': {reason}", p.name),
+                    )
+                    .into()
+                }
+            }
+        }
+    }
+
+    fn fetch_found(&mut self, cx: &mut Ctx, f: FetchOp, v: &Value) -> Reply {
+        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+        if status == "ERROR" {
+            let reason = v
+                .get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Reply::error(
+                502,
+                &format!("The coordinator could not look up '{}': {reason}", f.fname),
+            );
+        }
+        let mut hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
+        if hosts.is_empty() {
+            return Reply::error(404, &format!("No peer on the network offers '{}'", f.fname));
+        }
+        // Online first; the asked-for host first of all.
+        hosts.sort_by_key(|h| !h.online);
+        if let Some(want) = &f.prefer {
+            match hosts.iter().position(|h| &h.hostname == want) {
+                Some(i) => {
+                    let h = hosts.remove(i);
+                    hosts.insert(0, h);
+                }
+                None => {
+                    return Reply::error(404, &format!("'{want}' does not offer '{}'", f.fname));
+                }
+            }
+        }
+        let offers: Vec<HostOffer> = hosts
+            .into_iter()
+            .map(|h| HostOffer {
+                hostname: h.hostname,
+                ip: h.ip,
+                port: h.port,
+                size: h.files[0].size,
+                sha256: h.files[0].sha256.clone(),
+                online: h.online,
+            })
+            .collect();
+        let req = FetchRequest {
+            user: f.user.clone(),
+            fname: f.fname.clone(),
+            target: f.target,
+            overwrite: f.overwrite,
+            hosts: offers,
+        };
+        match self.fetches.start(cx, req) {
+            Ok(id) => Reply::ok(json!({"success": true, "fetch_id": id})),
+            Err((status, msg)) => Reply::error(status, &msg),
+        }
+    }
+
+    /// The registry connection dropped while a request waited on it.
+    pub(super) fn op_link_lost(&mut self, cx: &mut Ctx, op: OpId) {
+        let Some(kind) = self.take_op(op) else {
+            return;
+        };
+        let reply = match kind {
+            OpKind::Publish(p) => self.publish_locally(&p.user, &p.name, p.published_at),
+            OpKind::Unpublish { .. } => Reply::ok(
+                json!({"success": true, "note": "The connection to the coordinator was lost; the change is kept here and sent when it is back"}),
+            ),
+            _ => Reply::error(
+                503,
+                "Lost the connection to the coordinator; try again in a moment",
+            ),
+        };
+        self.finish(cx, op, reply);
+    }
+
+    /// Looks at one tracked file on disk now and acts on what changed.
+    pub(super) fn check_file(&mut self, cx: &mut Ctx, user: &str, name: &str) {
+        let Some(path) = self
+            .users
+            .get(user)
+            .and_then(|u| u.catalog.get(name))
+            .map(|f| PathBuf::from(&f.path))
+        else {
+            return;
+        };
+        let seen = observe(&path);
+        let effects = match self.users.get_mut(user) {
+            Some(u) => u.catalog.observe(name, seen),
+            None => return,
+        };
+        self.apply_effects(cx, user, effects);
+    }
+}
+
+fn network_page(n: &NetworkOp) -> Reply {
+    let all = network::group_files(&n.hosts, &n.q);
+    let total = all.len();
+    let start = n.offset.min(total);
+    let end = start.saturating_add(n.limit).min(total);
+    let files: Vec<Value> = all[start..end].to_vec();
+    let next = (end < total).then_some(end);
+    Reply::ok(json!({"success": true, "files": files, "total": total, "next_offset": next}))
+}
