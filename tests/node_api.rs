@@ -1,0 +1,547 @@
+//! The client API's rules, checked against real processes: the Host check,
+//! headers, authentication and users kept apart, bad input with clear errors,
+//! crash safety of acknowledged changes, coordinator loss and the heartbeat.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A node whose coordinator does not exist (only local behaviour is tested).
+fn lonely_node() -> NodeProc {
+    let dead: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("node");
+    let n = NodeProc::start_in(&data, dead, dead, &["--allowed-hosts", "share.lan"], &[]);
+    // Keep the directory for the node's lifetime.
+    std::mem::forget(tmp);
+    n
+}
+
+fn with_host(n: &NodeProc, method: &str, path: &str, host: &str) -> HttpResponse {
+    let raw = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    http_raw(n.api, raw.as_bytes())
+}
+
+#[test]
+fn host_check_headers_and_http_rules() {
+    let n = lonely_node();
+    let port = n.api.port();
+
+    // DNS rebinding: a foreign Host is refused everywhere, pages and login included.
+    for (m, p) in [
+        ("GET", "/"),
+        ("POST", "/api/client/login"),
+        ("GET", "/api/client/status"),
+    ] {
+        let r = with_host(&n, m, p, &format!("evil.example:{port}"));
+        assert_eq!(r.status, 403, "{m} {p}");
+        assert_eq!(r.json()["success"], false);
+        assert!(r.json()["error"].as_str().unwrap().contains("not allowed"));
+    }
+    assert_eq!(
+        http_raw(n.api, b"GET / HTTP/1.0\r\n\r\n").status,
+        403,
+        "no Host at all"
+    );
+    for host in [
+        format!("localhost:{port}"),
+        "localhost".into(),
+        n.api.to_string(),
+        "share.lan".into(),
+    ] {
+        let r = with_host(&n, "GET", "/", &host);
+        assert_eq!(r.status, 200, "Host {host}");
+    }
+
+    // The UI page and its headers; no CORS anywhere.
+    let r = with_host(&n, "GET", "/", "localhost");
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'self'")
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(r.header("cache-control").is_some());
+    assert!(r.header("access-control-allow-origin").is_none());
+    let r = with_host(&n, "GET", "/api/client/status", "localhost");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'self'")
+    );
+    assert!(r.header("access-control-allow-origin").is_none());
+    assert_eq!(
+        with_host(&n, "GET", "/../Cargo.toml", "localhost").status,
+        404
+    );
+    assert_eq!(
+        with_host(&n, "GET", "/%2e%2e/Cargo.toml", "localhost").status,
+        404
+    );
+    assert_eq!(with_host(&n, "DELETE", "/", "localhost").status, 405);
+
+    // Auth and routing errors are JSON with the right status.
+    let (s, v) = n.call("GET", "/api/client/local-files", None, None);
+    assert_eq!(s, 401);
+    assert!(v["error"].as_str().unwrap().contains("Bearer"));
+    let (s, _) = n.call("GET", "/api/client/local-files", Some("not.a.token"), None);
+    assert_eq!(
+        s, 502,
+        "an unknown token is checked with the (absent) coordinator"
+    );
+    let (s, _) = n.call("GET", "/api/client/nope", None, None);
+    assert_eq!(s, 401);
+    let (s, v) = n.call("GET", "/api/client/login", None, None);
+    assert_eq!(s, 405, "{v}");
+    let (s, v) = n.call("GET", "/api/other", None, None);
+    assert_eq!(s, 404, "{v}");
+
+    // The coordinator is down: login fails clearly, nothing hangs.
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/login",
+        None,
+        Some(json!({"username": "alice", "password": PASSWORD})),
+    );
+    assert_eq!(s, 502, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unreachable"), "{v}");
+
+    // Caps: body over 1 MiB → 413, head over 16 KiB → 431, CL with TE → 400.
+    let big = format!(
+        "POST /api/client/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        2 * 1024 * 1024
+    );
+    assert_eq!(http_raw(n.api, big.as_bytes()).status, 413);
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(http_raw(n.api, huge.as_bytes()).status, 431);
+    let both = "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nab";
+    assert_eq!(http_raw(n.api, both.as_bytes()).status, 400);
+
+    // Keep-alive with pipelining: answers in order on one connection, even
+    // when the first one waits on the (unreachable) coordinator.
+    let mut s = TcpStream::connect(n.api).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let body = r#"{"username":"alice","password":"x"}"#;
+    let pipelined = format!(
+        "POST /api/client/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}\
+         GET /app.js HTTP/1.1\r\nHost: localhost\r\n\r\n\
+         GET /missing.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        body.len()
+    );
+    s.write_all(pipelined.as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    assert_eq!(read_response(&mut r).status, 502);
+    let js = read_response(&mut r);
+    assert_eq!(js.status, 200);
+    assert!(js.header("content-type").unwrap().contains("javascript"));
+    assert_eq!(read_response(&mut r).status, 404);
+}
+
+#[test]
+fn users_are_kept_apart_and_bad_input_is_explained() {
+    let coord = Coordinator::start();
+    let n = NodeProc::start(&coord);
+    let (alice, _) = n.session("alice", "Alice");
+    let (bob, _) = n.session("bobby", "Bob");
+    let dir = tempfile::tempdir().unwrap();
+
+    // add-file: clear 400s.
+    let add = |token: &str, path: Value| {
+        n.call(
+            "POST",
+            "/api/client/add-file",
+            Some(token),
+            Some(json!({"path": path})),
+        )
+    };
+    let (s, v) = add(&alice, json!(dir.path()));
+    assert_eq!(s, 400);
+    assert_eq!(
+        v["error"],
+        format!(
+            "{} is a directory, not a regular file",
+            dir.path().display()
+        )
+    );
+    let missing = dir.path().join("no such file.txt");
+    let (s, v) = add(&alice, json!(missing));
+    assert_eq!(s, 400);
+    assert_eq!(v["error"], format!("No such file: {}", missing.display()));
+    let (s, v) = add(&alice, json!("relative/name.txt"));
+    assert_eq!(s, 400);
+    assert!(v["error"].as_str().unwrap().contains("absolute"), "{v}");
+    let (s, v) = add(&alice, json!(42));
+    assert_eq!(s, 400);
+    assert_eq!(v["error"], "'path' must be a string");
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/add-file",
+        Some(&alice),
+        Some(json!([1])),
+    );
+    assert_eq!(s, 400, "{v}");
+    let locked = dir.path().join("locked.txt");
+    std::fs::write(&locked, b"secret").unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    if is_root() {
+        println!("skipping the unreadable-file assertion: running as root, chmod 000 does not stop reading");
+    } else {
+        let (s, v) = add(&alice, json!(locked));
+        assert_eq!(s, 400);
+        assert!(
+            v["error"].as_str().unwrap().contains("is not readable"),
+            "{v}"
+        );
+    }
+
+    // Each user sees only their own files.
+    let path = dir.path().join("alice only.txt");
+    std::fs::write(&path, b"mine").unwrap();
+    let (s, v) = add(&alice, json!(path));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = add(&alice, json!(path));
+    assert_eq!(s, 200, "adding the same path again is harmless: {v}");
+    let (_, v) = n.call("GET", "/api/client/local-files", Some(&bob), None);
+    assert!(v["files"].as_array().unwrap().is_empty(), "{v}");
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/publish",
+        Some(&bob),
+        Some(json!({"fname": "alice only.txt"})),
+    );
+    assert_eq!(s, 404, "{v}");
+    let (s, _) = n.call(
+        "POST",
+        "/api/client/publish",
+        Some(&bob),
+        Some(json!({"path": path})),
+    );
+    assert_eq!(s, 404);
+
+    // fetch: unknown names fail clearly and create nothing.
+    let downloads = n.data.join("users/bobby/downloads");
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/fetch",
+        Some(&bob),
+        Some(json!({"fname": "nobody has this.bin"})),
+    );
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(
+        v["error"],
+        "No peer on the network offers 'nobody has this.bin'"
+    );
+    assert!(!downloads.join("nobody has this.bin").exists());
+    assert!(!downloads.join("nobody has this.bin.part").exists());
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/fetch",
+        Some(&bob),
+        Some(json!({"fname": "a/b"})),
+    );
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/fetch",
+        Some(&bob),
+        Some(json!({"fname": "alice only.txt", "save_path": "relative.txt"})),
+    );
+    assert_eq!(s, 400, "{v}");
+    let existing = dir.path().join("already here.txt");
+    std::fs::write(&existing, b"keep me").unwrap();
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/fetch",
+        Some(&bob),
+        Some(json!({"fname": "alice only.txt", "save_path": existing})),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert_eq!(
+        v["error"],
+        format!(
+            "{} already exists; pass overwrite:true to replace it",
+            existing.display()
+        )
+    );
+    assert_eq!(std::fs::read(&existing).unwrap(), b"keep me");
+
+    // Another user's fetch is not found; unknown ids neither.
+    n.wait_hashed(&alice, "alice only.txt");
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/publish",
+        Some(&alice),
+        Some(json!({"fname": "alice only.txt"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/fetch",
+        Some(&bob),
+        Some(json!({"fname": "alice only.txt"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let id = v["fetch_id"].as_str().unwrap().to_owned();
+    let (s, _) = n.call(
+        "GET",
+        &format!("/api/client/fetch-progress/{id}"),
+        Some(&bob),
+        None,
+    );
+    assert_eq!(s, 200);
+    let (s, v) = n.call(
+        "GET",
+        &format!("/api/client/fetch-progress/{id}"),
+        Some(&alice),
+        None,
+    );
+    assert_eq!(s, 404, "{v}");
+    let (s, _) = n.call(
+        "DELETE",
+        &format!("/api/client/fetch/{id}"),
+        Some(&alice),
+        None,
+    );
+    assert_eq!(s, 404);
+    let (_, v) = n.call("GET", "/api/client/fetches", Some(&alice), None);
+    assert!(v["fetches"].as_array().unwrap().is_empty(), "{v}");
+    let (s, _) = n.call(
+        "GET",
+        "/api/client/fetch-progress/no-such-id",
+        Some(&bob),
+        None,
+    );
+    assert_eq!(s, 404);
+
+    // A forged token (valid shape, wrong signature) is refused by the coordinator.
+    let mut parts: Vec<String> = alice.split('.').map(str::to_owned).collect();
+    parts[2] = "A".repeat(43);
+    let forged = parts.join(".");
+    let (s, _) = n.call("GET", "/api/client/status", Some(&forged), None);
+    assert_eq!(s, 401);
+
+    // A token this node never saw (login elsewhere) is verified once, then works.
+    let other = NodeProc::start(&coord);
+    let (s, v) = other.call(
+        "POST",
+        "/api/client/login",
+        None,
+        Some(json!({"username": "alice", "password": PASSWORD})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let fresh = v["token"].as_str().unwrap().to_owned();
+    let (s, v) = n.call("GET", "/api/client/local-files", Some(&fresh), None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["files"][0]["name"], "alice only.txt");
+
+    // Logout ends alice's session only.
+    let (s, _) = n.call("POST", "/api/client/logout", Some(&alice), None);
+    assert_eq!(s, 200);
+    let (s, _) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert_eq!(s, 401);
+    let (s, _) = n.call("GET", "/api/client/status", Some(&bob), None);
+    assert_eq!(s, 200);
+}
+
+#[test]
+fn acknowledged_changes_survive_kill_9() {
+    let coord = Coordinator::start();
+    let mut n = NodeProc::start(&coord);
+    let (alice, _) = n.session("alice", "Alice");
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("kept.txt");
+    std::fs::write(&a, b"published before the crash").unwrap();
+    let name = n.add_and_publish(&alice, &a);
+    let b = dir.path().join("tracked too.txt");
+    std::fs::write(&b, b"only tracked").unwrap();
+    let (s, _) = n.call(
+        "POST",
+        "/api/client/add-file",
+        Some(&alice),
+        Some(json!({"path": b})),
+    );
+    assert_eq!(s, 200);
+
+    n.restart();
+    let (alice, _) = n.session("alice", "Alice");
+    let (s, v) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert_eq!(s, 200);
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{v}");
+    let kept = files.iter().find(|f| f["name"] == name.as_str()).unwrap();
+    assert_eq!(kept["is_published"], true);
+    assert_eq!(kept["path"], a.to_str().unwrap());
+    // And the re-REGISTER after init offers it again.
+    let mut reg = RegistryClient::connect(coord.registry);
+    let v = reg.ask("REQUEST", json!({"fname": name}));
+    assert_eq!(v["status"], "FOUND", "{v}");
+}
+
+#[test]
+fn files_changed_or_deleted_on_disk_are_unpublished() {
+    let coord = Coordinator::start();
+    let n = NodeProc::start(&coord);
+    let (alice, _) = n.session("alice", "Alice");
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("draft.txt");
+    std::fs::write(&a, b"version one").unwrap();
+    let name = n.add_and_publish(&alice, &a);
+    let mut reg = RegistryClient::connect(coord.registry);
+    assert_eq!(
+        reg.ask("REQUEST", json!({"fname": name}))["status"],
+        "FOUND"
+    );
+
+    // Changed: a publish attempt looks at the disk at once.
+    std::fs::write(&a, b"version two, longer").unwrap();
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/publish",
+        Some(&alice),
+        Some(json!({"fname": name})),
+    );
+    assert_eq!(s, 409, "the new content is being hashed: {v}");
+    assert_eq!(v["hashing"], true, "{v}");
+    let (_, l) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    let f = &l["files"][0];
+    assert_eq!(f["status"], "changed", "{f}");
+    assert_eq!(f["is_published"], false);
+    assert_eq!(f["size"], 19);
+    wait_for("unpublished after a change", || {
+        (reg.ask("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
+    });
+
+    // Deleted: the periodic rescan marks it missing and unpublishes it.
+    n.wait_hashed(&alice, &name);
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/publish",
+        Some(&alice),
+        Some(json!({"fname": name})),
+    );
+    assert_eq!(s, 200, "{v}");
+    std::fs::remove_file(&a).unwrap();
+    let started = Instant::now();
+    let f = wait_for("missing noticed", || {
+        let (_, l) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+        let f = l["files"][0].clone();
+        (f["status"] == "missing").then_some(f)
+    });
+    assert_eq!(f["is_published"], false);
+    assert!(started.elapsed() < Duration::from_secs(12));
+    wait_for("gone from the registry", || {
+        (reg.ask("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
+    });
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/publish",
+        Some(&alice),
+        Some(json!({"fname": name})),
+    );
+    assert_eq!(s, 409, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("missing"), "{v}");
+}
+
+#[test]
+fn a_restarted_coordinator_gets_the_files_back() {
+    let mut coord = Coordinator::start();
+    let n = NodeProc::start(&coord);
+    let (alice, _) = n.session("alice", "Alice");
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("survivor file.bin");
+    std::fs::write(&a, pattern(10_000, 5)).unwrap();
+    let name = n.add_and_publish(&alice, &a);
+
+    coord.restart();
+    // The node notices, reconnects with backoff and registers again with its files.
+    let mut reg = RegistryClient::connect(coord.registry);
+    let started = Instant::now();
+    let v = wait_for("re-REGISTER after a coordinator restart", || {
+        let v = reg.ask("REQUEST", json!({"fname": name}));
+        (v["status"] == "FOUND").then_some(v)
+    });
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(v["hosts"][0]["hostname"], "alice");
+    assert_eq!(v["hosts"][0]["size"], 10_000);
+    let (s, st) = n.call("GET", "/api/client/status", Some(&alice), None);
+    assert_eq!(s, 200);
+    assert_eq!(st["coordinator"]["state"], "connected", "{st}");
+
+    // Local requests go on while the coordinator is away; state says so.
+    coord.proc.kill();
+    let st = wait_for("reconnecting state", || {
+        let (_, st) = n.call("GET", "/api/client/status", Some(&alice), None);
+        (st["coordinator"]["state"] == "reconnecting").then_some(st)
+    });
+    assert!(st["coordinator"]["last_error"].is_string(), "{st}");
+    let (s, _) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert_eq!(s, 200);
+    let (s, v) = n.call(
+        "POST",
+        "/api/client/unpublish",
+        Some(&alice),
+        Some(json!({"fname": name})),
+    );
+    assert_eq!(s, 200, "recorded locally: {v}");
+    assert!(v["note"].is_string(), "{v}");
+    let (s, v) = n.call("GET", "/api/client/network-files", Some(&alice), None);
+    assert_eq!(s, 503, "{v}");
+}
+
+#[test]
+fn heartbeat_follows_activity() {
+    let coord = Coordinator::start();
+    let n = NodeProc::start_with(
+        &coord,
+        &[],
+        &[
+            ("P2PSHARE_HEARTBEAT_IDLE", "60"),
+            ("P2PSHARE_HEARTBEAT_ACTIVE", "0.5"),
+            ("P2PSHARE_HEARTBEAT_BUSY", "0.25"),
+            ("P2PSHARE_ACTIVE_WINDOW", "1.5"),
+        ],
+    );
+    let (alice, _) = n.session("alice", "Alice");
+    let status = || {
+        let (s, v) = n.call("GET", "/api/client/status", Some(&alice), None);
+        assert_eq!(s, 200, "{v}");
+        v["heartbeat"].clone()
+    };
+    let hb = status();
+    assert_eq!(hb["state"], "active", "{hb}");
+    assert_eq!(hb["interval_s"], 0.5);
+    wait_for("active heartbeats", || {
+        (status()["sent"].as_u64()? >= 2).then_some(())
+    });
+
+    // Polling /status is not activity: the node goes idle.
+    let hb = wait_for("idle", || {
+        let hb = status();
+        (hb["state"] == "idle").then_some(hb)
+    });
+    assert_eq!(hb["interval_s"], 60.0);
+    let sent = status()["sent"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        status()["sent"].as_u64().unwrap(),
+        sent,
+        "no PING while idle"
+    );
+
+    // Using the API makes it active and pulls the next PING in.
+    let (s, _) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert_eq!(s, 200);
+    assert_eq!(status()["state"], "active");
+    wait_for("a PING soon after becoming active", || {
+        (status()["sent"].as_u64()? > sent).then_some(())
+    });
+}
