@@ -393,6 +393,9 @@
   function sharingBadge(f) {
     if (f.status === "missing") return el("span", { class: "badge badge-danger" }, "Missing on disk");
     if (f.status === "changed") return el("span", { class: "badge badge-warn" }, "Changed since added");
+    if (f.hash_error) {
+      return el("span", { class: "badge badge-danger", title: String(f.hash_error) }, "Cannot read file");
+    }
     if (f.hashing) {
       return el("span", { class: "badge badge-info" },
         el("span", { class: "spinner", "aria-hidden": "true" }), "Hashing…");
@@ -478,7 +481,10 @@
     const res = await authed("POST", "/api/client/publish", body);
     if (button && button.isConnected) P.setBusy(button, false);
     if (res.ok) {
-      P.toast("“" + fname + "” is now shared on the network.", "ok");
+      // The node may accept a publish while the coordinator is away and say so.
+      const note = res.data && typeof res.data.note === "string" ? res.data.note : "";
+      if (note) P.toast("“" + fname + "” is published on this computer. " + note, "info");
+      else P.toast("“" + fname + "” is now shared on the network.", "ok");
       loadFiles();
       return;
     }
