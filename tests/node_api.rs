@@ -343,6 +343,19 @@ fn users_are_kept_apart_and_bad_input_is_explained() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["files"][0]["name"], "alice only.txt");
 
+    // An admin token is for the coordinator's admin API, not for sharing.
+    let (s, v) = http_json(
+        coord.api,
+        "POST",
+        "/api/admin/login",
+        None,
+        Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let admin = v["token"].as_str().unwrap().to_owned();
+    let (s, v) = n.call("GET", "/api/client/status", Some(&admin), None);
+    assert_eq!(s, 401, "{v}");
+
     // Logout ends alice's session only.
     let (s, _) = n.call("POST", "/api/client/logout", Some(&alice), None);
     assert_eq!(s, 200);
@@ -449,6 +462,36 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
     );
     assert_eq!(s, 409, "{v}");
     assert!(v["error"].as_str().unwrap().contains("missing"), "{v}");
+
+    // Stop tracking: a published file is unpublished first.
+    let b = dir.path().join("short lived.txt");
+    std::fs::write(&b, b"here for a moment").unwrap();
+    let other = n.add_and_publish(&alice, &b);
+    assert_eq!(
+        reg.ask("REQUEST", json!({"fname": other}))["status"],
+        "FOUND"
+    );
+    for fname in [&other, &name] {
+        let (s, v) = n.call(
+            "POST",
+            "/api/client/remove-file",
+            Some(&alice),
+            Some(json!({"fname": fname})),
+        );
+        assert_eq!(s, 200, "{v}");
+    }
+    let (_, l) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert!(l["files"].as_array().unwrap().is_empty(), "{l}");
+    wait_for("unpublished before it stopped being tracked", || {
+        (reg.ask("REQUEST", json!({"fname": other}))["status"] == "NOTFOUND").then_some(())
+    });
+    let (s, _) = n.call(
+        "POST",
+        "/api/client/remove-file",
+        Some(&alice),
+        Some(json!({"fname": other})),
+    );
+    assert_eq!(s, 404);
 }
 
 #[test]
