@@ -150,6 +150,8 @@ struct Job {
     samples: VecDeque<(Instant, u64)>,
     /// Why the last host failed, to explain a final failure.
     last_error: Option<String>,
+    /// Why the last transfer stopped mid-way, the most telling reason.
+    interrupted: Option<String>,
     /// Taken over from before a restart.
     resumed: bool,
 }
@@ -249,6 +251,7 @@ impl Fetches {
                     hasher: None,
                     samples: VecDeque::new(),
                     last_error: None,
+                    interrupted: None,
                     resumed: resume,
                 },
             );
@@ -377,6 +380,7 @@ impl Fetches {
                 hasher: Some(Sha256::new()),
                 samples: VecDeque::new(),
                 last_error: None,
+                interrupted: None,
                 resumed: false,
             },
         );
@@ -658,7 +662,6 @@ impl Fetches {
             CloseReason::PeerClosed => format!("{host} closed the connection"),
             CloseReason::Error(e) => format!("The connection to {host} failed ({e})"),
         };
-        job.phase = Phase::Waiting;
         self.host_failed(cx, &fid, msg);
     }
 
@@ -807,6 +810,9 @@ impl Fetches {
         }
         if let Phase::Connecting { timer, .. } = job.phase {
             cx.cancel_timer(timer);
+        }
+        if matches!(job.phase, Phase::Streaming { .. }) {
+            job.interrupted = Some(msg.clone());
         }
         job.last_error = Some(msg);
         job.host += 1;
@@ -1062,13 +1068,16 @@ fn final_error(job: &Job) -> String {
     } else {
         "no other host has the file"
     };
-    if job.rec.downloaded_size > 0 {
-        format!(
-            "{last} after {} and {others}",
-            human_bytes(job.rec.downloaded_size)
-        )
-    } else {
-        format!("{last}, and {others}")
+    match &job.interrupted {
+        Some(first) if job.rec.downloaded_size > 0 => {
+            let got = human_bytes(job.rec.downloaded_size);
+            if *first == last {
+                format!("{first} after {got} and {others}")
+            } else {
+                format!("{first} after {got} and {others} (last try: {last})")
+            }
+        }
+        _ => format!("{last}, and {others}"),
     }
 }
 
