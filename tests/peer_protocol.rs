@@ -188,3 +188,34 @@ fn an_idle_peer_connection_may_stay_while_others_work() {
     assert_eq!(half.line(), format!("LENGTH {}", w.body.len()));
     let _ = w.node.api;
 }
+
+#[test]
+fn peer_connections_beyond_the_cap_are_closed_at_once() {
+    let w = world();
+    let mut open = Vec::new();
+    for _ in 0..256 {
+        let mut c = PeerConn::connect(w.user.peer);
+        c.send(b"PING\n");
+        assert_eq!(c.line(), "PONG");
+        open.push(c);
+    }
+    let mut extra = PeerConn::connect(w.user.peer);
+    // The node may have closed it already: a failed write is fine.
+    let _ = std::io::Write::write_all(&mut extra.s, b"PING\n");
+    assert!(extra.closed(), "connection 257 was served");
+    // Room again once one leaves (the node notices the close first).
+    drop(open.pop());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut c = PeerConn::connect(w.user.peer);
+        c.send(b"PING\n");
+        if c.line() == "PONG" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
