@@ -395,7 +395,6 @@ impl Run<'_> {
             self.clients[i].present_at = Some(self.present.len());
             self.present.push(i);
         }
-        self.clients[i].step = step;
         if step == Step::Finished {
             let leave = self.plan.leave;
             if leave != Leave::Stay {
@@ -405,6 +404,7 @@ impl Run<'_> {
             self.finish(i, true);
             return;
         }
+        self.clients[i].step = step;
         if step == Step::Unregister {
             self.leave_present(i);
         }
