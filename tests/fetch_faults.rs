@@ -267,3 +267,51 @@ fn cancel_and_overwrite_rules() {
     );
     assert_eq!(s, 404);
 }
+
+#[test]
+fn another_version_of_the_file_is_never_used_to_go_on() {
+    let coord = Coord::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::start(&coord, &tmp.path().join("a"), SLOW);
+    let b = Node::start(&coord, &tmp.path().join("b"), &[]);
+    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let (alice, bob, carol) = (a.user("alice"), b.user("bob"), c.user("carol"));
+    // Same name and size, other bytes.
+    let name = a.publish(&alice, &put(tmp.path(), "fa", "v.bin", &pattern(SIZE, 8)));
+    b.publish(&bob, &put(tmp.path(), "fb", "v.bin", &pattern(SIZE, 9)));
+    let out = tmp.path().join("down");
+
+    let id = c.fetch(
+        &carol,
+        json!({"fname": name, "save_path": out.join("v.bin"), "hostname": "alice"}),
+    );
+    wait_some(&c, &carol, &id, 1_000_000);
+    a.kill9();
+    let p = c.wait_final(&carol, &id, 60);
+    assert_eq!(status(&p), "failed", "{p}");
+    assert!(files_like(&out, "v.bin").is_empty());
+}
+
+#[test]
+fn empty_files_and_names_with_spaces_arrive_intact() {
+    let coord = Coord::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Node::start(&coord, &tmp.path().join("a"), &[]);
+    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let (alice, carol) = (a.user("alice"), c.user("carol"));
+    let out = tmp.path().join("down");
+    for (fname, body) in [
+        ("empty file.txt", Vec::new()),
+        ("a b  c.bin", pattern(700_001, 10)),
+    ] {
+        let name = a.publish(&alice, &put(tmp.path(), "fa", fname, &body));
+        let id = c.fetch(&carol, json!({"fname": name, "save_path": out.join(fname)}));
+        let p = c.wait_final(&carol, &id, 60);
+        assert_eq!(status(&p), "completed", "{p}");
+        assert_eq!(p["progress_percent"].as_f64(), Some(100.0), "{p}");
+        assert_eq!(p["file_name"], fname);
+        assert!(p["finished_at"].as_f64().unwrap() >= p["started_at"].as_f64().unwrap());
+        assert!(std::fs::read(out.join(fname)).unwrap() == body, "{fname}");
+        assert!(!out.join(format!("{fname}.part")).exists());
+    }
+}

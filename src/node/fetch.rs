@@ -105,20 +105,14 @@ enum Phase {
     Connecting {
         conn: ConnId,
         timer: TimerId,
+        key: u64,
     },
     /// `INFO` sent; checking the peer has the same size and hash.
-    AwaitInfo {
-        conn: ConnId,
-    },
+    AwaitInfo { conn: ConnId },
     /// `GET`/`RANGE` sent; waiting for `LENGTH`.
-    AwaitLength {
-        conn: ConnId,
-    },
+    AwaitLength { conn: ConnId },
     /// Payload bytes flow into the `.part`.
-    Streaming {
-        conn: ConnId,
-        remaining: u64,
-    },
+    Streaming { conn: ConnId, remaining: u64 },
     /// A worker fsyncs and renames.
     Finishing,
     /// Completed, failed or cancelled.
@@ -446,13 +440,14 @@ impl Fetches {
         let Some(job) = self.jobs.get_mut(&fid) else {
             return;
         };
-        let Phase::Connecting { conn, timer } = job.phase else {
+        let Phase::Connecting { conn, timer, key } = job.phase else {
             return;
         };
         if conn != id {
             return;
         }
         cx.cancel_timer(timer);
+        self.timers.remove(&key);
         let req = Request::Info {
             name: job.rec.file_name.clone(),
         };
@@ -643,8 +638,9 @@ impl Fetches {
         if job.phase.conn() != Some(id) {
             return;
         }
-        if let Phase::Connecting { timer, .. } = job.phase {
+        if let Phase::Connecting { timer, key, .. } = job.phase {
             cx.cancel_timer(timer);
+            self.timers.remove(&key);
         }
         let host = host_name(job);
         let addr = host_addr(job);
@@ -783,7 +779,7 @@ impl Fetches {
                     let key = self.timer_key(fid, TimerKind::Connect);
                     let timer = cx.timer(self.svc, CONNECT_TIMEOUT, key);
                     if let Some(job) = self.jobs.get_mut(fid) {
-                        job.phase = Phase::Connecting { conn, timer };
+                        job.phase = Phase::Connecting { conn, timer, key };
                     }
                     return;
                 }
@@ -808,8 +804,9 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        if let Phase::Connecting { timer, .. } = job.phase {
+        if let Phase::Connecting { timer, key, .. } = job.phase {
             cx.cancel_timer(timer);
+            self.timers.remove(&key);
         }
         if matches!(job.phase, Phase::Streaming { .. }) {
             job.interrupted = Some(msg.clone());
@@ -900,8 +897,9 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        if let Phase::Connecting { timer, .. } = job.phase {
+        if let Phase::Connecting { timer, key, .. } = job.phase {
             cx.cancel_timer(timer);
+            self.timers.remove(&key);
         }
         job.phase = Phase::Done;
         job.file = None;

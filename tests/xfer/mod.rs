@@ -294,7 +294,7 @@ impl PeerConn {
 
 /// Deterministic incompressible-looking bytes.
 pub fn pattern(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut v = Vec::with_capacity(n + 8);
     while v.len() < n {
         x ^= x << 13;
