@@ -7,7 +7,7 @@ use serde_json::json;
 use support::*;
 
 fn sha(c: char) -> String {
-    std::iter::repeat(c).take(64).collect()
+    std::iter::repeat_n(c, 64).collect()
 }
 
 #[test]
@@ -17,7 +17,10 @@ fn every_action_succeeds_and_fails_as_specified() {
     let mut other = c.reg();
 
     // Without registering, writes are refused.
-    let r = a.req("PUBLISH", json!({"hostname":"alice","fname":"x","size":1,"modified":1}));
+    let r = a.req(
+        "PUBLISH",
+        json!({"hostname":"alice","fname":"x","size":1,"modified":1}),
+    );
     assert_eq!(r, json!({"status":"ERROR","reason":"not registered"}));
     let r = a.req("UNREGISTER", json!({"hostname":"alice"}));
     assert_eq!(r["reason"], "not registered");
@@ -45,21 +48,45 @@ fn every_action_succeeds_and_fails_as_specified() {
     assert_eq!(h["size"], 2048);
     assert_eq!(h["is_published"], true);
 
-    assert_eq!(other.req("REQUEST", json!({"fname":"private.txt"})), json!({"status":"NOTFOUND","hosts":[]}));
-    assert_eq!(other.req("REQUEST", json!({"fname":"nope"})), json!({"status":"NOTFOUND","hosts":[]}));
-    assert_eq!(other.req("REQUEST", json!({"fname":"kept.txt"}))["hosts"][0]["sha256"], sha('a'));
+    assert_eq!(
+        other.req("REQUEST", json!({"fname":"private.txt"})),
+        json!({"status":"NOTFOUND","hosts":[]})
+    );
+    assert_eq!(
+        other.req("REQUEST", json!({"fname":"nope"})),
+        json!({"status":"NOTFOUND","hosts":[]})
+    );
+    assert_eq!(
+        other.req("REQUEST", json!({"fname":"kept.txt"}))["hosts"][0]["sha256"],
+        sha('a')
+    );
 
     let r = other.req("DISCOVER", json!({"hostname":"alice"}));
     assert_eq!(r["status"], "OK");
     assert_eq!(r["addr"], json!(["127.0.0.1", 6100]));
     let files = r["files"].as_object().unwrap();
     assert!(files.contains_key("kept.txt") && files.contains_key("report 2025 – é.pdf"));
-    assert!(!files.contains_key("private.txt"), "unpublished files are not discovered");
-    assert_eq!(other.req("DISCOVER", json!({"hostname":"ghost"})), json!({"status":"ERROR","reason":"unknown host"}));
+    assert!(
+        !files.contains_key("private.txt"),
+        "unpublished files are not discovered"
+    );
+    assert_eq!(
+        other.req("DISCOVER", json!({"hostname":"ghost"})),
+        json!({"status":"ERROR","reason":"unknown host"})
+    );
 
-    assert_eq!(other.req("PING", json!({"hostname":"alice"})), json!({"status":"ALIVE"}));
-    assert_eq!(other.req("PING", json!({"hostname":"ghost"})), json!({"status":"DEAD"}));
-    assert_eq!(a.req("PING", json!({"hostname":"alice","state":"busy"})), json!({"status":"ALIVE"}));
+    assert_eq!(
+        other.req("PING", json!({"hostname":"alice"})),
+        json!({"status":"ALIVE"})
+    );
+    assert_eq!(
+        other.req("PING", json!({"hostname":"ghost"})),
+        json!({"status":"DEAD"})
+    );
+    assert_eq!(
+        a.req("PING", json!({"hostname":"alice","state":"busy"})),
+        json!({"status":"ALIVE"})
+    );
 
     let r = other.req("LIST", json!(null));
     let reg = &r["registry"]["alice"];
@@ -69,16 +96,31 @@ fn every_action_succeeds_and_fails_as_specified() {
     assert!(reg["connected_at"].as_f64().unwrap() > 1.0e9);
     assert_eq!(reg["files"].as_object().unwrap().len(), 2);
 
-    assert_eq!(a.req("UNPUBLISH", json!({"hostname":"alice","fname":"kept.txt"})), json!({"status":"ACK"}));
-    assert_eq!(other.req("REQUEST", json!({"fname":"kept.txt"}))["status"], "NOTFOUND");
+    assert_eq!(
+        a.req("UNPUBLISH", json!({"hostname":"alice","fname":"kept.txt"})),
+        json!({"status":"ACK"})
+    );
+    assert_eq!(
+        other.req("REQUEST", json!({"fname":"kept.txt"}))["status"],
+        "NOTFOUND"
+    );
     assert_eq!(
         a.req("UNPUBLISH", json!({"hostname":"alice","fname":"never.txt"})),
         json!({"status":"ERROR","reason":"file not found"})
     );
 
-    assert_eq!(a.req("UNREGISTER", json!({"hostname":"alice"})), json!({"status":"OK"}));
-    assert_eq!(other.req("DISCOVER", json!({"hostname":"alice"}))["reason"], "unknown host");
-    assert_eq!(other.req("REQUEST", json!({"fname":"report 2025 – é.pdf"}))["status"], "NOTFOUND");
+    assert_eq!(
+        a.req("UNREGISTER", json!({"hostname":"alice"})),
+        json!({"status":"OK"})
+    );
+    assert_eq!(
+        other.req("DISCOVER", json!({"hostname":"alice"}))["reason"],
+        "unknown host"
+    );
+    assert_eq!(
+        other.req("REQUEST", json!({"fname":"report 2025 – é.pdf"}))["status"],
+        "NOTFOUND"
+    );
 }
 
 #[test]
@@ -86,25 +128,50 @@ fn a_token_for_alice_cannot_act_as_bob() {
     let c = Coord::start();
     let mut bob = c.reg();
     assert_eq!(bob.register("bob")["status"], "OK");
-    assert_eq!(bob.req("PUBLISH", json!({"hostname":"bob","fname":"b.txt","size":1,"modified":1}))["status"], "ACK");
+    assert_eq!(
+        bob.req(
+            "PUBLISH",
+            json!({"hostname":"bob","fname":"b.txt","size":1,"modified":1})
+        )["status"],
+        "ACK"
+    );
 
     let mut alice = c.reg();
     // A token whose subject is alice cannot register as bob.
-    let r = alice.req("REGISTER", json!({"hostname":"bob","port":1,"token":token("alice")}));
+    let r = alice.req(
+        "REGISTER",
+        json!({"hostname":"bob","port":1,"token":token("alice")}),
+    );
     assert_eq!(r, json!({"status":"ERROR","reason":"forbidden"}));
     assert_eq!(alice.register("alice")["status"], "OK");
     for (action, data) in [
         ("UNPUBLISH", json!({"hostname":"bob","fname":"b.txt"})),
         ("UNREGISTER", json!({"hostname":"bob"})),
-        ("PUBLISH", json!({"hostname":"bob","fname":"evil.txt","size":1,"modified":1})),
-        ("REGISTER", json!({"hostname":"bob","port":1,"token":token("bob")})),
+        (
+            "PUBLISH",
+            json!({"hostname":"bob","fname":"evil.txt","size":1,"modified":1}),
+        ),
+        (
+            "REGISTER",
+            json!({"hostname":"bob","port":1,"token":token("bob")}),
+        ),
     ] {
-        assert_eq!(alice.req(action, data), json!({"status":"ERROR","reason":"forbidden"}), "{action}");
+        assert_eq!(
+            alice.req(action, data),
+            json!({"status":"ERROR","reason":"forbidden"}),
+            "{action}"
+        );
     }
     // Nothing changed for bob.
     let r = alice.req("DISCOVER", json!({"hostname":"bob"}));
-    assert_eq!(r["files"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["b.txt"]);
-    assert_eq!(alice.req("PING", json!({"hostname":"bob"}))["status"], "ALIVE");
+    assert_eq!(
+        r["files"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        vec!["b.txt"]
+    );
+    assert_eq!(
+        alice.req("PING", json!({"hostname":"bob"}))["status"],
+        "ALIVE"
+    );
 }
 
 #[test]
@@ -116,36 +183,81 @@ fn bad_tokens_are_unauthorized() {
     // Tampered payload: sub changed, signature kept.
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let payload = format!(r#"{{"sub":"alice","role":"admin","iat":{},"exp":{}}}"#, now(), now() + 3600);
+    let payload = format!(
+        r#"{{"sub":"alice","role":"admin","iat":{},"exp":{}}}"#,
+        now(),
+        now() + 3600
+    );
     parts[1] = b64.encode(payload);
     let tampered = parts.join(".");
     let none_header = b64.encode(r#"{"alg":"none","typ":"JWT"}"#);
-    let alg_none = format!("{}.{}.", none_header, b64.encode(format!(r#"{{"sub":"alice","role":"user","iat":1,"exp":{}}}"#, now() + 3600)));
+    let alg_none = format!(
+        "{}.{}.",
+        none_header,
+        b64.encode(format!(
+            r#"{{"sub":"alice","role":"user","iat":1,"exp":{}}}"#,
+            now() + 3600
+        ))
+    );
     let expired = token_exp("alice", now() - 10);
     let wrong_secret = p2pshare::auth::jwt::sign(
         b"another secret",
-        &p2pshare::auth::jwt::Claims { sub: "alice".into(), role: "user".into(), iat: now(), exp: now() + 3600 },
+        &p2pshare::auth::jwt::Claims {
+            sub: "alice".into(),
+            role: "user".into(),
+            iat: now(),
+            exp: now() + 3600,
+        },
     );
-    for (what, t) in [("tampered", tampered), ("alg none", alg_none), ("expired", expired), ("wrong secret", wrong_secret), ("garbage", "x.y.z".into())] {
+    for (what, t) in [
+        ("tampered", tampered),
+        ("alg none", alg_none),
+        ("expired", expired),
+        ("wrong secret", wrong_secret),
+        ("garbage", "x.y.z".into()),
+    ] {
         let v = r.req("REGISTER", json!({"hostname":"alice","port":1,"token":t}));
-        assert_eq!(v, json!({"status":"ERROR","reason":"unauthorized"}), "{what}");
+        assert_eq!(
+            v,
+            json!({"status":"ERROR","reason":"unauthorized"}),
+            "{what}"
+        );
     }
     let v = r.req("REGISTER", json!({"hostname":"alice","port":1}));
     assert_eq!(v["reason"], "unauthorized", "no token");
     // The same connection still works with a good token.
-    assert_eq!(r.req("REGISTER", json!({"hostname":"alice","port":1,"token":good}))["status"], "OK");
+    assert_eq!(
+        r.req(
+            "REGISTER",
+            json!({"hostname":"alice","port":1,"token":good})
+        )["status"],
+        "OK"
+    );
 }
 
 #[test]
 fn anonymous_mode_accepts_seed_style_clients() {
     let c = Coord::start_with(&["--allow-anonymous"], &[]);
     let mut r = c.reg();
-    assert_eq!(r.req("REGISTER", json!({"hostname":"seed","port":6001}))["status"], "OK");
+    assert_eq!(
+        r.req("REGISTER", json!({"hostname":"seed","port":6001}))["status"],
+        "OK"
+    );
     drop(r);
     // A seed client opens a connection per request, naming itself.
     let mut r2 = c.reg();
-    assert_eq!(r2.req("PUBLISH", json!({"hostname":"seed","fname":"f","size":1,"modified":1}))["status"], "ACK");
-    assert_eq!(r2.req("PING", json!({"hostname":"seed"}))["status"], "ALIVE", "closing does not mark anonymous hosts offline");
+    assert_eq!(
+        r2.req(
+            "PUBLISH",
+            json!({"hostname":"seed","fname":"f","size":1,"modified":1})
+        )["status"],
+        "ACK"
+    );
+    assert_eq!(
+        r2.req("PING", json!({"hostname":"seed"}))["status"],
+        "ALIVE",
+        "closing does not mark anonymous hosts offline"
+    );
 }
 
 #[test]
@@ -153,10 +265,16 @@ fn closing_marks_offline_and_offline_hosts_come_last() {
     let c = Coord::start();
     let mut a = c.reg();
     a.register("a-host");
-    a.req("PUBLISH", json!({"hostname":"a-host","fname":"same.bin","size":9,"modified":1}));
+    a.req(
+        "PUBLISH",
+        json!({"hostname":"a-host","fname":"same.bin","size":9,"modified":1}),
+    );
     let mut b = c.reg();
     b.register("b-host");
-    b.req("PUBLISH", json!({"hostname":"b-host","fname":"same.bin","size":9,"modified":1}));
+    b.req(
+        "PUBLISH",
+        json!({"hostname":"b-host","fname":"same.bin","size":9,"modified":1}),
+    );
     let mut q = c.reg();
     // a-host goes away without UNREGISTER.
     drop(a);
@@ -172,22 +290,46 @@ fn closing_marks_offline_and_offline_hosts_come_last() {
     let r = q.req("REQUEST", json!({"fname":"same.bin"}));
     let hosts = r["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2, "offline hosts are kept");
-    assert_eq!(hosts[0]["hostname"], "b-host", "online hosts are offered first");
+    assert_eq!(
+        hosts[0]["hostname"], "b-host",
+        "online hosts are offered first"
+    );
     assert_eq!(hosts[1]["online"], false);
-    assert_eq!(q.req("LIST", json!(null))["registry"]["a-host"]["online"], false);
+    assert_eq!(
+        q.req("LIST", json!(null))["registry"]["a-host"]["online"],
+        false
+    );
 }
 
 #[test]
 fn the_sweep_removes_inactive_hosts() {
-    let c = Coord::start_with(&[], &[("CLIENT_INACTIVE_TIMEOUT", "1"), ("CLIENT_CLEANUP_INTERVAL", "0.2")]);
+    let c = Coord::start_with(
+        &[],
+        &[
+            ("CLIENT_INACTIVE_TIMEOUT", "1"),
+            ("CLIENT_CLEANUP_INTERVAL", "0.2"),
+        ],
+    );
     let mut a = c.reg();
     a.register("quiet");
     let mut q = c.reg();
-    assert_eq!(q.req("DISCOVER", json!({"hostname":"quiet"}))["status"], "OK");
+    assert_eq!(
+        q.req("DISCOVER", json!({"hostname":"quiet"}))["status"],
+        "OK"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1800));
-    assert_eq!(q.req("DISCOVER", json!({"hostname":"quiet"}))["reason"], "unknown host");
+    assert_eq!(
+        q.req("DISCOVER", json!({"hostname":"quiet"}))["reason"],
+        "unknown host"
+    );
     // The swept connection is no longer registered.
-    assert_eq!(a.req("PUBLISH", json!({"hostname":"quiet","fname":"f","size":1,"modified":1}))["reason"], "not registered");
+    assert_eq!(
+        a.req(
+            "PUBLISH",
+            json!({"hostname":"quiet","fname":"f","size":1,"modified":1})
+        )["reason"],
+        "not registered"
+    );
 }
 
 #[test]
@@ -204,7 +346,10 @@ fn list_pages_in_hostname_order_with_query() {
     let mut q = c.reg();
     let full = q.req("LIST", json!(null));
     assert_eq!(full["registry"].as_object().unwrap().len(), 30);
-    assert!(full.get("total").is_none(), "an unpaged LIST is the seed's shape");
+    assert!(
+        full.get("total").is_none(),
+        "an unpaged LIST is the seed's shape"
+    );
 
     let mut seen = Vec::new();
     let mut offset = Some(0u64);
@@ -220,10 +365,21 @@ fn list_pages_in_hostname_order_with_query() {
     assert_eq!(seen.len(), 30);
 
     let p = q.req("LIST", json!({"query": "FIZZ", "limit": 100}));
-    assert_eq!(p["total"], 10, "query matches file names, case-insensitively");
+    assert_eq!(
+        p["total"], 10,
+        "query matches file names, case-insensitively"
+    );
     let p = q.req("LIST", json!({"limit": 5000}));
-    assert_eq!(p["registry"].as_object().unwrap().len(), 30, "limit above 1000 is taken as 1000");
-    for bad in [json!({"limit": 0}), json!({"offset": -1}), json!({"limit": "5"})] {
+    assert_eq!(
+        p["registry"].as_object().unwrap().len(),
+        30,
+        "limit above 1000 is taken as 1000"
+    );
+    for bad in [
+        json!({"limit": 0}),
+        json!({"offset": -1}),
+        json!({"limit": "5"}),
+    ] {
         assert_eq!(q.req("LIST", bad.clone())["status"], "ERROR", "{bad}");
     }
 }

@@ -49,6 +49,9 @@ pub struct Coordinator {
     stats: OpStats,
     conns: ConnMap<Kind>,
     registry_listener: ListenerId,
+    /// Where the listeners ended up (port 0 picks one).
+    pub registry_addr: SocketAddr,
+    pub api_addr: SocketAddr,
     started: Instant,
     /// Async HTTP work waiting for a worker or a probe: op id → the connection.
     pending: HashMap<u64, ConnId>,
@@ -154,6 +157,8 @@ impl Coordinator {
             stats: OpStats::new(Instant::now()),
             conns: ConnMap::new(),
             registry_listener,
+            registry_addr: reg_local,
+            api_addr: api_local,
             started: Instant::now(),
             pending: HashMap::new(),
             probes: HashMap::new(),
