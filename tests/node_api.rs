@@ -588,3 +588,75 @@ fn heartbeat_follows_activity() {
         (status()["sent"].as_u64()? > sent).then_some(())
     });
 }
+
+#[test]
+fn heartbeat_is_busy_while_a_transfer_runs() {
+    let coord = Coordinator::start();
+    let hb_env: [(&'static str, &str); 4] = [
+        ("P2PSHARE_HEARTBEAT_IDLE", "60"),
+        ("P2PSHARE_HEARTBEAT_ACTIVE", "30"),
+        ("P2PSHARE_HEARTBEAT_BUSY", "0.25"),
+        ("P2PSHARE_ACTIVE_WINDOW", "0.5"),
+    ];
+    // The uploader is slowed down (a test-only setting) so the transfer lasts.
+    let mut slow = hb_env.to_vec();
+    slow.push(("P2PSHARE_TEST_THROTTLE_BPS", "400000"));
+    let n1 = NodeProc::start_with(&coord, &[], &slow);
+    let n2 = NodeProc::start_with(&coord, &[], &hb_env);
+    let (alice, _) = n1.session("alice", "Alice");
+    let (bob, _) = n2.session("bob", "Bob");
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("slow.bin");
+    std::fs::write(&a, pattern(1_200_000, 8)).unwrap();
+    let name = n1.add_and_publish(&alice, &a);
+    let hb = |n: &NodeProc, t: &str| {
+        let (s, v) = n.call("GET", "/api/client/status", Some(t), None);
+        assert_eq!(s, 200, "{v}");
+        v
+    };
+    wait_for("both idle", || {
+        (hb(&n1, &alice)["heartbeat"]["state"] == "idle"
+            && hb(&n2, &bob)["heartbeat"]["state"] == "idle")
+            .then_some(())
+    });
+    let before = hb(&n2, &bob)["heartbeat"]["sent"].as_u64().unwrap();
+
+    let (s, v) = n2.call(
+        "POST",
+        "/api/client/fetch",
+        Some(&bob),
+        Some(json!({"fname": name})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let id = v["fetch_id"].as_str().unwrap().to_owned();
+    let down = wait_for("downloader busy", || {
+        let v = hb(&n2, &bob);
+        (v["heartbeat"]["state"] == "busy").then_some(v)
+    });
+    assert_eq!(down["heartbeat"]["interval_s"], 0.25);
+    assert_eq!(down["counts"]["active_fetches"], 1);
+    let up = wait_for("uploader busy", || {
+        let v = hb(&n1, &alice);
+        (v["heartbeat"]["state"] == "busy").then_some(v)
+    });
+    assert_eq!(up["counts"]["uploads"], 1);
+    wait_for("busy heartbeats go out", || {
+        (hb(&n2, &bob)["heartbeat"]["sent"].as_u64()? >= before + 2).then_some(())
+    });
+
+    let done = wait_for("fetch done", || {
+        let (_, v) = n2.call(
+            "GET",
+            &format!("/api/client/fetch-progress/{id}"),
+            Some(&bob),
+            None,
+        );
+        (v["status"] == "completed").then_some(v)
+    });
+    assert_eq!(done["downloaded_size"], 1_200_000);
+    wait_for("not busy afterwards", || {
+        (hb(&n2, &bob)["heartbeat"]["state"] != "busy"
+            && hb(&n1, &alice)["heartbeat"]["state"] != "busy")
+            .then_some(())
+    });
+}

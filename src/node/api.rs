@@ -607,6 +607,7 @@ impl Node {
                 match (user, claims) {
                     (Some(user), Some((sub, exp))) if sub == user => {
                         self.tokens.learn(&token, &user, exp);
+                        self.token_renewed(cx, &user);
                         let display = body
                             .as_ref()
                             .and_then(|b| b.pointer("/user/display_name"))
@@ -656,6 +657,7 @@ impl Node {
                     if let Err(e) = self.ensure_user(cx, user, display) {
                         crate::log_error!("{user}: {e}");
                     }
+                    self.token_renewed(cx, user);
                 }
             }
         }

@@ -498,6 +498,20 @@ impl Node {
         }
     }
 
+    /// A new token for `user`: a registration refused for want of one is retried now.
+    pub(super) fn token_renewed(&mut self, cx: &mut Ctx, user: &str) {
+        let now = cx.now();
+        if let Some(s) = self.session_mut(user) {
+            let refused = s
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("unauthorized") || e.contains("token"));
+            if refused && matches!(s.link, Link::Backoff(_)) {
+                s.link = Link::Backoff(now);
+            }
+        }
+    }
+
     /// Tells the registry about a publication change noticed on disk (no one waits).
     pub(super) fn quiet_unpublish(&mut self, cx: &mut Ctx, user: &str, name: &str) {
         let msg = json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
