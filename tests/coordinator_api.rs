@@ -15,7 +15,12 @@ use support::*;
 #[test]
 fn accounts_register_login_verify() {
     let c = Coord::start();
-    let (s, v) = c.http("POST", "/api/user/register", None, Some(json!({"username":"alice","password":"correct horse","display_name":"Alice"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/register",
+        None,
+        Some(json!({"username":"alice","password":"correct horse","display_name":"Alice"})),
+    );
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["success"], true);
     assert_eq!(v["user"]["username"], "alice");
@@ -24,57 +29,151 @@ fn accounts_register_login_verify() {
     assert!(v["user"].get("password_hash").is_none());
     let token = v["token"].as_str().unwrap().to_string();
 
-    let (s, v) = c.http("POST", "/api/user/register", None, Some(json!({"username":"alice","password":"another one","display_name":"A2"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/register",
+        None,
+        Some(json!({"username":"alice","password":"another one","display_name":"A2"})),
+    );
     assert_eq!((s, v["success"].clone()), (409, json!(false)));
     assert!(v["error"].as_str().unwrap().contains("taken"));
-    let (s, v) = c.http("POST", "/api/user/register", None, Some(json!({"username":"bo","password":"long enough"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/register",
+        None,
+        Some(json!({"username":"bo","password":"long enough"})),
+    );
     assert_eq!(s, 400, "{v}");
-    let (s, v) = c.http("POST", "/api/user/register", None, Some(json!({"username":"bob","password":"short"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/register",
+        None,
+        Some(json!({"username":"bob","password":"short"})),
+    );
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("8"));
-    let (s, _) = c.http("POST", "/api/user/register", None, Some(json!({"username":"bad name!","password":"long enough"})));
+    let (s, _) = c.http(
+        "POST",
+        "/api/user/register",
+        None,
+        Some(json!({"username":"bad name!","password":"long enough"})),
+    );
     assert_eq!(s, 400);
 
-    let (s, v) = c.http("POST", "/api/user/login", None, Some(json!({"username":"alice","password":"correct horse"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/login",
+        None,
+        Some(json!({"username":"alice","password":"correct horse"})),
+    );
     assert_eq!(s, 200);
     assert!(v["user"]["last_login"].is_string());
-    let (s, v) = c.http("POST", "/api/user/login", None, Some(json!({"username":"alice","password":"wrong password"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/login",
+        None,
+        Some(json!({"username":"alice","password":"wrong password"})),
+    );
     assert_eq!(s, 401);
-    assert_eq!(v, json!({"success": false, "error": "Invalid username or password"}));
-    let (s, v) = c.http("POST", "/api/user/login", None, Some(json!({"username":"nobody","password":"whatever1"})));
-    assert_eq!((s, v["error"].clone()), (401, json!("Invalid username or password")));
+    assert_eq!(
+        v,
+        json!({"success": false, "error": "Invalid username or password"})
+    );
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/login",
+        None,
+        Some(json!({"username":"nobody","password":"whatever1"})),
+    );
+    assert_eq!(
+        (s, v["error"].clone()),
+        (401, json!("Invalid username or password"))
+    );
 
-    let (s, v) = c.http("POST", "/api/user/verify", None, Some(json!({"token": token})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/verify",
+        None,
+        Some(json!({"token": token})),
+    );
     assert_eq!(s, 200);
     assert_eq!(v["user"]["username"], "alice");
-    let (s, _) = c.http("POST", "/api/user/verify", None, Some(json!({"token": token_exp("alice", now() - 1)})));
+    let (s, _) = c.http(
+        "POST",
+        "/api/user/verify",
+        None,
+        Some(json!({"token": token_exp("alice", now() - 1)})),
+    );
     assert_eq!(s, 401);
-    let (s, _) = c.http("POST", "/api/user/verify", None, Some(json!({"token": "nonsense"})));
+    let (s, _) = c.http(
+        "POST",
+        "/api/user/verify",
+        None,
+        Some(json!({"token": "nonsense"})),
+    );
     assert_eq!(s, 401);
 
     // The token from the API works on the registry.
     let mut r = c.reg();
-    assert_eq!(r.req("REGISTER", json!({"hostname":"alice","port":1,"token":token}))["status"], "OK");
+    assert_eq!(
+        r.req(
+            "REGISTER",
+            json!({"hostname":"alice","port":1,"token":token})
+        )["status"],
+        "OK"
+    );
 }
 
 #[test]
 fn admin_endpoints_need_an_admin_token() {
     let c = Coord::start();
-    let (s, _) = c.http("POST", "/api/admin/login", None, Some(json!({"username":"admin","password":"not the password"})));
+    let (s, _) = c.http(
+        "POST",
+        "/api/admin/login",
+        None,
+        Some(json!({"username":"admin","password":"not the password"})),
+    );
     assert_eq!(s, 401);
-    let (s, _) = c.http("POST", "/api/admin/login", None, Some(json!({"username":"root","password":ADMIN_PW})));
+    let (s, _) = c.http(
+        "POST",
+        "/api/admin/login",
+        None,
+        Some(json!({"username":"root","password":ADMIN_PW})),
+    );
     assert_eq!(s, 401);
     let admin = c.admin_token();
     let user = token("alice");
-    for path in ["/api/admin/registry", "/api/admin/discover/alice", "/api/admin/ping/alice"] {
-        assert_eq!(c.http("GET", path, None, None).0, 401, "{path} without a token");
-        assert_eq!(c.http("GET", path, Some(&user), None).0, 403, "{path} with a user token");
+    for path in [
+        "/api/admin/registry",
+        "/api/admin/discover/alice",
+        "/api/admin/ping/alice",
+    ] {
+        assert_eq!(
+            c.http("GET", path, None, None).0,
+            401,
+            "{path} without a token"
+        );
+        assert_eq!(
+            c.http("GET", path, Some(&user), None).0,
+            403,
+            "{path} with a user token"
+        );
     }
     let (s, v) = c.http("GET", "/api/admin/registry", Some(&admin), None);
     assert_eq!(s, 200);
-    assert_eq!(v["stats"], json!({"total_clients":0,"total_files":0,"active_clients":0}));
-    assert_eq!(c.http("GET", "/api/admin/discover/ghost", Some(&admin), None).0, 404);
-    assert_eq!(c.http("GET", "/api/admin/ping/ghost", Some(&admin), None).0, 404);
+    assert_eq!(
+        v["stats"],
+        json!({"total_clients":0,"total_files":0,"active_clients":0})
+    );
+    assert_eq!(
+        c.http("GET", "/api/admin/discover/ghost", Some(&admin), None)
+            .0,
+        404
+    );
+    assert_eq!(
+        c.http("GET", "/api/admin/ping/ghost", Some(&admin), None).0,
+        404
+    );
 }
 
 #[test]
@@ -97,7 +196,10 @@ fn admin_sees_clients_discovers_and_pings_live() {
     r.req("REGISTER", json!({"hostname":"alice","port":port,"ip":"127.0.0.1","display_name":"Alice","token":token("alice"),
         "files_metadata":{"a.txt":{"size":3,"modified":1,"is_published":true}}}));
     let mut r2 = c.reg();
-    r2.req("REGISTER", json!({"hostname":"zed","port":1,"ip":"127.0.0.1","token":token("zed")}));
+    r2.req(
+        "REGISTER",
+        json!({"hostname":"zed","port":1,"ip":"127.0.0.1","token":token("zed")}),
+    );
     drop(r2);
     std::thread::sleep(Duration::from_millis(100));
 
@@ -111,7 +213,12 @@ fn admin_sees_clients_discovers_and_pings_live() {
     assert_eq!(clients[0]["status"], "online");
     assert_eq!(clients[0]["file_count"], 1);
     assert_eq!(clients[1]["status"], "offline");
-    let (_, v) = c.http("GET", "/api/admin/registry?q=ZE&offset=0&limit=10", Some(&admin), None);
+    let (_, v) = c.http(
+        "GET",
+        "/api/admin/registry?q=ZE&offset=0&limit=10",
+        Some(&admin),
+        None,
+    );
     assert_eq!(v["total"], 1);
     assert_eq!(v["clients"][0]["hostname"], "zed");
 
@@ -137,12 +244,18 @@ fn the_probe_times_out_after_two_seconds() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
     let mut r = c.reg();
-    r.req("REGISTER", json!({"hostname":"mute","port":port,"ip":"127.0.0.1","token":token("mute")}));
+    r.req(
+        "REGISTER",
+        json!({"hostname":"mute","port":port,"ip":"127.0.0.1","token":token("mute")}),
+    );
     let t0 = std::time::Instant::now();
     let (_, v) = c.http("GET", "/api/admin/ping/mute", Some(&admin), None);
     let took = t0.elapsed();
     assert_eq!(v["status"], "offline", "{v}");
-    assert!(took >= Duration::from_millis(1900) && took < Duration::from_secs(6), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
     // The loop kept serving meanwhile: stats answers at once.
     assert_eq!(c.http("GET", "/api/stats", None, None).0, 200);
     drop(silent);
@@ -170,7 +283,10 @@ fn stats_count_operations_and_latency() {
 #[test]
 fn pages_carry_security_headers() {
     let c = Coord::start();
-    let (s, head, body) = http_raw(c.api, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let (s, head, body) = http_raw(
+        c.api,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(s, 200);
     let h = head.to_ascii_lowercase();
     assert!(h.contains("content-security-policy: default-src 'self'"));
@@ -184,11 +300,21 @@ fn a_registration_survives_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
     let mut c = Coord::spawn_in(&data, &[], &[], None);
-    let (s, _) = c.http("POST", "/api/user/register", None, Some(json!({"username":"durable","password":"password123","display_name":"D"})));
+    let (s, _) = c.http(
+        "POST",
+        "/api/user/register",
+        None,
+        Some(json!({"username":"durable","password":"password123","display_name":"D"})),
+    );
     assert_eq!(s, 200);
     c.kill9();
     let c2 = Coord::spawn_in(&data, &[], &[], None);
-    let (s, v) = c2.http("POST", "/api/user/login", None, Some(json!({"username":"durable","password":"password123"})));
+    let (s, v) = c2.http(
+        "POST",
+        "/api/user/login",
+        None,
+        Some(json!({"username":"durable","password":"password123"})),
+    );
     assert_eq!(s, 200, "{v}");
 }
 
@@ -199,7 +325,14 @@ fn a_corrupt_user_store_is_reported_not_replaced() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("users.json"), b"{\"version\":1,\"users\":{\"x\":").unwrap();
     let out = Command::new(bin())
-        .args(["coordinator", "--registry-port", "0", "--admin-api-port", "0", "--data-dir"])
+        .args([
+            "coordinator",
+            "--registry-port",
+            "0",
+            "--admin-api-port",
+            "0",
+            "--data-dir",
+        ])
         .arg(&data)
         .env("JWT_SECRET_KEY", SECRET)
         .env("ADMIN_PASSWORD", ADMIN_PW)
@@ -209,7 +342,11 @@ fn a_corrupt_user_store_is_reported_not_replaced() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("corrupt"), "{err}");
-    assert_eq!(std::fs::read(data.join("users.json")).unwrap(), b"{\"version\":1,\"users\":{\"x\":", "left as it was");
+    assert_eq!(
+        std::fs::read(data.join("users.json")).unwrap(),
+        b"{\"version\":1,\"users\":{\"x\":",
+        "left as it was"
+    );
 }
 
 #[test]
@@ -219,7 +356,14 @@ fn secrets_are_generated_once_and_kept_private() {
     let data = tmp.path().join("d");
     let run = |data: &std::path::Path| {
         let mut child = Command::new(bin())
-            .args(["coordinator", "--registry-port", "0", "--admin-api-port", "0", "--data-dir"])
+            .args([
+                "coordinator",
+                "--registry-port",
+                "0",
+                "--admin-api-port",
+                "0",
+                "--data-dir",
+            ])
             .arg(data)
             .env_remove("JWT_SECRET_KEY")
             .env_remove("ADMIN_PASSWORD")
@@ -249,16 +393,30 @@ fn secrets_are_generated_once_and_kept_private() {
     };
     let (first, st) = run(&data);
     assert!(st.success(), "SIGTERM exits 0");
-    assert!(first.contains("password"), "first start prints the admin password: {first}");
+    assert!(
+        first.contains("password"),
+        "first start prints the admin password: {first}"
+    );
     let (second, _) = run(&data);
-    assert!(!second.contains("password"), "later starts do not: {second}");
-    let mode = std::fs::metadata(data.join("secrets.json")).unwrap().permissions().mode() & 0o777;
+    assert!(
+        !second.contains("password"),
+        "later starts do not: {second}"
+    );
+    let mode = std::fs::metadata(data.join("secrets.json"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
 }
 
 #[test]
 fn bad_flags_and_busy_ports_fail_with_one_line() {
-    let out = Command::new(bin()).args(["coordinator", "--registry-port", "notaport"]).stdin(Stdio::null()).output().unwrap();
+    let out = Command::new(bin())
+        .args(["coordinator", "--registry-port", "notaport"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -268,7 +426,16 @@ fn bad_flags_and_busy_ports_fail_with_one_line() {
     let port = busy.local_addr().unwrap().port().to_string();
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(bin())
-        .args(["coordinator", "--host", "127.0.0.1", "--admin-api-port", "0", "--registry-port", &port, "--data-dir"])
+        .args([
+            "coordinator",
+            "--host",
+            "127.0.0.1",
+            "--admin-api-port",
+            "0",
+            "--registry-port",
+            &port,
+            "--data-dir",
+        ])
         .arg(tmp.path())
         .env("JWT_SECRET_KEY", SECRET)
         .env("ADMIN_PASSWORD", ADMIN_PW)
@@ -278,7 +445,10 @@ fn bad_flags_and_busy_ports_fail_with_one_line() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in use") || err.contains("Address already"), "{err}");
+    assert!(
+        err.contains("in use") || err.contains("Address already"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"));
 }
 

@@ -11,9 +11,15 @@ use serde_json::json;
 use support::*;
 
 fn still_works(c: &Coord, r: &mut Reg) {
-    assert_eq!(r.req("PING", json!({"hostname":"nobody"}))["status"], "DEAD");
+    assert_eq!(
+        r.req("PING", json!({"hostname":"nobody"}))["status"],
+        "DEAD"
+    );
     let mut fresh = c.reg();
-    assert_eq!(fresh.req("PING", json!({"hostname":"nobody"}))["status"], "DEAD");
+    assert_eq!(
+        fresh.req("PING", json!({"hostname":"nobody"}))["status"],
+        "DEAD"
+    );
 }
 
 #[test]
@@ -51,9 +57,21 @@ fn registry_bad_lines_get_a_reason_and_the_connection_lives() {
     }
     // Names of 255 bytes pass, 256 do not.
     let ok = "n".repeat(255);
-    assert_eq!(r.req("PUBLISH", json!({"hostname":"alice","fname":ok,"size":1,"modified":1}))["status"], "ACK");
+    assert_eq!(
+        r.req(
+            "PUBLISH",
+            json!({"hostname":"alice","fname":ok,"size":1,"modified":1})
+        )["status"],
+        "ACK"
+    );
     let long = "n".repeat(256);
-    assert_eq!(r.req("PUBLISH", json!({"hostname":"alice","fname":long,"size":1,"modified":1}))["reason"], "invalid name");
+    assert_eq!(
+        r.req(
+            "PUBLISH",
+            json!({"hostname":"alice","fname":long,"size":1,"modified":1})
+        )["reason"],
+        "invalid name"
+    );
 }
 
 #[test]
@@ -106,7 +124,11 @@ fn five_hundred_pipelined_requests_are_answered_in_order() {
         if i % 2 == 0 {
             assert_eq!(v["status"], "ACK", "reply {i}");
         } else {
-            assert_eq!(v["hosts"][0]["size"], i - 1, "reply {i} answers its own request");
+            assert_eq!(
+                v["hosts"][0]["size"],
+                i - 1,
+                "reply {i} answers its own request"
+            );
         }
     }
     still_works(&c, &mut r);
@@ -132,7 +154,10 @@ fn a_client_that_does_not_read_is_bounded_and_disturbs_nobody() {
         }
         sent += 1000;
     }
-    assert!(sent < 1_000_000, "the coordinator stopped reading from a client that does not read");
+    assert!(
+        sent < 1_000_000,
+        "the coordinator stopped reading from a client that does not read"
+    );
     // Each page answer is ~20 KB: had it kept reading, it would hold gigabytes.
     let status = std::fs::read_to_string(format!("/proc/{}/status", c.child.id())).unwrap();
     let rss_kb: u64 = status
@@ -141,10 +166,16 @@ fn a_client_that_does_not_read_is_bounded_and_disturbs_nobody() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(rss_kb < 200 * 1024, "coordinator RSS {rss_kb} kB stays bounded");
+    assert!(
+        rss_kb < 200 * 1024,
+        "coordinator RSS {rss_kb} kB stays bounded"
+    );
     let mut other = c.reg();
     for _ in 0..20 {
-        assert_eq!(other.req("PING", json!({"hostname":"hoarder"}))["status"], "ALIVE");
+        assert_eq!(
+            other.req("PING", json!({"hostname":"hoarder"}))["status"],
+            "ALIVE"
+        );
     }
 }
 
@@ -168,7 +199,10 @@ fn http_bad_requests_get_clear_errors_and_others_are_served() {
     assert!(String::from_utf8_lossy(&body).contains("too large"));
     check_others();
     // Huge body: 413 before it is read.
-    let (s, _, _) = raw_http(&c, b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n");
+    let (s, _, _) = raw_http(
+        &c,
+        b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n",
+    );
     assert_eq!(s, 413);
     check_others();
     // Malformed head: 400 and close.
@@ -183,14 +217,22 @@ fn http_bad_requests_get_clear_errors_and_others_are_served() {
     let (s, _, body) = raw_http(&c, b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\n{x}");
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&body).contains("not valid JSON"));
-    let (s, v) = c.http("POST", "/api/user/login", None, Some(json!({"username": 5, "password": "x"})));
+    let (s, v) = c.http(
+        "POST",
+        "/api/user/login",
+        None,
+        Some(json!({"username": 5, "password": "x"})),
+    );
     assert_eq!((s, v["success"].clone()), (400, json!(false)));
     // Unknown path, wrong method.
     assert_eq!(c.http("GET", "/api/nope", None, None).0, 404);
     assert_eq!(c.http("GET", "/api/user/login", None, None).0, 405);
     // Static paths never leave www/.
     for p in ["/../Cargo.toml", "/%2e%2e/Cargo.toml", "/..%2fCargo.toml"] {
-        let (s, _, _) = raw_http(&c, format!("GET {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+        let (s, _, _) = raw_http(
+            &c,
+            format!("GET {p} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
         assert_eq!(s, 404, "{p}");
     }
     check_others();
@@ -200,8 +242,10 @@ fn http_bad_requests_get_clear_errors_and_others_are_served() {
 fn a_body_shorter_than_its_length_waits_without_blocking_others() {
     let c = Coord::start();
     let mut s = TcpStream::connect(c.api).unwrap();
-    s.write_all(b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.write_all(b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut buf = [0u8; 64];
     assert!(s.read(&mut buf).is_err(), "no answer to an incomplete body");
     let (st, _) = c.http("GET", "/api/stats", None, None);
@@ -216,7 +260,13 @@ fn pipelined_http_is_answered_in_order() {
         req.extend_from_slice(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n");
         // A login runs on a worker; the answers still keep their order.
         let body = br#"{"username":"admin","password":"wrong-password"}"#;
-        req.extend_from_slice(format!("POST /api/admin/login HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(
+            format!(
+                "POST /api/admin/login HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
         req.extend_from_slice(body);
     }
     req.extend_from_slice(b"GET /nope-final HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -226,6 +276,12 @@ fn pipelined_http_is_answered_in_order() {
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
     let text = String::from_utf8_lossy(&all);
-    let statuses: Vec<&str> = text.match_indices("HTTP/1.1 ").map(|(i, _)| &text[i + 9..i + 12]).collect();
-    assert_eq!(statuses, vec!["200", "401", "200", "401", "200", "401", "404"]);
+    let statuses: Vec<&str> = text
+        .match_indices("HTTP/1.1 ")
+        .map(|(i, _)| &text[i + 9..i + 12])
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["200", "401", "200", "401", "200", "401", "404"]
+    );
 }

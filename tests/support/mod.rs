@@ -46,12 +46,24 @@ impl Coord {
     }
 
     /// Starts on an existing data directory (restarts).
-    pub fn spawn_in(data: &Path, args: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Coord {
+    pub fn spawn_in(
+        data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Coord {
         let mut cmd = Command::new(bin());
         cmd.arg("coordinator")
             .arg("--data-dir")
             .arg(data)
-            .args(["--registry-port", "0", "--admin-api-port", "0", "--host", "127.0.0.1"])
+            .args([
+                "--registry-port",
+                "0",
+                "--admin-api-port",
+                "0",
+                "--host",
+                "127.0.0.1",
+            ])
             .args(args)
             .env("JWT_SECRET_KEY", SECRET)
             .env("ADMIN_PASSWORD", ADMIN_PW)
@@ -67,7 +79,10 @@ impl Coord {
             use std::os::unix::process::CommandExt;
             unsafe {
                 cmd.pre_exec(move || {
-                    let lim = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
@@ -116,12 +131,23 @@ impl Coord {
         let _ = self.child.wait();
     }
 
-    pub fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         http_json(self.api, method, path, token, body)
     }
 
     pub fn admin_token(&self) -> String {
-        let (s, v) = self.http("POST", "/api/admin/login", None, Some(json!({"username":"admin","password":ADMIN_PW})));
+        let (s, v) = self.http(
+            "POST",
+            "/api/admin/login",
+            None,
+            Some(json!({"username":"admin","password":ADMIN_PW})),
+        );
         assert_eq!(s, 200, "{v}");
         v["token"].as_str().unwrap().to_string()
     }
@@ -135,7 +161,10 @@ impl Drop for Coord {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A user token minted with the test secret.
@@ -164,7 +193,9 @@ pub struct Reg {
 impl Reg {
     pub fn connect(addr: SocketAddr) -> Reg {
         let stream = TcpStream::connect(addr).expect("connect registry");
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         Reg { stream, reader }
     }
@@ -177,7 +208,9 @@ impl Reg {
         let mut s = String::new();
         match self.reader.read_line(&mut s) {
             Ok(0) | Err(_) => None,
-            Ok(_) => Some(serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad reply {s:?}: {e}"))),
+            Ok(_) => {
+                Some(serde_json::from_str(&s).unwrap_or_else(|e| panic!("bad reply {s:?}: {e}")))
+            }
         }
     }
 
@@ -189,7 +222,10 @@ impl Reg {
 
     /// REGISTER `host` with a valid token and no files.
     pub fn register(&mut self, host: &str) -> Value {
-        self.req("REGISTER", json!({"hostname": host, "port": 6001, "ip": "127.0.0.1", "token": token(host)}))
+        self.req(
+            "REGISTER",
+            json!({"hostname": host, "port": 6001, "ip": "127.0.0.1", "token": token(host)}),
+        )
     }
 
     /// True when the server closed the connection.
@@ -200,9 +236,18 @@ impl Reg {
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns status and JSON body.
-pub fn http_json(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
@@ -229,6 +274,10 @@ pub fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(all)));
     let head = String::from_utf8_lossy(&all[..pos]).into_owned();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, head, all[pos + 4..].to_vec())
 }
