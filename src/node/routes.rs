@@ -84,8 +84,13 @@ impl Node {
     }
 
     pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
-        if self.users.get(user).is_some_and(|u| u.session.is_some()) {
-            return self.client_info(user).into();
+        if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
+            if s.ever_up {
+                return self.client_info(user).into();
+            }
+            // The first REGISTER is under way: answer together with it.
+            s.init_ops.push(op);
+            return Outcome::Later(OpKind::Init);
         }
         let mut addr = self.settings.registry;
         if let Some(ip) = try_reply!(str_field(b, "server_ip")) {
