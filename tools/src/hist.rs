@@ -168,6 +168,18 @@ impl OpSet {
         &mut self.ops[i]
     }
 
+    /// The same histograms under a shorter fixed list (names missing here are left out).
+    pub fn subset(&self, names: &'static [&'static str]) -> OpSet {
+        let ops = names
+            .iter()
+            .map(|n| match self.names.iter().position(|m| m == n) {
+                Some(i) => self.ops[i].clone(),
+                None => OpHist::default(),
+            })
+            .collect();
+        OpSet { names, ops }
+    }
+
     pub fn merge(&mut self, other: &OpSet) {
         for (a, b) in self.ops.iter_mut().zip(&other.ops) {
             a.merge(b);

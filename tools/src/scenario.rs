@@ -77,6 +77,8 @@ pub struct Plan {
     /// Every n-th client also asks for the full registry (0: never).
     pub full_list_every: usize,
     pub leave: Leave,
+    /// The `query` of paged LISTs (None: page the whole registry).
+    pub list_query: Option<String>,
     /// One per local client; None sends no token.
     pub tokens: Vec<Option<String>>,
     pub source_ips: usize,
@@ -460,8 +462,10 @@ impl Run<'_> {
             Step::Ping => (PING, "PING", json!({"hostname": me, "state": "active"})),
             Step::ListPage => {
                 let span = (self.present.len() as u64).max(1);
-                let d = json!({"offset": self.rng.below(span), "limit": 100,
-                    "query": format!("bench-{}-", p.run)});
+                let mut d = json!({"offset": self.rng.below(span), "limit": 100});
+                if let Some(q) = &p.list_query {
+                    d["query"] = Value::String(q.clone());
+                }
                 (LIST_PAGE, "LIST", d)
             }
             Step::ListFull => (LIST_FULL, "LIST", json!({})),

@@ -143,6 +143,11 @@ impl Shards {
 
     /// End the children we started (on failure).
     pub fn kill(mut self) {
+        self.kill_all();
+    }
+
+    /// End the children we started, keeping the handle.
+    pub fn kill_all(&mut self) {
         for c in self.children.iter_mut() {
             let _ = c.kill();
             let _ = c.wait();

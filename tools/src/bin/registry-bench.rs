@@ -36,6 +36,7 @@ UNREGISTERs.
   --leave stay|close|unregister   after the script (stay when all fit at once, else close)
   --full-list-every N      (100; 10,000 for 100k)
   --connect-burst N        connects in progress at once (512)
+  --list-query Q|none      query of the paged LISTs (bench-<run>-: this run's clients)
 
 Held connections:
   --hold N --duration S    register N connections, then send PINGs (with state) and REQUESTs
@@ -74,6 +75,7 @@ struct Cfg {
     json: Option<PathBuf>,
     leave: Option<Leave>,
     full_list_every: Option<usize>,
+    list_query: Option<String>,
     shards: usize,
     run: String,
     timeout: f64,
@@ -161,6 +163,7 @@ fn parse() -> Cfg {
         json: a.value("--json").map(Into::into),
         leave,
         full_list_every: a.parsed("--full-list-every"),
+        list_query: a.value("--list-query"),
         shards: a.parsed::<usize>("--shards").unwrap_or(1).max(1),
         run: a.value("--run").unwrap_or_else(p2pshare_tools::run_id),
         timeout: a.parsed("--timeout").unwrap_or(120.0),
@@ -249,6 +252,11 @@ fn child_scenario(cfg: &Cfg, addr: SocketAddr, i: usize, n: usize) {
         files: cfg.files,
         full_list_every: cfg.full_list_every.unwrap_or(100),
         leave: cfg.leave.unwrap_or(Leave::Stay),
+        list_query: match cfg.list_query.as_deref() {
+            Some("none") => None,
+            Some(q) => Some(q.to_string()),
+            None => Some(format!("bench-{}-", cfg.run)),
+        },
         tokens,
         source_ips: cfg.source_ips,
         timeout: Duration::from_secs_f64(cfg.timeout),
@@ -766,6 +774,11 @@ fn report(
         out["files_per_client"] = json!(cfg.files);
         out["leave"] = json!(cfg.leave.map(Leave::name));
         out["full_list_every"] = json!(cfg.full_list_every);
+        out["list_query"] = json!(match cfg.list_query.as_deref() {
+            Some("none") => None,
+            Some(q) => Some(q.to_string()),
+            None => Some(format!("bench-{}-", cfg.run)),
+        });
     } else {
         let per_conn_kb = match (main.rss_before_mb, main.rss_after_mb) {
             (Some(b), Some(a)) if main.ready > 0 => Some((a - b) * 1024.0 / main.ready as f64),

@@ -1,0 +1,754 @@
+//! heartbeat-sim: N simulated clients heartbeating a real coordinator, first every 60 s
+//! (fixed), then at the adaptive intervals of their state (idle 300 s, active 60 s, busy
+//! 30 s), with time compressed by --time-scale. Reports heartbeats per second in real time,
+//! the reduction, and the coordinator's CPU per 1,000 heartbeats a second. Clients share a
+//! pool of registered connections when they do not all fit; load runs in child processes.
+
+use p2pshare_tools::args::Args;
+use p2pshare_tools::hist::{OpSet, Reasons};
+use p2pshare_tools::load::{self, HoldPlan};
+use p2pshare_tools::net::NetEvent;
+use p2pshare_tools::prng::SplitMix64;
+use p2pshare_tools::proc::{Monitor, Stats};
+use p2pshare_tools::progress::Progress;
+use p2pshare_tools::report::{round, thousands, write_json};
+use p2pshare_tools::scenario::{OPS, PING};
+use p2pshare_tools::shard::{self, Shards};
+use p2pshare_tools::tokens::Auth;
+use p2pshare_tools::{die, reach, rlimit};
+use serde_json::{json, Value};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const TOOL: &str = "heartbeat-sim";
+const HELP: &str = "\
+usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file F | --api URL
+                     | --anonymous) [options]
+  --clients N              simulated clients (100000)
+  --mix idle=0.6,active=0.3,busy=0.1   share of clients in each state (adaptive run)
+  --fixed-interval S       the fixed strategy's heartbeat (60)
+  --intervals idle=300,active=60,busy=30   the adaptive strategy's heartbeats
+  --time-scale X           X simulated seconds per real second (60: a 60 s heartbeat is sent
+                           every second)
+  --duration S             wall-clock seconds measured per strategy (30)
+  --connections N          registered connections to send over (as many as fit)
+  --coordinator-pid PID    sample its CPU every 100 ms (CPU per 1,000 heartbeats/s)
+  --json FILE              write the report as JSON
+  --shards N, --source-ips N, --connect-burst N, --timeout S, --run ID, --token-threads N";
+
+const STATES: [&str; 3] = ["idle", "active", "busy"];
+static HB_OPS: &[&str] = &["CONNECT", "REGISTER", "PUBLISH", "PING"];
+
+#[derive(Clone)]
+struct Cfg {
+    coordinator: String,
+    auth: Auth,
+    clients: usize,
+    mix: [f64; 3],
+    fixed_interval: f64,
+    intervals: [f64; 3],
+    scale: f64,
+    duration: f64,
+    connections: Option<usize>,
+    coordinator_pid: Option<u32>,
+    json: Option<PathBuf>,
+    shards: usize,
+    source_ips: usize,
+    connect_burst: usize,
+    timeout: f64,
+    run: String,
+    token_threads: usize,
+    shard: Option<(usize, usize)>,
+}
+
+fn parse_triple(s: &str, what: &str) -> [f64; 3] {
+    let mut out = [f64::NAN; 3];
+    for part in s.split(',') {
+        let Some((k, v)) = part.split_once('=') else {
+            die(TOOL, format!("{what}: expected state=value, got {part:?}"))
+        };
+        let Some(i) = STATES.iter().position(|s| *s == k.trim()) else {
+            die(
+                TOOL,
+                format!("{what}: unknown state {k:?} (idle, active, busy)"),
+            )
+        };
+        out[i] = v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| die(TOOL, format!("{what}: bad number {v:?}")));
+    }
+    if out.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        die(
+            TOOL,
+            format!("{what}: give idle, active and busy, each a non-negative number"),
+        );
+    }
+    out
+}
+
+fn parse() -> Cfg {
+    let mut a = Args::from_env(TOOL);
+    if a.flag("--help") || a.flag("-h") {
+        println!("{HELP}");
+        std::process::exit(0);
+    }
+    let auth = match (
+        a.value("--jwt-secret"),
+        a.value("--jwt-secret-file"),
+        a.value("--api"),
+        a.flag("--anonymous"),
+    ) {
+        (Some(s), None, None, false) => Auth::Mint(s.into_bytes()),
+        (None, Some(f), None, false) => match std::fs::read_to_string(&f) {
+            Ok(s) => Auth::Mint(s.trim_end_matches(['\n', '\r']).as_bytes().to_vec()),
+            Err(e) => die(TOOL, format!("cannot read {f}: {e}")),
+        },
+        (None, None, Some(u), false) => Auth::Api(u.trim_end_matches('/').to_string()),
+        (None, None, None, true) => Auth::Anonymous,
+        (None, None, None, false) => die(
+            TOOL,
+            "say how to get tokens: --jwt-secret S, --jwt-secret-file F, --api URL or --anonymous",
+        ),
+        _ => die(
+            TOOL,
+            "give only one of --jwt-secret, --jwt-secret-file, --api, --anonymous",
+        ),
+    };
+    let mix = parse_triple(
+        &a.value("--mix")
+            .unwrap_or_else(|| "idle=0.6,active=0.3,busy=0.1".into()),
+        "--mix",
+    );
+    let total: f64 = mix.iter().sum();
+    if total <= 0.0 {
+        die(TOOL, "--mix shares must add up to more than 0");
+    }
+    let intervals = parse_triple(
+        &a.value("--intervals")
+            .unwrap_or_else(|| "idle=300,active=60,busy=30".into()),
+        "--intervals",
+    );
+    if intervals.iter().any(|x| *x <= 0.0) {
+        die(TOOL, "--intervals must be positive");
+    }
+    let shard = a.value("--shard").map(|s| {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+        match parsed {
+            Some((i, n)) if i < n => (i, n),
+            _ => die(TOOL, format!("bad --shard {s:?}")),
+        }
+    });
+    let cfg = Cfg {
+        coordinator: a
+            .value("--coordinator")
+            .unwrap_or_else(|| "127.0.0.1:9000".into()),
+        auth,
+        clients: a.parsed("--clients").unwrap_or(100_000),
+        mix: [mix[0] / total, mix[1] / total, mix[2] / total],
+        fixed_interval: a.parsed("--fixed-interval").unwrap_or(60.0),
+        intervals,
+        scale: a.parsed("--time-scale").unwrap_or(60.0),
+        duration: a.parsed("--duration").unwrap_or(30.0),
+        connections: a.parsed("--connections"),
+        coordinator_pid: a.parsed("--coordinator-pid"),
+        json: a.value("--json").map(Into::into),
+        shards: a.parsed::<usize>("--shards").unwrap_or(1).max(1),
+        source_ips: a.parsed("--source-ips").unwrap_or(16),
+        connect_burst: a.parsed::<usize>("--connect-burst").unwrap_or(512).max(1),
+        timeout: a.parsed("--timeout").unwrap_or(120.0),
+        run: a.value("--run").unwrap_or_else(p2pshare_tools::run_id),
+        token_threads: a.parsed("--token-threads").unwrap_or(8),
+        shard,
+    };
+    a.finish();
+    if cfg.clients == 0 {
+        die(TOOL, "--clients must be at least 1");
+    }
+    if !(cfg.scale > 0.0 && cfg.duration > 0.0 && cfg.fixed_interval > 0.0) {
+        die(
+            TOOL,
+            "--time-scale, --duration and --fixed-interval must be positive",
+        );
+    }
+    if cfg.run.len() > 12 || !cfg.run.chars().all(|c| c.is_ascii_alphanumeric()) {
+        die(TOOL, "--run must be 1-12 letters or digits");
+    }
+    cfg
+}
+
+fn main() {
+    let cfg = parse();
+    match cfg.shard {
+        Some((i, n)) => child(&cfg, i, n),
+        None => parent(cfg),
+    }
+}
+
+/// The state of simulated client `c` (the same in every process and run).
+fn state_of(cfg: &Cfg, c: usize) -> usize {
+    let u = SplitMix64::new(c as u64 ^ 0x6865_6172_7462_6561).unit();
+    if u < cfg.mix[0] {
+        0
+    } else if u < cfg.mix[0] + cfg.mix[1] {
+        1
+    } else {
+        2
+    }
+}
+
+// ---------------------------------------------------------------- child side
+
+fn child_fail(msg: impl std::fmt::Display) -> ! {
+    shard::emit(&format!("FAIL {msg}"));
+    std::process::exit(2)
+}
+
+fn child(cfg: &Cfg, i: usize, n: usize) {
+    rlimit::raise_nofile();
+    let addr: SocketAddr = cfg
+        .coordinator
+        .parse()
+        .unwrap_or_else(|e| child_fail(format!("bad target {}: {e}", cfg.coordinator)));
+    let conns_total = cfg.connections.unwrap_or(cfg.clients).min(cfg.clients);
+    let (cfirst, ccount) = shard::split(conns_total, i, n);
+    let (first, count) = shard::split(cfg.clients, i, n);
+    let prefix = format!("bench-{}-b", cfg.run);
+    let names: Vec<String> = (cfirst..cfirst + ccount)
+        .map(|g| format!("{prefix}-{g}"))
+        .collect();
+    let tokens = cfg
+        .auth
+        .tokens(&names, cfg.token_threads)
+        .unwrap_or_else(|e| child_fail(format!("getting tokens: {e}")));
+    let plan = HoldPlan {
+        addr,
+        prefix,
+        first: cfirst,
+        count: ccount,
+        connect_burst: cfg.connect_burst,
+        tokens,
+        source_ips: cfg.source_ips,
+        timeout: Duration::from_secs_f64(cfg.timeout),
+    };
+    let mut setup_ops = OpSet::new(OPS);
+    let mut reasons = Reasons::default();
+    let (mut net, mut held) = load::setup(&plan, &mut setup_ops, &mut reasons, |ready, done| {
+        shard::emit(&format!("PROG {}", json!({"ok": ready, "done": done})));
+    })
+    .unwrap_or_else(|e| child_fail(e));
+    let ready = held.iter().filter(|h| h.id.is_some()).count();
+    shard::emit(&format!(
+        "READY {}",
+        json!({"ready": ready, "ops": setup_ops.to_wire(), "reasons": reasons.to_json()})
+    ));
+    // PING lines per connection and state, built once.
+    let lines: Vec<[Vec<u8>; 3]> = held
+        .iter()
+        .map(|h| {
+            STATES.map(|st| {
+                let mut l = json!({"action": "PING", "data": {"hostname": h.host, "state": st}})
+                    .to_string();
+                l.push('\n');
+                l.into_bytes()
+            })
+        })
+        .collect();
+    let states: Vec<usize> = (first..first + count).map(|c| state_of(cfg, c)).collect();
+    for adaptive in [false, true] {
+        if !shard::wait_go() {
+            return;
+        }
+        let mut ops = OpSet::new(OPS);
+        let mut reasons = Reasons::default();
+        let interval_of = |s: usize| {
+            if adaptive {
+                cfg.intervals[s]
+            } else {
+                cfg.fixed_interval
+            }
+        };
+        let out = phase(
+            &mut net,
+            &mut held,
+            &lines,
+            &states,
+            &interval_of,
+            cfg,
+            first,
+            &mut ops,
+            &mut reasons,
+        )
+        .unwrap_or_else(|e| child_fail(e));
+        shard::emit(&format!(
+            "RESULT {}",
+            json!({
+                "ops": ops.to_wire(),
+                "reasons": reasons.to_json(),
+                "sent": out.0,
+                "answered": out.1,
+                "answered_in_window": out.2,
+            })
+        ));
+    }
+    shard::wait_line();
+}
+
+/// One strategy's run: every simulated client PINGs at its (scaled) interval from a random
+/// phase, over connection `client % connections`. Returns (sent, answered, answered within
+/// the window).
+#[allow(clippy::too_many_arguments)]
+fn phase(
+    net: &mut p2pshare_tools::net::Net,
+    held: &mut [load::Held],
+    lines: &[[Vec<u8>; 3]],
+    states: &[usize],
+    interval_of: &dyn Fn(usize) -> f64,
+    cfg: &Cfg,
+    first: usize,
+    ops: &mut OpSet,
+    reasons: &mut Reasons,
+) -> Result<(u64, u64, u64), String> {
+    let start = Instant::now();
+    let window = Duration::from_secs_f64(cfg.duration);
+    let end = start + window;
+    let nconn = held.len();
+    let mut rng = SplitMix64::new(first as u64 + 17);
+    // Due times in nanoseconds since `start`.
+    let period_ns: Vec<u64> = states
+        .iter()
+        .map(|&s| (interval_of(s) / cfg.scale * 1e9) as u64)
+        .collect();
+    let mut heap: BinaryHeap<Reverse<(u64, u32)>> = period_ns
+        .iter()
+        .enumerate()
+        .map(|(c, &p)| Reverse(((rng.unit() * p as f64) as u64, c as u32)))
+        .collect();
+    let (mut sent, mut answered, mut in_window, mut errors) = (0u64, 0u64, 0u64, 0u64);
+    let mut events = Vec::new();
+    let mut last = Instant::now();
+    let end_ns = window.as_nanos() as u64;
+    let drain_until = end + Duration::from_secs(10);
+    loop {
+        let now = Instant::now();
+        let now_ns = now.duration_since(start).as_nanos() as u64;
+        let mut wait = Duration::from_millis(50);
+        while let Some(&Reverse((due, c))) = heap.peek() {
+            if due >= end_ns {
+                break;
+            }
+            if due > now_ns {
+                wait = wait.min(Duration::from_nanos(due - now_ns));
+                break;
+            }
+            heap.pop();
+            let c = c as usize;
+            if nconn > 0 {
+                let k = (first + c) % nconn;
+                match held[k].id {
+                    Some(id) => {
+                        net.send(
+                            id,
+                            PING,
+                            &lines[k][states[c]],
+                            start + Duration::from_nanos(due),
+                        );
+                        sent += 1;
+                    }
+                    None => ops.get(PING as usize).lost += 1,
+                }
+            }
+            heap.push(Reverse((due + period_ns[c].max(1), c as u32)));
+        }
+        if now >= end {
+            let pending: usize = held
+                .iter()
+                .filter_map(|h| h.id)
+                .map(|id| net.in_flight(id))
+                .sum();
+            if pending == 0 || now >= drain_until {
+                break;
+            }
+        }
+        events.clear();
+        net.turn(Some(wait), &mut events)
+            .map_err(|e| format!("poll: {e}"))?;
+        let t = Instant::now();
+        for ev in events.drain(..) {
+            match ev {
+                NetEvent::Reply {
+                    id,
+                    tag,
+                    op,
+                    latency,
+                    error,
+                } => {
+                    if held.get(tag).and_then(|h| h.id) != Some(id) {
+                        continue;
+                    }
+                    let h = ops.get(op as usize);
+                    h.record(latency);
+                    answered += 1;
+                    if t <= end {
+                        in_window += 1;
+                    }
+                    if let Some(e) = error {
+                        h.errors += 1;
+                        errors += 1;
+                        reasons.add(&format!("PING: {e}"));
+                    }
+                }
+                NetEvent::Closed {
+                    id,
+                    tag,
+                    error,
+                    lost,
+                }
+                | NetEvent::ConnectFailed {
+                    id,
+                    tag,
+                    error,
+                    lost,
+                    ..
+                } => {
+                    if held.get(tag).and_then(|h| h.id) != Some(id) {
+                        continue;
+                    }
+                    held[tag].id = None;
+                    ops.get(PING as usize).lost += lost.len() as u64;
+                    errors += lost.len() as u64;
+                    reasons.add_n(&format!("connection: {error}"), lost.len().max(1) as u64);
+                }
+                NetEvent::Connected { .. } => {}
+            }
+        }
+        if last.elapsed() >= Duration::from_millis(500) {
+            last = Instant::now();
+            shard::emit(&format!(
+                "PROG {}",
+                json!({"sent": sent, "answered": answered, "errors": errors})
+            ));
+        }
+    }
+    Ok((sent, answered, in_window))
+}
+
+// ---------------------------------------------------------------- parent side
+
+fn child_args(cfg: &Cfg, conns: usize, i: usize, n: usize) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--shard",
+        &format!("{i}/{n}"),
+        "--coordinator",
+        &cfg.coordinator,
+        "--clients",
+        &cfg.clients.to_string(),
+        "--connections",
+        &conns.to_string(),
+        "--mix",
+        &format!(
+            "idle={},active={},busy={}",
+            cfg.mix[0], cfg.mix[1], cfg.mix[2]
+        ),
+        "--intervals",
+        &format!(
+            "idle={},active={},busy={}",
+            cfg.intervals[0], cfg.intervals[1], cfg.intervals[2]
+        ),
+        "--fixed-interval",
+        &cfg.fixed_interval.to_string(),
+        "--time-scale",
+        &cfg.scale.to_string(),
+        "--duration",
+        &cfg.duration.to_string(),
+        "--source-ips",
+        &cfg.source_ips.to_string(),
+        "--connect-burst",
+        &cfg.connect_burst.to_string(),
+        "--timeout",
+        &cfg.timeout.to_string(),
+        "--run",
+        &cfg.run,
+        "--token-threads",
+        &cfg.token_threads.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match &cfg.auth {
+        Auth::Anonymous => v.push("--anonymous".into()),
+        Auth::Mint(s) => {
+            v.push("--jwt-secret".into());
+            v.push(String::from_utf8_lossy(s).into_owned());
+        }
+        Auth::Api(u) => {
+            v.push("--api".into());
+            v.push(u.clone());
+        }
+    }
+    v
+}
+
+fn collect(shards: &mut Shards, word: &str, label: &str) -> Vec<Value> {
+    let n = shards.len();
+    let mut latest = vec![Value::Null; n];
+    let mut line = Progress::new();
+    let res = shards.collect(word, |i, t| {
+        if let (Some(slot), Ok(v)) = (latest.get_mut(i), serde_json::from_str(t)) {
+            *slot = v;
+        }
+        let sum = |k: &str| -> u64 { latest.iter().map(|v| v[k].as_u64().unwrap_or(0)).sum() };
+        line.update(&match label {
+            "setup" => format!(
+                "setup: {} connections registered, {} finished",
+                thousands(sum("ok")),
+                thousands(sum("done"))
+            ),
+            _ => format!(
+                "{label}: sent {}, answered {}, errors {}",
+                thousands(sum("sent")),
+                thousands(sum("answered")),
+                thousands(sum("errors"))
+            ),
+        });
+    });
+    line.clear();
+    match res {
+        Ok(v) => v
+            .iter()
+            .map(|s| serde_json::from_str(s).unwrap_or(Value::Null))
+            .collect(),
+        Err(e) => {
+            shards.kill_all();
+            die(TOOL, e)
+        }
+    }
+}
+
+struct PhaseReport {
+    ops: OpSet,
+    reasons: Reasons,
+    sent: u64,
+    in_window: u64,
+    cpu: Option<Stats>,
+}
+
+fn parent(mut cfg: Cfg) {
+    let soft = rlimit::raise_and_report(TOOL);
+    let addr = reach(TOOL, "coordinator", &cfg.coordinator);
+    cfg.coordinator = addr.to_string();
+    let mon = cfg.coordinator_pid.map(|pid| {
+        Monitor::start(pid, Duration::from_millis(100)).unwrap_or_else(|e| die(TOOL, e))
+    });
+    let per_process = (soft as usize).saturating_sub(256).max(100);
+    let coord_fit = cfg
+        .coordinator_pid
+        .and_then(rlimit::nofile_of)
+        .map(|l| (l as usize).saturating_sub(256))
+        .unwrap_or(per_process);
+    let conns = cfg
+        .connections
+        .unwrap_or_else(|| coord_fit.min(cfg.clients))
+        .clamp(1, cfg.clients);
+    let n = cfg.shards.max(conns.div_ceil(per_process));
+    let pooled = conns < cfg.clients;
+    eprintln!(
+        "{TOOL}: run {}: {} simulated clients over {} registered connection(s){} in {n} process(es)",
+        cfg.run,
+        thousands(cfg.clients as u64),
+        thousands(conns as u64),
+        if pooled { " (shared pool)" } else { "" }
+    );
+    let mut shards =
+        Shards::spawn(n, |i| child_args(&cfg, conns, i, n)).unwrap_or_else(|e| die(TOOL, e));
+    let ready = collect(&mut shards, "READY", "setup");
+    let mut setup = OpSet::new(OPS);
+    let mut reasons = Reasons::default();
+    let mut registered = 0u64;
+    for v in &ready {
+        registered += v["ready"].as_u64().unwrap_or(0);
+        if let Err(e) = setup.merge_wire(&v["ops"]) {
+            die(TOOL, e);
+        }
+        reasons.merge_json(&v["reasons"]);
+    }
+    eprintln!(
+        "{TOOL}: {} / {} connections registered",
+        thousands(registered),
+        thousands(conns as u64)
+    );
+    let mut phases = Vec::new();
+    for label in ["fixed", "adaptive"] {
+        let t0 = Instant::now();
+        shards.broadcast("GO");
+        let res = collect(&mut shards, "RESULT", label);
+        let t1 = Instant::now();
+        let mut ops = OpSet::new(OPS);
+        let mut reasons = Reasons::default();
+        let (mut sent, mut in_window) = (0, 0);
+        for v in &res {
+            if let Err(e) = ops.merge_wire(&v["ops"]) {
+                die(TOOL, e);
+            }
+            reasons.merge_json(&v["reasons"]);
+            sent += v["sent"].as_u64().unwrap_or(0);
+            in_window += v["answered_in_window"].as_u64().unwrap_or(0);
+        }
+        // The window proper: setup and draining do not count towards CPU per heartbeat.
+        let cpu = mon.as_ref().and_then(|m| {
+            m.now();
+            m.stats(t0, (t0 + Duration::from_secs_f64(cfg.duration)).min(t1))
+        });
+        phases.push(PhaseReport {
+            ops,
+            reasons,
+            sent,
+            in_window,
+            cpu,
+        });
+    }
+    shards.finish();
+    if let Some(m) = mon {
+        m.stop();
+    }
+    report(&cfg, conns, n, registered, &setup, &reasons, &phases);
+}
+
+fn report(
+    cfg: &Cfg,
+    conns: usize,
+    processes: usize,
+    registered: u64,
+    setup: &OpSet,
+    setup_reasons: &Reasons,
+    phases: &[PhaseReport],
+) {
+    let pooled = conns < cfg.clients;
+    let n = cfg.clients as f64;
+    let scheduled = [
+        n / cfg.fixed_interval,
+        (0..3)
+            .map(|s| n * cfg.mix[s] / cfg.intervals[s])
+            .sum::<f64>(),
+    ];
+    println!(
+        "heartbeat-sim  run {}  clients {}  connections {} ({} registered){}  processes {processes}",
+        cfg.run,
+        thousands(cfg.clients as u64),
+        thousands(conns as u64),
+        thousands(registered),
+        if pooled {
+            "  [clients share a pool of connections: more clients than fit]"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "time scale {}x ({} s per strategy = {:.0} simulated s)  mix idle {:.2} active {:.2} busy {:.2}",
+        cfg.scale,
+        cfg.duration,
+        cfg.duration * cfg.scale,
+        cfg.mix[0],
+        cfg.mix[1],
+        cfg.mix[2]
+    );
+    println!("setup");
+    print!("{}", setup.subset(HB_OPS).table());
+    let mut out = json!({
+        "clients": cfg.clients,
+        "connections": conns,
+        "registered": registered,
+        "pooled": pooled,
+        "processes": processes,
+        "time_scale": cfg.scale,
+        "duration_s": cfg.duration,
+        "mix": {"idle": cfg.mix[0], "active": cfg.mix[1], "busy": cfg.mix[2]},
+        "setup_ops": setup.subset(HB_OPS).summary_json(),
+        "seed": {"fixed_rps": 1667, "adaptive_rps": 684},
+        "run": cfg.run,
+    });
+    let mut real_rates = [0.0; 2];
+    for (k, (label, p)) in ["fixed", "adaptive"].iter().zip(phases).enumerate() {
+        let wall_rps = p.in_window as f64 / cfg.duration;
+        let real_rps = wall_rps / cfg.scale;
+        real_rates[k] = real_rps;
+        let cpu_per_1k = p.cpu.map(|c| {
+            if wall_rps > 0.0 {
+                c.cpu_mean_pct / (wall_rps / 1000.0)
+            } else {
+                0.0
+            }
+        });
+        let intervals = if k == 0 {
+            format!("every {} s", cfg.fixed_interval)
+        } else {
+            format!(
+                "idle {} s, active {} s, busy {} s",
+                cfg.intervals[0], cfg.intervals[1], cfg.intervals[2]
+            )
+        };
+        println!(
+            "{label} ({intervals}): scheduled {:.0} req/s, answered {:.0} req/s in real time \
+             ({:.0} req/s on the wire at {}x)",
+            scheduled[k], real_rps, wall_rps, cfg.scale
+        );
+        print!("{}", p.ops.subset(&["PING"]).table());
+        if let (Some(c), Some(per)) = (p.cpu, cpu_per_1k) {
+            println!(
+                "  coordinator cpu mean {:.1}% peak {:.1}%  = {:.2}% per 1,000 heartbeats/s  rss mean {:.1} MB",
+                c.cpu_mean_pct, c.cpu_peak_pct, per, c.rss_mean_mb
+            );
+        }
+        if scheduled[k] > 0.0 && real_rps < 0.95 * scheduled[k] {
+            println!(
+                "  warning: only {:.0}% of the scheduled heartbeats were answered in time; the \
+                 coordinator or this machine is saturated at {}x (try a smaller --time-scale)",
+                100.0 * real_rps / scheduled[k],
+                cfg.scale
+            );
+        }
+        if !p.reasons.0.is_empty() {
+            println!("  errors by reason:\n{}", p.reasons.top(5).trim_end());
+        }
+        out[*label] = json!({
+            "intervals_s": if k == 0 { json!(cfg.fixed_interval) } else {
+                json!({"idle": cfg.intervals[0], "active": cfg.intervals[1], "busy": cfg.intervals[2]})
+            },
+            "scheduled_rps": round(scheduled[k], 1),
+            "sent": p.sent,
+            "requests_per_s": round(real_rps, 1),
+            "wire_rps": round(wall_rps, 1),
+            "ops": p.ops.subset(&["PING"]).summary_json(),
+            "cpu_mean_pct": p.cpu.map(|c| round(c.cpu_mean_pct, 1)),
+            "cpu_peak_pct": p.cpu.map(|c| round(c.cpu_peak_pct, 1)),
+            "cpu_pct_per_1k_hb_s": cpu_per_1k.map(|x| round(x, 3)),
+            "rss_mean_mb": p.cpu.map(|c| round(c.rss_mean_mb, 1)),
+            "error_reasons": p.reasons.to_json(),
+        });
+    }
+    let reduction = if real_rates[0] > 0.0 {
+        100.0 * (real_rates[0] - real_rates[1]) / real_rates[0]
+    } else {
+        0.0
+    };
+    println!(
+        "reduction {reduction:.1}% (fixed {:.0} -> adaptive {:.0} req/s; the seed's table: 1,667 -> 684, 59%)",
+        real_rates[0], real_rates[1]
+    );
+    out["reduction_pct"] = json!(round(reduction, 1));
+    if !setup_reasons.0.is_empty() {
+        println!(
+            "setup errors by reason:\n{}",
+            setup_reasons.top(5).trim_end()
+        );
+        out["setup_error_reasons"] = setup_reasons.to_json();
+    }
+    if let Some(p) = &cfg.json {
+        write_json(TOOL, p, &out);
+    }
+}
