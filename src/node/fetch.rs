@@ -3,7 +3,8 @@
 //! next host when a peer fails, verifies size and SHA-256, and only then
 //! renames onto the final name (never over an existing file unless asked).
 //! Blocking file work (fsync, rename, hashing a resumed `.part`, saving the
-//! records) runs on worker threads, never in a loop turn.
+//! records) runs on worker threads, never in a loop turn; the running hash
+//! is kept by a hash thread that reads back what the loop wrote.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
@@ -11,8 +12,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reactor::{CloseReason, ConnId, ConnMap, ConnOptions, Ctx, Pool, ServiceId, TimerId};
@@ -113,6 +115,8 @@ enum Phase {
     AwaitLength { conn: ConnId },
     /// Payload bytes flow into the `.part`.
     Streaming { conn: ConnId, remaining: u64 },
+    /// All bytes are on disk; the hash lane is catching up.
+    Verifying,
     /// A worker fsyncs and renames.
     Finishing,
     /// Completed, failed or cancelled.
@@ -139,7 +143,6 @@ struct Job {
     /// 0 on the first pass over the hosts, 1 on the retry.
     round: u8,
     file: Option<File>,
-    hasher: Option<Sha256>,
     /// (when, downloaded) samples for the speed, newest last.
     samples: VecDeque<(Instant, u64)>,
     /// Why the last host failed, to explain a final failure.
@@ -190,6 +193,8 @@ pub struct Fetches {
     work: Pool<Done>,
     /// Saving the records, one at a time and in order.
     saver: Pool<Done>,
+    /// Hashes downloads off the loop thread.
+    lane: HashLane,
     saving: bool,
     save_again: bool,
     /// Records taken over from before a restart, started on the first wake.
@@ -211,6 +216,7 @@ impl Fetches {
         };
         let work = Pool::new("fetch-io", 2, 256, waker.clone())?;
         let saver = Pool::new("fetch-save", 1, 1024, waker.clone())?;
+        let lane = HashLane::new(waker.clone())?;
         let mut f = Fetches {
             svc,
             records_path,
@@ -221,6 +227,7 @@ impl Fetches {
             next_key: 1,
             work,
             saver,
+            lane,
             saving: false,
             save_again: false,
             to_resume: Vec::new(),
@@ -242,7 +249,6 @@ impl Fetches {
                     host: 0,
                     round: 0,
                     file: None,
-                    hasher: None,
                     samples: VecDeque::new(),
                     last_error: None,
                     interrupted: None,
@@ -331,13 +337,19 @@ impl Fetches {
             }
         }
         let part = part_path(&req.target);
+        // Readable too: the hash lane reads back what was written.
         let file = OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(&part)
             .map_err(|e| (500, format!("Could not create {}: {e}", part.display())))?;
+        let reader = file
+            .try_clone()
+            .map_err(|e| (500, format!("Could not open {}: {e}", part.display())))?;
         let id = new_id();
+        self.lane.start(&id, reader, Sha256::new(), 0);
         let rec = Record {
             fetch_id: id.clone(),
             user: req.user.clone(),
@@ -371,7 +383,6 @@ impl Fetches {
                 host: 0,
                 round: 0,
                 file: Some(file),
-                hasher: Some(Sha256::new()),
                 samples: VecDeque::new(),
                 last_error: None,
                 interrupted: None,
@@ -494,11 +505,9 @@ impl Fetches {
                     );
                     return self.end(cx, &fid, Status::Failed, Some(msg));
                 }
-                if let Some(h) = job.hasher.as_mut() {
-                    h.update(chunk);
-                }
                 cx.consume(id, n);
                 job.rec.downloaded_size += n as u64;
+                self.lane.upto(&fid, job.rec.downloaded_size);
                 let now = cx.now();
                 if job
                     .samples
@@ -688,6 +697,9 @@ impl Fetches {
         for id in std::mem::take(&mut self.to_resume) {
             self.resume_from_disk(cx, &id);
         }
+        for (id, digest) in self.lane.drain() {
+            self.on_digest(cx, &id, digest);
+        }
         for done in self.work.drain().into_iter().chain(self.saver.drain()) {
             match done {
                 Done::Saved(r) => {
@@ -817,7 +829,7 @@ impl Fetches {
         self.try_host(cx, fid);
     }
 
-    /// All bytes arrived: check them, then fsync and rename on a worker.
+    /// All bytes arrived: wait for the hash lane's digest.
     fn stream_done(&mut self, cx: &mut Ctx, fid: &str) {
         let Some(job) = self.jobs.get_mut(fid) else {
             return;
@@ -826,9 +838,6 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        job.rec.status = Status::Verifying;
-        job.phase = Phase::Finishing;
-        let digest = job.hasher.take().map(|h| hex(&h.finalize()));
         if job.rec.downloaded_size != job.rec.total_size {
             let msg = format!(
                 "Downloaded {} bytes where {} were expected",
@@ -836,18 +845,37 @@ impl Fetches {
             );
             return self.end(cx, fid, Status::Failed, Some(msg));
         }
-        match (&job.rec.sha256, &digest) {
-            (Some(want), Some(got)) if want != got => {
+        job.rec.status = Status::Verifying;
+        job.phase = Phase::Verifying;
+        self.lane.finish(fid, job.rec.total_size);
+    }
+
+    /// The digest of everything written: check it, then fsync and rename
+    /// on a worker.
+    fn on_digest(&mut self, cx: &mut Ctx, fid: &str, digest: Result<String, String>) {
+        let Some(job) = self.jobs.get_mut(fid) else {
+            return;
+        };
+        if !matches!(job.phase, Phase::Verifying) {
+            return;
+        }
+        let got = match digest {
+            Ok(d) => d,
+            Err(msg) => return self.end(cx, fid, Status::Failed, Some(msg)),
+        };
+        match &job.rec.sha256 {
+            Some(want) if *want != got => {
                 let msg = "Downloaded data does not match the SHA-256 published for this file";
                 return self.end(cx, fid, Status::Failed, Some(msg.into()));
             }
-            (None, Some(got)) => job.rec.sha256 = Some(got.clone()),
-            _ => {}
+            Some(_) => {}
+            None => job.rec.sha256 = Some(got),
         }
         let Some(file) = job.file.take() else {
             let msg = "The .part file was lost".to_owned();
             return self.end(cx, fid, Status::Failed, Some(msg));
         };
+        job.phase = Phase::Finishing;
         let (target, overwrite) = (job.rec.save_path.clone(), job.rec.overwrite);
         let id = fid.to_owned();
         let submitted = self.work.submit(move || Done::Finished {
@@ -903,7 +931,7 @@ impl Fetches {
         }
         job.phase = Phase::Done;
         job.file = None;
-        job.hasher = None;
+        self.lane.forget(fid);
         let _ = fs::remove_file(part_path(&job.rec.save_path));
         job.rec.status = status;
         job.rec.finished_at = Some(unix_now());
@@ -962,7 +990,14 @@ impl Fetches {
                     "fetch {fid}: resuming {:?} from {len} bytes on disk",
                     job.rec.file_name
                 );
-                job.hasher = Some(hasher);
+                let reader = match file.try_clone() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let msg = format!("Could not reopen the .part file: {e}");
+                        return self.end(cx, fid, Status::Failed, Some(msg));
+                    }
+                };
+                self.lane.start(fid, reader, hasher, len);
                 job.file = Some(file);
                 job.rec.downloaded_size = len;
                 if len == job.rec.total_size {
@@ -1325,6 +1360,184 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
             fs::remove_file(from)
         }
         _ => Err(e),
+    }
+}
+
+/// Hashes downloads on one named thread, reading back from each `.part`
+/// what the loop wrote (it is in the page cache), so the loop thread only
+/// moves bytes and the hash runs beside it on the other core.
+struct HashLane {
+    tx: mpsc::Sender<LaneMsg>,
+    done: LaneDone,
+}
+
+enum LaneMsg {
+    /// Hash this fetch's file from `at`, continuing `state`.
+    Start {
+        id: String,
+        file: File,
+        state: Sha256,
+        at: u64,
+    },
+    /// Bytes up to `end` are written.
+    Upto {
+        id: String,
+        end: u64,
+    },
+    /// The file is complete at `end`: report the digest once hashed.
+    Finish {
+        id: String,
+        end: u64,
+    },
+    Forget {
+        id: String,
+    },
+}
+
+struct LaneJob {
+    file: File,
+    state: Sha256,
+    pos: u64,
+    end: u64,
+    finish: bool,
+}
+
+impl HashLane {
+    fn new(waker: Arc<mio::Waker>) -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let out = done.clone();
+        std::thread::Builder::new()
+            .name("fetch-hash".into())
+            .spawn(move || lane_loop(rx, out, waker))?;
+        Ok(HashLane { tx, done })
+    }
+
+    fn start(&self, id: &str, file: File, state: Sha256, at: u64) {
+        let id = id.to_owned();
+        let _ = self.tx.send(LaneMsg::Start {
+            id,
+            file,
+            state,
+            at,
+        });
+    }
+
+    fn upto(&self, id: &str, end: u64) {
+        let _ = self.tx.send(LaneMsg::Upto {
+            id: id.to_owned(),
+            end,
+        });
+    }
+
+    fn finish(&self, id: &str, end: u64) {
+        let _ = self.tx.send(LaneMsg::Finish {
+            id: id.to_owned(),
+            end,
+        });
+    }
+
+    fn forget(&self, id: &str) {
+        let _ = self.tx.send(LaneMsg::Forget { id: id.to_owned() });
+    }
+
+    /// Digests (or why there is none) of finished fetches.
+    fn drain(&self) -> Vec<(String, Result<String, String>)> {
+        match self.done.lock() {
+            Ok(mut d) => std::mem::take(&mut *d),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+type LaneDone = Arc<Mutex<Vec<(String, Result<String, String>)>>>;
+
+fn lane_loop(rx: mpsc::Receiver<LaneMsg>, done: LaneDone, waker: Arc<mio::Waker>) {
+    let mut jobs: HashMap<String, LaneJob> = HashMap::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        // Sleep only when every fetch is hashed as far as it is written.
+        let idle = jobs.values().all(|j| j.pos >= j.end && !j.finish);
+        let first = if idle {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => return,
+            }
+        } else {
+            None
+        };
+        for msg in first.into_iter().chain(rx.try_iter()) {
+            match msg {
+                LaneMsg::Start {
+                    id,
+                    file,
+                    state,
+                    at,
+                } => {
+                    let job = LaneJob {
+                        file,
+                        state,
+                        pos: at,
+                        end: at,
+                        finish: false,
+                    };
+                    jobs.insert(id, job);
+                }
+                LaneMsg::Upto { id, end } => {
+                    if let Some(j) = jobs.get_mut(&id) {
+                        j.end = j.end.max(end);
+                    }
+                }
+                LaneMsg::Finish { id, end } => {
+                    if let Some(j) = jobs.get_mut(&id) {
+                        j.end = end;
+                        j.finish = true;
+                    }
+                }
+                LaneMsg::Forget { id } => {
+                    jobs.remove(&id);
+                }
+            }
+        }
+        // One chunk per fetch per round: fetches share the thread fairly.
+        let mut finished = Vec::new();
+        for (id, j) in jobs.iter_mut() {
+            if j.pos < j.end {
+                let want = buf
+                    .len()
+                    .min(usize::try_from(j.end - j.pos).unwrap_or(usize::MAX));
+                match j.file.read_at(&mut buf[..want], j.pos) {
+                    Ok(0) => {
+                        let msg = "The .part file shrank while it was being checked".to_owned();
+                        finished.push((id.clone(), Err(msg)));
+                        continue;
+                    }
+                    Ok(n) => {
+                        j.state.update(&buf[..n]);
+                        j.pos += n as u64;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let msg = format!("Could not read back the .part file: {e}");
+                        finished.push((id.clone(), Err(msg)));
+                        continue;
+                    }
+                }
+            }
+            if j.finish && j.pos >= j.end {
+                let digest = hex(&std::mem::take(&mut j.state).finalize());
+                finished.push((id.clone(), Ok(digest)));
+            }
+        }
+        if !finished.is_empty() {
+            for (id, _) in &finished {
+                jobs.remove(id);
+            }
+            if let Ok(mut d) = done.lock() {
+                d.extend(finished);
+            }
+            let _ = waker.wake();
+        }
     }
 }
 
