@@ -219,6 +219,8 @@
     }
     const item = el("div", { class: "toast toast-" + (kind || "info") }, message);
     host.appendChild(item);
+    // A burst of actions should not bury the page: keep the newest three.
+    while (host.children.length > 3) host.firstElementChild.remove();
     const ttl = kind === "error" ? 7000 : 3500;
     setTimeout(() => {
       item.classList.add("toast-out");

@@ -28,6 +28,7 @@ const XSS_NAME = "<img src=x onerror=alert(1)>.txt";
 const BIG_NAME = "holiday-video.bin";
 const COPY_NAME = "holiday-copy.bin";
 const BIG_SIZE = 5 * 1024 * 1024 + 12345; // not a multiple of any chunk size
+const UPLOAD_BPS = 2 * 1024 * 1024; // ~2.5 s for the big file
 const STARTUP_MS = 30_000;
 const UI_MS = 20_000;
 
@@ -154,8 +155,10 @@ async function sha256(file) {
   return createHash("sha256").update(await fs.readFile(file)).digest("hex");
 }
 
-async function shot(page, name) {
+/** Saves a screenshot; toasts are cleared first so the screen reads cleanly. */
+async function shot(page, name, { keepToasts = false } = {}) {
   await fs.mkdir(shotsDir, { recursive: true });
+  if (!keepToasts) await page.evaluate(() => document.getElementById("toasts")?.replaceChildren());
   await page.screenshot({ path: path.join(shotsDir, name + ".png"), fullPage: false });
 }
 
@@ -193,7 +196,7 @@ function step(name, fn) {
     } catch (err) {
       failed = name;
       for (const [label, page] of Object.entries(pages)) {
-        await shot(page, `failure-${label}`).catch(() => {});
+        await shot(page, `failure-${label}`, { keepToasts: true }).catch(() => {});
       }
       throw err;
     }
@@ -286,8 +289,11 @@ before(async () => {
     "--port-range",
     "0-0",
   ];
+  // Alice's node uploads at a test-only pace, so the download is seen mid-way
+  // (progress, speed, ETA, cancel) instead of finishing within one poll.
+  const paced = { ...common, P2PSHARE_TEST_THROTTLE_BPS: String(UPLOAD_BPS) };
   const [[a], [b]] = await Promise.all([
-    startProcess("node-a", bin, nodeArgs("node-a"), common, [/client api listening on (\S+)/]),
+    startProcess("node-a", bin, nodeArgs("node-a"), paced, [/client api listening on (\S+)/]),
     startProcess("node-b", bin, nodeArgs("node-b"), common, [/client api listening on (\S+)/]),
   ]);
   env.nodeA = loopback(a).replace(/\/$/, "");
@@ -411,7 +417,29 @@ step("bob fetches it to a chosen path and watches the progress bar reach 100%", 
   await page.click("#nav-downloads");
   const card = page.locator(".transfer").filter({ has: page.locator(".fname", { hasText: BIG_NAME }) });
   await card.waitFor();
-  await card.locator('[role="progressbar"][aria-valuenow="100"]').waitFor({ timeout: 60_000 });
+
+  // Watch the bar as a person would: sample it until it reaches 100 %.
+  const bar = card.locator('[role="progressbar"]');
+  const seen = new Set();
+  let midShot = false;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const v = Number(await bar.getAttribute("aria-valuenow"));
+    seen.add(v);
+    if (v >= 100) break;
+    if (!midShot && v > 10) {
+      await card.locator(".badge", { hasText: "Downloading" }).waitFor();
+      await card.locator('[data-part="speed"]', { hasText: /\/s$/ }).waitFor();
+      await card.locator('[data-part="eta"]', { hasText: / s$/ }).waitFor();
+      await shot(page, "client-downloads-active");
+      midShot = true;
+    }
+    assert.ok(Date.now() < deadline, "download did not finish within 60 s");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const between = [...seen].filter((v) => v > 0 && v < 100);
+  assert.ok(between.length >= 2, `progress moved in steps while downloading (saw ${[...seen].join(", ")})`);
+  assert.ok(midShot, "the transfer was seen mid-way");
   await card.locator(".badge", { hasText: "Completed" }).waitFor();
   assert.equal((await card.locator(".progress-pct").textContent()).trim(), "100%");
   await card.locator('[data-part="bytes"]', { hasText: "5.01 MB of 5.01 MB" }).waitFor();
@@ -421,6 +449,26 @@ step("bob fetches it to a chosen path and watches the progress bar reach 100%", 
   assert.equal(got, files.bigSha, "fetched bytes equal the original");
   const stat = await fs.stat(files.saveAs);
   assert.equal(stat.size, BIG_SIZE);
+});
+
+step("a download can be cancelled mid-way and leaves no file behind", async () => {
+  const page = pages.bob;
+  await page.click("#nav-network");
+  await networkRow(page, BIG_NAME).locator('button[data-action="fetch"]').click();
+  const dlg = page.locator("#fetch-dialog");
+  const target = path.join(files.downloads, "cancelled.bin");
+  await dlg.locator("#fetch-save-path").fill(target);
+  await dlg.locator("#fetch-start").click();
+  await dlg.waitFor({ state: "detached" });
+  await page.click("#nav-downloads");
+  const card = page.locator(".transfer").filter({ has: page.locator(".transfer-path", { hasText: "cancelled.bin" }) });
+  await card.locator(".badge", { hasText: "Downloading" }).waitFor();
+  await page.locator("#downloads-badge", { hasText: "1" }).waitFor();
+  await card.locator('button[data-part="cancel"]').click();
+  await card.locator(".badge", { hasText: "Cancelled" }).waitFor();
+  await assert.doesNotReject(card.locator('button[data-part="cancel"]').waitFor({ state: "hidden" }));
+  await page.locator("#downloads-badge").waitFor({ state: "hidden" });
+  assert.equal(existsSync(target), false, "no file under the final name after a cancel");
 });
 
 step("bob publishes a copy of the same bytes: the duplicate dialog lists alice's file", async () => {
@@ -466,10 +514,10 @@ step("admin logs in, sees both clients live on the dashboard", async () => {
   await page.locator("#view-dashboard").waitFor();
   await page.locator("#stat-online", { hasText: /^2$/ }).waitFor();
   await page.locator("#live-text", { hasText: "Live" }).waitFor();
-  // The chart grows by one sample a second.
+  // The chart grows by one sample a second; wait for ten of them.
   await page.waitForFunction(() => {
     const line = document.querySelector("#ops-chart .line-ops");
-    return line && line.getAttribute("points").trim().split(" ").length >= 4;
+    return line && line.getAttribute("points").trim().split(" ").length >= 10;
   });
   const rows = await page.locator("#latency-body tr").count();
   assert.ok(rows >= 8, "one latency row per registry action");
