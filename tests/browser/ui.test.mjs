@@ -368,6 +368,9 @@ step("alice registers; the session starts by itself and the status bar shows the
 
 step("alice adds files by path and publishes them", async () => {
   const page = pages.alice;
+  await addFile(page, path.join(tmpRoot, "no-such-file.bin"));
+  await page.locator("#add-msg:not([hidden])").waitFor();
+  assert.ok((await page.textContent("#add-msg")).trim().length > 10, "a missing path is explained");
   await addFile(page, files.big);
   await publishWhenHashed(page, BIG_NAME);
   await fileRow(page, BIG_NAME).locator(".badge", { hasText: "Published" }).waitFor();
@@ -558,6 +561,14 @@ step("admin clients table: search, ping (rtt shown) and discover files", async (
   await page.keyboard.press("Escape");
   await dlg.waitFor({ state: "detached" });
   assert.equal(await page.locator("img").count(), 0);
+});
+
+step("a reload keeps the session (token in sessionStorage)", async () => {
+  const page = pages.bob;
+  await page.reload();
+  await page.locator("#app-view").waitFor();
+  await page.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
+  assert.equal(await page.locator("#auth-view").isVisible(), false);
 });
 
 step("the pages work on a phone-sized window", async () => {
