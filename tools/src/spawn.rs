@@ -36,13 +36,16 @@ impl Drop for Proc {
     }
 }
 
-/// Start `bin args...` with `env`, its stderr to `log` (a file), and wait up to `timeout`
-/// until it has printed a `<what> listening on <addr>` line for each of `want`.
+/// Start `bin args...` in `cwd` (so no stray `.env` is read) with `env`, its stderr to
+/// `log` (a file), and wait up to `timeout` until it has printed a
+/// `<what> listening on <addr>` line for each of `want`.
+#[allow(clippy::too_many_arguments)]
 pub fn start(
     name: &str,
     bin: &Path,
     args: &[String],
     env: &[(&str, String)],
+    cwd: &Path,
     log: &Path,
     want: &[&str],
     timeout: Duration,
@@ -50,6 +53,7 @@ pub fn start(
     let errf = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let mut cmd = Command::new(bin);
     cmd.args(args)
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(errf));
