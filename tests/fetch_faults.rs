@@ -12,7 +12,7 @@ use serde_json::json;
 use xfer::{files_like, pattern, Coord, Node, PeerConn, User};
 
 const SLOW: &[(&str, &str)] = &[("P2PSHARE_TEST_THROTTLE_BPS", "4000000")];
-const SIZE: usize = 8_000_000;
+const SIZE: usize = 12_000_000;
 
 fn status(p: &serde_json::Value) -> &str {
     p["status"].as_str().unwrap_or("")
