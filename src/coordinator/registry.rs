@@ -52,6 +52,7 @@ impl Host {
         self.frag.as_deref().unwrap_or_default()
     }
 
+    /// `q` is already lower-case (ASCII); names are compared the same way.
     fn matches(&self, q: &str) -> bool {
         contains_ci(&self.name, q)
             || contains_ci(&self.display_name, q)
@@ -114,6 +115,9 @@ pub struct Registry {
     /// Host keys in hostname order, rebuilt lazily after hosts come or go.
     order: Option<Vec<HostKey>>,
     snapshot: Option<(f64, Arc<Vec<u8>>)>,
+    /// The hosts matching the last LIST query, until something changes:
+    /// clients page through one query, so each page costs O(limit).
+    query_cache: Option<(String, Vec<HostKey>)>,
 }
 
 impl Registry {
@@ -146,6 +150,7 @@ impl Registry {
             h.frag = None;
         }
         self.snapshot = None;
+        self.query_cache = None;
     }
 
     fn unindex(&mut self, key: HostKey, name: &str) {
@@ -207,6 +212,7 @@ impl Registry {
                 });
                 self.by_name.insert(name.into(), k);
                 self.order = None;
+                self.query_cache = None;
                 k
             }
         };
@@ -295,6 +301,7 @@ impl Registry {
         self.by_name.remove(&h.name);
         self.order = None;
         self.snapshot = None;
+        self.query_cache = None;
         h.conn
     }
 
@@ -458,23 +465,38 @@ impl Registry {
                 )
             }
             Some(q) => {
-                let order: Vec<HostKey> = self.ordered().to_vec();
-                let mut total = 0;
-                let mut keys = Vec::new();
-                for k in order {
-                    if self.hosts[k].matches(q) {
-                        if total >= offset && keys.len() < limit {
-                            keys.push(k);
-                        }
-                        total += 1;
-                    }
-                }
-                (keys, total)
+                let matching = self.matching(q);
+                let total = matching.len();
+                let end = offset.saturating_add(limit).min(total);
+                (
+                    matching
+                        .get(offset.min(total)..end)
+                        .unwrap_or_default()
+                        .to_vec(),
+                    total,
+                )
             }
         };
         let next = offset + keys.len();
         let next = (next < total).then_some(next as u64);
         (keys, total as u64, next)
+    }
+
+    /// Host keys matching `q`, in hostname order (cached per query).
+    fn matching(&mut self, q: &str) -> &[HostKey] {
+        let hit = self.query_cache.as_ref().is_some_and(|(cq, _)| cq == q);
+        if !hit {
+            let order: Vec<HostKey> = self.ordered().to_vec();
+            let keys = order
+                .into_iter()
+                .filter(|&k| self.hosts[k].matches(q))
+                .collect();
+            self.query_cache = Some((q.to_string(), keys));
+        }
+        self.query_cache
+            .as_ref()
+            .map(|(_, k)| k.as_slice())
+            .unwrap_or_default()
     }
 
     /// A paged LIST reply.
