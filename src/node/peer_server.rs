@@ -166,6 +166,12 @@ impl PeerServer {
         let Some(id) = self.paced.remove(&key) else {
             return;
         };
+        let per_tick = self
+            .throttle_bps
+            .map(|b| (u128::from(b) * PACE_TICK.as_millis() / 1000) as usize)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let next_key = self.next_timer_key();
         let Some(c) = self.conns.get_mut(id) else {
             return;
         };
@@ -174,16 +180,11 @@ impl PeerServer {
             pos,
             end,
             step,
-            ..
+            timer,
         } = &mut c.state
         else {
             return;
         };
-        let per_tick = self
-            .throttle_bps
-            .map(|b| (b as u128 * PACE_TICK.as_millis() / 1000) as usize)
-            .unwrap_or(usize::MAX)
-            .max(1);
         let stop = (*pos).saturating_add(per_tick).min(*end);
         cx.send_map(id, map.clone(), *pos, stop, *step);
         *pos = stop;
@@ -191,16 +192,8 @@ impl PeerServer {
             c.state = State::Sending;
             cx.notify_drained(id);
         } else {
-            let key = self.next_timer_key();
-            let timer = cx.timer(self.svc, PACE_TICK, key);
-            if let Some(PeerConn {
-                state: State::Paced { timer: t, .. },
-                ..
-            }) = self.conns.get_mut(id)
-            {
-                *t = timer;
-            }
-            self.paced.insert(key, id);
+            *timer = cx.timer(self.svc, PACE_TICK, next_key);
+            self.paced.insert(next_key, id);
         }
     }
 
