@@ -1,0 +1,145 @@
+//! `p2pshare up`: the coordinator and a node on one reactor in one process.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn up_runs_both_services_and_they_talk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let args: Vec<String> = [
+        "up",
+        "--registry-port",
+        "0",
+        "--admin-api-port",
+        "0",
+        "--client-api-port",
+        "0",
+        "--port-range",
+        "0-0",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([data.display().to_string()])
+    .collect();
+    let env = [
+        ("P2PSHARE_PBKDF2_ITERATIONS", "1000".to_string()),
+        ("P2PSHARE_LOG", "warn".to_string()),
+    ];
+    let mut p = Proc::spawn("up", &args, &env);
+    let registry = reachable(&p.wait_line("registry listening on "));
+    let admin = reachable(&p.wait_line("admin api listening on "));
+    let password =
+        p.wait_line("admin login (shown once, stored only as a hash): username 'admin' password ");
+    let client = reachable(&p.wait_line("client api listening on "));
+    let banner = p.wait_line("p2pshare is up: open ");
+    assert!(
+        banner.contains(&client.to_string()) && banner.contains(&admin.to_string()),
+        "{banner}"
+    );
+
+    // A user registers through the node, which forwards to the coordinator in-process.
+    let (s, v) = http_json(
+        client,
+        "POST",
+        "/api/client/register",
+        None,
+        Some(json!({"username":"uma","password":PASSWORD,"display_name":"Uma"})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let (s, v) = http_json(
+        client,
+        "POST",
+        "/api/client/init",
+        Some(&token),
+        Some(json!({})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let file = tmp.path().join("shared notes.txt");
+    std::fs::write(&file, b"hello from up").unwrap();
+    let (s, v) = http_json(
+        client,
+        "POST",
+        "/api/client/add-file",
+        Some(&token),
+        Some(json!({"path": file})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let published = wait_for("publish", || {
+        let (s, v) = http_json(
+            client,
+            "POST",
+            "/api/client/publish",
+            Some(&token),
+            Some(json!({"fname":"shared notes.txt"})),
+        );
+        (s == 200).then_some(v)
+    });
+    assert_eq!(published["success"], true);
+
+    let mut r = RegistryClient::connect(registry);
+    let found = r.ask("REQUEST", json!({"fname":"shared notes.txt"}));
+    assert_eq!(found["status"], "FOUND");
+    assert_eq!(found["hosts"][0]["hostname"], "uma");
+
+    // The admin sees the client, with the password printed on first start.
+    let password = password.trim_matches('\'');
+    let (s, v) = http_json(
+        admin,
+        "POST",
+        "/api/admin/login",
+        None,
+        Some(json!({"username":"admin","password":password})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let admin_token = v["token"].as_str().unwrap().to_string();
+    let (_, v) = http_json(
+        admin,
+        "GET",
+        "/api/admin/registry",
+        Some(&admin_token),
+        None,
+    );
+    assert_eq!(v["clients"][0]["hostname"], "uma");
+    let (_, v) = http_json(
+        admin,
+        "GET",
+        "/api/admin/ping/uma",
+        Some(&admin_token),
+        None,
+    );
+    assert_eq!(v["status"], "online", "{v}");
+
+    // Both UIs are served.
+    assert_eq!(
+        http_raw(
+            client,
+            format!("GET / HTTP/1.1\r\nHost: {client}\r\nConnection: close\r\n\r\n").as_bytes()
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        http_raw(
+            admin,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .status,
+        200
+    );
+
+    // SIGTERM: a clean exit.
+    unsafe { libc::kill(p.pid() as i32, libc::SIGTERM) };
+    let t0 = std::time::Instant::now();
+    while p.is_running() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "up exits on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
