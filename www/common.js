@@ -137,7 +137,8 @@
     if (n < 1024) return n + " B";
     let i = 0;
     let v = n;
-    while (v >= 1024 && i < UNITS.length - 1) {
+    // Step up at 1000 so rounding never shows "1024 KB" for almost 1 MB.
+    while (v >= 1000 && i < UNITS.length - 1) {
       v /= 1024;
       i += 1;
     }
