@@ -379,7 +379,7 @@ fn take_lines(
     out: &mut Vec<NetEvent>,
 ) -> Result<(), String> {
     let mut rest = data;
-    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+    while let Some(nl) = find_newline(rest) {
         let now = Instant::now();
         let (line_part, after) = rest.split_at(nl);
         rest = &after[1..];
@@ -415,6 +415,30 @@ fn take_lines(
         c.inb.extend_from_slice(rest);
     }
     Ok(())
+}
+
+/// Position of the first `\n`, eight bytes at a time (full LIST answers are tens of MiB;
+/// a byte-by-byte scan would make the client, not the server, the bottleneck).
+pub fn find_newline(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        let v = u64::from_le_bytes(w) ^ NL;
+        if (v.wrapping_sub(LO) & !v & HI) != 0 {
+            return c.iter().position(|&b| b == b'\n').map(|p| at + p);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| at + p)
 }
 
 #[derive(serde::Deserialize)]
@@ -538,6 +562,26 @@ pub fn is_loopback_v4(addr: &SocketAddr) -> bool {
 mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
+
+    #[test]
+    fn find_newline_agrees_with_a_plain_scan() {
+        let mut buf = vec![b'x'; 40];
+        assert_eq!(find_newline(&buf), None);
+        for at in 0..40 {
+            buf.fill(b'x');
+            buf[at] = b'\n';
+            if at + 3 < 40 {
+                buf[at + 3] = b'\n';
+            }
+            for start in 0..=at {
+                assert_eq!(find_newline(&buf[start..]), Some(at - start));
+            }
+        }
+        // Bytes near '\n' (0x0a) and high bytes must not look like one.
+        let tricky: Vec<u8> = (0u8..=255).filter(|&b| b != b'\n').collect();
+        assert_eq!(find_newline(&tricky), None);
+        assert_eq!(find_newline(b""), None);
+    }
 
     #[test]
     fn classify_small_and_large_lines() {

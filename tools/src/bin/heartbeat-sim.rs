@@ -549,7 +549,9 @@ fn parent(mut cfg: Cfg) {
     let coord_fit = cfg
         .coordinator_pid
         .and_then(rlimit::nofile_of)
-        .map(|l| (l as usize).saturating_sub(256))
+        // Closed connections linger on the coordinator's side for a turn or two while new
+        // ones arrive; leave it a tenth (at least 1,000) of its descriptors as slack.
+        .map(|l| (l as usize).saturating_sub((l as usize / 10).max(1000)))
         .unwrap_or(per_process);
     let conns = cfg
         .connections
@@ -709,6 +711,14 @@ fn report(
                 "  warning: only {:.0}% of the scheduled heartbeats were answered in time; the \
                  coordinator or this machine is saturated at {}x (try a smaller --time-scale)",
                 100.0 * real_rps / scheduled[k],
+                cfg.scale
+            );
+        }
+        let p50_ms = p.ops.subset(&["PING"]).ops[0].summary().p50_ms;
+        if p50_ms > 100.0 {
+            println!(
+                "  note: median PING latency {p50_ms:.0} ms: requests queue, so the coordinator (or \
+                 this machine) is near saturation at {}x; CPU per heartbeat is not linear here",
                 cfg.scale
             );
         }

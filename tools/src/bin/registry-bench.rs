@@ -432,6 +432,7 @@ fn child_args(cfg: &Cfg, target: &str, i: usize, n: usize, reference: bool) -> V
         "--full-list-every",
         cfg.full_list_every.map(|c| c.to_string()),
     );
+    opt("--list-query", cfg.list_query.clone());
     // The echo server ignores tokens; do not make the server API register everyone again.
     match (&cfg.auth, reference) {
         (_, true) | (Auth::Anonymous, _) => v.push("--anonymous".into()),
@@ -604,6 +605,11 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             .map(|v| v["elapsed_s"].as_f64().unwrap_or(0.0))
             .fold(0.0, f64::max);
         let answered = sum(&vals, "answered");
+        // The coordinator's window is the clients' run, not process start-up and tokens.
+        let started = ended
+            .checked_sub(Duration::from_secs_f64(duration_s))
+            .unwrap_or(started)
+            .max(started);
         Pass {
             ops,
             clients: sum(&vals, "clients"),
@@ -646,7 +652,9 @@ fn parent(mut cfg: Cfg) {
     let coord_fit = cfg
         .coordinator_pid
         .and_then(rlimit::nofile_of)
-        .map(|l| (l as usize).saturating_sub(256))
+        // Closed connections linger on the coordinator's side for a turn or two while new
+        // ones arrive; leave it a tenth (at least 1,000) of its descriptors as slack.
+        .map(|l| (l as usize).saturating_sub((l as usize / 10).max(1000)))
         .unwrap_or(per_process);
     let conns = match cfg.hold {
         Some(n) => n,
