@@ -399,6 +399,169 @@ fn acknowledged_changes_survive_kill_9() {
     assert_eq!(v["status"], "FOUND", "{v}");
 }
 
+/// The user's catalog as it is on disk now, by file name.
+fn catalog_on_disk(n: &NodeProc, user: &str) -> std::collections::HashMap<String, Value> {
+    let path = n.data.join("users").join(user).join("files.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: Value = serde_json::from_slice(&bytes).expect("files.json is JSON");
+    v["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_owned(), f.clone()))
+        .collect()
+}
+
+#[test]
+fn answers_wait_for_the_disk_and_a_failed_write_is_undone() {
+    let coord = Coordinator::start();
+    let n = NodeProc::start(&coord);
+    let (alice, _) = n.session("alice", "Alice");
+    let dir = tempfile::tempdir().unwrap();
+    let post = |path: &str, body: Value| n.call("POST", path, Some(&alice), Some(body));
+
+    // Each answer comes only once files.json holds the change: read it at once.
+    let mut names = Vec::new();
+    for i in 0..5 {
+        let p = dir.path().join(format!("doc {i}.txt"));
+        std::fs::write(&p, format!("content {i}")).unwrap();
+        let (s, v) = post("/api/client/add-file", json!({"path": p}));
+        assert_eq!(s, 200, "{v}");
+        let name = v["file"]["name"].as_str().unwrap().to_owned();
+        assert!(catalog_on_disk(&n, "alice").contains_key(&name), "{name}");
+        names.push(name);
+    }
+    let a = names[0].clone();
+    n.wait_hashed(&alice, &a);
+    let (s, v) = post("/api/client/publish", json!({"fname": a}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(catalog_on_disk(&n, "alice")[&a]["is_published"], true);
+    let (s, v) = post("/api/client/unpublish", json!({"fname": a}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(catalog_on_disk(&n, "alice")[&a]["is_published"], false);
+    let (s, v) = post("/api/client/remove-file", json!({"fname": names[4]}));
+    assert_eq!(s, 200, "{v}");
+    assert!(!catalog_on_disk(&n, "alice").contains_key(&names[4]));
+    let (s, v) = post("/api/client/publish", json!({"fname": a}));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(catalog_on_disk(&n, "alice")[&a]["is_published"], true);
+
+    // Writes start failing (a directory where files.json goes: even root
+    // cannot rename a file over it). Every change answers 500 and is undone.
+    let store = n.data.join("users/alice/files.json");
+    std::fs::remove_file(&store).unwrap();
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(store.join("in the way"), b"x").unwrap();
+    let b = dir.path().join("late.txt");
+    std::fs::write(&b, b"never tracked").unwrap();
+    let (s, v) = post("/api/client/add-file", json!({"path": b}));
+    assert_eq!(s, 500, "{v}");
+    let err = v["error"].as_str().unwrap();
+    assert!(
+        err.contains("could not be saved") && err.contains("undone"),
+        "{v}"
+    );
+    let (s, v) = post("/api/client/unpublish", json!({"fname": a}));
+    assert_eq!(s, 500, "{v}");
+    let (s, v) = post("/api/client/remove-file", json!({"fname": names[1]}));
+    assert_eq!(s, 500, "{v}");
+    let (_, l) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    let listed: Vec<&str> = l["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        ["doc 0.txt", "doc 1.txt", "doc 2.txt", "doc 3.txt"],
+        "{l}"
+    );
+    assert_eq!(
+        l["files"][0]["is_published"], true,
+        "the unpublish was undone"
+    );
+    let mut reg = RegistryClient::connect(coord.registry);
+    assert_eq!(reg.ask("REQUEST", json!({"fname": a}))["status"], "FOUND");
+    // A publish the registry acknowledged but the disk refused is withdrawn there too.
+    n.wait_hashed(&alice, &names[2]);
+    let (s, v) = post(
+        "/api/client/publish",
+        json!({"fname": names[2], "force": true}),
+    );
+    assert_eq!(s, 500, "{v}");
+    let (_, l) = n.call("GET", "/api/client/published-files", Some(&alice), None);
+    assert_eq!(l["files"].as_array().unwrap().len(), 1, "{l}");
+    wait_for("the refused publish withdrawn from the registry", || {
+        (reg.ask("REQUEST", json!({"fname": names[2]}))["status"] == "NOTFOUND").then_some(())
+    });
+
+    // The disk is back: changes are saved again, and disk and memory agree.
+    std::fs::remove_dir_all(&store).unwrap();
+    let (s, v) = post("/api/client/add-file", json!({"path": b}));
+    assert_eq!(s, 200, "{v}");
+    let disk = catalog_on_disk(&n, "alice");
+    let mut on_disk: Vec<&String> = disk.keys().collect();
+    on_disk.sort();
+    assert_eq!(
+        on_disk,
+        [
+            "doc 0.txt",
+            "doc 1.txt",
+            "doc 2.txt",
+            "doc 3.txt",
+            "late.txt"
+        ]
+    );
+    assert_eq!(disk[&a]["is_published"], true);
+    assert_eq!(disk[&names[2]]["is_published"], false);
+}
+
+#[test]
+fn one_walk_of_the_registry_serves_many_requests() {
+    let coord = Coordinator::start();
+    let n = NodeProc::start(&coord);
+    let (alice, _) = n.session("alice", "Alice");
+    let (bob, _) = n.session("bob", "Bob");
+    let dir = tempfile::tempdir().unwrap();
+    let walks = |n: &NodeProc| n.proc.stderr_text().matches("network index:").count();
+    let started = Instant::now();
+    // Two users, four clients polling at once, and publishes checking duplicates.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let token = if t % 2 == 0 { &alice } else { &bob };
+            let api = n.api;
+            s.spawn(move || {
+                for _ in 0..5 {
+                    let (st, v) =
+                        http_json(api, "GET", "/api/client/network-files", Some(token), None);
+                    assert_eq!(st, 200, "{v}");
+                }
+            });
+        }
+    });
+    for i in 0..3 {
+        let p = dir.path().join(format!("photo {i}.jpg"));
+        std::fs::write(&p, pattern(1000 + i, i as u8)).unwrap();
+        n.add_and_publish(&bob, &p);
+    }
+    let took = started.elapsed();
+    // At most one walk per index lifetime (3 s) went to the coordinator.
+    let allowed = 1 + (took.as_secs_f64() / 3.0) as usize;
+    let seen = walks(&n);
+    assert!(seen >= 1 && seen <= allowed, "{seen} walks in {took:?}");
+    // This node's own publishes show at once, from the same index.
+    let (s, v) = n.call(
+        "GET",
+        "/api/client/network-files?q=photo",
+        Some(&alice),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["total"], 3, "{v}");
+    assert_eq!(v["files"][0]["hosts"][0]["hostname"], "bob");
+}
+
 #[test]
 fn files_changed_or_deleted_on_disk_are_unpublished() {
     let coord = Coordinator::start();

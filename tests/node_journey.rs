@@ -184,6 +184,9 @@ fn two_users_share_a_file_end_to_end() {
     assert_eq!(std::fs::read(into.join(name)).unwrap(), body);
 
     // Alice unpublishes: gone from the network, a fetch finds no peer.
+    assert!(network_names(&n1, &alice, "")
+        .iter()
+        .any(|f| f["name"] == name));
     let (s, v) = n1.call(
         "POST",
         "/api/client/unpublish",
@@ -191,9 +194,23 @@ fn two_users_share_a_file_end_to_end() {
         Some(json!({"fname": name})),
     );
     assert_eq!(s, 200, "{v}");
-    assert!(network_names(&n2, &bob, "")
+    // Alice's own node shows it gone at once; bob's node, which shares one
+    // walk of the registry for a few seconds, within that lifetime.
+    assert!(network_names(&n1, &alice, "")
         .iter()
         .all(|f| f["name"] != name));
+    let since = std::time::Instant::now();
+    wait_for("the unpublished file gone from bob's view", || {
+        let gone = network_names(&n2, &bob, "")
+            .iter()
+            .all(|f| f["name"] != name);
+        gone.then_some(())
+    });
+    assert!(
+        since.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        since.elapsed()
+    );
     let (s, v) = n2.call(
         "POST",
         "/api/client/fetch",
@@ -295,6 +312,12 @@ fn duplicates_on_the_network_need_force() {
     );
     assert_eq!(s, 200, "{v}");
     n2.wait_hashed(&bob, "notes.pdf");
+    // Bob's node reuses its view of the network for a few seconds; once it
+    // shows alice's new file, the duplicate check sees it too.
+    wait_for("report.pdf in bob's view", || {
+        let files = network_names(&n2, &bob, "report");
+        (!files.is_empty()).then_some(())
+    });
     let (s, v) = n2.call(
         "POST",
         "/api/client/publish",

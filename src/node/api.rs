@@ -11,6 +11,7 @@ use reactor::{ConnId, Ctx};
 use serde_json::{json, Value};
 
 use super::network::NetHost;
+use super::persist::SaveOp;
 use super::tokens::{self, Check};
 use super::{Kind, Node, OpId};
 use crate::web::{self, Site};
@@ -117,7 +118,16 @@ pub enum OpKind {
         name: String,
     },
     Fetch(FetchOp),
+    /// Waiting for the network index (a walk of LIST pages).
     Network(NetworkOp),
+    /// Waiting for the user's catalog to be on disk with this request's change.
+    Saving(SaveOp),
+    /// The user's catalog is being loaded; the request is routed after.
+    Load {
+        req: Box<Request>,
+        rest: String,
+        user: String,
+    },
 }
 
 pub struct PublishOp {
@@ -125,8 +135,8 @@ pub struct PublishOp {
     pub name: String,
     pub force: bool,
     pub stage: PublishStage,
+    /// Hosts the REQUEST by name found.
     pub found: Vec<NetHost>,
-    pub pages: u32,
     pub published_at: f64,
 }
 
@@ -134,7 +144,7 @@ pub struct PublishOp {
 pub enum PublishStage {
     /// REQUEST by name answered next.
     AwaitRequest,
-    /// LIST pages, walked to the end.
+    /// The network index (all LIST pages), for duplicates under other names.
     AwaitList,
     /// PUBLISH sent.
     AwaitAck,
@@ -153,8 +163,6 @@ pub struct NetworkOp {
     pub q: String,
     pub offset: usize,
     pub limit: usize,
-    pub hosts: Vec<NetHost>,
-    pub pages: u32,
 }
 
 /// What a handler decided: answer now, or wait for `OpKind`.
@@ -447,8 +455,18 @@ impl Node {
         rest: &str,
         user: &str,
     ) -> Outcome {
-        if let Err(e) = self.ensure_user(cx, user, None) {
-            return Reply::error(500, &e).into();
+        match self.ensure_user(cx, user, None) {
+            Ok(true) => {}
+            Ok(false) => {
+                // First sight of this user: their catalog is read on the store thread.
+                self.wait_for_load(op, user);
+                return Outcome::Later(OpKind::Load {
+                    req: Box::new(req.clone()),
+                    rest: rest.to_owned(),
+                    user: user.to_owned(),
+                });
+            }
+            Err(r) => return r.into(),
         }
         if !is_passive(&req.method, rest) {
             if let Some(u) = self.users.get_mut(user) {
@@ -494,11 +512,11 @@ impl Node {
                 None => self.api_network(cx, op, user, req),
             },
             ("add-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
-                Ok(b) => self.api_add_file(user, &b).into(),
+                Ok(b) => self.api_add_file(cx, op, user, &b),
                 Err(r) => r.into(),
             },
             ("remove-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
-                Ok(b) => self.api_remove_file(cx, user, &b).into(),
+                Ok(b) => self.api_remove_file(cx, op, user, &b),
                 Err(r) => r.into(),
             },
             ("publish", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
@@ -613,8 +631,8 @@ impl Node {
                             .and_then(|b| b.pointer("/user/display_name"))
                             .and_then(Value::as_str)
                             .map(str::to_owned);
-                        if let Err(e) = self.ensure_user(cx, &user, display.as_deref()) {
-                            self.finish(cx, op, Reply::error(500, &e));
+                        if let Err(r) = self.ensure_user(cx, &user, display.as_deref()) {
+                            self.finish(cx, op, r);
                             return;
                         }
                         let rest = req.path.strip_prefix(API_PREFIX).unwrap_or("").to_owned();
@@ -654,8 +672,8 @@ impl Node {
             if let Some((sub, exp)) = tokens::unverified_claims(token) {
                 if sub == user {
                     self.tokens.learn(token, user, exp);
-                    if let Err(e) = self.ensure_user(cx, user, display) {
-                        crate::log_error!("{user}: {e}");
+                    if let Err(r) = self.ensure_user(cx, user, display) {
+                        crate::log_error!("{user}: cannot load the user's files ({})", r.status);
                     }
                     self.token_renewed(cx, user);
                 }

@@ -1,12 +1,15 @@
 //! One user's tracked files: metadata of files kept where they are (no copy),
-//! persisted in `<data>/users/<user>/files.json` with atomic replacement, and
-//! how that metadata follows the disk (missing, changed, rehash). It does no
-//! hashing and no registry I/O itself: it returns [`Effect`]s for the node.
+//! versioned snapshots of it for `<data>/users/<user>/files.json` (atomic
+//! replacement), and how that metadata follows the disk (missing, changed,
+//! rehash). It does no hashing, no registry I/O and, in a loop turn, no disk
+//! writes: [`Snapshot::write`] runs on the node's store thread, and the
+//! catalog returns [`Effect`]s for the node.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -97,17 +100,69 @@ pub enum Effect {
     Hash(String),
 }
 
-#[derive(Serialize, Deserialize, Default)]
+#[derive(Deserialize, Default)]
 struct OnDisk {
+    #[allow(dead_code)]
     version: u32,
     files: Vec<TrackedFile>,
+}
+
+/// What is written: the same shape, borrowed, so a snapshot clones nothing.
+#[derive(Serialize)]
+struct OnDiskRef<'a> {
+    version: u32,
+    files: Vec<&'a TrackedFile>,
+}
+
+/// A file's publication state, to undo a publish or unpublish that could not be saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub is_published: bool,
+    pub published_at: Option<f64>,
+    pub status: Status,
+    pub size: u64,
+    pub modified: f64,
+}
+
+/// The catalog serialized at one version, to be made durable off the loop.
+pub struct Snapshot {
+    pub version: u64,
+    path: PathBuf,
+    bytes: Vec<u8>,
+    on_disk: Arc<Mutex<u64>>,
+}
+
+impl Snapshot {
+    /// Replaces files.json durably (fsync), unless a newer version is on
+    /// disk already (then this one is superseded, which is success too).
+    /// Blocks for as long as the disk takes: only on the store thread, or
+    /// at shutdown.
+    pub fn write(self) -> Result<(), String> {
+        // Held across the write: two writers of one catalog never interleave
+        // their renames, so an older snapshot cannot replace a newer one.
+        let mut disk = self.on_disk.lock().unwrap_or_else(|p| p.into_inner());
+        if *disk >= self.version {
+            return Ok(());
+        }
+        crate::store::write_atomic(&self.path, &self.bytes)
+            .map_err(|e| format!("cannot save {}: {e}", self.path.display()))?;
+        *disk = self.version;
+        Ok(())
+    }
 }
 
 pub struct Catalog {
     user: String,
     store: PathBuf,
     files: BTreeMap<String, TrackedFile>,
-    dirty: bool,
+    /// Bumped by every change worth saving.
+    version: u64,
+    /// The newest version known to be on disk.
+    saved: u64,
+    /// The version whose write is out on the store thread.
+    writing: Option<u64>,
+    /// The version on disk, shared with whoever writes a snapshot.
+    on_disk: Arc<Mutex<u64>>,
     next_gen: u64,
     /// Names the peer server found changed on disk, checked by the node next.
     suspects: Vec<String>,
@@ -160,7 +215,10 @@ impl Catalog {
             user: user.to_owned(),
             store,
             files,
-            dirty: false,
+            version: 0,
+            saved: 0,
+            writing: None,
+            on_disk: Arc::new(Mutex::new(0)),
             next_gen: 1,
             suspects: Vec::new(),
         })
@@ -170,26 +228,75 @@ impl Catalog {
         &self.user
     }
 
-    /// Writes the catalog durably now.
-    pub fn save(&mut self) -> Result<(), String> {
-        let disk = OnDisk {
-            version: 1,
-            files: self.files.values().cloned().collect(),
-        };
-        let bytes = serde_json::to_vec_pretty(&disk).map_err(|e| e.to_string())?;
-        crate::store::write_atomic(&self.store, &bytes)
-            .map_err(|e| format!("cannot save {}: {e}", self.store.display()))?;
-        self.dirty = false;
-        Ok(())
+    fn touch(&mut self) {
+        self.version += 1;
     }
 
-    /// Background changes (hash results, rescans) are written in batches.
-    pub fn save_if_dirty(&mut self) {
-        if self.dirty {
-            if let Err(e) = self.save() {
-                crate::log_error!("{e}");
-            }
+    /// The version of the current content (every change bumps it).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether `version` (or a later one) is known to be on disk.
+    pub fn is_saved(&self, version: u64) -> bool {
+        self.saved >= version
+    }
+
+    /// Nothing unsaved and no write out.
+    pub fn is_settled(&self) -> bool {
+        self.saved >= self.version && self.writing.is_none()
+    }
+
+    fn encode(&self) -> Result<Snapshot, String> {
+        let disk = OnDiskRef {
+            version: 1,
+            files: self.files.values().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&disk)
+            .map_err(|e| format!("cannot encode {}: {e}", self.store.display()))?;
+        Ok(Snapshot {
+            version: self.version,
+            path: self.store.clone(),
+            bytes,
+            on_disk: self.on_disk.clone(),
+        })
+    }
+
+    /// The next snapshot to write: only when there are unsaved changes and
+    /// no write is out (one at a time per catalog, so writes stay in order
+    /// and changes made meanwhile fold into the next one). Serializing is
+    /// cheap; [`Snapshot::write`] is the slow part. Pair with [`Catalog::written`].
+    pub fn snapshot(&mut self) -> Option<Result<Snapshot, String>> {
+        if self.writing.is_some() || self.saved >= self.version {
+            return None;
         }
+        let snap = self.encode();
+        if snap.is_ok() {
+            self.writing = Some(self.version);
+        }
+        Some(snap)
+    }
+
+    /// The write of `version` finished (`ok`: it is on disk).
+    pub fn written(&mut self, version: u64, ok: bool) {
+        if self.writing == Some(version) {
+            self.writing = None;
+        }
+        if ok {
+            self.saved = self.saved.max(version);
+        }
+    }
+
+    /// Writes the current content now, blocking: for shutdown and tests only.
+    pub fn save_now(&mut self) -> Result<(), String> {
+        if self.saved >= self.version {
+            return Ok(());
+        }
+        let snap = self.encode()?;
+        let version = snap.version;
+        snap.write()?;
+        self.saved = self.saved.max(version);
+        Ok(())
     }
 
     pub fn get(&self, name: &str) -> Option<&TrackedFile> {
@@ -284,14 +391,75 @@ impl Catalog {
                 gen: 0,
             },
         );
-        self.dirty = true;
+        self.touch();
         Ok((name, true))
     }
 
     pub fn remove(&mut self, name: &str) -> Option<TrackedFile> {
         let f = self.files.remove(name)?;
-        self.dirty = true;
+        self.touch();
         Some(f)
+    }
+
+    /// Undoes an add that could not be saved, unless the entry was replaced meanwhile.
+    pub fn unadd(&mut self, name: &str, path: &str, added_at: f64) -> bool {
+        let same = self
+            .files
+            .get(name)
+            .is_some_and(|f| f.path == path && f.added_at == added_at);
+        if same {
+            self.remove(name);
+        }
+        same
+    }
+
+    /// Undoes a remove that could not be saved, unless the name was taken meanwhile.
+    pub fn reinsert(&mut self, mut f: TrackedFile) -> bool {
+        if self.files.contains_key(&f.name) {
+            return false;
+        }
+        // A hash that was out for it was dropped with the entry.
+        f.hashing = false;
+        self.files.insert(f.name.clone(), f);
+        self.touch();
+        true
+    }
+
+    pub fn publication(&self, name: &str) -> Option<Publication> {
+        self.files.get(name).map(|f| Publication {
+            is_published: f.is_published,
+            published_at: f.published_at,
+            status: f.status,
+            size: f.size,
+            modified: f.modified,
+        })
+    }
+
+    /// Puts back `prev` if the file is still exactly as the change left it
+    /// (`now`); a later change (a rescan, another request) wins.
+    pub fn restore_publication(
+        &mut self,
+        name: &str,
+        now: &Publication,
+        prev: &Publication,
+    ) -> bool {
+        if self.publication(name).as_ref() != Some(now) {
+            return false;
+        }
+        if let Some(f) = self.files.get_mut(name) {
+            f.is_published = prev.is_published;
+            f.published_at = prev.published_at;
+            f.status = prev.status;
+        }
+        self.touch();
+        true
+    }
+
+    /// The published files as the registry sees them (for the network view).
+    pub fn published_files(&self) -> impl Iterator<Item = &TrackedFile> {
+        self.files
+            .values()
+            .filter(|f| f.is_published && f.status != Status::Missing)
     }
 
     /// Marks published (with its time) or not; publishing clears "changed".
@@ -302,7 +470,7 @@ impl Catalog {
             if at.is_some() && f.status == Status::Changed {
                 f.status = Status::Ok;
             }
-            self.dirty = true;
+            self.version += 1;
         }
     }
 
@@ -348,7 +516,7 @@ impl Catalog {
             return Vec::new();
         }
         f.hashing = false;
-        self.dirty = true;
+        self.version += 1;
         match result {
             HashResult::Ok {
                 sha256,
@@ -401,7 +569,7 @@ impl Catalog {
                         f.published_at = None;
                         effects.push(Effect::Unpublish(f.name.clone()));
                     }
-                    self.dirty = true;
+                    self.version += 1;
                 }
             }
             Observation::Present { size, modified } => {
@@ -409,7 +577,7 @@ impl Catalog {
                 if same {
                     if f.status == Status::Missing {
                         f.status = Status::Ok;
-                        self.dirty = true;
+                        self.version += 1;
                         if f.sha256.is_none() {
                             effects.push(Effect::Hash(f.name.clone()));
                         }
@@ -428,7 +596,7 @@ impl Catalog {
                         effects.push(Effect::Unpublish(f.name.clone()));
                     }
                     effects.push(Effect::Hash(f.name.clone()));
-                    self.dirty = true;
+                    self.version += 1;
                 }
             }
         }
@@ -536,7 +704,7 @@ mod tests {
         fs::write(&p, b"x").unwrap();
         cat.add(p.to_str().unwrap(), 1.0).unwrap();
         cat.set_published("f", Some(5.0));
-        cat.save().unwrap();
+        cat.save_now().unwrap();
         let back = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
         let f = back.get("f").unwrap();
         assert!(f.is_published);
@@ -556,6 +724,68 @@ mod tests {
             })
             .count();
         assert_eq!(aside, 1);
+    }
+
+    #[test]
+    fn snapshots_go_out_one_at_a_time_and_never_go_back() {
+        let (dir, mut cat) = setup();
+        let store = dir.path().join("users/alice/files.json");
+        let p = dir.path().join("f");
+        fs::write(&p, b"x").unwrap();
+        assert!(cat.snapshot().is_none(), "nothing to write yet");
+        cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        let first = cat.snapshot().unwrap().unwrap();
+        let v1 = first.version;
+        assert!(cat.snapshot().is_none(), "one write out at a time");
+        cat.set_published("f", Some(2.0));
+        let v2 = cat.version();
+        assert!(v2 > v1 && !cat.is_saved(v1));
+        first.write().unwrap();
+        cat.written(v1, true);
+        assert!(cat.is_saved(v1) && !cat.is_saved(v2) && !cat.is_settled());
+        let second = cat.snapshot().unwrap().unwrap();
+        assert_eq!(second.version, v2);
+        // A failed write leaves the change unsaved, to be written again.
+        cat.written(v2, false);
+        assert!(!cat.is_saved(v2));
+        let again = cat.snapshot().unwrap().unwrap();
+        cat.remove("f");
+        let stale = cat.snapshot();
+        assert!(stale.is_none());
+        cat.written(again.version, false);
+        let newest = cat.snapshot().unwrap().unwrap();
+        newest.write().unwrap();
+        // The older snapshot arriving late is superseded, not written.
+        again.write().unwrap();
+        let on_disk: serde_json::Value =
+            serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+        assert_eq!(on_disk["files"].as_array().unwrap().len(), 0, "{on_disk}");
+    }
+
+    #[test]
+    fn failed_changes_can_be_undone_unless_overtaken() {
+        let (dir, mut cat) = setup();
+        let p = dir.path().join("f");
+        fs::write(&p, b"x").unwrap();
+        let ps = p.to_str().unwrap();
+        cat.add(ps, 1.0).unwrap();
+        assert!(!cat.unadd("f", ps, 2.0), "another add");
+        assert!(cat.unadd("f", ps, 1.0));
+        assert!(cat.get("f").is_none());
+        cat.add(ps, 3.0).unwrap();
+        let before = cat.publication("f").unwrap();
+        cat.set_published("f", Some(4.0));
+        let after = cat.publication("f").unwrap();
+        assert!(cat.restore_publication("f", &after, &before));
+        assert!(!cat.get("f").unwrap().is_published);
+        cat.set_published("f", Some(5.0));
+        // Overtaken by a change on disk: the undo does not bring it back.
+        fs::write(&p, b"longer").unwrap();
+        cat.observe("f", observe(&p));
+        assert!(!cat.restore_publication("f", &after, &before));
+        let f = cat.remove("f").unwrap();
+        assert!(cat.reinsert(f.clone()));
+        assert!(!cat.reinsert(f), "the name is taken");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! link in `session`, files in `files`, transfers in `peer_server`/`fetch`.
 
 pub mod api;
+mod browse;
 pub mod fetch;
 pub mod files;
 pub mod forward;
@@ -13,6 +14,7 @@ pub mod hashing;
 pub mod heartbeat;
 pub mod network;
 pub mod peer_server;
+pub mod persist;
 mod routes;
 pub mod session;
 pub mod tokens;
@@ -40,13 +42,13 @@ pub type OpId = u64;
 /// The node's own timer key (fetch and peer-server keys carry their tags).
 const CRON: u64 = 1;
 const CRON_TICK: Duration = Duration::from_millis(250);
-/// Every tracked file is stat'ed this often.
+/// Every tracked file is stat'ed this often (on a worker: a stat may block).
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
-/// Catalogs larger than this are swept on a worker instead of in a loop turn.
-const INLINE_SCAN_MAX: usize = 256;
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Waiting hash jobs per node.
 const WORK_QUEUE: usize = 1024;
+/// Waiting catalog loads and writes (at most one write per user is out).
+const STORE_QUEUE: usize = 4096;
 
 /// Settings the node uses, resolved from the configuration at start.
 pub struct Settings {
@@ -69,6 +71,8 @@ pub struct User {
     pub last_use: Instant,
     /// A stat sweep of this catalog is out on the pool.
     pub scanning: bool,
+    /// A sweep is wanted (the pool had no room at the last try).
+    pub scan_due: bool,
 }
 
 /// What a connection of this service is, for those the node itself runs.
@@ -97,6 +101,10 @@ pub struct Node {
     fetches: fetch::Fetches,
     forwards: forward::Forwards,
     work: Pool<Done>,
+    /// The one thread that reads and durably writes catalogs, in order.
+    store: Pool<persist::Stored>,
+    saves: persist::Saves,
+    net: network::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
     date: (u64, String),
@@ -153,6 +161,8 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         .map_err(|e| format!("cannot set up downloads: {e}"))?;
     let work = Pool::new("hash", cfg.workers.max(1), WORK_QUEUE, cx.waker())
         .map_err(|e| format!("cannot start hashing workers: {e}"))?;
+    let store = Pool::new("store", 1, STORE_QUEUE, cx.waker())
+        .map_err(|e| format!("cannot start the store thread: {e}"))?;
     let opts = ConnOptions {
         max_input: api::LIMITS.max_head + api::LIMITS.max_body + 1024,
         idle_timeout: Some(Duration::from_secs(120)),
@@ -208,6 +218,9 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         fetches,
         forwards: forward::Forwards::new(svc, target),
         work,
+        store,
+        saves: persist::Saves::default(),
+        net: network::NetCache::default(),
         backlog: VecDeque::new(),
         date: (0, String::new()),
         last_rescan: now,
@@ -255,48 +268,6 @@ impl Node {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Loads the user's catalog on first sight.
-    fn ensure_user(
-        &mut self,
-        cx: &mut Ctx,
-        user: &str,
-        display: Option<&str>,
-    ) -> Result<(), String> {
-        if let Some(u) = self.users.get_mut(user) {
-            if let Some(d) = display.filter(|d| !d.is_empty()) {
-                u.display_name = d.to_owned();
-            }
-            return Ok(());
-        }
-        if !valid_username(user) {
-            return Err(format!("'{user}' is not a usable user name on this node"));
-        }
-        let dir = self.settings.data_dir.join("users").join(user);
-        let catalog = Catalog::load(&dir, user)?;
-        let n = catalog.len();
-        self.users.insert(
-            user.to_owned(),
-            User {
-                display_name: display.filter(|d| !d.is_empty()).unwrap_or(user).to_owned(),
-                catalog,
-                session: None,
-                last_use: cx.now(),
-                scanning: false,
-            },
-        );
-        crate::log_info!("{user}: loaded, {n} tracked files");
-        self.scan_user(cx, user);
-        let todo = self
-            .users
-            .get(user)
-            .map(|u| u.catalog.needing_hash())
-            .unwrap_or_default();
-        for name in todo {
-            self.queue_hash(user, &name);
-        }
-        Ok(())
-    }
-
     fn queue_hash(&mut self, user: &str, name: &str) {
         let Some(u) = self.users.get_mut(user) else {
             return;
@@ -321,44 +292,39 @@ impl Node {
                 Effect::Unpublish(name) => {
                     crate::log_info!("{user}: {name:?} changed or vanished on disk; unpublished");
                     self.quiet_unpublish(cx, user, &name);
+                    self.net_sync_file(user, &name);
                 }
                 Effect::Hash(name) => self.queue_hash(user, &name),
             }
         }
     }
 
-    /// Stats every file of `user`: inline when few, else on the pool.
-    fn scan_user(&mut self, cx: &mut Ctx, user: &str) {
+    /// Stats every file of `user` on the pool (a stat may block on a slow
+    /// or network disk); a full pool is tried again by the cron.
+    fn scan_user(&mut self, user: &str) {
         let Some(u) = self.users.get_mut(user) else {
             return;
         };
+        u.scan_due = true;
         if u.scanning {
             return;
         }
         let paths = u.catalog.paths();
-        if paths.len() <= INLINE_SCAN_MAX {
-            let mut effects = Vec::new();
-            for (name, path) in paths {
-                effects.extend(u.catalog.observe(&name, hashing::observe(&path)));
-            }
-            self.apply_effects(cx, user, effects);
-            return;
-        }
         let who = user.to_owned();
-        let ok = self
-            .work
-            .submit(move || Done::Scan {
-                user: who,
-                seen: paths
-                    .into_iter()
-                    .map(|(n, p)| {
-                        let o = hashing::observe(&p);
-                        (n, o)
-                    })
-                    .collect(),
-            })
-            .is_ok();
-        u.scanning = ok;
+        let submitted = self.work.submit(move || Done::Scan {
+            user: who,
+            seen: paths
+                .into_iter()
+                .map(|(n, p)| {
+                    let o = hashing::observe(&p);
+                    (n, o)
+                })
+                .collect(),
+        });
+        if submitted.is_ok() {
+            u.scanning = true;
+            u.scan_due = false;
+        }
     }
 
     fn work_done(&mut self, cx: &mut Ctx) {
@@ -417,20 +383,25 @@ impl Node {
                 }
             }
         }
-        if now.saturating_duration_since(self.last_rescan) >= RESCAN_EVERY {
+        let rescan = now.saturating_duration_since(self.last_rescan) >= RESCAN_EVERY;
+        if rescan {
             self.last_rescan = now;
-            let names: Vec<String> = self.users.keys().cloned().collect();
-            for user in names {
-                self.scan_user(cx, &user);
-            }
+        }
+        let names: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, u)| rescan || u.scan_due)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for user in names {
+            self.scan_user(&user);
         }
         if now.saturating_duration_since(self.last_purge) >= PURGE_EVERY {
             self.last_purge = now;
             self.tokens.purge(files::now_unix() as u64, now);
         }
-        for u in self.users.values_mut() {
-            u.catalog.save_if_dirty();
-        }
+        self.saves_tick(now);
+        self.net.sweep(now);
         for (user, path) in self.fetches.take_completed() {
             crate::log_debug!("{user}: download finished at {}", path.display());
         }
@@ -539,12 +510,11 @@ impl Service for Node {
     fn on_wake(&mut self, cx: &mut Ctx) {
         self.fetches.on_wake(cx);
         self.work_done(cx);
+        self.store_done(cx);
     }
 
     fn on_shutdown(&mut self, _cx: &mut Ctx) {
-        for u in self.users.values_mut() {
-            u.catalog.save_if_dirty();
-        }
+        self.save_all_now();
     }
 }
 

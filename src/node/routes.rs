@@ -5,21 +5,17 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use reactor::http::Request;
 use reactor::Ctx;
 use serde_json::{json, Map, Value};
 
-use super::api::{FetchOp, NetworkOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
+use super::api::{FetchOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
 use super::fetch::{FetchRequest, HostOffer};
 use super::files::{self, now_unix, Status};
 use super::hashing::observe;
-use super::network::{self, NetHost};
+use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
+use super::persist::AfterSave;
 use super::session::Wait;
 use super::{Node, OpId};
-
-/// LIST pages are walked this far at most (1000 hosts each).
-const MAX_LIST_PAGES: u32 = 200;
-const LIST_PAGE: u64 = 1000;
 
 type Body = Map<String, Value>;
 
@@ -55,7 +51,8 @@ macro_rules! try_reply {
     };
 }
 
-const NOT_INITIALISED: &str = "Not connected to the network yet: POST /api/client/init first";
+pub(super) const NOT_INITIALISED: &str =
+    "Not connected to the network yet: POST /api/client/init first";
 
 impl Node {
     pub(super) fn client_info(&self, user: &str) -> Reply {
@@ -187,52 +184,117 @@ impl Node {
         Reply::ok(json!({"success": true, "files": files}))
     }
 
-    pub(super) fn api_add_file(&mut self, user: &str, b: &Body) -> Reply {
-        let path = match required(b, "path") {
-            Ok(p) => p,
-            Err(r) => return r,
-        };
+    pub(super) fn api_add_file(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+        let path = try_reply!(required(b, "path"));
         let Some(u) = self.users.get_mut(user) else {
-            return Reply::error(404, "Unknown user");
+            return Reply::error(404, "Unknown user").into();
         };
-        let (name, new) = match u.catalog.add(path, now_unix()) {
+        let added_at = now_unix();
+        let (name, new) = match u.catalog.add(path, added_at) {
             Ok(x) => x,
-            Err((status, msg)) => return Reply::error(status, &msg),
+            Err((status, msg)) => return Reply::error(status, &msg).into(),
         };
         if new {
-            // Acknowledged means on disk.
-            if let Err(e) = u.catalog.save() {
-                u.catalog.remove(&name);
-                return Reply::error(500, &e);
-            }
-            crate::log_info!("{user}: tracking {name:?}");
+            // Hashing need not wait for the write; if the write fails, the result is dropped.
             self.queue_hash(user, &name);
         }
-        match self.users.get(user).and_then(|u| u.catalog.get(&name)) {
-            Some(f) => Reply::ok(json!({"success": true, "file": f.to_json()})),
-            None => Reply::error(500, "The file vanished from the catalog"),
+        // Acknowledged means on disk (also when an earlier add is still being written).
+        let then = if new {
+            AfterSave::Added {
+                name,
+                path: path.to_owned(),
+                added_at,
+            }
+        } else {
+            AfterSave::Reply(self.file_reply(user, &name, None))
+        };
+        self.commit(cx, op, user, then)
+    }
+
+    /// `{success, file}` (and a note) for a tracked file.
+    fn file_reply(&self, user: &str, name: &str, note: Option<&str>) -> Reply {
+        match self.users.get(user).and_then(|u| u.catalog.get(name)) {
+            Some(f) => {
+                let mut v = json!({"success": true, "file": f.to_json()});
+                if let Some(n) = note {
+                    v["note"] = json!(n);
+                }
+                Reply::ok(v)
+            }
+            None => Reply::error(409, &format!("'{name}' stopped being tracked meanwhile")),
         }
     }
 
-    pub(super) fn api_remove_file(&mut self, cx: &mut Ctx, user: &str, b: &Body) -> Reply {
-        let name = match required(b, "fname") {
-            Ok(n) => n,
-            Err(r) => return r,
-        };
+    pub(super) fn api_remove_file(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        b: &Body,
+    ) -> Outcome {
+        let name = try_reply!(required(b, "fname"));
         let Some(u) = self.users.get_mut(user) else {
-            return Reply::error(404, "Unknown user");
+            return Reply::error(404, "Unknown user").into();
         };
+        // Peers stop getting it at once; the registry hears once it is on disk.
         let Some(f) = u.catalog.remove(name) else {
-            return Reply::error(404, &format!("'{name}' is not tracked"));
+            return Reply::error(404, &format!("'{name}' is not tracked")).into();
         };
-        if let Err(e) = u.catalog.save() {
-            return Reply::error(500, &e);
-        }
         if f.is_published {
-            self.quiet_unpublish(cx, user, name);
+            self.net_sync_file(user, name);
         }
-        crate::log_info!("{user}: stopped tracking {name:?}");
-        Reply::ok(json!({"success": true}))
+        self.commit(cx, op, user, AfterSave::Removed(Box::new(f)))
+    }
+
+    /// A request's change is on disk: log it, tell others, answer.
+    pub(super) fn after_save(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        then: AfterSave,
+    ) -> Outcome {
+        match then {
+            AfterSave::Reply(r) => r.into(),
+            AfterSave::Added { name, .. } => {
+                crate::log_info!("{user}: tracking {name:?}");
+                self.file_reply(user, &name, None).into()
+            }
+            AfterSave::Removed(f) => {
+                if f.is_published {
+                    self.quiet_unpublish(cx, user, &f.name);
+                }
+                crate::log_info!("{user}: stopped tracking {:?}", f.name);
+                Reply::ok(json!({"success": true})).into()
+            }
+            AfterSave::Published {
+                name,
+                announced,
+                note,
+                ..
+            } => {
+                if announced {
+                    crate::log_info!("{user}: published {name:?}");
+                } else {
+                    crate::log_info!(
+                        "{user}: published {name:?} locally (coordinator unreachable)"
+                    );
+                }
+                self.file_reply(user, &name, note).into()
+            }
+            AfterSave::Unpublished { name, .. } => {
+                crate::log_info!("{user}: unpublished {name:?}");
+                let up = self.session_up(user);
+                let msg = json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
+                if up && self.registry_send(cx, user, msg, Wait::Op(op)) {
+                    return Outcome::Later(OpKind::Unpublish {
+                        user: user.to_owned(),
+                        name,
+                    });
+                }
+                Reply::ok(json!({"success": true, "note": "The coordinator is unreachable right now; the change is kept here and sent when the connection is back"})).into()
+            }
+        }
     }
 
     /// Name of the file a publish/unpublish body means (`fname`, or `path`).
@@ -295,14 +357,16 @@ impl Node {
             return Reply::error(409, &format!("'{name}' could not be hashed: {e}")).into();
         }
         if f.is_published {
-            return Reply::ok(json!({"success": true, "file": f.to_json(), "note": format!("'{name}' is already published")})).into();
+            let note = format!("'{name}' is already published");
+            let r = self.file_reply(user, &name, Some(&note));
+            return self.commit(cx, op, user, AfterSave::Reply(r));
         }
         let Some(s) = u.session.as_ref() else {
             return Reply::error(409, NOT_INITIALISED).into();
         };
         let at = now_unix();
         if !s.is_up() {
-            return self.publish_locally(user, &name, at).into();
+            return self.publish_locally(cx, op, user, &name, at);
         }
         let mut p = PublishOp {
             user: user.to_owned(),
@@ -310,17 +374,15 @@ impl Node {
             force,
             stage: PublishStage::AwaitRequest,
             found: Vec::new(),
-            pages: 1,
             published_at: at,
         };
         if force {
             p.stage = PublishStage::AwaitAck;
             self.send_publish(cx, op, &p);
         } else {
+            // Same name first (always fresh); other names from the network index after.
             let req = json!({"action": "REQUEST", "data": {"fname": name}});
-            let list = json!({"action": "LIST", "data": {"offset": 0, "limit": LIST_PAGE}});
             self.registry_send(cx, user, req, Wait::Op(op));
-            self.registry_send(cx, user, list, Wait::Op(op));
         }
         Outcome::Later(OpKind::Publish(p))
     }
@@ -341,37 +403,50 @@ impl Node {
     }
 
     /// The registry is unreachable: the state is kept here and re-sent by the next REGISTER.
-    fn publish_locally(&mut self, user: &str, name: &str, at: f64) -> Reply {
-        let Some(u) = self.users.get_mut(user) else {
-            return Reply::error(404, "Unknown user");
-        };
-        u.catalog.set_published(name, Some(at));
-        if let Err(e) = u.catalog.save() {
-            return Reply::error(500, &e);
-        }
-        crate::log_info!("{user}: published {name:?} locally (coordinator unreachable)");
-        let file = u.catalog.get(name).map(|f| f.to_json());
-        Reply::ok(json!({
-            "success": true,
-            "file": file,
-            "note": "The coordinator is unreachable right now; the file is published here and will be announced when the connection is back (duplicates were not checked)",
-        }))
+    fn publish_locally(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        name: &str,
+        at: f64,
+    ) -> Outcome {
+        self.mark_published(cx, op, user, name, at, false)
     }
 
-    fn publish_acked(&mut self, user: &str, name: &str, at: f64) -> Reply {
+    /// Sets the file published (`announced`: the registry acknowledged it)
+    /// and answers once that is on disk.
+    fn mark_published(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        name: &str,
+        at: f64,
+        announced: bool,
+    ) -> Outcome {
+        let note = (!announced).then_some("The coordinator is unreachable right now; the file is published here and will be announced when the connection is back (duplicates were not checked)");
         let Some(u) = self.users.get_mut(user) else {
-            return Reply::error(404, "Unknown user");
+            return Reply::error(404, "Unknown user").into();
         };
-        if u.catalog.get(name).is_none() {
-            return Reply::error(409, &format!("'{name}' stopped being tracked meanwhile"));
-        }
+        let Some(before) = u.catalog.publication(name) else {
+            return Reply::error(409, &format!("'{name}' stopped being tracked meanwhile")).into();
+        };
         u.catalog.set_published(name, Some(at));
-        if let Err(e) = u.catalog.save() {
-            return Reply::error(500, &e);
+        let Some(after) = u.catalog.publication(name) else {
+            return Reply::error(409, &format!("'{name}' stopped being tracked meanwhile")).into();
+        };
+        if announced {
+            self.net_sync_file(user, name);
         }
-        crate::log_info!("{user}: published {name:?}");
-        let file = u.catalog.get(name).map(|f| f.to_json());
-        Reply::ok(json!({"success": true, "file": file}))
+        let then = AfterSave::Published {
+            name: name.to_owned(),
+            before,
+            after,
+            announced,
+            note,
+        };
+        self.commit(cx, op, user, then)
     }
 
     pub(super) fn api_unpublish(
@@ -386,26 +461,24 @@ impl Node {
             return Reply::error(404, "Unknown user").into();
         };
         if !u.catalog.get(&name).is_some_and(|f| f.is_published) {
-            return Reply::ok(
-                json!({"success": true, "note": format!("'{name}' was not published")}),
-            )
-            .into();
+            let r =
+                Reply::ok(json!({"success": true, "note": format!("'{name}' was not published")}));
+            return self.commit(cx, op, user, AfterSave::Reply(r));
         }
-        // Peers stop getting it at once; the answer waits for the registry.
+        // Peers stop getting it at once; the registry hears once it is on disk.
+        let before = u.catalog.publication(&name);
         u.catalog.set_published(&name, None);
-        if let Err(e) = u.catalog.save() {
-            return Reply::error(500, &e).into();
-        }
-        crate::log_info!("{user}: unpublished {name:?}");
-        let up = u.session.as_ref().is_some_and(|s| s.is_up());
-        let msg = json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
-        if up && self.registry_send(cx, user, msg, Wait::Op(op)) {
-            return Outcome::Later(OpKind::Unpublish {
-                user: user.to_owned(),
-                name,
-            });
-        }
-        Reply::ok(json!({"success": true, "note": "The coordinator is unreachable right now; the change is kept here and sent when the connection is back"})).into()
+        let after = u.catalog.publication(&name);
+        let (Some(before), Some(after)) = (before, after) else {
+            return Reply::error(404, &format!("'{name}' is not tracked")).into();
+        };
+        self.net_sync_file(user, &name);
+        let then = AfterSave::Unpublished {
+            name,
+            before,
+            after,
+        };
+        self.commit(cx, op, user, then)
     }
 
     pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Body) -> Outcome {
@@ -471,7 +544,7 @@ impl Node {
         }))
     }
 
-    fn require_link(&self, user: &str) -> Result<(), Reply> {
+    pub(super) fn require_link(&self, user: &str) -> Result<(), Reply> {
         let s = self
             .users
             .get(user)
@@ -485,48 +558,6 @@ impl Node {
             ));
         }
         Ok(())
-    }
-
-    pub(super) fn api_network(
-        &mut self,
-        cx: &mut Ctx,
-        op: OpId,
-        user: &str,
-        req: &Request,
-    ) -> Outcome {
-        let q = req.query_param("q").unwrap_or_default();
-        let num = |k: &str, default: usize| -> Result<usize, Reply> {
-            match req.query_param(k).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(v) => v.parse::<usize>().map_err(|_| {
-                    Reply::error(400, &format!("'{k}' must be a non-negative integer"))
-                }),
-            }
-        };
-        let offset = try_reply!(num("offset", 0));
-        let limit = try_reply!(num("limit", 100));
-        if limit == 0 {
-            return Reply::error(400, "'limit' must be at least 1").into();
-        }
-        try_reply!(self.require_link(user));
-        let mut data = json!({"offset": 0, "limit": LIST_PAGE});
-        if !q.is_empty() {
-            data["query"] = json!(q);
-        }
-        self.registry_send(
-            cx,
-            user,
-            json!({"action": "LIST", "data": data}),
-            Wait::Op(op),
-        );
-        Outcome::Later(OpKind::Network(NetworkOp {
-            user: user.to_owned(),
-            q,
-            offset,
-            limit: limit.min(1000),
-            hosts: Vec::new(),
-            pages: 1,
-        }))
     }
 
     pub(super) fn api_cancel_fetch(&mut self, cx: &mut Ctx, user: &str, id: &str) -> Reply {
@@ -553,12 +584,25 @@ impl Node {
     }
 
     pub(super) fn api_logout(&mut self, cx: &mut Ctx, user: &str) -> Reply {
+        let registry = self
+            .users
+            .get(user)
+            .and_then(|u| u.session.as_ref())
+            .map(|s| s.registry);
         self.end_session(cx, user, 409, "The user logged out");
+        if let Some(registry) = registry {
+            // UNREGISTER took the user's files off the network.
+            let gone = OwnChange::Host {
+                host: user.to_owned(),
+                files: Vec::new(),
+            };
+            self.net.own_change(registry, gone);
+        }
         self.fetches.cancel_user(cx, user);
         self.peer_server.close_user(cx, user);
         self.tokens.revoke_user(user);
-        if let Some(mut u) = self.users.remove(user) {
-            u.catalog.save_if_dirty();
+        if let Some(u) = self.users.remove(user) {
+            self.retire_catalog(user, u.catalog);
         }
         crate::log_info!("{user}: logged out");
         Reply::ok(json!({"success": true}))
@@ -585,37 +629,6 @@ impl Node {
                 }
             }
             OpKind::Fetch(f) => self.fetch_found(cx, f, &v).into(),
-            OpKind::Network(mut n) => match network::parse_list(&v) {
-                Err(e) => Reply::error(
-                    502,
-                    &format!("The coordinator's LIST answer was unusable: {e}; {reason}"),
-                )
-                .into(),
-                Ok((hosts, next)) => {
-                    n.hosts.extend(hosts);
-                    match next {
-                        Some(next) if n.pages < MAX_LIST_PAGES => {
-                            n.pages += 1;
-                            let mut data = json!({"offset": next, "limit": LIST_PAGE});
-                            if !n.q.is_empty() {
-                                data["query"] = json!(n.q);
-                            }
-                            let user = n.user.clone();
-                            if self.registry_send(
-                                cx,
-                                &user,
-                                json!({"action": "LIST", "data": data}),
-                                Wait::Op(op),
-                            ) {
-                                Outcome::Later(OpKind::Network(n))
-                            } else {
-                                Reply::error(503, "Lost the connection to the coordinator").into()
-                            }
-                        }
-                        _ => network_page(&n).into(),
-                    }
-                }
-            },
             other => Outcome::Later(other),
         };
         self.settle(cx, op, out);
@@ -630,70 +643,20 @@ impl Node {
         match p.stage {
             PublishStage::AwaitRequest => {
                 p.found.extend(network::parse_request(v, &p.name));
-                p.stage = PublishStage::AwaitList;
-                Outcome::Later(OpKind::Publish(p))
-            }
-            PublishStage::AwaitList => {
-                let next = match network::parse_list(v) {
-                    Ok((hosts, next)) => {
-                        p.found.extend(hosts);
-                        next
+                match self.index_or_walk(cx, op, &p.user) {
+                    Ok(Some(idx)) => self.publish_checked(cx, op, p, Some(&idx)),
+                    Ok(None) => {
+                        p.stage = PublishStage::AwaitList;
+                        Outcome::Later(OpKind::Publish(p))
                     }
-                    Err(e) => {
-                        crate::log_warn!("{}: duplicate check: {e}: {reason}", p.user);
-                        None
-                    }
-                };
-                if let Some(next) = next.filter(|_| p.pages < MAX_LIST_PAGES) {
-                    p.pages += 1;
-                    let list =
-                        json!({"action": "LIST", "data": {"offset": next, "limit": LIST_PAGE}});
-                    let user = p.user.clone();
-                    if self.registry_send(cx, &user, list, Wait::Op(op)) {
-                        return Outcome::Later(OpKind::Publish(p));
-                    }
-                    return self
-                        .publish_locally(&p.user, &p.name, p.published_at)
-                        .into();
-                }
-                let Some(f) = self.users.get(&p.user).and_then(|u| u.catalog.get(&p.name)) else {
-                    return Reply::error(
-                        409,
-                        &format!("'{}' stopped being tracked meanwhile", p.name),
-                    )
-                    .into();
-                };
-                let dups =
-                    network::duplicates(&p.user, f.size, f.modified, f.sha256.as_deref(), &p.found);
-                if !dups.is_empty() && !p.force {
-                    let n = dups.len();
-                    return Reply::error_with(
-                        409,
-                        &format!(
-                            "'{}' looks like {} already on the network ({}); publish with force: true to share it anyway",
-                            p.name,
-                            if n == 1 { "a file".to_string() } else { format!("{n} files") },
-                            dups.iter()
-                                .take(3)
-                                .map(|d| format!("{} on {}", d["name"].as_str().unwrap_or("?"), d["hostname"].as_str().unwrap_or("?")))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                        json!({"duplicates": dups}),
-                    )
-                    .into();
-                }
-                p.stage = PublishStage::AwaitAck;
-                if self.send_publish(cx, op, &p) {
-                    Outcome::Later(OpKind::Publish(p))
-                } else {
-                    self.publish_locally(&p.user, &p.name, p.published_at)
-                        .into()
+                    Err(_) => self.publish_locally(cx, op, &p.user, &p.name, p.published_at),
                 }
             }
+            // The index comes through `publish_checked`, not as a registry answer.
+            PublishStage::AwaitList => Outcome::Later(OpKind::Publish(p)),
             PublishStage::AwaitAck => {
                 if status == "ACK" {
-                    self.publish_acked(&p.user, &p.name, p.published_at).into()
+                    self.mark_published(cx, op, &p.user, &p.name, p.published_at, true)
                 } else {
                     let code = if reason.contains("invalid") { 400 } else { 502 };
                     Reply::error(
@@ -703,6 +666,60 @@ impl Node {
                     .into()
                 }
             }
+        }
+    }
+
+    /// Duplicates known (by name, and from the index unless it could not be
+    /// had): refuse without `force`, else send PUBLISH.
+    pub(super) fn publish_checked(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        mut p: PublishOp,
+        idx: Option<&Index>,
+    ) -> Outcome {
+        let Some(f) = self.users.get(&p.user).and_then(|u| u.catalog.get(&p.name)) else {
+            return Reply::error(
+                409,
+                &format!("'{}' stopped being tracked meanwhile", p.name),
+            )
+            .into();
+        };
+        let mine = Mine {
+            hostname: &p.user,
+            size: f.size,
+            modified: f.modified,
+            sha256: f.sha256.as_deref(),
+        };
+        let mut dups = Duplicates::default();
+        dups.add_hosts(&mine, &p.found);
+        if let Some(idx) = idx {
+            dups.add_index(&mine, idx);
+        }
+        let dups = dups.found;
+        if !dups.is_empty() && !p.force {
+            let n = dups.len();
+            return Reply::error_with(
+                409,
+                &format!(
+                    "'{}' looks like {} already on the network ({}); publish with force: true to share it anyway",
+                    p.name,
+                    if n == 1 { "a file".to_string() } else { format!("{n} files") },
+                    dups.iter()
+                        .take(3)
+                        .map(|d| format!("{} on {}", d["name"].as_str().unwrap_or("?"), d["hostname"].as_str().unwrap_or("?")))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                json!({"duplicates": dups}),
+            )
+            .into();
+        }
+        p.stage = PublishStage::AwaitAck;
+        if self.send_publish(cx, op, &p) {
+            Outcome::Later(OpKind::Publish(p))
+        } else {
+            self.publish_locally(cx, op, &p.user, &p.name, p.published_at)
         }
     }
 
@@ -764,17 +781,24 @@ impl Node {
         let Some(kind) = self.take_op(op) else {
             return;
         };
-        let reply = match kind {
-            OpKind::Publish(p) => self.publish_locally(&p.user, &p.name, p.published_at),
+        let out = match kind {
+            OpKind::Publish(p) => self.publish_locally(cx, op, &p.user, &p.name, p.published_at),
             OpKind::Unpublish { .. } => Reply::ok(
                 json!({"success": true, "note": "The connection to the coordinator was lost; the change is kept here and sent when it is back"}),
-            ),
+            ).into(),
             _ => Reply::error(
                 503,
                 "Lost the connection to the coordinator; try again in a moment",
-            ),
+            ).into(),
         };
-        self.finish(cx, op, reply);
+        self.settle(cx, op, out);
+    }
+
+    pub(super) fn session_up(&self, user: &str) -> bool {
+        self.users
+            .get(user)
+            .and_then(|u| u.session.as_ref())
+            .is_some_and(|s| s.is_up())
     }
 
     /// Looks at one tracked file on disk now and acts on what changed.
@@ -794,14 +818,4 @@ impl Node {
         };
         self.apply_effects(cx, user, effects);
     }
-}
-
-fn network_page(n: &NetworkOp) -> Reply {
-    let all = network::group_files(&n.hosts, &n.q);
-    let total = all.len();
-    let start = n.offset.min(total);
-    let end = start.saturating_add(n.limit).min(total);
-    let files: Vec<Value> = all[start..end].to_vec();
-    let next = (end < total).then_some(end);
-    Reply::ok(json!({"success": true, "files": files, "total": total, "next_offset": next}))
 }

@@ -47,6 +47,8 @@ pub enum Wait {
     Quiet(&'static str),
     /// A client request waits for it.
     Op(OpId),
+    /// A LIST page of the network walk this connection carries.
+    Walk,
 }
 
 pub struct Session {
@@ -336,6 +338,8 @@ impl Node {
                     None => Vec::new(),
                 };
                 crate::log_info!("{user}: registered with the coordinator");
+                // The registry now has exactly what the catalog publishes.
+                self.net_sync_own(user);
                 for op in ops {
                     let reply = self.client_info(user);
                     self.finish(cx, op, reply);
@@ -378,6 +382,7 @@ impl Node {
                 }
             }
             Wait::Op(op) => self.op_registry_reply(cx, op, v),
+            Wait::Walk => self.walk_page(cx, user, v),
         }
     }
 
@@ -407,12 +412,15 @@ impl Node {
             },
             CloseReason::Shutdown => "the node is stopping".into(),
         };
+        let registry = s.registry;
         for w in waits {
             if let Wait::Op(op) = w {
                 self.op_link_lost(cx, op);
             }
         }
         self.link_failed(cx, user, reason);
+        // After the link is marked down, so the walk does not restart over it.
+        self.walk_driver_gone(cx, registry, user);
     }
 
     /// A connection attempt or a live connection failed: retry later, or
@@ -468,6 +476,7 @@ impl Node {
                 self.finish(cx, op, Reply::error(409, msg));
             }
         }
+        self.walk_driver_gone(cx, s.registry, user);
     }
 
     /// Cron: retries that are due, heartbeats that are due.
