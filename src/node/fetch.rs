@@ -266,17 +266,21 @@ impl Fetches {
         Ok(f)
     }
 
-    /// Options of a fetch connection: big buffers for throughput, no partial
-    /// timeout (a payload is one long frame), an idle timeout.
+    /// Options of a fetch connection: no partial timeout (a payload is one
+    /// long frame), an idle timeout, and a cache-sized read buffer. Each
+    /// batch read from the socket is written to the `.part` at once; while
+    /// it still sits in the CPU cache that copy is cheap. Measured on the
+    /// 1 GiB transfer: 4 MiB batches spent 2-4x the kernel time of 256 KiB
+    /// ones, nearly all of it copying into the page cache.
     pub fn conn_options() -> ConnOptions {
         ConnOptions {
-            max_input: 4 * 1024 * 1024,
+            max_input: 256 * 1024,
             max_output: 64 * 1024,
             write_budget: 64 * 1024,
             partial_timeout: None,
             idle_timeout: Some(IDLE_TIMEOUT),
-            keep_buffer: 8 * 1024 * 1024,
-            read_chunk: 1024 * 1024,
+            keep_buffer: 512 * 1024,
+            read_chunk: 128 * 1024,
             nodelay: true,
         }
     }
@@ -1400,13 +1404,7 @@ struct LaneJob {
     pos: u64,
     end: u64,
     finish: bool,
-    /// Writeback was started for bytes before this.
-    flushed: u64,
 }
-
-/// Writeback of hashed bytes is started in steps of this size, so the
-/// final fsync has little left to do.
-const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 impl HashLane {
     fn new(waker: Arc<mio::Waker>) -> io::Result<Self> {
@@ -1456,19 +1454,6 @@ impl HashLane {
     }
 }
 
-/// Asks the kernel to start writing `len` bytes at `offset` to disk,
-/// without waiting (a hint: errors surface at the final fsync).
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: a valid descriptor and a byte range; nothing is read or written by us.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
 type LaneDone = Arc<Mutex<Vec<(String, Result<String, String>)>>>;
 
 fn lane_loop(rx: mpsc::Receiver<LaneMsg>, done: LaneDone, waker: Arc<mio::Waker>) {
@@ -1499,7 +1484,6 @@ fn lane_loop(rx: mpsc::Receiver<LaneMsg>, done: LaneDone, waker: Arc<mio::Waker>
                         pos: at,
                         end: at,
                         finish: false,
-                        flushed: at,
                     };
                     jobs.insert(id, job);
                 }
@@ -1535,10 +1519,6 @@ fn lane_loop(rx: mpsc::Receiver<LaneMsg>, done: LaneDone, waker: Arc<mio::Waker>
                     Ok(n) => {
                         j.state.update(&buf[..n]);
                         j.pos += n as u64;
-                        if j.pos - j.flushed >= WRITEBACK_STEP {
-                            start_writeback(&j.file, j.flushed, j.pos - j.flushed);
-                            j.flushed = j.pos;
-                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
