@@ -1,0 +1,256 @@
+//! The bench binaries end to end: run against the in-crate echo server (it answers every
+//! line, so the whole client flow, sharding and the JSON report are exercised without a
+//! coordinator), and their failure modes.
+
+use p2pshare_tools::echo::Echo;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tools-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run_json(bin: &str, args: &[&str], json: &PathBuf) -> Value {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("open files limit"), "{stderr}");
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
+#[test]
+fn registry_bench_preset_runs_every_step_over_two_shards_and_merges() {
+    let echo = Echo::start(b"{\"status\":\"OK\"}\n").unwrap();
+    let d = tmp("preset");
+    let addr = echo.addr.to_string();
+    let v = run_json(
+        env!("CARGO_BIN_EXE_registry-bench"),
+        &[
+            "--preset",
+            "1k",
+            "--clients",
+            "60",
+            "--shards",
+            "2",
+            "--coordinator",
+            &addr,
+            "--anonymous",
+            "--full-list-every",
+            "20",
+        ],
+        &d.join("r.json"),
+    );
+    assert_eq!(v["preset"], "1k");
+    assert_eq!(v["clients"], 60);
+    assert_eq!(v["concurrency"], 60);
+    assert_eq!(v["success_rate"], 1.0);
+    assert_eq!(v["processes"], 2);
+    let ops = &v["ops"];
+    assert_eq!(ops["REGISTER"]["count"], 60);
+    assert_eq!(ops["PUBLISH"]["count"], 300);
+    for op in ["REQUEST", "DISCOVER", "PING", "list_page"] {
+        assert_eq!(ops[op]["count"], 60, "{op}");
+        assert_eq!(ops[op]["errors"], 0, "{op}");
+    }
+    assert_eq!(ops["list_full"]["count"], 3);
+    assert_eq!(ops["LIST"]["count"], 63);
+    assert_eq!(ops["UNREGISTER"]["count"], 0);
+    for k in ["mean_ms", "p50_ms", "p95_ms", "p99_ms", "p999_ms", "max_ms"] {
+        assert!(ops["REGISTER"][k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert!(v["throughput_rps"].as_f64().unwrap() > 0.0);
+    assert!(v["coordinator"].is_object());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn registry_bench_counts_error_answers_and_unregisters_when_asked() {
+    // Everything answered ERROR: REGISTER fails, so no client goes on.
+    let echo = Echo::start(b"{\"status\":\"ERROR\",\"reason\":\"unauthorized\"}\n").unwrap();
+    let d = tmp("errors");
+    let addr = echo.addr.to_string();
+    let v = run_json(
+        env!("CARGO_BIN_EXE_registry-bench"),
+        &[
+            "--clients",
+            "10",
+            "--preset",
+            "1k",
+            "--coordinator",
+            &addr,
+            "--anonymous",
+        ],
+        &d.join("r.json"),
+    );
+    assert_eq!(v["success_rate"], 0.0);
+    assert_eq!(v["ops"]["REGISTER"]["errors"], 10);
+    assert_eq!(v["ops"]["PUBLISH"]["count"], 0);
+    assert_eq!(v["error_reasons"]["REGISTER: unauthorized"], 10);
+
+    let ok = Echo::start(b"{\"status\":\"OK\"}\n").unwrap();
+    let addr = ok.addr.to_string();
+    let v = run_json(
+        env!("CARGO_BIN_EXE_registry-bench"),
+        &[
+            "--clients",
+            "10",
+            "--preset",
+            "1k",
+            "--coordinator",
+            &addr,
+            "--anonymous",
+            "--leave",
+            "unregister",
+            "--concurrency",
+            "3",
+            "--files",
+            "0",
+        ],
+        &d.join("r2.json"),
+    );
+    assert_eq!(v["ops"]["UNREGISTER"]["count"], 10);
+    assert_eq!(v["ops"]["PUBLISH"]["count"], 0);
+    assert_eq!(v["concurrency"], 3);
+    assert_eq!(v["success_rate"], 1.0);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn registry_bench_hold_open_loop_keeps_its_rate_and_reports_the_reference() {
+    let echo = Echo::start(b"{\"status\":\"ALIVE\"}\n").unwrap();
+    let d = tmp("hold");
+    let addr = echo.addr.to_string();
+    let v = run_json(
+        env!("CARGO_BIN_EXE_registry-bench"),
+        &[
+            "--hold",
+            "40",
+            "--duration",
+            "1",
+            "--rate",
+            "2000",
+            "--coordinator",
+            &addr,
+            "--anonymous",
+            "--reference-echo",
+        ],
+        &d.join("h.json"),
+    );
+    assert_eq!(v["preset"], "hold");
+    assert_eq!(v["hold"]["registered"], 40);
+    assert_eq!(v["hold"]["mode"], "open");
+    let answered = v["ops"]["PING"]["count"].as_u64().unwrap()
+        + v["ops"]["REQUEST"]["count"].as_u64().unwrap();
+    // 2,000 requests/s for one second, give or take the edges.
+    assert!((1900..=2000).contains(&answered), "{answered}");
+    let t = v["throughput_rps"].as_f64().unwrap();
+    assert!((1800.0..=2100.0).contains(&t), "{t}");
+    assert!(v["reference"]["throughput_rps"].as_f64().unwrap() > 1800.0);
+    assert!(v["reference"]["ratio"].as_f64().unwrap() > 0.5);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn heartbeat_sim_adaptive_sends_fewer_heartbeats_than_fixed() {
+    let echo = Echo::start(b"{\"status\":\"ALIVE\"}\n").unwrap();
+    let d = tmp("hb");
+    let addr = echo.addr.to_string();
+    let v = run_json(
+        env!("CARGO_BIN_EXE_heartbeat-sim"),
+        &[
+            "--clients",
+            "3000",
+            "--connections",
+            "30",
+            "--time-scale",
+            "60",
+            "--duration",
+            "2",
+            "--coordinator",
+            &addr,
+            "--anonymous",
+        ],
+        &d.join("hb.json"),
+    );
+    assert_eq!(v["pooled"], true);
+    assert_eq!(v["registered"], 30);
+    // 3,000 clients every 60 s: 50/s; adaptive 3,000*(0.6/300+0.3/60+0.1/30): ~31/s.
+    let fixed = v["fixed"]["requests_per_s"].as_f64().unwrap();
+    let adaptive = v["adaptive"]["requests_per_s"].as_f64().unwrap();
+    assert!((45.0..=52.0).contains(&fixed), "{fixed}");
+    assert!((25.0..=37.0).contains(&adaptive), "{adaptive}");
+    let red = v["reduction_pct"].as_f64().unwrap();
+    assert!((25.0..=50.0).contains(&red), "{red}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn missing_coordinator_is_one_line_and_a_failure() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    drop(l);
+    let runs = [
+        (env!("CARGO_BIN_EXE_registry-bench"), vec!["--preset", "1k"]),
+        (env!("CARGO_BIN_EXE_heartbeat-sim"), vec![]),
+    ];
+    for (bin, extra) in runs {
+        let out = Command::new(bin)
+            .args(extra)
+            .args(["--coordinator", &addr, "--anonymous"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.contains("open files limit"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains("cannot reach the coordinator"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn gen_files_is_deterministic_and_prints_the_hash() {
+    let d = tmp("gen");
+    let run = |seed: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gen-files"))
+            .args(["--out"])
+            .arg(&d)
+            .args(["--sizes", "1K,3000", "--seed", seed])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let a = run("5");
+    let b = run("5");
+    assert_eq!(a, b);
+    let lines: Vec<&str> = a.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let f: Vec<&str> = lines[1].split(' ').collect();
+    assert_eq!(f[0], "gen-3000-s5.bin");
+    assert_eq!(f[1], "3000");
+    let bytes = std::fs::read(d.join("gen-3000-s5.bin")).unwrap();
+    assert_eq!(bytes.len(), 3000);
+    assert_eq!(
+        p2pshare_tools::gen::sha256_file(&d.join("gen-3000-s5.bin")).unwrap(),
+        f[2]
+    );
+    assert_ne!(run("6"), a);
+    let _ = std::fs::remove_dir_all(&d);
+}
