@@ -241,23 +241,25 @@ impl Net {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        let ready: Vec<(usize, bool, bool)> = self
+        let ready: Vec<(usize, bool, bool, bool)> = self
             .events
             .iter()
             .map(|e| {
+                let closed = e.is_read_closed() || e.is_error();
                 (
                     e.token().0,
-                    e.is_readable() || e.is_read_closed() || e.is_error(),
+                    e.is_readable() || closed,
                     e.is_writable() || e.is_error(),
+                    closed,
                 )
             })
             .collect();
-        for (key, readable, writable) in ready {
+        for (key, readable, writable, closed) in ready {
             if writable {
                 self.on_writable(key, out);
             }
             if readable {
-                self.on_readable(key, out);
+                self.on_readable(key, closed, out);
             }
         }
         if self.last_sweep.elapsed() >= Duration::from_millis(500) {
@@ -300,7 +302,11 @@ impl Net {
         }
     }
 
-    fn on_readable(&mut self, key: usize, out: &mut Vec<NetEvent>) {
+    /// Read what is there. A read shorter than the buffer has emptied the socket, and
+    /// epoll signals new data with a new edge, so the extra read that would only say
+    /// WouldBlock is skipped (it halves read calls at high rates), unless the peer closed:
+    /// then we read on to the end-of-file.
+    fn on_readable(&mut self, key: usize, closed: bool, out: &mut Vec<NetEvent>) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut failure = None;
         if let Some(c) = self.conns.get_mut(key) {
@@ -314,6 +320,9 @@ impl Net {
                         Ok(n) => {
                             if let Err(e) = take_lines(key, c, &scratch[..n], out) {
                                 failure = Some(e);
+                                break;
+                            }
+                            if n < scratch.len() && !closed {
                                 break;
                             }
                         }
