@@ -2,8 +2,12 @@
 //! logged-in user, a peer listener, the registry connection, downloads and
 //! uploads. This module owns the service glue: start-up, dispatch of every
 //! connection, timer and wake-up to its owner, the cron tick, and the users
-//! loaded on this node. Endpoint logic lives in `api`/`routes`, the registry
-//! link in `session`, files in `files`, transfers in `peer_server`/`fetch`.
+//! loaded on this node. Endpoint logic lives in `api`/`routes`, the network
+//! view in `browse`, the registry link in `session`, files in `files` (kept
+//! on disk by `persist`, off the loop), transfers in `peer_server`/`fetch`.
+//! Outside start-up, the glue, `routes`, `browse` and `session` never write
+//! to disk in a loop turn; they only `stat` (and open a file being added, to
+//! check it is readable).
 
 pub mod api;
 mod browse;
@@ -400,7 +404,7 @@ impl Node {
             self.last_purge = now;
             self.tokens.purge(files::now_unix() as u64, now);
         }
-        self.saves_tick(now);
+        self.saves_tick(cx);
         self.net.sweep(now);
         for (user, path) in self.fetches.take_completed() {
             crate::log_debug!("{user}: download finished at {}", path.display());

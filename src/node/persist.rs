@@ -178,13 +178,13 @@ impl Node {
     }
 
     /// Logout: the catalog leaves memory once nothing about it is pending.
-    pub(super) fn retire_catalog(&mut self, user: &str, catalog: Catalog) {
+    pub(super) fn retire_catalog(&mut self, cx: &mut Ctx, user: &str, catalog: Catalog) {
         let waiting = self.saves.waiters.get(user).is_some_and(|w| !w.is_empty());
         if catalog.is_settled() && !waiting {
             return;
         }
         self.saves.parked.insert(user.to_owned(), catalog);
-        self.kick_save(user);
+        self.kick_save(cx, user);
     }
 
     /// Answers `op` once the user's catalog, as it is now, is on disk (at
@@ -207,7 +207,7 @@ impl Node {
             .entry(user.to_owned())
             .or_default()
             .push(op);
-        self.kick_save(user);
+        self.kick_save(cx, user);
         Outcome::Later(OpKind::Saving(SaveOp {
             user: user.to_owned(),
             need,
@@ -217,7 +217,7 @@ impl Node {
 
     /// Hands the catalog's next snapshot to the store thread, if it has
     /// changes and no write out (a full queue is retried by the cron).
-    fn kick_save(&mut self, user: &str) {
+    fn kick_save(&mut self, cx: &mut Ctx, user: &str) {
         let Some(snap) = self.catalog_mut(user).and_then(|c| c.snapshot()) else {
             return;
         };
@@ -225,6 +225,8 @@ impl Node {
             Ok(s) => s,
             Err(e) => {
                 crate::log_error!("{user}: {e}");
+                self.saves.failed_at.insert(user.to_owned(), cx.now());
+                self.save_failed(cx, user, &e);
                 return;
             }
         };
@@ -310,9 +312,11 @@ impl Node {
             }
         }
         if !still.is_empty() {
+            // Answers above may have let pipelined requests add waiters: after these.
+            still.extend(self.saves.waiters.remove(user).unwrap_or_default());
             self.saves.waiters.insert(user.to_owned(), still);
             // Those waiting want the changes made during this write: now.
-            self.kick_save(user);
+            self.kick_save(cx, user);
         }
         let settled = self.saves.parked.get(user).is_some_and(Catalog::is_settled);
         if settled && !self.saves.waiters.contains_key(user) {
@@ -328,15 +332,21 @@ impl Node {
         let msg = format!(
             "The change could not be saved on this node, so it was undone ({err}); check the disk and try again"
         );
+        let mut undone = Vec::new();
         for op in ops.into_iter().rev() {
             match self.take_op(op) {
                 Some(OpKind::Saving(s)) => {
                     self.undo(cx, &s.user, s.then);
-                    self.finish(cx, op, Reply::error(500, &msg));
+                    undone.push(op);
                 }
                 Some(other) => self.resume_op(op, other),
                 None => {}
             }
+        }
+        // Answered only once all are undone: an answer lets the next
+        // pipelined request of its connection run, which must not see half.
+        for op in undone.into_iter().rev() {
+            self.finish(cx, op, Reply::error(500, &msg));
         }
     }
 
@@ -354,9 +364,17 @@ impl Node {
                 c.unadd(&name, &path, added_at);
             }
             AfterSave::Removed(f) => {
-                let (name, published) = (f.name.clone(), f.is_published);
-                if c.reinsert(*f) && published {
+                let (name, published, hashed) =
+                    (f.name.clone(), f.is_published, f.sha256.is_some());
+                if !c.reinsert(*f) {
+                    return;
+                }
+                if published {
                     self.net_sync_file(user, &name);
+                }
+                if !hashed {
+                    // Its hash, if one was under way, was dropped with it.
+                    self.queue_hash(user, &name);
                 }
             }
             AfterSave::Published {
@@ -393,7 +411,8 @@ impl Node {
 
     /// Cron: background changes (hashes, rescans) are written in batches, a
     /// full store queue is retried, settled parked catalogs are dropped.
-    pub(super) fn saves_tick(&mut self, now: Instant) {
+    pub(super) fn saves_tick(&mut self, cx: &mut Ctx) {
+        let now = cx.now();
         let mut names: Vec<String> = self.users.keys().cloned().collect();
         names.extend(self.saves.parked.keys().cloned());
         for user in names {
@@ -403,7 +422,7 @@ impl Node {
                 .get(&user)
                 .is_some_and(|&t| now.saturating_duration_since(t) < RETRY_AFTER_FAILURE);
             if !cooling {
-                self.kick_save(&user);
+                self.kick_save(cx, &user);
             }
         }
         let waiters = &self.saves.waiters;
