@@ -602,7 +602,7 @@ impl Node {
         self.peer_server.close_user(cx, user);
         self.tokens.revoke_user(user);
         if let Some(u) = self.users.remove(user) {
-            self.retire_catalog(user, u.catalog);
+            self.retire_catalog(cx, user, u.catalog);
         }
         crate::log_info!("{user}: logged out");
         Reply::ok(json!({"success": true}))
