@@ -37,7 +37,8 @@ usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file
   --connections N          registered connections to send over (as many as fit)
   --coordinator-pid PID    sample its CPU every 100 ms (CPU per 1,000 heartbeats/s)
   --json FILE              write the report as JSON
-  --shards N, --source-ips N, --connect-burst N, --timeout S, --run ID, --token-threads N";
+  --shards N               at least N client processes (default: one per CPU)
+  --source-ips N, --connect-burst N, --timeout S, --run ID, --token-threads N";
 
 const STATES: [&str; 3] = ["idle", "active", "busy"];
 static HB_OPS: &[&str] = &["CONNECT", "REGISTER", "PUBLISH", "PING"];
@@ -158,7 +159,16 @@ fn parse() -> Cfg {
         connections: a.parsed("--connections"),
         coordinator_pid: a.parsed("--coordinator-pid"),
         json: a.value("--json").map(Into::into),
-        shards: a.parsed::<usize>("--shards").unwrap_or(1).max(1),
+        // One client process cannot keep up with tens of thousands of requests a second
+        // over ~20,000 sockets; by default use one per CPU.
+        shards: a
+            .parsed::<usize>("--shards")
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1),
         source_ips: a.parsed("--source-ips").unwrap_or(16),
         connect_burst: a.parsed::<usize>("--connect-burst").unwrap_or(512).max(1),
         timeout: a.parsed("--timeout").unwrap_or(120.0),

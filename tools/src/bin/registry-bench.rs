@@ -50,7 +50,7 @@ Both:
   --coordinator-pid PID    sample its CPU and memory every 100 ms
   --reference-echo         run the same load against an in-process echo server too
   --json FILE              write the report as JSON
-  --shards N               at least N client processes
+  --shards N               at least N client processes (default: one per CPU)
   --source-ips N           spread loopback connections over 127.0.0.1..N (16)
   --timeout S              give up on an answer after S seconds (120)
   --run ID                 names are bench-<ID>-<i> (random by default)
@@ -164,7 +164,16 @@ fn parse() -> Cfg {
         leave,
         full_list_every: a.parsed("--full-list-every"),
         list_query: a.value("--list-query"),
-        shards: a.parsed::<usize>("--shards").unwrap_or(1).max(1),
+        // One client process cannot keep up with tens of thousands of requests a second
+        // over ~20,000 sockets; by default use one per CPU.
+        shards: a
+            .parsed::<usize>("--shards")
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+            .max(1),
         run: a.value("--run").unwrap_or_else(p2pshare_tools::run_id),
         timeout: a.parsed("--timeout").unwrap_or(120.0),
         source_ips: a.parsed("--source-ips").unwrap_or(16),
