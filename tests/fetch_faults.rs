@@ -157,10 +157,9 @@ fn a_file_rewritten_while_served_fails_verification() {
         json!({"fname": name, "save_path": out.join("zeroed.bin")}),
     );
     wait_some(&c, &carol, &id, 1_000_000);
-    // Same size again, but the tail now reads as zeros.
+    // Same size, other bytes: the tail is overwritten in place.
     let f = std::fs::OpenOptions::new().write(true).open(&src).unwrap();
-    f.set_len(4096).unwrap();
-    f.set_len(SIZE as u64).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &vec![0u8; SIZE - 4096], 4096).unwrap();
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "failed", "{p}");
     assert_eq!(
