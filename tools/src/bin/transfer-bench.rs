@@ -148,9 +148,17 @@ fn start_node(cfg: &Cfg, dir: &Path, name: &str, reg: &str, admin: &str) -> Node
         name.replace('-', "")
     );
     let body = json!({"username": user, "password": "transfer-bench-pw", "display_name": name});
-    let reg = http
-        .ok("POST", "/api/client/register", Some(&body), None)
-        .unwrap_or_else(|e| die(TOOL, format!("{name}: {e}")));
+    // A reused --dir already has the account: log in instead.
+    let reg = match http.call("POST", "/api/client/register", Some(&body), None) {
+        Ok((409, _)) => http.ok("POST", "/api/client/login", Some(&body), None),
+        Ok((st, v)) if (200..300).contains(&st) => Ok(v),
+        Ok((st, v)) => Err(format!(
+            "register: HTTP {st}: {}",
+            v["error"].as_str().unwrap_or("(no error message)")
+        )),
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(|e| die(TOOL, format!("{name}: {e}")));
     let token = reg["token"]
         .as_str()
         .unwrap_or_else(|| die(TOOL, format!("{name}: register gave no token")))
