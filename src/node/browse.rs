@@ -130,7 +130,7 @@ impl Node {
         };
         let next = match network::parse_list(&v) {
             Ok((hosts, next)) => {
-                w.hosts.extend(hosts);
+                w.index.add_page(hosts);
                 next.filter(|_| w.pages < MAX_LIST_PAGES)
             }
             Err(e) => {
@@ -159,7 +159,7 @@ impl Node {
         crate::log_debug!(
             "network index: {} LIST pages, {} hosts, walked in {} ms for {} requests",
             w.pages,
-            w.hosts.len(),
+            w.index.host_count(),
             cx.now().saturating_duration_since(started).as_millis(),
             w.waiters.len()
         );

@@ -4,7 +4,8 @@
 //! shared by all users of the node), duplicate candidates for a publish.
 //! Pure: no I/O; `routes` sends the LIST requests.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::cell::RefCell;
+use std::collections::{btree_map, BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -163,6 +164,12 @@ pub struct Index {
     hosts: Vec<HostInfo>,
     by_name: HashMap<String, usize>,
     groups: BTreeMap<GroupKey, Group>,
+    /// Groups by size: the duplicate check looks only there (the same
+    /// content has the same size).
+    by_size: HashMap<u64, Vec<GroupKey>>,
+    /// The groups matching the last search, so paging through it or
+    /// polling it does not filter the whole network again.
+    last_search: RefCell<Option<(String, Vec<GroupKey>)>>,
 }
 
 fn content_key(f: &NetFile) -> String {
@@ -175,10 +182,19 @@ fn content_key(f: &NetFile) -> String {
 impl Index {
     pub fn build(hosts: Vec<NetHost>) -> Index {
         let mut idx = Index::default();
-        for h in hosts {
-            idx.upsert(h);
-        }
+        idx.add_page(hosts);
         idx
+    }
+
+    /// The hosts of one LIST page.
+    pub fn add_page(&mut self, hosts: Vec<NetHost>) {
+        for h in hosts {
+            self.upsert(h);
+        }
+    }
+
+    pub fn host_count(&self) -> usize {
+        self.hosts.len()
     }
 
     /// Adds a host or replaces what is known of it (registry changes between
@@ -219,31 +235,46 @@ impl Index {
             .partition(|k| only.is_none_or(|n| k.0 == n));
         self.hosts[id].groups = kept;
         for key in gone {
-            if let Some(g) = self.groups.get_mut(&key) {
-                g.entries.retain(|e| e.host != id);
-                if g.entries.is_empty() {
-                    self.groups.remove(&key);
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            g.entries.retain(|e| e.host != id);
+            if !g.entries.is_empty() {
+                continue;
+            }
+            let size = g.size;
+            self.groups.remove(&key);
+            if let Some(same) = self.by_size.get_mut(&size) {
+                same.retain(|k| *k != key);
+                if same.is_empty() {
+                    self.by_size.remove(&size);
                 }
             }
         }
+        self.last_search.get_mut().take();
     }
 
+    /// The host has no entry named `f.name` (callers remove it first).
     fn add_file(&mut self, id: usize, f: &NetFile) {
         let key = (f.name.clone(), content_key(f));
-        let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
-            size: f.size,
-            sha256: f.sha256.clone(),
-            name_lc: f.name.to_lowercase(),
-            entries: Vec::new(),
-        });
-        if g.entries.iter().any(|e| e.host == id) {
-            return;
-        }
+        let g = match self.groups.entry(key.clone()) {
+            btree_map::Entry::Occupied(o) => o.into_mut(),
+            btree_map::Entry::Vacant(v) => {
+                self.by_size.entry(f.size).or_default().push(key.clone());
+                v.insert(Group {
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                    name_lc: f.name.to_lowercase(),
+                    entries: Vec::new(),
+                })
+            }
+        };
         g.entries.push(Entry {
             host: id,
             modified: f.modified,
         });
         self.hosts[id].groups.push(key);
+        self.last_search.get_mut().take();
     }
 
     fn set_files(&mut self, id: usize, files: &[NetFile]) {
@@ -272,6 +303,9 @@ impl Index {
         };
         self.remove_entries(id, Some(name));
         if let Some(f) = file {
+            if f.name != name {
+                self.remove_entries(id, Some(&f.name));
+            }
             self.add_file(id, f);
         }
         true
@@ -291,19 +325,55 @@ impl Index {
     /// all; `q` keeps files whose name, host name or display name contains
     /// it (any case), as the registry's LIST query does.
     pub fn page(&self, q: &str, offset: usize, limit: usize) -> (Vec<Value>, usize) {
-        let q = q.to_lowercase();
-        let mut total = 0;
-        let mut out = Vec::new();
-        for ((name, _), g) in &self.groups {
-            if self.matching(g, &q).next().is_none() {
-                continue;
-            }
-            if total >= offset && out.len() < limit {
-                out.push(self.group_json(name, g, &q));
-            }
-            total += 1;
+        if q.is_empty() {
+            let out = self
+                .groups
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|((name, _), g)| self.group_json(name, g, ""))
+                .collect();
+            return (out, self.groups.len());
         }
-        (out, total)
+        let q = q.to_lowercase();
+        let mut cache = self.last_search.borrow_mut();
+        if cache.as_ref().is_none_or(|(last, _)| *last != q) {
+            *cache = Some((q.clone(), self.search(&q)));
+        }
+        let hits: &[GroupKey] = cache.as_ref().map(|(_, h)| h.as_slice()).unwrap_or(&[]);
+        let out = hits
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .filter_map(|k| self.groups.get(k).map(|g| self.group_json(&k.0, g, &q)))
+            .collect();
+        (out, hits.len())
+    }
+
+    /// Keys of the groups with an entry matching `q` (lower case), in order.
+    fn search(&self, q: &str) -> Vec<GroupKey> {
+        let host_hit: Vec<bool> = self
+            .hosts
+            .iter()
+            .map(|h| h.hostname_lc.contains(q) || h.display_lc.contains(q))
+            .collect();
+        let mut hits = Vec::new();
+        // Groups of one name are adjacent: its match is decided once.
+        let mut last: Option<(&str, bool)> = None;
+        for (key, g) in &self.groups {
+            let name_hit = match last {
+                Some((name, hit)) if name == key.0 => hit,
+                _ => {
+                    let hit = g.name_lc.contains(q);
+                    last = Some((&key.0, hit));
+                    hit
+                }
+            };
+            if name_hit || g.entries.iter().any(|e| host_hit[e.host]) {
+                hits.push(key.clone());
+            }
+        }
+        hits
     }
 
     fn group_json(&self, name: &str, g: &Group, q: &str) -> Value {
@@ -391,8 +461,19 @@ impl Duplicates {
         }
     }
 
+    /// Only groups of the same size can match: the same content has it,
+    /// and so does "same size and modified time".
     pub fn add_index(&mut self, mine: &Mine, idx: &Index) {
-        for ((name, _), g) in &idx.groups {
+        let keys = idx
+            .by_size
+            .get(&mine.size)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for key in keys {
+            let Some(g) = idx.groups.get(key) else {
+                continue;
+            };
+            let name = &key.0;
             for e in &g.entries {
                 let h = &idx.hosts[e.host];
                 if h.hostname == mine.hostname {
@@ -413,7 +494,8 @@ pub struct Walk {
     pub driver: String,
     pub started: Instant,
     pub pages: u32,
-    pub hosts: Vec<NetHost>,
+    /// Built page by page, so no one loop turn pays for the whole registry.
+    pub index: Index,
     pub waiters: Vec<OpId>,
     /// This node's own changes made while the pages came in, in order.
     pub own: Vec<OwnChange>,
@@ -447,7 +529,7 @@ impl Walk {
             driver: driver.to_owned(),
             started,
             pages: 1,
-            hosts: Vec::new(),
+            index: Index::default(),
             waiters: vec![first],
             own: Vec::new(),
         }
@@ -456,7 +538,7 @@ impl Walk {
     /// The index the pages make, with this node's later changes on top;
     /// `false`: one of those could not be applied, so it must not be cached.
     pub fn finish(self) -> (Index, Vec<OpId>, bool) {
-        let mut idx = Index::build(self.hosts);
+        let mut idx = self.index;
         let mut exact = true;
         for change in &self.own {
             exact &= change.apply(&mut idx);
@@ -561,9 +643,18 @@ mod tests {
         let (bob, n) = idx.page("bob", 0, 100);
         assert_eq!((names(&bob), n), (vec!["b.txt", "same.bin"], 2));
         assert_eq!(bob[1]["hosts"].as_array().unwrap().len(), 1);
+        // A search is kept for paging, and dropped when the index changes.
+        let mut idx = idx;
+        assert_eq!(idx.page("same", 0, 100).1, 1);
+        assert!(idx.set_host_file("alice", "same.bin", None));
+        assert!(idx.set_host_file("bob", "same.bin", None));
+        assert_eq!(idx.page("same", 0, 100).1, 0);
+        assert_eq!(idx.page("", 0, 100).1, 2);
         // Paging counts everything that matches.
         let (page, total) = idx.page("", 1, 1);
-        assert_eq!((names(&page), total), (vec!["b.txt"], 3));
+        assert_eq!((names(&page), total), (vec!["b.txt"], 2));
+        let (page, total) = idx.page(".TXT", 1, 1);
+        assert_eq!((names(&page), total), (vec!["b.txt"], 2));
         assert!(idx.page("", 5, 10).0.is_empty());
     }
 
@@ -611,10 +702,10 @@ mod tests {
             file: f,
         };
         cache.own_change(reg, file("new.txt", Some(new.clone())));
-        cache.own_change(reg, file("b.txt", Some(new.clone())));
+        cache.own_change(reg, file("new.txt", Some(new.clone())));
         let idx = cache.fresh(reg, t0).unwrap();
         let page = idx.page("", 0, 100).0;
-        assert_eq!(names(&page), ["new.txt"], "one file per name and host");
+        assert_eq!(names(&page), ["new.txt"], "one entry per name and host");
         assert_eq!(page[0]["hosts"].as_array().unwrap().len(), 2);
         drop(idx);
         cache.own_change(reg, file("new.txt", None));
@@ -641,7 +732,7 @@ mod tests {
         cache.walks.insert(reg, Walk::new("alice", t0, 7));
         cache.own_change(reg, host("alice", vec![]));
         w.own = cache.walks.remove(&reg).unwrap().own;
-        w.hosts = parse_list(&list()).unwrap().0;
+        w.index.add_page(parse_list(&list()).unwrap().0);
         let (idx, waiters, exact) = w.finish();
         assert_eq!((waiters, exact), (vec![7], true));
         assert_eq!(names(&idx.page("", 0, 100).0), ["b.txt", "same.bin"]);
