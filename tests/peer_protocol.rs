@@ -132,6 +132,22 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn requests_sent_before_a_half_close_are_all_answered() {
+    let w = world();
+    let size = w.body.len();
+    let mut c = PeerConn::connect(w.user.peer);
+    // A client that asks for everything, then shuts its sending side.
+    c.send(format!("GET {n}\nRANGE 0 10 {n}\nPING\n", n = w.name).as_bytes());
+    c.s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.line(), format!("LENGTH {size}"));
+    assert!(c.bytes(size) == w.body);
+    assert_eq!(c.line(), "LENGTH 10");
+    assert_eq!(c.bytes(10), &w.body[..10]);
+    assert_eq!(c.line(), "PONG");
+    assert!(c.closed(), "then the node closes");
+}
+
+#[test]
 fn a_huge_request_line_gets_toolong_and_a_close() {
     let w = world();
     let mut c = PeerConn::connect(w.user.peer);

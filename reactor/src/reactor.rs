@@ -771,7 +771,7 @@ impl Ctx {
             let Some(c) = self.conns.get_mut(idx) else {
                 return;
             };
-            if c.closed || c.connecting || c.close_after_flush {
+            if c.closed || c.connecting || c.close_after_flush || c.peer_done {
                 return;
             }
             let before = c.input.len();
@@ -849,11 +849,13 @@ impl Ctx {
                 c.input = Vec::new();
             }
             if eof {
+                // Answer what was asked before the FIN: close once the output
+                // is flushed and the service, told of the drain if it asked,
+                // has nothing more to say.
                 c.peer_done = true;
-                if c.out.is_empty() {
+                if c.out.is_empty() && !c.want_drained {
                     self.closing.push((idx, CloseReason::PeerClosed));
                 } else {
-                    c.close_after_flush = true;
                     self.mark_dirty(idx);
                 }
                 return;
@@ -910,6 +912,9 @@ impl Ctx {
                                 idx: idx as u32,
                                 gen: c.gen,
                             });
+                        } else if c.peer_done {
+                            self.closing.push((idx, CloseReason::PeerClosed));
+                            continue;
                         }
                     }
                 }
@@ -924,6 +929,11 @@ impl Ctx {
                 let svc = c.service;
                 if let Some(s) = services.get_mut(svc) {
                     s.on_drained(self, id);
+                }
+                // A peer that is done sending is closed by the next flush
+                // unless the service queued more for it.
+                if self.conn(id).is_some_and(|c| c.peer_done) {
+                    self.mark_dirty(id.index());
                 }
             }
         }
