@@ -106,18 +106,29 @@ pub fn contains_ci(hay: &str, needle: &str) -> bool {
 /// as long as nothing else changed.
 const SNAPSHOT_MAX_AGE_S: f64 = 1.0;
 
+/// How many distinct recent queries keep their matches.
+const MAX_QUERIES: usize = 8;
+
+struct QueryHits {
+    query: String,
+    keys: Vec<HostKey>,
+}
+
 #[derive(Default)]
 pub struct Registry {
     hosts: Slab<Host>,
     by_name: BTreeMap<Box<str>, HostKey>,
     index: HashMap<Box<str>, Vec<HostKey>>,
     published: usize,
-    /// Host keys in hostname order, rebuilt lazily after hosts come or go.
-    order: Option<Vec<HostKey>>,
+    /// Host keys in hostname order, kept sorted as hosts come and go, so a
+    /// page is a slice.
+    order: Vec<HostKey>,
     snapshot: Option<(f64, Arc<Vec<u8>>)>,
-    /// The hosts matching the last LIST query, until something changes:
-    /// clients page through one query, so each page costs O(limit).
-    query_cache: Option<(String, Vec<HostKey>)>,
+    /// The hosts matching recent LIST queries, in hostname order. Each host
+    /// change updates them in place (a binary search and one insert or
+    /// remove), so paging through a query costs O(limit) even while hosts
+    /// churn; scanning every host per page took 30 ms at 20,000 hosts.
+    queries: Vec<QueryHits>,
 }
 
 impl Registry {
@@ -150,7 +161,18 @@ impl Registry {
             h.frag = None;
         }
         self.snapshot = None;
-        self.query_cache = None;
+        let Some(h) = self.hosts.get(key) else { return };
+        let hosts = &self.hosts;
+        for qh in self.queries.iter_mut() {
+            let pos = qh.keys.binary_search_by(|k| hosts[*k].name.cmp(&h.name));
+            match (h.matches(&qh.query), pos) {
+                (true, Err(at)) => qh.keys.insert(at, key),
+                (false, Ok(at)) => {
+                    qh.keys.remove(at);
+                }
+                _ => {}
+            }
+        }
     }
 
     fn unindex(&mut self, key: HostKey, name: &str) {
@@ -211,8 +233,12 @@ impl Registry {
                     frag: None,
                 });
                 self.by_name.insert(name.into(), k);
-                self.order = None;
-                self.query_cache = None;
+                let hosts = &self.hosts;
+                let at = self
+                    .order
+                    .binary_search_by(|o| (*hosts[*o].name).cmp(name))
+                    .unwrap_or_else(|at| at);
+                self.order.insert(at, k);
                 k
             }
         };
@@ -292,6 +318,18 @@ impl Registry {
         if !self.hosts.contains(key) {
             return None;
         }
+        // Out of the ordered lists first: their searches read host names.
+        let hosts = &self.hosts;
+        let name = &hosts[key].name;
+        let find = |keys: &[HostKey]| keys.binary_search_by(|k| hosts[*k].name.cmp(name));
+        if let Ok(at) = find(&self.order) {
+            self.order.remove(at);
+        }
+        for qh in self.queries.iter_mut() {
+            if let Ok(at) = find(&qh.keys) {
+                qh.keys.remove(at);
+            }
+        }
         let h = self.hosts.remove(key);
         for (n, m) in h.files.iter() {
             if m.is_published {
@@ -299,9 +337,7 @@ impl Registry {
             }
         }
         self.by_name.remove(&h.name);
-        self.order = None;
         self.snapshot = None;
-        self.query_cache = None;
         h.conn
     }
 
@@ -411,11 +447,8 @@ impl Registry {
         });
     }
 
-    fn ordered(&mut self) -> &[HostKey] {
-        if self.order.is_none() {
-            self.order = Some(self.by_name.values().copied().collect());
-        }
-        self.order.as_deref().unwrap_or_default()
+    fn ordered(&self) -> &[HostKey] {
+        &self.order
     }
 
     /// The whole registry as one reply line, shared by every asker until
@@ -482,21 +515,32 @@ impl Registry {
         (keys, total as u64, next)
     }
 
-    /// Host keys matching `q`, in hostname order (cached per query).
+    /// Host keys matching `q`, in hostname order (kept for recent queries).
     fn matching(&mut self, q: &str) -> &[HostKey] {
-        let hit = self.query_cache.as_ref().is_some_and(|(cq, _)| cq == q);
-        if !hit {
-            let order: Vec<HostKey> = self.ordered().to_vec();
-            let keys = order
-                .into_iter()
-                .filter(|&k| self.hosts[k].matches(q))
-                .collect();
-            self.query_cache = Some((q.to_string(), keys));
+        match self.queries.iter().position(|qh| qh.query == q) {
+            Some(0) => {}
+            Some(i) => {
+                let hit = self.queries.remove(i);
+                self.queries.insert(0, hit);
+            }
+            None => {
+                let keys = self
+                    .order
+                    .iter()
+                    .copied()
+                    .filter(|&k| self.hosts[k].matches(q))
+                    .collect();
+                self.queries.truncate(MAX_QUERIES - 1);
+                self.queries.insert(
+                    0,
+                    QueryHits {
+                        query: q.to_string(),
+                        keys,
+                    },
+                );
+            }
         }
-        self.query_cache
-            .as_ref()
-            .map(|(_, k)| k.as_slice())
-            .unwrap_or_default()
+        &self.queries[0].keys
     }
 
     /// A paged LIST reply.
@@ -570,6 +614,76 @@ mod tests {
         r.request_reply("x", &mut out);
         assert!(out.starts_with(b"{\"status\":\"NOTFOUND\""));
         assert_eq!(r.published_count(), 0);
+    }
+
+    #[test]
+    fn query_pages_stay_right_while_hosts_churn() {
+        let mut r = Registry::default();
+        let mut keys = Vec::new();
+        for i in 0..200u32 {
+            let files = vec![(
+                format!("{}-{i}", if i % 2 == 0 { "even" } else { "odd" }),
+                meta(1),
+            )];
+            keys.push(r.register(
+                &format!("h{:03}", (i * 37) % 200),
+                "",
+                "ip",
+                1,
+                files,
+                None,
+                1.0,
+            ));
+        }
+        let names = |r: &mut Registry, q: &str| -> Vec<String> {
+            let (ks, total, _) = r.page(0, 1000, Some(q));
+            assert_eq!(ks.len() as u64, total);
+            ks.iter()
+                .map(|k| r.get(*k).unwrap().name.to_string())
+                .collect()
+        };
+        let brute = |r: &Registry, q: &str| -> Vec<String> {
+            let mut v: Vec<String> = (0..r.hosts.capacity())
+                .filter_map(|k| r.hosts.get(k))
+                .filter(|h| h.matches(q))
+                .map(|h| h.name.to_string())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&mut r, "even"), brute(&r, "even"));
+        // Churn: removals, new hosts, publishes and unpublishes.
+        for (i, k) in keys.iter().enumerate().step_by(3) {
+            r.remove(*k);
+            if i % 2 == 0 {
+                r.register(
+                    &format!("new{i}"),
+                    "",
+                    "ip",
+                    1,
+                    vec![(format!("even-new-{i}"), meta(1))],
+                    None,
+                    2.0,
+                );
+            }
+        }
+        for k in keys.iter().skip(1).step_by(3).copied() {
+            r.publish(k, "even-late", meta(2));
+        }
+        for k in keys.iter().skip(2).step_by(6).copied() {
+            r.unpublish(k, &format!("even-{}", 0));
+        }
+        assert_eq!(names(&mut r, "even"), brute(&r, "even"));
+        assert_eq!(names(&mut r, "odd"), brute(&r, "odd"));
+        let (all, total, _) = r.page(0, 1000, None);
+        assert_eq!(total as usize, r.len());
+        let mut sorted: Vec<String> = all
+            .iter()
+            .map(|k| r.get(*k).unwrap().name.to_string())
+            .collect();
+        let copy = sorted.clone();
+        sorted.sort();
+        assert_eq!(copy, sorted);
     }
 
     #[test]
