@@ -37,6 +37,38 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The first IPv4 address of an interface that is up and not loopback.
+fn lan_address() -> Option<IpAddr> {
+    let mut found = None;
+    // SAFETY: getifaddrs allocates a list we walk read-only and then free.
+    unsafe {
+        let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let up = ifa.ifa_flags & (libc::IFF_UP as u32) != 0;
+            let lo = ifa.ifa_flags & (libc::IFF_LOOPBACK as u32) != 0;
+            if up
+                && !lo
+                && !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                found = Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+                break;
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
 pub fn run_up(cfg: Config) -> Result<(), String> {
     let mut reactor = new_reactor()?;
     let mut coord = Coordinator::start(reactor.ctx(), 0, &cfg)?;
@@ -45,6 +77,15 @@ pub fn run_up(cfg: Config) -> Result<(), String> {
     let mut node_cfg = cfg.clone();
     node_cfg.coordinator = reachable(coord.registry_addr).to_string();
     node_cfg.coordinator_api = format!("http://{}", reachable(coord.api_addr));
+    // The node reaches the coordinator over loopback, so the address it would
+    // detect from that connection is 127.0.0.1, which peers on other machines
+    // cannot use. Advertise this machine's first LAN address instead.
+    if node_cfg.advertise_ip.is_none() {
+        node_cfg.advertise_ip = lan_address();
+        if let Some(ip) = node_cfg.advertise_ip {
+            crate::log_info!("peers on other machines will be told to connect to {ip} (set --advertise-ip to change)");
+        }
+    }
     let mut node = crate::node::start(reactor.ctx(), 1, &node_cfg)?;
     println!(
         "p2pshare is up: open http://{}/ to share and fetch files, http://{}/ for the admin dashboard",

@@ -19,6 +19,9 @@ fn up_runs_both_services_and_they_talk() {
         "0",
         "--port-range",
         "0-0",
+        // Tests stay on loopback; `up` would advertise the LAN address.
+        "--advertise-ip",
+        "127.0.0.1",
         "--data-dir",
     ]
     .iter()
