@@ -102,12 +102,16 @@ impl Coordinator {
     /// Opens the stores, binds both listeners (printing their addresses) and
     /// starts the workers. Errors are one clear line.
     pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Coordinator, String> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-            format!(
-                "cannot create data directory {}: {e}",
-                cfg.data_dir.display()
-            )
-        })?;
+        // Private from the start: it holds password hashes and the JWT secret.
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .recursive(true)
+            .create(&cfg.data_dir)
+            .map_err(|e| {
+                format!(
+                    "cannot create data directory {}: {e}",
+                    cfg.data_dir.display()
+                )
+            })?;
         let secrets = secrets::load_or_create(
             &cfg.data_dir,
             cfg.jwt_secret.as_deref(),
