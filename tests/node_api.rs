@@ -431,6 +431,37 @@ fn answers_wait_for_the_disk_and_a_failed_write_is_undone() {
         assert!(catalog_on_disk(&n, "alice").contains_key(&name), "{name}");
         names.push(name);
     }
+    // Many at once (their writes fold together): each answer still finds its file on disk.
+    let api = n.api;
+    let data = n.data.clone();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (dir, alice, data) = (dir.path(), &alice, &data);
+            s.spawn(move || {
+                for i in 0..10 {
+                    let p = dir.join(format!("batch {t}-{i}.txt"));
+                    std::fs::write(&p, format!("{t} {i}")).unwrap();
+                    let body = json!({"path": p});
+                    let (s, v) =
+                        http_json(api, "POST", "/api/client/add-file", Some(alice), Some(body));
+                    assert_eq!(s, 200, "{v}");
+                    let f = data.join("users/alice/files.json");
+                    let disk = String::from_utf8(std::fs::read(&f).unwrap()).unwrap();
+                    assert!(disk.contains(&format!("batch {t}-{i}.txt")), "{t}-{i}");
+                }
+            });
+        }
+    });
+    for t in 0..4 {
+        for i in 0..10 {
+            let (s, v) = post(
+                "/api/client/remove-file",
+                json!({"fname": format!("batch {t}-{i}.txt")}),
+            );
+            assert_eq!(s, 200, "{v}");
+        }
+    }
+    assert_eq!(catalog_on_disk(&n, "alice").len(), 5);
     let a = names[0].clone();
     n.wait_hashed(&alice, &a);
     let (s, v) = post("/api/client/publish", json!({"fname": a}));
