@@ -1,14 +1,16 @@
 //! Shared pieces of the p2pshare bench tools: flag parsing, latency histograms, reports,
-//! the non-blocking registry client, child-process shards and /proc sampling. Nothing here
-//! knows about a particular tool's scenario.
+//! the non-blocking registry clients (general and lean), pacing schedules, child-process
+//! shards and /proc sampling. Nothing here knows about a particular tool's scenario.
 
 pub mod args;
 pub mod echo;
 pub mod gen;
 pub mod hist;
 pub mod http;
+pub mod lean;
 pub mod load;
 pub mod net;
+pub mod pacing;
 pub mod prng;
 pub mod proc;
 pub mod progress;

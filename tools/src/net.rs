@@ -182,6 +182,18 @@ impl Net {
         true
     }
 
+    /// Hand `id`'s stream over (deregistered from this poll) to a client that drives it
+    /// itself; None if it is gone, still connecting, or has requests or output pending.
+    pub fn take(&mut self, id: ConnId) -> Option<TcpStream> {
+        let c = self.get(id)?;
+        if c.connecting.is_some() || !c.pending.is_empty() || c.out_pos < c.out.len() {
+            return None;
+        }
+        let mut c = self.conns.remove(id.key as usize);
+        let _ = self.poll.registry().deregister(&mut c.stream);
+        Some(c.stream)
+    }
+
     /// Close `id` now (our decision, not an error); returns requests still unanswered.
     pub fn close(&mut self, id: ConnId) -> Vec<Sent> {
         if self.get(id).is_none() {

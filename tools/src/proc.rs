@@ -65,6 +65,15 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// CPU used between two samples of one process, in percent of one core.
+pub fn cpu_between(a: &Sample, b: &Sample) -> f64 {
+    let span = b.t.duration_since(a.t).as_secs_f64();
+    if span <= 0.0 {
+        return 0.0;
+    }
+    b.ticks.saturating_sub(a.ticks) as f64 / ticks_per_s() / span * 100.0
+}
+
 /// Samples `pid` every `period` until stopped.
 pub struct Monitor {
     pub pid: u32,

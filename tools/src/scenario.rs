@@ -1,12 +1,17 @@
 //! The registry scalability script (registry-bench presets): each simulated client
 //! connects, REGISTERs, PUBLISHes its files, REQUESTs, DISCOVERs, PINGs, LISTs, then stays,
-//! closes or UNREGISTERs; at most `concurrency` at once. One shard's share, on one `Net`.
+//! closes or UNREGISTERs; at most `concurrency` at once. Paced (clients arrive at a rate and
+//! think between operations, latency from each operation's intended time) or in a burst
+//! (everyone at once, back to back). One shard's share, on one `Net`.
 
 use crate::hist::{OpSet, Reasons};
 use crate::net::{ConnId, Net, NetEvent};
+use crate::pacing::{self, Pacing};
 use crate::prng::SplitMix64;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -83,6 +88,10 @@ pub struct Plan {
     pub tokens: Vec<Option<String>>,
     pub source_ips: usize,
     pub timeout: Duration,
+    /// None: burst (all clients at once, each operation right after the last answer).
+    pub pacing: Option<Pacing>,
+    /// This is shard `.0` of `.1` (arrival slots interleave across shards).
+    pub shard: (usize, usize),
 }
 
 pub struct Outcome {
@@ -140,6 +149,10 @@ struct Client {
     ok: bool,
     /// Position in the `present` list while it can be a REQUEST/DISCOVER target.
     present_at: Option<usize>,
+    /// Paced: when the current operation was meant to go out (latency counts from here).
+    t0: Instant,
+    /// Operations scheduled so far (the think-time index).
+    n: usize,
 }
 
 struct Run<'a> {
@@ -153,12 +166,15 @@ struct Run<'a> {
     reasons: Reasons,
     prog: Prog,
     modified: f64,
+    /// Paced: clients waiting for their next operation's intended time.
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
 }
 
 /// Run the script for the plan's clients. Returns the outcome and the `Net` still holding
 /// the connections of clients that stay (dropping it closes them).
 pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, Net), String> {
     let net = Net::new(plan.source_ips, plan.timeout).map_err(|e| format!("poll: {e}"))?;
+    let start = Instant::now();
     let mut r = Run {
         plan,
         net,
@@ -168,6 +184,8 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
                 step: Step::Connecting,
                 ok: true,
                 present_at: None,
+                t0: start,
+                n: 0,
             })
             .collect(),
         present: Vec::new(),
@@ -176,20 +194,46 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
         reasons: Reasons::default(),
         prog: Prog::default(),
         modified: crate::unix_now() - 86_400.0,
+        timers: BinaryHeap::new(),
     };
-    let start = Instant::now();
+    let (shard, shards) = plan.shard;
+    let arrival = |j: usize| -> Instant {
+        match &plan.pacing {
+            Some(p) => start + p.arrival(pacing::slot(shard, shards, j)),
+            None => start,
+        }
+    };
     let mut next = 0usize;
     let mut connecting = 0usize;
     let mut events = Vec::new();
     let mut last_prog = Instant::now();
     while (r.prog.done as usize) < plan.count {
-        // Keep `concurrency` clients going, with at most `connect_burst` connecting.
+        let now = Instant::now();
+        let mut wait = Duration::from_millis(50);
+        // Operations whose intended time has come go out now, late or not.
+        while let Some(&Reverse((due, i))) = r.timers.peek() {
+            if due > now {
+                wait = wait.min(due - now);
+                break;
+            }
+            r.timers.pop();
+            r.send_step(i, due);
+        }
+        // Admit arrived clients (burst: all of them), at most `concurrency` open and
+        // `connect_burst` connecting. A client admitted late still times its connect from
+        // its arrival.
         while next < plan.count
             && r.net.open() < plan.concurrency
             && connecting < plan.connect_burst
         {
+            let due = arrival(next);
+            if due > now {
+                wait = wait.min(due - now);
+                break;
+            }
             let i = next;
             next += 1;
+            r.clients[i].t0 = due;
             match r.net.connect(plan.addr, i) {
                 Ok(id) => {
                     r.clients[i].conn = Some(id);
@@ -204,13 +248,17 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
         }
         events.clear();
         r.net
-            .turn(Some(Duration::from_millis(50)), &mut events)
+            .turn(Some(wait), &mut events)
             .map_err(|e| format!("poll: {e}"))?;
         for ev in events.drain(..) {
             match ev {
                 NetEvent::Connected { id, tag, took } => {
                     connecting -= 1;
                     if r.clients.get(tag).and_then(|c| c.conn) == Some(id) {
+                        let took = match plan.pacing {
+                            Some(_) => r.clients[tag].t0.elapsed(),
+                            None => took,
+                        };
                         r.ops.get(CONNECT as usize).record(took);
                         r.prog.answered += 1;
                         r.advance(tag);
@@ -410,8 +458,31 @@ impl Run<'_> {
         if step == Step::Unregister {
             self.leave_present(i);
         }
+        let Some(p) = self.plan.pacing else {
+            self.send_step(i, Instant::now());
+            return;
+        };
+        let c = &mut self.clients[i];
+        c.n += 1;
+        c.t0 += p.think(self.plan.first + i, c.n);
+        let due = c.t0;
+        if due <= Instant::now() {
+            self.send_step(i, due);
+        } else {
+            self.timers.push(Reverse((due, i)));
+        }
+    }
+
+    /// Send client `i`'s current step, timed from `t0`; nothing if it is gone meanwhile.
+    fn send_step(&mut self, i: usize, t0: Instant) {
+        let (Some(conn), step) = (self.clients[i].conn, self.clients[i].step) else {
+            return;
+        };
+        if step == Step::Finished || step == Step::Connecting {
+            return;
+        }
         let (op, line) = self.line(i, step);
-        self.net.send(conn, op, line.as_bytes(), Instant::now());
+        self.net.send(conn, op, line.as_bytes(), t0);
     }
 
     fn line(&mut self, i: usize, step: Step) -> (u8, String) {

@@ -79,6 +79,11 @@ impl Shards {
         self.children.is_empty()
     }
 
+    /// The children's process ids (to sample their CPU).
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     pub fn broadcast(&mut self, line: &str) {
         for s in self.stdins.iter_mut().flatten() {
             let _ = writeln!(s, "{line}");

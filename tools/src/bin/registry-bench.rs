@@ -1,14 +1,16 @@
 //! registry-bench: the seed's registry scalability test on a mio client (presets 1k, 10k,
-//! 100k), a held-connections throughput mode (`--hold`), and an in-process echo server as
-//! this machine's reference ceiling. Load runs in child processes of this binary (one
-//! process holds only ~20,000 descriptors); their histograms are merged here.
+//! 100k; paced like real nodes, or in the seed's burst), a held-connections throughput mode
+//! (`--hold`, on the lean client), and an in-process echo server as this machine's
+//! reference ceiling. Load runs in child processes of this binary (one process holds only
+//! ~20,000 descriptors); their histograms are merged here.
 
 use p2pshare_tools::args::Args;
 use p2pshare_tools::echo::Echo;
 use p2pshare_tools::hist::{OpSet, Reasons};
-use p2pshare_tools::load::{self, HoldPlan, LoadSpec};
-use p2pshare_tools::prng::SplitMix64;
-use p2pshare_tools::proc::Monitor;
+use p2pshare_tools::lean::{self, Lean};
+use p2pshare_tools::load::{self, HoldPlan};
+use p2pshare_tools::pacing::{self, Pacing, DEFAULT_JITTER, DEFAULT_THINK_MS};
+use p2pshare_tools::proc::{self, Monitor, Sample};
 use p2pshare_tools::progress::Progress;
 use p2pshare_tools::report::{round, thousands, write_json};
 use p2pshare_tools::scenario::{self, Leave, Plan, OPS, PING, REQUEST};
@@ -29,8 +31,22 @@ Scalability (seed presets): each simulated client connects, REGISTERs (5 files),
 them, REQUESTs and DISCOVERs another client's, PINGs, LISTs one page (offset/limit 100 with a
 query) and every --full-list-every'th client the whole registry, then stays, closes or
 UNREGISTERs.
+
+Presets are paced by default, like real nodes: clients arrive at a fixed rate (open loop)
+and pause a think time before each operation, and each operation's latency counts from the
+moment it was meant to go out, so a slow server still shows (coordinated omission
+corrected). Why not everyone at once: a closed loop at saturation measures only queueing.
+With every client sending its next request the moment the last is answered, N requests are
+always in flight, and by Little's law latency = in-flight / throughput: 10,000 in flight
+at 50,000 answers/s is 200 ms per request however fast the server serves each one. --burst
+keeps the seed's all-at-once run for comparison; read it as a stress test of throughput
+and errors, not as a latency figure.
   --preset 1k|10k|100k     clients 1,000 / 10,000 / 100,000
-  --clients N              override the preset's client count
+  --clients N              override the preset's client count (the preset's rate stays)
+  --arrival-rate R         paced: clients arriving per second over all processes (1k: 100,
+                           10k: 500, 100k: 1,667: a preset takes about 10 / 20 / 60 s)
+  --think MS               paced: mean pause before each operation, randomised ±50% (50)
+  --burst                  the seed's run: all clients at once, back to back
   --files N                files per client (5)
   --concurrency N          connections open at once (1k, 10k: all; 100k: as many as fit)
   --leave stay|close|unregister   after the script (stay when all fit at once, else close)
@@ -38,19 +54,24 @@ UNREGISTERs.
   --connect-burst N        connects in progress at once (512)
   --list-query Q|none      query of the paged LISTs (bench-<run>-: this run's clients)
 
-Held connections:
+Held connections (lean client: request lines built once, answers counted by newline and
+judged by their first bytes, no JSON on the hot path, writes batched):
   --hold N --duration S    register N connections, then send PINGs (with state) and REQUESTs
                            through them for S seconds
   --rate R                 open loop at R requests/s in total, latency from each request's
                            intended send time; without it: closed loop
-  --pipeline D             closed loop: D requests outstanding per connection (1)
+  --pipeline D             closed loop: D requests outstanding per connection (1); uses 2
+                           client processes by default
   --ping-share F           share of PINGs among the requests (0.5)
+The report puts the coordinator's CPU (with --coordinator-pid) and the client processes'
+CPU next to the throughput, and says which of them bounds it.
 
 Both:
   --coordinator-pid PID    sample its CPU and memory every 100 ms
   --reference-echo         run the same load against an in-process echo server too
   --json FILE              write the report as JSON
-  --shards N               at least N client processes (default: one per CPU)
+  --shards N               at least N client processes (default: one per CPU; 2 with
+                           --pipeline)
   --source-ips N           spread loopback connections over 127.0.0.1..N (16)
   --timeout S              give up on an answer after S seconds (120)
   --run ID                 names are bench-<ID>-<i> (random by default)
@@ -72,6 +93,8 @@ struct Cfg {
     pipeline: usize,
     ping_share: f64,
     reference_echo: bool,
+    /// Presets: None runs the seed's burst.
+    pacing: Option<Pacing>,
     json: Option<PathBuf>,
     leave: Option<Leave>,
     full_list_every: Option<usize>,
@@ -140,6 +163,31 @@ fn parse() -> Cfg {
             _ => die(TOOL, format!("bad --shard {s:?}")),
         }
     });
+    let burst = a.flag("--burst");
+    let arrival_rate: Option<f64> = a.parsed("--arrival-rate");
+    let think_ms: f64 = a.parsed("--think").unwrap_or(DEFAULT_THINK_MS);
+    if arrival_rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        die(TOOL, "--arrival-rate must be positive");
+    }
+    if !(think_ms.is_finite() && think_ms >= 0.0) {
+        die(TOOL, "--think must be zero or more milliseconds");
+    }
+    if burst && arrival_rate.is_some() {
+        die(TOOL, "--burst and --arrival-rate contradict each other");
+    }
+    let pacing = if burst || hold.is_some() {
+        None
+    } else {
+        let rate = arrival_rate
+            .or_else(|| preset.as_deref().and_then(pacing::default_rate))
+            .unwrap_or_else(|| die(TOOL, "give --arrival-rate (or --burst) for a custom run"));
+        Some(Pacing {
+            arrival_rate: rate,
+            think: Duration::from_secs_f64(think_ms / 1000.0),
+            jitter: DEFAULT_JITTER,
+        })
+    };
+    let pipeline = a.parsed::<usize>("--pipeline").unwrap_or(1).max(1);
     let cfg = Cfg {
         preset: if hold.is_some() && preset.is_none() {
             Some("hold".into())
@@ -157,18 +205,23 @@ fn parse() -> Cfg {
         hold,
         duration: a.parsed("--duration").unwrap_or(10.0),
         rate: a.parsed("--rate"),
-        pipeline: a.parsed::<usize>("--pipeline").unwrap_or(1).max(1),
+        pipeline,
         ping_share: a.parsed("--ping-share").unwrap_or(0.5),
         reference_echo: a.flag("--reference-echo"),
+        pacing,
         json: a.value("--json").map(Into::into),
         leave,
         full_list_every: a.parsed("--full-list-every"),
         list_query: a.value("--list-query"),
         // One client process cannot keep up with tens of thousands of requests a second
-        // over ~20,000 sockets; by default use one per CPU.
+        // over ~20,000 sockets; by default use one per CPU. Pipelined, one process cannot
+        // push the coordinator to its limit even on two cores: two.
         shards: a
             .parsed::<usize>("--shards")
             .unwrap_or_else(|| {
+                if hold.is_some() && pipeline > 1 {
+                    return 2;
+                }
                 std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(1)
@@ -269,7 +322,14 @@ fn child_scenario(cfg: &Cfg, addr: SocketAddr, i: usize, n: usize) {
         tokens,
         source_ips: cfg.source_ips,
         timeout: Duration::from_secs_f64(cfg.timeout),
+        pacing: cfg.pacing,
+        shard: (i, n),
     };
+    // Every shard starts its clock at the same GO, so arrivals interleave as planned.
+    shard::emit("READY {}");
+    if !shard::wait_go() {
+        return;
+    }
     let res = scenario::run(&plan, |p| {
         shard::emit(&format!("PROG {}", json!(p)));
     });
@@ -309,22 +369,18 @@ fn child_hold(cfg: &Cfg, addr: SocketAddr, total: usize, i: usize, n: usize) {
     };
     let mut ops = OpSet::new(OPS);
     let mut reasons = Reasons::default();
-    let (mut net, mut held) = load::setup(&plan, &mut ops, &mut reasons, |ready, finished| {
+    let (mut net, held) = load::setup(&plan, &mut ops, &mut reasons, |ready, finished| {
         shard::emit(&format!(
             "PROG {}",
             json!({"done": finished, "ok": ready, "open": ready})
         ));
     })
     .unwrap_or_else(|e| child_fail(e));
-    let ready = held.iter().filter(|h| h.id.is_some()).count();
-    shard::emit(&format!("READY {}", json!({"ready": ready})));
-    if !shard::wait_go() {
-        return;
-    }
     // Lines are built once; the hot loop only copies them.
-    let lines: Vec<(Vec<u8>, Vec<u8>)> = held
+    let streams: Vec<_> = held
         .iter()
-        .map(|h| {
+        .filter_map(|h| {
+            let stream = net.take(h.id?)?;
             let mut ping =
                 json!({"action": "PING", "data": {"hostname": h.host, "state": "active"}})
                     .to_string();
@@ -332,37 +388,33 @@ fn child_hold(cfg: &Cfg, addr: SocketAddr, total: usize, i: usize, n: usize) {
             let target = load::held_file(&prefix, (h.index + 1) % total.max(1));
             let mut req = json!({"action": "REQUEST", "data": {"fname": target}}).to_string();
             req.push('\n');
-            (ping.into_bytes(), req.into_bytes())
+            Some((stream, [ping.into_bytes(), req.into_bytes()]))
         })
         .collect();
-    let spec = LoadSpec {
+    let ready = streams.len();
+    let mut lean = Lean::new(streams).unwrap_or_else(|e| child_fail(format!("poll: {e}")));
+    drop(net);
+    shard::emit(&format!("READY {}", json!({"ready": ready})));
+    if !shard::wait_go() {
+        return;
+    }
+    let spec = lean::Spec {
         duration: Duration::from_secs_f64(cfg.duration),
         rate: cfg.rate.map(|r| r / n as f64),
         pipeline: cfg.pipeline,
+        first_share: cfg.ping_share,
+        ops: [PING, REQUEST],
+        timeout: Duration::from_secs_f64(cfg.timeout),
+        seed: first as u64 + 1,
     };
-    let mut rng = SplitMix64::new(first as u64 + 1);
-    let share = cfg.ping_share;
-    let res = load::run_load(
-        &mut net,
-        &mut held,
-        &spec,
-        &mut ops,
-        &mut reasons,
-        |c| {
-            if rng.unit() < share {
-                (PING, lines[c].0.clone())
-            } else {
-                (REQUEST, lines[c].1.clone())
-            }
-        },
-        |sent, answered, errors| {
+    let res = lean
+        .run(&spec, &mut ops, &mut reasons, |sent, answered, errors| {
             shard::emit(&format!(
                 "PROG {}",
                 json!({"sent": sent, "answered": answered, "errors": errors, "open": ready})
             ));
-        },
-    )
-    .unwrap_or_else(|e| child_fail(e));
+        })
+        .unwrap_or_else(|e| child_fail(e));
     shard::emit(&format!(
         "RESULT {}",
         json!({
@@ -377,7 +429,7 @@ fn child_hold(cfg: &Cfg, addr: SocketAddr, total: usize, i: usize, n: usize) {
         })
     ));
     shard::wait_line();
-    drop(net);
+    drop(lean);
 }
 
 // ---------------------------------------------------------------- parent side
@@ -398,6 +450,40 @@ struct Pass {
     ready: u64,
     rss_before_mb: Option<f64>,
     rss_after_mb: Option<f64>,
+    /// CPU of the client processes together over the pass (percent of one core).
+    clients_cpu_pct: Option<f64>,
+    /// CPU of this process over the pass: the echo server's, in the reference pass.
+    own_cpu_pct: Option<f64>,
+}
+
+/// CPU samples of the client processes and of this one, taken at GO.
+struct CpuMark(Vec<Option<Sample>>, Option<Sample>);
+
+impl CpuMark {
+    fn take(pids: &[u32]) -> CpuMark {
+        CpuMark(
+            pids.iter().map(|&p| proc::sample(p)).collect(),
+            proc::sample(std::process::id()),
+        )
+    }
+
+    /// (clients together, this process) since the mark; None where a sample is missing.
+    fn since(&self, pids: &[u32]) -> (Option<f64>, Option<f64>) {
+        let mut total = 0.0;
+        let mut all = true;
+        for (a, &p) in self.0.iter().zip(pids) {
+            match (a, proc::sample(p)) {
+                (Some(a), Some(b)) => total += proc::cpu_between(a, &b),
+                _ => all = false,
+            }
+        }
+        let own = self
+            .1
+            .as_ref()
+            .zip(proc::sample(std::process::id()))
+            .map(|(a, b)| proc::cpu_between(a, &b));
+        (all.then_some(total), own)
+    }
 }
 
 fn child_args(cfg: &Cfg, target: &str, i: usize, n: usize, reference: bool) -> Vec<String> {
@@ -442,6 +528,16 @@ fn child_args(cfg: &Cfg, target: &str, i: usize, n: usize, reference: bool) -> V
         cfg.full_list_every.map(|c| c.to_string()),
     );
     opt("--list-query", cfg.list_query.clone());
+    match (&cfg.pacing, cfg.hold) {
+        (_, Some(_)) => {}
+        (None, None) => v.push("--burst".into()),
+        (Some(p), None) => {
+            v.push("--arrival-rate".into());
+            v.push(p.arrival_rate.to_string());
+            v.push("--think".into());
+            v.push((p.think.as_secs_f64() * 1000.0).to_string());
+        }
+    }
     // The echo server ignores tokens; do not make the server API register everyone again.
     match (&cfg.auth, reference) {
         (_, true) | (Auth::Anonymous, _) => v.push("--anonymous".into()),
@@ -572,6 +668,8 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             thousands(cfg.clients as u64)
         );
         let rss_after_mb = if reference { None } else { rss(mon) };
+        let pids = shards.pids();
+        let mark = CpuMark::take(&pids);
         let started = Instant::now();
         shards.broadcast("GO");
         let mut p = ProgSum::new(n, "load", cfg.clients);
@@ -580,6 +678,7 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
+        let (clients_cpu_pct, own_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
         let (ops, reasons, vals) = merge_results(&results).unwrap_or_else(|e| die(TOOL, e));
@@ -597,15 +696,25 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             ready,
             rss_before_mb,
             rss_after_mb,
+            clients_cpu_pct,
+            own_cpu_pct,
         }
     } else {
-        let started = Instant::now();
         let mut p = ProgSum::new(n, "clients", cfg.clients);
+        // Tokens first (slow through the API), then every shard starts at one GO.
+        if let Err(e) = shards.collect("READY", |i, t| p.feed(i, t)) {
+            fail_parent(shards, e)
+        }
+        let pids = shards.pids();
+        let mark = CpuMark::take(&pids);
+        let started = Instant::now();
+        shards.broadcast("GO");
         let results = match shards.collect("RESULT", |i, t| p.feed(i, t)) {
             Ok(r) => r,
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
+        let (clients_cpu_pct, own_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
         let (ops, reasons, vals) = merge_results(&results).unwrap_or_else(|e| die(TOOL, e));
@@ -636,6 +745,8 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             ready: 0,
             rss_before_mb,
             rss_after_mb: None,
+            clients_cpu_pct,
+            own_cpu_pct,
         }
     }
 }
@@ -734,6 +845,62 @@ fn parent(mut cfg: Cfg) {
     report(&cfg, conns, n, &main, cstats, reference.as_ref());
 }
 
+/// The run's mode for the header and the JSON, and what it means.
+fn mode_of(cfg: &Cfg) -> (&'static str, String) {
+    match (&cfg.pacing, cfg.hold) {
+        (_, Some(_)) => (
+            "hold",
+            match cfg.rate {
+                Some(r) => format!(
+                    "held connections, open loop at {r} requests/s, latency from each request's intended send time (lean client)"
+                ),
+                None => format!(
+                    "held connections, closed loop with {} outstanding per connection (lean client)",
+                    cfg.pipeline
+                ),
+            },
+        ),
+        (Some(p), None) => (
+            "paced",
+            format!(
+                "clients arrive at {:.0}/s (open loop) and think {:.0} ms ±{:.0}% before each \
+                 operation; latency from each operation's intended send time",
+                p.arrival_rate,
+                p.think.as_secs_f64() * 1000.0,
+                p.jitter * 100.0
+            ),
+        ),
+        (None, None) => (
+            "burst",
+            "the seed's run: all clients at once, each operation right after the last answer; \
+             latency here is in-flight / throughput (Little's law), a stress figure"
+                .to_string(),
+        ),
+    }
+}
+
+/// CPU next to the throughput, and which side bounds the run on this machine.
+fn cpu_line(name: &str, server: Option<f64>, clients: Option<f64>, shards: usize) -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as f64;
+    let fmt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0}%"));
+    let bound = match (server, clients) {
+        (Some(s), _) if s >= 90.0 => format!("bound: the {name} (its one loop is busy)"),
+        (Some(s), Some(c)) if s + c >= 90.0 * cores => {
+            format!("bound: this machine's CPU (the {name} and the clients share it)")
+        }
+        (_, Some(c)) if c >= 90.0 * shards as f64 => "bound: the client processes".into(),
+        (Some(_), Some(_)) => "bound: neither CPU is full (round trips or the offered rate)".into(),
+        _ => "bound: unknown (give --coordinator-pid)".into(),
+    };
+    format!(
+        "cpu (of one core): {name} {}  clients {} over {shards} process(es)  [{cores} cores]  {bound}",
+        fmt(server),
+        fmt(clients)
+    )
+}
+
 fn report(
     cfg: &Cfg,
     conns: usize,
@@ -743,12 +910,14 @@ fn report(
     reference: Option<&Pass>,
 ) {
     let preset = cfg.preset.clone().unwrap_or_else(|| "custom".into());
+    let (mode, how) = mode_of(cfg);
     println!(
-        "registry-bench  preset {preset}  run {}  clients {}  concurrency {}  processes {shards}",
+        "registry-bench  preset {preset}  mode {mode}  run {}  clients {}  concurrency {}  processes {shards}",
         cfg.run,
         thousands(cfg.clients as u64),
         thousands(conns as u64)
     );
+    println!("mode {mode}: {how}");
     println!("coordinator {}", cfg.coordinator);
     print!("{}", main.ops.table());
     println!(
@@ -757,6 +926,15 @@ fn report(
         success_rate(main),
         thousands(main.answered),
         main.throughput_rps
+    );
+    println!(
+        "{}",
+        cpu_line(
+            "coordinator",
+            cstats.map(|s| s.cpu_mean_pct),
+            main.clients_cpu_pct,
+            shards
+        )
     );
     let mut coordinator = json!({
         "cpu_mean_pct": null, "cpu_peak_pct": null, "rss_mean_mb": null, "peak_rss_mb": null,
@@ -776,6 +954,7 @@ fn report(
     }
     let mut out = json!({
         "preset": preset,
+        "mode": mode,
         "clients": cfg.clients,
         "concurrency": conns,
         "duration_s": round(main.duration_s, 3),
@@ -839,6 +1018,10 @@ fn report(
         println!(
             "reference duration {:.3} s  throughput {:.0} responses/s  coordinator/reference {:.3}",
             r.duration_s, r.throughput_rps, ratio
+        );
+        println!(
+            "reference {}",
+            cpu_line("echo server", r.own_cpu_pct, r.clients_cpu_pct, shards)
         );
         out["reference"] = json!({
             "duration_s": round(r.duration_s, 3),
