@@ -13,6 +13,7 @@ pub mod conn_map;
 pub mod http;
 pub mod limits;
 pub mod line;
+mod listen;
 pub mod outq;
 mod reactor;
 pub mod signals;
