@@ -28,11 +28,16 @@ const HELP: &str = "\
 usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file F | --api URL
                      | --anonymous) [options]
   --clients N              simulated clients (100000)
-  --mix idle=0.6,active=0.3,busy=0.1   share of clients in each state (adaptive run)
+  --mix idle=0.8,active=0.15,busy=0.05   share of clients in each state (adaptive run);
+                           the default is the mix that gives the seed's 684 req/s
   --fixed-interval S       the fixed strategy's heartbeat (60)
   --intervals idle=300,active=60,busy=30   the adaptive strategy's heartbeats
-  --time-scale X           X simulated seconds per real second (60: a 60 s heartbeat is sent
-                           every second)
+  --time-scale X           X simulated seconds per real second (10: a 60 s heartbeat is sent
+                           every 6 s). A saturated run (answers fall behind, median latency
+                           over 5 ms, or the coordinator over 80% of a core) measures queueing,
+                           not the cost of a heartbeat: it is said so and both strategies run
+                           again at half the scale, down to real time
+  --fixed-scale            do not lower the time scale (report a saturated run as it is)
   --duration S             wall-clock seconds measured per strategy (30)
   --connections N          registered connections to send over (as many as fit)
   --coordinator-pid PID    sample its CPU every 100 ms (CPU per 1,000 heartbeats/s)
@@ -41,6 +46,9 @@ usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file
   --source-ips N, --connect-burst N, --timeout S, --run ID, --token-threads N";
 
 const STATES: [&str; 3] = ["idle", "active", "busy"];
+/// The state shares behind the seed's adaptive figure: 100,000 × (0.8/300 + 0.15/60 +
+/// 0.05/30) = 683.3, its "~684 requests/second".
+const SEED_MIX: [f64; 3] = [0.8, 0.15, 0.05];
 static HB_OPS: &[&str] = &["CONNECT", "REGISTER", "PUBLISH", "PING"];
 
 #[derive(Clone)]
@@ -52,6 +60,7 @@ struct Cfg {
     fixed_interval: f64,
     intervals: [f64; 3],
     scale: f64,
+    auto_scale: bool,
     duration: f64,
     connections: Option<usize>,
     coordinator_pid: Option<u32>,
@@ -119,11 +128,10 @@ fn parse() -> Cfg {
             "give only one of --jwt-secret, --jwt-secret-file, --api, --anonymous",
         ),
     };
-    let mix = parse_triple(
-        &a.value("--mix")
-            .unwrap_or_else(|| "idle=0.6,active=0.3,busy=0.1".into()),
-        "--mix",
-    );
+    let mix = match a.value("--mix") {
+        Some(m) => parse_triple(&m, "--mix"),
+        None => SEED_MIX,
+    };
     let total: f64 = mix.iter().sum();
     if total <= 0.0 {
         die(TOOL, "--mix shares must add up to more than 0");
@@ -154,7 +162,8 @@ fn parse() -> Cfg {
         mix: [mix[0] / total, mix[1] / total, mix[2] / total],
         fixed_interval: a.parsed("--fixed-interval").unwrap_or(60.0),
         intervals,
-        scale: a.parsed("--time-scale").unwrap_or(60.0),
+        scale: a.parsed("--time-scale").unwrap_or(10.0),
+        auto_scale: !a.flag("--fixed-scale"),
         duration: a.parsed("--duration").unwrap_or(30.0),
         connections: a.parsed("--connections"),
         coordinator_pid: a.parsed("--coordinator-pid"),
@@ -270,10 +279,18 @@ fn child(cfg: &Cfg, i: usize, n: usize) {
         })
         .collect();
     let states: Vec<usize> = (first..first + count).map(|c| state_of(cfg, c)).collect();
-    for adaptive in [false, true] {
-        if !shard::wait_go() {
+    // `GO <fixed|adaptive> <time scale>` runs one strategy; anything else ends the child.
+    while let Some(line) = shard::wait_line() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("GO") {
             return;
         }
+        let adaptive = words.next() == Some("adaptive");
+        let scale = words
+            .next()
+            .and_then(|w| w.parse::<f64>().ok())
+            .filter(|x| *x > 0.0)
+            .unwrap_or(cfg.scale);
         let mut ops = OpSet::new(OPS);
         let mut reasons = Reasons::default();
         let interval_of = |s: usize| {
@@ -290,6 +307,7 @@ fn child(cfg: &Cfg, i: usize, n: usize) {
             &states,
             &interval_of,
             cfg,
+            scale,
             first,
             &mut ops,
             &mut reasons,
@@ -306,7 +324,6 @@ fn child(cfg: &Cfg, i: usize, n: usize) {
             })
         ));
     }
-    shard::wait_line();
 }
 
 /// One strategy's run: every simulated client PINGs at its (scaled) interval from a random
@@ -320,6 +337,7 @@ fn phase(
     states: &[usize],
     interval_of: &dyn Fn(usize) -> f64,
     cfg: &Cfg,
+    scale: f64,
     first: usize,
     ops: &mut OpSet,
     reasons: &mut Reasons,
@@ -332,7 +350,7 @@ fn phase(
     // Due times in nanoseconds since `start`.
     let period_ns: Vec<u64> = states
         .iter()
-        .map(|&s| (interval_of(s) / cfg.scale * 1e9) as u64)
+        .map(|&s| (interval_of(s) / scale * 1e9) as u64)
         .collect();
     let mut heap: BinaryHeap<Reverse<(u64, u32)>> = period_ns
         .iter()
@@ -546,6 +564,7 @@ struct PhaseReport {
     sent: u64,
     in_window: u64,
     cpu: Option<Stats>,
+    saturated: Option<String>,
 }
 
 fn parent(mut cfg: Cfg) {
@@ -594,52 +613,123 @@ fn parent(mut cfg: Cfg) {
         thousands(registered),
         thousands(conns as u64)
     );
-    let mut phases = Vec::new();
-    for label in ["fixed", "adaptive"] {
-        let t0 = Instant::now();
-        shards.broadcast("GO");
-        let res = collect(&mut shards, "RESULT", label);
-        let t1 = Instant::now();
-        let mut ops = OpSet::new(OPS);
-        let mut reasons = Reasons::default();
-        let (mut sent, mut in_window) = (0, 0);
-        for v in &res {
-            if let Err(e) = ops.merge_wire(&v["ops"]) {
-                die(TOOL, e);
+    let mut scale = cfg.scale;
+    let mut lowered: Vec<Value> = Vec::new();
+    // Both strategies run at one time scale; a saturated run says nothing about CPU per
+    // heartbeat, so it is repeated at half the scale (down to real time).
+    let phases = loop {
+        let mut phases = Vec::new();
+        let mut redo = None;
+        for label in ["fixed", "adaptive"] {
+            let p = run_phase(&mut shards, &cfg, mon.as_ref(), label, scale);
+            if p.saturated.is_some() && cfg.auto_scale && scale > MIN_SCALE {
+                redo = p.saturated.clone().map(|why| (label, why));
+                break;
             }
-            reasons.merge_json(&v["reasons"]);
-            sent += v["sent"].as_u64().unwrap_or(0);
-            in_window += v["answered_in_window"].as_u64().unwrap_or(0);
+            phases.push(p);
         }
-        // The window proper: setup and draining do not count towards CPU per heartbeat.
-        let cpu = mon.as_ref().and_then(|m| {
-            m.now();
-            m.stats(t0, (t0 + Duration::from_secs_f64(cfg.duration)).min(t1))
-        });
-        phases.push(PhaseReport {
-            ops,
-            reasons,
-            sent,
-            in_window,
-            cpu,
-        });
-    }
+        let Some((label, why)) = redo else {
+            break phases;
+        };
+        let next = (scale / 2.0).max(MIN_SCALE);
+        eprintln!(
+            "{TOOL}: the {label} run at {scale}x is saturated ({why}); lowering the time scale to {next}x and running both strategies again"
+        );
+        lowered.push(json!({"time_scale": scale, "strategy": label, "why": why}));
+        scale = next;
+    };
     shards.finish();
     if let Some(m) = mon {
         m.stop();
     }
-    report(&cfg, conns, n, registered, &setup, &reasons, &phases);
+    let run = Ran {
+        conns,
+        processes: n,
+        registered,
+        scale,
+        lowered,
+    };
+    report(&cfg, &run, &setup, &reasons, &phases);
 }
 
-fn report(
+/// The slowest the simulation goes: real time.
+const MIN_SCALE: f64 = 1.0;
+
+/// Run one strategy at `scale` in every shard and merge what they measured.
+fn run_phase(
+    shards: &mut Shards,
     cfg: &Cfg,
+    mon: Option<&Monitor>,
+    label: &str,
+    scale: f64,
+) -> PhaseReport {
+    let t0 = Instant::now();
+    shards.broadcast(&format!("GO {label} {scale}"));
+    let res = collect(shards, "RESULT", label);
+    let t1 = Instant::now();
+    let mut ops = OpSet::new(OPS);
+    let mut reasons = Reasons::default();
+    let (mut sent, mut in_window) = (0, 0);
+    for v in &res {
+        if let Err(e) = ops.merge_wire(&v["ops"]) {
+            shards.kill_all();
+            die(TOOL, e);
+        }
+        reasons.merge_json(&v["reasons"]);
+        sent += v["sent"].as_u64().unwrap_or(0);
+        in_window += v["answered_in_window"].as_u64().unwrap_or(0);
+    }
+    // The window proper: setup and draining do not count towards CPU per heartbeat.
+    let cpu = mon.and_then(|m| {
+        m.now();
+        m.stats(t0, (t0 + Duration::from_secs_f64(cfg.duration)).min(t1))
+    });
+    let p50 = ops.subset(&["PING"]).ops[0].summary().p50_ms;
+    let saturated = saturation(sent, in_window, p50, cpu.map(|c| c.cpu_mean_pct));
+    PhaseReport {
+        ops,
+        reasons,
+        sent,
+        in_window,
+        cpu,
+        saturated,
+    }
+}
+
+/// Why a strategy's run was saturated, or None: answers fell behind the schedule (fewer
+/// than 97% of the heartbeats sent in the window were answered in it), heartbeats queued
+/// (median latency over 5 ms, where an idle loop answers in well under one), or the
+/// coordinator's loop was busy more than 80% of the time.
+fn saturation(sent: u64, in_window: u64, p50_ms: f64, cpu_pct: Option<f64>) -> Option<String> {
+    if sent > 0 && (in_window as f64) < 0.97 * sent as f64 {
+        return Some(format!(
+            "only {:.1}% of the heartbeats answered in time",
+            100.0 * in_window as f64 / sent as f64
+        ));
+    }
+    if p50_ms > 5.0 {
+        return Some(format!("median latency {p50_ms:.1} ms: heartbeats queue"));
+    }
+    match cpu_pct {
+        Some(c) if c > 80.0 => Some(format!("coordinator cpu {c:.0}% of a core")),
+        _ => None,
+    }
+}
+
+/// What the whole run was, apart from its strategies.
+struct Ran {
     conns: usize,
     processes: usize,
     registered: u64,
-    setup: &OpSet,
-    setup_reasons: &Reasons,
-    phases: &[PhaseReport],
-) {
+    /// The time scale both strategies finally ran at.
+    scale: f64,
+    /// Runs repeated at a smaller scale because they were saturated.
+    lowered: Vec<Value>,
+}
+
+fn report(cfg: &Cfg, run: &Ran, setup: &OpSet, setup_reasons: &Reasons, phases: &[PhaseReport]) {
+    let (conns, processes, registered, scale) =
+        (run.conns, run.processes, run.registered, run.scale);
     let pooled = conns < cfg.clients;
     let n = cfg.clients as f64;
     let scheduled = [
@@ -661,14 +751,34 @@ fn report(
         }
     );
     println!(
-        "time scale {}x ({} s per strategy = {:.0} simulated s)  mix idle {:.2} active {:.2} busy {:.2}",
-        cfg.scale,
-        cfg.duration,
-        cfg.duration * cfg.scale,
+        "mix idle {:.2} active {:.2} busy {:.2} ({})",
         cfg.mix[0],
         cfg.mix[1],
-        cfg.mix[2]
+        cfg.mix[2],
+        if cfg
+            .mix
+            .iter()
+            .zip(SEED_MIX)
+            .all(|(a, b)| (a - b).abs() < 1e-9)
+        {
+            "the default: the mix behind the seed's 684 req/s for 100,000 clients"
+        } else {
+            "given with --mix"
+        }
     );
+    println!(
+        "time scale {scale}x ({} s per strategy = {:.0} simulated s)",
+        cfg.duration,
+        cfg.duration * scale,
+    );
+    for l in &run.lowered {
+        println!(
+            "  saturated at {}x ({} run: {}), so lowered",
+            l["time_scale"],
+            l["strategy"].as_str().unwrap_or("?"),
+            l["why"].as_str().unwrap_or("?")
+        );
+    }
     println!("setup");
     print!("{}", setup.subset(HB_OPS).table());
     let mut out = json!({
@@ -677,7 +787,8 @@ fn report(
         "registered": registered,
         "pooled": pooled,
         "processes": processes,
-        "time_scale": cfg.scale,
+        "time_scale": scale,
+        "saturated_runs": run.lowered,
         "duration_s": cfg.duration,
         "mix": {"idle": cfg.mix[0], "active": cfg.mix[1], "busy": cfg.mix[2]},
         "setup_ops": setup.subset(HB_OPS).summary_json(),
@@ -687,7 +798,7 @@ fn report(
     let mut real_rates = [0.0; 2];
     for (k, (label, p)) in ["fixed", "adaptive"].iter().zip(phases).enumerate() {
         let wall_rps = p.in_window as f64 / cfg.duration;
-        let real_rps = wall_rps / cfg.scale;
+        let real_rps = wall_rps / scale;
         real_rates[k] = real_rps;
         let cpu_per_1k = p.cpu.map(|c| {
             if wall_rps > 0.0 {
@@ -707,7 +818,7 @@ fn report(
         println!(
             "{label} ({intervals}): scheduled {:.0} req/s, answered {:.0} req/s in real time \
              ({:.0} req/s on the wire at {}x)",
-            scheduled[k], real_rps, wall_rps, cfg.scale
+            scheduled[k], real_rps, wall_rps, scale
         );
         print!("{}", p.ops.subset(&["PING"]).table());
         if let (Some(c), Some(per)) = (p.cpu, cpu_per_1k) {
@@ -721,7 +832,7 @@ fn report(
                 "  warning: only {:.0}% of the scheduled heartbeats were answered in time; the \
                  coordinator or this machine is saturated at {}x (try a smaller --time-scale)",
                 100.0 * real_rps / scheduled[k],
-                cfg.scale
+                scale
             );
         }
         let p50_ms = p.ops.subset(&["PING"]).ops[0].summary().p50_ms;
@@ -729,8 +840,15 @@ fn report(
             println!(
                 "  note: median PING latency {p50_ms:.0} ms: requests queue, so the coordinator (or \
                  this machine) is near saturation at {}x; CPU per heartbeat is not linear here",
-                cfg.scale
+                scale
             );
+        }
+        if let Some(why) = &p.saturated {
+            println!(
+                "  warning: saturated even at {scale}x ({why}): the CPU figure above is not from an unsaturated run"
+            );
+        } else {
+            println!("  not saturated at {scale}x (answers kept up, median under 5 ms, coordinator under 80%)");
         }
         if !p.reasons.0.is_empty() {
             println!("  errors by reason:\n{}", p.reasons.top(5).trim_end());
@@ -770,5 +888,31 @@ fn report(
     }
     if let Some(p) = &cfg.json {
         write_json(TOOL, p, &out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_is_falling_behind_queueing_or_a_busy_loop() {
+        assert_eq!(saturation(10_000, 9_990, 0.3, Some(20.0)), None);
+        assert_eq!(saturation(0, 0, 0.0, None), None);
+        let behind = saturation(10_000, 9_000, 0.3, Some(20.0)).unwrap();
+        assert!(behind.contains("90.0%"), "{behind}");
+        let queued = saturation(10_000, 9_990, 40.0, None).unwrap();
+        assert!(queued.contains("queue"), "{queued}");
+        let busy = saturation(10_000, 9_990, 0.3, Some(95.0)).unwrap();
+        assert!(busy.contains("95%"), "{busy}");
+    }
+
+    #[test]
+    fn the_default_mix_gives_the_seeds_adaptive_rate() {
+        let n = 100_000.0;
+        let rate: f64 = (0..3)
+            .map(|s| n * SEED_MIX[s] / [300.0, 60.0, 30.0][s])
+            .sum();
+        assert!((683.0..=684.0).contains(&rate), "{rate}");
     }
 }

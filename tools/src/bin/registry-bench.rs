@@ -873,7 +873,8 @@ fn mode_of(cfg: &Cfg) -> (&'static str, String) {
         (None, None) => (
             "burst",
             "the seed's run: all clients at once, each operation right after the last answer; \
-             latency here is in-flight / throughput (Little's law), a stress figure"
+             latencies include queueing behind every other client's requests (Little's law: \
+             in-flight / throughput), a stress figure"
                 .to_string(),
         ),
     }
