@@ -7,6 +7,7 @@
 
 use crate::hist::{OpSet, Reasons};
 use crate::net::{classify, find_newline};
+use crate::pacing::EARLY;
 use crate::prng::SplitMix64;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -178,17 +179,19 @@ impl Lean {
         let drain_until = t.end + Duration::from_secs(10);
         loop {
             let now = Instant::now();
+            let now_ns = now.duration_since(start).as_nanos() as u64;
             let mut wait = Duration::from_millis(50);
             if let Some(rate) = spec.rate {
-                // Everything whose intended time has come goes out now, late or not.
+                // Everything whose intended time has come goes out now, late or not (timed
+                // from that time); what falls due within `EARLY` a little early.
                 loop {
                     let due_ns = (k_next as f64 * 1e9 / rate) as u64;
                     let due = start + Duration::from_nanos(due_ns);
                     if due >= t.end {
                         break;
                     }
-                    if due > now {
-                        wait = wait.min(due - now);
+                    if due > now + EARLY {
+                        wait = wait.min(due - now - EARLY);
                         break;
                     }
                     let mut tries = 0;
@@ -199,7 +202,7 @@ impl Lean {
                     let k = live[rr % live.len()];
                     rr += 1;
                     if self.conns[k].alive {
-                        t.queue(&mut self.conns[k], k, due_ns);
+                        t.queue(&mut self.conns[k], k, due_ns.min(now_ns));
                     } else {
                         // No connection left: the request is lost.
                         let i = t.pick();

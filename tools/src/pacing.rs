@@ -19,6 +19,12 @@ pub const DEFAULT_THINK_MS: f64 = 50.0;
 /// instead of marching in step.
 pub const DEFAULT_JITTER: f64 = 0.5;
 
+/// How early a scheduled request may go out. A poll wait is rounded up to whole
+/// milliseconds, so a loop that sends only what is due wakes up to a millisecond late
+/// and would add that to every latency timed from the intended time. Sending what falls
+/// due within this much, timed from the real send, costs the schedule nothing.
+pub const EARLY: Duration = Duration::from_millis(1);
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pacing {
     /// Clients arriving per second, over all shards together.

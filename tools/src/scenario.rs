@@ -209,15 +209,17 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
     let mut last_prog = Instant::now();
     while (r.prog.done as usize) < plan.count {
         let now = Instant::now();
+        let horizon = now + pacing::EARLY;
         let mut wait = Duration::from_millis(50);
-        // Operations whose intended time has come go out now, late or not.
+        // Operations whose intended time has come go out now, late or not (timed from
+        // that time), and those due within `EARLY` a little early (timed from now).
         while let Some(&Reverse((due, i))) = r.timers.peek() {
-            if due > now {
-                wait = wait.min(due - now);
+            if due > horizon {
+                wait = wait.min(due - horizon);
                 break;
             }
             r.timers.pop();
-            r.send_step(i, due);
+            r.send_step(i, due.min(now));
         }
         // Admit arrived clients (burst: all of them), at most `concurrency` open and
         // `connect_burst` connecting. A client admitted late still times its connect from
@@ -227,13 +229,13 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
             && connecting < plan.connect_burst
         {
             let due = arrival(next);
-            if due > now {
-                wait = wait.min(due - now);
+            if due > horizon {
+                wait = wait.min(due - horizon);
                 break;
             }
             let i = next;
             next += 1;
-            r.clients[i].t0 = due;
+            r.clients[i].t0 = due.min(now);
             match r.net.connect(plan.addr, i) {
                 Ok(id) => {
                     r.clients[i].conn = Some(id);
@@ -466,8 +468,11 @@ impl Run<'_> {
         c.n += 1;
         c.t0 += p.think(self.plan.first + i, c.n);
         let due = c.t0;
-        if due <= Instant::now() {
-            self.send_step(i, due);
+        let now = Instant::now();
+        if due <= now + pacing::EARLY {
+            c.t0 = due.min(now);
+            let t0 = c.t0;
+            self.send_step(i, t0);
         } else {
             self.timers.push(Reverse((due, i)));
         }

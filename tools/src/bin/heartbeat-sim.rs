@@ -8,6 +8,7 @@ use p2pshare_tools::args::Args;
 use p2pshare_tools::hist::{OpSet, Reasons};
 use p2pshare_tools::load::{self, HoldPlan};
 use p2pshare_tools::net::NetEvent;
+use p2pshare_tools::pacing;
 use p2pshare_tools::prng::SplitMix64;
 use p2pshare_tools::proc::{Monitor, Stats};
 use p2pshare_tools::progress::Progress;
@@ -366,12 +367,15 @@ fn phase(
         let now = Instant::now();
         let now_ns = now.duration_since(start).as_nanos() as u64;
         let mut wait = Duration::from_millis(50);
+        let early_ns = pacing::EARLY.as_nanos() as u64;
+        // What is due goes out, timed from its intended time; what falls due within
+        // `EARLY` goes out a little early, timed from now.
         while let Some(&Reverse((due, c))) = heap.peek() {
             if due >= end_ns {
                 break;
             }
-            if due > now_ns {
-                wait = wait.min(Duration::from_nanos(due - now_ns));
+            if due > now_ns + early_ns {
+                wait = wait.min(Duration::from_nanos(due - now_ns - early_ns));
                 break;
             }
             heap.pop();
@@ -384,7 +388,7 @@ fn phase(
                             id,
                             PING,
                             &lines[k][states[c]],
-                            start + Duration::from_nanos(due),
+                            start + Duration::from_nanos(due.min(now_ns)),
                         );
                         sent += 1;
                     }
