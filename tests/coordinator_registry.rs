@@ -383,3 +383,53 @@ fn list_pages_in_hostname_order_with_query() {
         assert_eq!(q.req("LIST", bad.clone())["status"], "ERROR", "{bad}");
     }
 }
+
+#[test]
+fn a_full_list_built_off_the_loop_keeps_answer_order_and_sees_changes() {
+    let c = Coord::start();
+    let mut a = c.reg();
+    let mut b = c.reg();
+    // In one write: a change, a full LIST that must show it, then a PING.
+    let mut batch = String::new();
+    for (action, data) in [
+        (
+            "REGISTER",
+            json!({"hostname":"lister","port":7,"token":token("lister")}),
+        ),
+        (
+            "PUBLISH",
+            json!({"hostname":"lister","fname":"fresh.txt","size":3,"modified":1}),
+        ),
+        ("LIST", json!(null)),
+        ("PING", json!({"hostname":"lister"})),
+    ] {
+        batch.push_str(&(json!({"action":action,"data":data}).to_string() + "\n"));
+    }
+    a.send_raw(batch.as_bytes());
+    b.send_raw(
+        b"{\"action\":\"LIST\"}\n{\"action\":\"PING\",\"data\":{\"hostname\":\"nobody\"}}\n",
+    );
+    assert_eq!(a.line().unwrap()["status"], "OK");
+    assert_eq!(a.line().unwrap()["status"], "ACK");
+    let list = a.line().unwrap();
+    assert_eq!(
+        list["registry"]["lister"]["files"]["fresh.txt"]["size"], 3,
+        "{list}"
+    );
+    assert_eq!(a.line().unwrap()["status"], "ALIVE");
+    assert_eq!(b.line().unwrap()["status"], "OK");
+    assert_eq!(b.line().unwrap()["status"], "DEAD");
+    // A change after the snapshot shows in the next LIST.
+    a.req(
+        "UNPUBLISH",
+        json!({"hostname":"lister","fname":"fresh.txt"}),
+    );
+    let list = b.req("LIST", json!(null));
+    assert!(
+        list["registry"]["lister"]["files"]
+            .as_object()
+            .unwrap()
+            .is_empty(),
+        "{list}"
+    );
+}

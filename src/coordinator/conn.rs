@@ -21,6 +21,8 @@ pub struct RegConn {
     /// Registered without a token under `--allow-anonymous`: closing the
     /// connection does not mark the host offline (seed clients reconnect per request).
     pub anonymous: bool,
+    /// Waiting for a full-LIST snapshot; later lines wait too, in order.
+    pub waiting_list: bool,
 }
 
 /// Time marks for one batch of request lines.
@@ -34,10 +36,15 @@ enum Extra {
     None,
     /// A shared, already serialised reply (full LIST).
     Shared(std::sync::Arc<Vec<u8>>),
+    /// A full LIST whose snapshot is being built: this connection waits.
+    WaitList,
 }
 
 impl Coordinator {
     pub(super) fn registry_input(&mut self, cx: &mut Ctx, id: ConnId) {
+        if matches!(self.conns.get(id), Some(Kind::Registry(rc)) if rc.waiting_list) {
+            return;
+        }
         let buf = cx.take_input(id);
         let mut used = 0;
         let mut close = false;
@@ -69,12 +76,21 @@ impl Coordinator {
                     if line.iter().all(|b| b.is_ascii_whitespace()) {
                         continue;
                     }
-                    if let Extra::Shared(reply) =
-                        self.handle_line(cx, id, line, &mut out, &mut clock)
-                    {
-                        cx.send(id, &out);
-                        out.clear();
-                        cx.send_shared(id, reply);
+                    match self.handle_line(cx, id, line, &mut out, &mut clock) {
+                        Extra::None => {}
+                        Extra::Shared(reply) => {
+                            cx.send(id, &out);
+                            out.clear();
+                            cx.send_shared(id, reply);
+                        }
+                        Extra::WaitList => {
+                            if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
+                                rc.waiting_list = true;
+                            }
+                            self.list_waiters.push(id);
+                            self.build_snapshot(cx);
+                            break;
+                        }
                     }
                 }
             }
@@ -269,7 +285,10 @@ impl Coordinator {
                 query,
             } => {
                 if offset.is_none() && limit.is_none() && query.is_none() {
-                    return Ok(Extra::Shared(self.registry.list_full(now)));
+                    return Ok(match self.registry.fresh_snapshot(now) {
+                        Some(snap) => Extra::Shared(snap),
+                        None => Extra::WaitList,
+                    });
                 }
                 let limit = limit.unwrap_or(registry::MAX_PAGE);
                 self.registry
@@ -287,6 +306,44 @@ impl Coordinator {
             }
         }
         Ok(Extra::None)
+    }
+
+    /// Starts building a full-LIST snapshot on the snapshot worker, unless
+    /// one is already on its way (its answer serves every waiter).
+    fn build_snapshot(&mut self, cx: &mut Ctx) {
+        if self.building_snapshot {
+            return;
+        }
+        let parts = self.registry.snapshot_parts();
+        let version = self.registry.version();
+        let built_at = unix_now();
+        let job = move || {
+            (
+                built_at,
+                version,
+                std::sync::Arc::new(super::registry::build_snapshot(&parts)),
+            )
+        };
+        match self.snapshot_pool.submit(job) {
+            Ok(()) => self.building_snapshot = true,
+            Err(_) => {
+                // Cannot happen with one build at a time; answer inline then.
+                let snap = self.registry.list_full(built_at);
+                self.snapshot_ready(cx, snap);
+            }
+        }
+    }
+
+    /// A snapshot arrived: answer everyone waiting, then go on with their lines.
+    pub(super) fn snapshot_ready(&mut self, cx: &mut Ctx, snap: std::sync::Arc<Vec<u8>>) {
+        self.building_snapshot = false;
+        for id in std::mem::take(&mut self.list_waiters) {
+            if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
+                rc.waiting_list = false;
+                cx.send_shared(id, snap.clone());
+                self.registry_input(cx, id);
+            }
+        }
     }
 
     /// A registry connection ended: its host goes offline at once (kept).

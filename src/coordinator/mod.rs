@@ -58,6 +58,11 @@ pub struct Coordinator {
     /// Live admin probes: op id → the probe connection.
     probes: HashMap<u64, ConnId>,
     next_op: u64,
+    /// Builds full-LIST snapshots off the loop, one at a time.
+    snapshot_pool: Pool<(f64, u64, Arc<Vec<u8>>)>,
+    building_snapshot: bool,
+    /// Registry connections waiting for the snapshot being built.
+    list_waiters: Vec<ConnId>,
     /// Reused reply buffer for registry lines.
     scratch: Vec<u8>,
     date: (u64, String),
@@ -129,6 +134,8 @@ impl Coordinator {
             .map_err(|e| format!("cannot listen for the admin API on {api_addr}: {e}"))?;
         let pool = Pool::new("coord-worker", cfg.workers.max(1), 256, cx.waker())
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
+        let snapshot_pool = Pool::new("list-snapshot", 1, 4, cx.waker())
+            .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
         print_line(&format!("registry listening on {reg_local}"));
         print_line(&format!("admin api listening on http://{api_local}"));
         if let Some(pw) = &secrets.generated_admin_password {
@@ -168,6 +175,9 @@ impl Coordinator {
             probes: HashMap::new(),
             next_op: 1,
             scratch: Vec::with_capacity(64 * 1024),
+            snapshot_pool,
+            building_snapshot: false,
+            list_waiters: Vec::new(),
             date: (0, String::new()),
         })
     }
@@ -262,6 +272,11 @@ impl Service for Coordinator {
     fn on_wake(&mut self, cx: &mut Ctx) {
         for done in self.pool.drain() {
             self.job_done(cx, done);
+        }
+        for (built_at, version, snap) in self.snapshot_pool.drain() {
+            self.registry
+                .store_snapshot(built_at, version, snap.clone());
+            self.snapshot_ready(cx, snap);
         }
     }
 

@@ -24,8 +24,9 @@ pub struct Host {
     /// The registry connection bound to this host, if any.
     pub conn: Option<ConnId>,
     pub state: Option<HeartbeatState>,
-    /// `"addr":[..],"display_name":..,"files":{..}` cached until the host changes.
-    frag: Option<Vec<u8>>,
+    /// `"name":{"addr":[..],"display_name":..,"files":{..}` cached until the
+    /// host changes, shared with snapshot builds on a worker.
+    frag: Option<Arc<[u8]>>,
 }
 
 impl Host {
@@ -36,10 +37,11 @@ impl Host {
             .map(|(n, m)| (n.as_ref(), m))
     }
 
-    fn fragment(&mut self) -> &[u8] {
+    fn fragment(&mut self) -> Arc<[u8]> {
         if self.frag.is_none() {
             let mut out = Vec::with_capacity(128);
-            out.extend_from_slice(b"\"addr\":[");
+            push_json_str(&mut out, &self.name);
+            out.extend_from_slice(b":{\"addr\":[");
             push_json_str(&mut out, &self.ip);
             out.push(b',');
             out.extend_from_slice(self.port.to_string().as_bytes());
@@ -47,9 +49,9 @@ impl Host {
             push_json_str(&mut out, &self.display_name);
             out.extend_from_slice(b",\"files\":");
             push_files(&mut out, self.published());
-            self.frag = Some(out);
+            self.frag = Some(out.into());
         }
-        self.frag.as_deref().unwrap_or_default()
+        self.frag.clone().unwrap_or_else(|| Arc::from(&b""[..]))
     }
 
     /// `q` is already lower-case (ASCII); names are compared the same way.
@@ -102,6 +104,54 @@ pub fn contains_ci(hay: &str, needle: &str) -> bool {
     n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
+/// One host's entry in a full-LIST snapshot.
+pub struct SnapshotPart {
+    head: Arc<[u8]>,
+    last_seen: f64,
+    connected_at: f64,
+    online: bool,
+}
+
+impl SnapshotPart {
+    fn of(h: &mut Host) -> SnapshotPart {
+        SnapshotPart {
+            head: h.fragment(),
+            last_seen: h.last_seen,
+            connected_at: h.connected_at,
+            online: h.online,
+        }
+    }
+
+    fn push(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(b",\"last_seen\":");
+        push_f64(out, self.last_seen);
+        out.extend_from_slice(b",\"connected_at\":");
+        push_f64(out, self.connected_at);
+        out.extend_from_slice(if self.online {
+            b",\"online\":true}"
+        } else {
+            b",\"online\":false}"
+        });
+    }
+}
+
+/// Serialises a full-LIST reply line from its parts. Pure; runs on a worker
+/// so that a 100,000-host registry never stalls the loop while it is built.
+pub fn build_snapshot(parts: &[SnapshotPart]) -> Vec<u8> {
+    let size: usize = parts.iter().map(|p| p.head.len() + 80).sum();
+    let mut out = Vec::with_capacity(64 + size);
+    out.extend_from_slice(b"{\"status\":\"OK\",\"registry\":{");
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        p.push(&mut out);
+    }
+    out.extend_from_slice(b"}}\n");
+    out
+}
+
 /// A cached full-LIST reply is reused for this long after `last_seen` moves,
 /// as long as nothing else changed.
 const SNAPSHOT_MAX_AGE_S: f64 = 1.0;
@@ -123,7 +173,10 @@ pub struct Registry {
     /// Host keys in hostname order, kept sorted as hosts come and go, so a
     /// page is a slice.
     order: Vec<HostKey>,
-    snapshot: Option<(f64, Arc<Vec<u8>>)>,
+    /// The last full-LIST reply: when it was built and from which version.
+    snapshot: Option<(f64, u64, Arc<Vec<u8>>)>,
+    /// Bumped by every change a LIST shows (not by `last_seen` alone).
+    version: u64,
     /// The hosts matching recent LIST queries, in hostname order. Each host
     /// change updates them in place (a binary search and one insert or
     /// remove), so paging through a query costs O(limit) even while hosts
@@ -160,7 +213,7 @@ impl Registry {
         if let Some(h) = self.hosts.get_mut(key) {
             h.frag = None;
         }
-        self.snapshot = None;
+        self.version += 1;
         let Some(h) = self.hosts.get(key) else { return };
         let hosts = &self.hosts;
         for qh in self.queries.iter_mut() {
@@ -337,7 +390,7 @@ impl Registry {
             }
         }
         self.by_name.remove(&h.name);
-        self.snapshot = None;
+        self.version += 1;
         h.conn
     }
 
@@ -433,44 +486,55 @@ impl Registry {
     }
 
     fn push_host_entry(h: &mut Host, out: &mut Vec<u8>) {
-        push_json_str(out, &h.name.clone());
-        out.extend_from_slice(b":{");
-        out.extend_from_slice(h.fragment());
-        out.extend_from_slice(b",\"last_seen\":");
-        push_f64(out, h.last_seen);
-        out.extend_from_slice(b",\"connected_at\":");
-        push_f64(out, h.connected_at);
-        out.extend_from_slice(if h.online {
-            b",\"online\":true}"
-        } else {
-            b",\"online\":false}"
-        });
+        SnapshotPart::of(h).push(out);
     }
 
     fn ordered(&self) -> &[HostKey] {
         &self.order
     }
 
-    /// The whole registry as one reply line, shared by every asker until
-    /// something changes (or `last_seen` values are a second old).
+    /// Changes so far; a snapshot records the count it was built from.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The cached full-LIST reply, if nothing changed since it was built and
+    /// its `last_seen` values are under a second old.
+    pub fn fresh_snapshot(&self, now: f64) -> Option<Arc<Vec<u8>>> {
+        match &self.snapshot {
+            Some((at, version, snap))
+                if *version == self.version && now - at < SNAPSHOT_MAX_AGE_S =>
+            {
+                Some(snap.clone())
+            }
+            _ => None,
+        }
+    }
+
+    pub fn store_snapshot(&mut self, built_at: f64, version: u64, snap: Arc<Vec<u8>>) {
+        self.snapshot = Some((built_at, version, snap));
+    }
+
+    /// What a snapshot build needs, in hostname order: shared fragments and
+    /// a few numbers per host. Cheap (no serialising), so it may run in the
+    /// loop while [`build_snapshot`] runs on a worker.
+    pub fn snapshot_parts(&mut self) -> Vec<SnapshotPart> {
+        let mut parts = Vec::with_capacity(self.order.len());
+        for &k in &self.order {
+            parts.push(SnapshotPart::of(&mut self.hosts[k]));
+        }
+        parts
+    }
+
+    /// The whole registry as one reply line, built here and now (tests and
+    /// benches; the coordinator builds on a worker).
     pub fn list_full(&mut self, now: f64) -> Arc<Vec<u8>> {
-        if let Some((at, snap)) = &self.snapshot {
-            if now - at < SNAPSHOT_MAX_AGE_S {
-                return snap.clone();
-            }
+        if let Some(s) = self.fresh_snapshot(now) {
+            return s;
         }
-        let keys: Vec<HostKey> = self.ordered().to_vec();
-        let mut out = Vec::with_capacity(64 + self.hosts.len() * 160);
-        out.extend_from_slice(b"{\"status\":\"OK\",\"registry\":{");
-        for (i, k) in keys.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            Self::push_host_entry(&mut self.hosts[k], &mut out);
-        }
-        out.extend_from_slice(b"}}\n");
-        let snap = Arc::new(out);
-        self.snapshot = Some((now, snap.clone()));
+        let version = self.version;
+        let snap = Arc::new(build_snapshot(&self.snapshot_parts()));
+        self.store_snapshot(now, version, snap.clone());
         snap
     }
 
