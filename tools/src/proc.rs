@@ -65,6 +65,33 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// The whole machine's CPU time so far from /proc/stat: (busy, all) clock ticks over all
+/// cores, busy being everything but idle and I/O wait.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() < 8 {
+        return None;
+    }
+    let all: u64 = f.iter().sum();
+    Some((all - f[3] - f[4], all))
+}
+
+/// The machine's busy CPU between two `machine_ticks` readings, in percent of one core
+/// (two busy cores read 200).
+pub fn machine_busy_pct(a: (u64, u64), b: (u64, u64), cores: usize) -> f64 {
+    let all = b.1.saturating_sub(a.1);
+    if all == 0 {
+        return 0.0;
+    }
+    b.0.saturating_sub(a.0) as f64 / all as f64 * cores as f64 * 100.0
+}
+
 /// CPU used between two samples of one process, in percent of one core.
 pub fn cpu_between(a: &Sample, b: &Sample) -> f64 {
     let span = b.t.duration_since(a.t).as_secs_f64();
@@ -207,5 +234,14 @@ mod tests {
         assert!(s.rss_peak_mb > 0.1 && s.anon_peak_mb > 0.0, "{s:?}");
         m.stop();
         assert!(Monitor::start(u32::MAX - 1, Duration::from_millis(10)).is_err());
+    }
+
+    #[test]
+    fn machine_busy_counts_every_core() {
+        let (busy, all) = machine_ticks().unwrap();
+        assert!(busy <= all && all > 0);
+        // Half of 400 ticks busy on two cores: one core's worth.
+        assert_eq!(machine_busy_pct((100, 1000), (300, 1400), 2), 100.0);
+        assert_eq!(machine_busy_pct((5, 10), (5, 10), 2), 0.0);
     }
 }

@@ -10,7 +10,7 @@ use p2pshare_tools::load::{self, HoldPlan};
 use p2pshare_tools::net::NetEvent;
 use p2pshare_tools::pacing;
 use p2pshare_tools::prng::SplitMix64;
-use p2pshare_tools::proc::{Monitor, Stats};
+use p2pshare_tools::proc::{self, Monitor, Stats};
 use p2pshare_tools::progress::Progress;
 use p2pshare_tools::report::{round, thousands, write_json};
 use p2pshare_tools::scenario::{OPS, PING};
@@ -569,6 +569,9 @@ struct PhaseReport {
     in_window: u64,
     cpu: Option<Stats>,
     saturated: Option<String>,
+    /// The client processes together and the whole machine, percent of one core.
+    clients_cpu: Option<f64>,
+    machine_cpu: Option<f64>,
 }
 
 fn parent(mut cfg: Cfg) {
@@ -667,10 +670,24 @@ fn run_phase(
     label: &str,
     scale: f64,
 ) -> PhaseReport {
+    let pids = shards.pids();
+    let before: Vec<_> = pids.iter().map(|&p| proc::sample(p)).collect();
+    let machine_before = proc::machine_ticks();
     let t0 = Instant::now();
     shards.broadcast(&format!("GO {label} {scale}"));
     let res = collect(shards, "RESULT", label);
     let t1 = Instant::now();
+    let clients_cpu = before
+        .iter()
+        .zip(&pids)
+        .map(|(a, &p)| Some(proc::cpu_between(a.as_ref()?, &proc::sample(p)?)))
+        .sum::<Option<f64>>();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let machine_cpu = machine_before
+        .zip(proc::machine_ticks())
+        .map(|(a, b)| proc::machine_busy_pct(a, b, cores));
     let mut ops = OpSet::new(OPS);
     let mut reasons = Reasons::default();
     let (mut sent, mut in_window) = (0, 0);
@@ -697,6 +714,8 @@ fn run_phase(
         in_window,
         cpu,
         saturated,
+        clients_cpu,
+        machine_cpu,
     }
 }
 
@@ -846,6 +865,18 @@ fn report(cfg: &Cfg, run: &Ran, setup: &OpSet, setup_reasons: &Reasons, phases: 
                  this machine) is near saturation at {}x; CPU per heartbeat is not linear here",
                 scale
             );
+        }
+        if let (Some(m), Some(cl)) = (p.machine_cpu, p.clients_cpu) {
+            let coord = p.cpu.map_or(0.0, |c| c.cpu_mean_pct);
+            let others = (m - coord - cl).max(0.0);
+            println!(
+                "  clients cpu {cl:.0}% over {processes} process(es)  machine {m:.0}% (others {others:.0}%)"
+            );
+            if others >= 25.0 {
+                println!(
+                    "  warning: other work used {others:.0}% of a core during the run: the machine was shared, repeat it"
+                );
+            }
         }
         if let Some(why) = &p.saturated {
             println!(

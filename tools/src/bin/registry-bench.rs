@@ -454,21 +454,29 @@ struct Pass {
     clients_cpu_pct: Option<f64>,
     /// CPU of this process over the pass: the echo server's, in the reference pass.
     own_cpu_pct: Option<f64>,
+    /// The whole machine's busy CPU over the pass (others' load shows here).
+    machine_cpu_pct: Option<f64>,
 }
 
-/// CPU samples of the client processes and of this one, taken at GO.
-struct CpuMark(Vec<Option<Sample>>, Option<Sample>);
+/// CPU samples of the client processes, this one and the machine, taken at GO.
+struct CpuMark(Vec<Option<Sample>>, Option<Sample>, Option<(u64, u64)>);
 
 impl CpuMark {
     fn take(pids: &[u32]) -> CpuMark {
         CpuMark(
             pids.iter().map(|&p| proc::sample(p)).collect(),
             proc::sample(std::process::id()),
+            proc::machine_ticks(),
         )
     }
 
-    /// (clients together, this process) since the mark; None where a sample is missing.
-    fn since(&self, pids: &[u32]) -> (Option<f64>, Option<f64>) {
+    /// (clients together, this process, the machine) since the mark; None where a sample
+    /// is missing.
+    fn since(&self, pids: &[u32]) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let machine = self
+            .2
+            .zip(proc::machine_ticks())
+            .map(|(a, b)| proc::machine_busy_pct(a, b, cores()));
         let mut total = 0.0;
         let mut all = true;
         for (a, &p) in self.0.iter().zip(pids) {
@@ -482,8 +490,14 @@ impl CpuMark {
             .as_ref()
             .zip(proc::sample(std::process::id()))
             .map(|(a, b)| proc::cpu_between(a, &b));
-        (all.then_some(total), own)
+        (all.then_some(total), own, machine)
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 fn child_args(cfg: &Cfg, target: &str, i: usize, n: usize, reference: bool) -> Vec<String> {
@@ -678,7 +692,7 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
-        let (clients_cpu_pct, own_cpu_pct) = mark.since(&pids);
+        let (clients_cpu_pct, own_cpu_pct, machine_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
         let (ops, reasons, vals) = merge_results(&results).unwrap_or_else(|e| die(TOOL, e));
@@ -698,6 +712,7 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             rss_after_mb,
             clients_cpu_pct,
             own_cpu_pct,
+            machine_cpu_pct,
         }
     } else {
         let mut p = ProgSum::new(n, "clients", cfg.clients);
@@ -714,7 +729,7 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
-        let (clients_cpu_pct, own_cpu_pct) = mark.since(&pids);
+        let (clients_cpu_pct, own_cpu_pct, machine_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
         let (ops, reasons, vals) = merge_results(&results).unwrap_or_else(|e| die(TOOL, e));
@@ -747,6 +762,7 @@ fn run_pass(cfg: &Cfg, target: &str, n: usize, reference: bool, mon: Option<&Mon
             rss_after_mb: None,
             clients_cpu_pct,
             own_cpu_pct,
+            machine_cpu_pct,
         }
     }
 }
@@ -880,12 +896,28 @@ fn mode_of(cfg: &Cfg) -> (&'static str, String) {
     }
 }
 
-/// CPU next to the throughput, and which side bounds the run on this machine.
-fn cpu_line(name: &str, server: Option<f64>, clients: Option<f64>, shards: usize) -> String {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as f64;
+/// CPU next to the throughput, and which side bounds the run on this machine. `rest` is
+/// this process's CPU when it is not the server; what the machine used beyond all of them
+/// is other processes' and unattributed kernel work.
+fn cpu_line(
+    name: &str,
+    server: Option<f64>,
+    clients: Option<f64>,
+    rest: Option<f64>,
+    machine: Option<f64>,
+    shards: usize,
+) -> String {
+    let cores = cores() as f64;
     let fmt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0}%"));
+    let others = machine.map(|m| {
+        (m - server.unwrap_or(0.0) - clients.unwrap_or(0.0) - rest.unwrap_or(0.0)).max(0.0)
+    });
+    let contended = match others {
+        Some(o) if o >= 25.0 => format!(
+            "\n  warning: other work used {o:.0}% of a core during the run: the machine was shared, repeat it"
+        ),
+        _ => String::new(),
+    };
     let bound = match (server, clients) {
         (Some(s), _) if s >= 90.0 => format!("bound: the {name} (its one loop is busy)"),
         // The kernel's share of loopback traffic shows in neither process: 85% is full.
@@ -897,9 +929,12 @@ fn cpu_line(name: &str, server: Option<f64>, clients: Option<f64>, shards: usize
         _ => "bound: unknown (give --coordinator-pid)".into(),
     };
     format!(
-        "cpu (of one core): {name} {}  clients {} over {shards} process(es)  [{cores} cores]  {bound}",
+        "cpu (of one core): {name} {}  clients {} over {shards} process(es)  machine {} of {:.0}% (others {})  {bound}{contended}",
         fmt(server),
-        fmt(clients)
+        fmt(clients),
+        fmt(machine),
+        cores * 100.0,
+        fmt(others),
     )
 }
 
@@ -935,6 +970,8 @@ fn report(
             "coordinator",
             cstats.map(|s| s.cpu_mean_pct),
             main.clients_cpu_pct,
+            main.own_cpu_pct,
+            main.machine_cpu_pct,
             shards
         )
     );
@@ -1023,7 +1060,14 @@ fn report(
         );
         println!(
             "reference {}",
-            cpu_line("echo server", r.own_cpu_pct, r.clients_cpu_pct, shards)
+            cpu_line(
+                "echo server",
+                r.own_cpu_pct,
+                r.clients_cpu_pct,
+                None,
+                r.machine_cpu_pct,
+                shards
+            )
         );
         out["reference"] = json!({
             "duration_s": round(r.duration_s, 3),

@@ -631,13 +631,16 @@ fn run(cfg: &Cfg, dir: &Path) -> Result<(), String> {
             pending.push((i, id, save, started));
         }
         let mut done: Vec<(usize, Duration, Result<(), String>)> = Vec::new();
+        let mut to_verify = Vec::new();
         let every = poll_interval(size);
         let limit = Duration::from_secs_f64((3.0 * size as f64 / 5e6).max(60.0));
         while !pending.is_empty() {
             let mut still = Vec::new();
             for (i, id, save, started) in pending {
                 match poll_fetch(&mut fetchers[i], &id) {
-                    Ok(Some(_)) => done.push((i, started.elapsed(), verify(&save, &sha))),
+                    // Checked after all are done: hashing one file here would
+                    // delay noticing that the others completed.
+                    Ok(Some(_)) => to_verify.push((i, started.elapsed(), save, t0.elapsed())),
                     Ok(None) if t0.elapsed() < limit => still.push((i, id, save, started)),
                     Ok(None) => {
                         done.push((i, started.elapsed(), Err("not finished in time".into())))
@@ -650,7 +653,15 @@ fn run(cfg: &Cfg, dir: &Path) -> Result<(), String> {
                 std::thread::sleep(every);
             }
         }
-        let wall = t0.elapsed();
+        // Until the last fetch was seen completed (or given up on).
+        let wall = if done.is_empty() {
+            to_verify.iter().map(|v| v.3).max().unwrap_or_default()
+        } else {
+            t0.elapsed()
+        };
+        for (i, took, save, _) in to_verify {
+            done.push((i, took, verify(&save, &sha)));
+        }
         let to = mon.now().map(|s| s.t).unwrap_or_else(Instant::now);
         let anon = mon.stats(from, to).map(|s| s.anon_peak_mb);
         let ok: Vec<&(usize, Duration, Result<(), String>)> =
