@@ -90,7 +90,15 @@ pub struct Net {
     /// A request (or connect) older than this is given up and its connection closed.
     pub timeout: Duration,
     last_sweep: Instant,
+    /// Connections that stopped reading at `READS_PER_TURN` with data still there (and
+    /// whether their peer had closed).
+    again: Vec<(usize, bool)>,
 }
+
+/// Reads of one connection per turn. A full LIST answer of a big registry is 100 MiB or
+/// more; read in one go it would stall every other connection of this process for tens of
+/// milliseconds and the client, not the server, would make their latencies.
+const READS_PER_TURN: usize = 8;
 
 impl Net {
     /// `source_ips`: for loopback destinations, spread connections over 127.0.0.1..=N so
@@ -110,6 +118,7 @@ impl Net {
             next_src: 0,
             timeout,
             last_sweep: Instant::now(),
+            again: Vec::new(),
         })
     }
 
@@ -248,6 +257,13 @@ impl Net {
         self.dirty = dirty;
         self.dirty.clear();
 
+        // Connections with unread data must not wait for a new edge that may never come.
+        let again = std::mem::take(&mut self.again);
+        let timeout = if again.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -270,7 +286,12 @@ impl Net {
             if writable {
                 self.on_writable(key, out);
             }
-            if readable {
+            if readable && !self.again.iter().any(|a| a.0 == key) {
+                self.on_readable(key, closed, out);
+            }
+        }
+        for (key, closed) in again {
+            if !self.again.iter().any(|a| a.0 == key) {
                 self.on_readable(key, closed, out);
             }
         }
@@ -323,7 +344,13 @@ impl Net {
         let mut failure = None;
         if let Some(c) = self.conns.get_mut(key) {
             if c.connecting.is_none() {
+                let mut reads = 0;
                 loop {
+                    if reads == READS_PER_TURN {
+                        self.again.push((key, closed));
+                        break;
+                    }
+                    reads += 1;
                     match c.stream.read(&mut scratch) {
                         Ok(0) => {
                             failure = Some("connection closed by the server".to_string());
@@ -702,6 +729,36 @@ mod tests {
             !net.send(id, 0, b"{}\n", t0),
             "closed id must not be usable"
         );
+    }
+
+    #[test]
+    fn a_huge_answer_arrives_whole_while_read_in_turns() {
+        // 12 MiB: many times READS_PER_TURN reads, so the rest must be read on later turns.
+        let mut big = br#"{"status":"OK","x":""#.to_vec();
+        big.extend(std::iter::repeat_n(b'a', 12 << 20));
+        big.extend_from_slice(b"\"}\n");
+        let big: &'static [u8] = big.leak();
+        let addr = line_server(big, false);
+        let small = line_server(b"{\"status\":\"OK\"}\n", false);
+        let mut net = Net::new(1, Duration::from_secs(5)).unwrap();
+        let a = net.connect(addr, 1).unwrap();
+        let b = net.connect(small, 2).unwrap();
+        net.send(a, 0, b"{}\n", Instant::now());
+        for _ in 0..5 {
+            net.send(b, 1, b"{}\n", Instant::now());
+        }
+        let ev = run_until(&mut net, |e| {
+            e.iter()
+                .filter(|x| matches!(x, NetEvent::Reply { .. }))
+                .count()
+                == 6
+        });
+        for e in &ev {
+            if let NetEvent::Reply { error, .. } = e {
+                assert_eq!(error, &None);
+            }
+        }
+        assert!(net.again.is_empty());
     }
 
     #[test]
