@@ -310,6 +310,13 @@ fn empty_files_and_names_with_spaces_arrive_intact() {
         assert_eq!(p["progress_percent"].as_f64(), Some(100.0), "{p}");
         assert_eq!(p["file_name"], fname);
         assert!(p["finished_at"].as_f64().unwrap() >= p["started_at"].as_f64().unwrap());
+        // A finished download reports its average speed, not zero.
+        assert_eq!(
+            p["speed_bps"].as_u64().unwrap() > 0,
+            !body.is_empty(),
+            "{p}"
+        );
+        assert_eq!(p["eta_seconds"], 0, "{p}");
         assert!(std::fs::read(out.join(fname)).unwrap() == body, "{fname}");
         assert!(!out.join(format!("{fname}.part")).exists());
     }

@@ -1,20 +1,19 @@
 //! Downloads: each fetch streams a file from a peer into `<target>.part`,
-//! hashing as bytes arrive, goes on from the bytes it has with `RANGE` on the
-//! next host when a peer fails, verifies size and SHA-256, and only then
-//! renames onto the final name (never over an existing file unless asked).
-//! Blocking file work (fsync, rename, hashing a resumed `.part`, saving the
-//! records) runs on worker threads, never in a loop turn; the running hash
-//! is kept by a hash thread that reads back what the loop wrote.
+//! goes on from the bytes it has with `RANGE` on the next host when a peer
+//! fails, verifies size and SHA-256, and only then renames onto the final
+//! name (never over an existing file unless asked). The loop only gathers
+//! payload bytes into buffers; hashing, writing, fsync and rename run on the
+//! threads of [`disk`], hashing a resumed `.part` and saving the records on
+//! worker pools: never blocking file work in a loop turn.
+
+mod disk;
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reactor::{CloseReason, ConnId, ConnMap, ConnOptions, Ctx, Pool, ServiceId, TimerId};
@@ -23,6 +22,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+pub use disk::part_path;
+use disk::{Buf, DiskLane, Event, PartFiles};
 
 /// One host the registry says has the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,9 +60,21 @@ const SPEED_WINDOW: Duration = Duration::from_secs(3);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// Fetches running at once per node.
 const MAX_ACTIVE: usize = 64;
+/// Buffers (of [`disk::BUF_SIZE`]) the fetches together may have on their
+/// way to disk, and the most and least one fetch may have.
+const INFLIGHT_TOTAL: usize = 32;
+const INFLIGHT_MAX: usize = 8;
+const INFLIGHT_MIN: usize = 2;
+/// A download that ends within its first buffer and is at most this big is
+/// hashed in the loop (microseconds), which saves the hash thread's turn.
+const HASH_HERE_MAX: usize = 64 * 1024;
+/// Record changes that need not be durable at once (a new download, one
+/// completed: a restart finds those again) are saved together after this.
+const SAVE_DELAY: Duration = Duration::from_millis(250);
 /// Finished records kept per user.
 const KEEP_FINISHED: usize = 200;
 const RECORDS_FILE: &str = "fetches.json";
+const MISMATCH: &str = "Downloaded data does not match the SHA-256 published for this file";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,15 +122,16 @@ enum Phase {
         timer: TimerId,
         key: u64,
     },
-    /// `INFO` sent; checking the peer has the same size and hash.
+    /// `INFO` and `GET`/`RANGE` sent together; checking the peer has the
+    /// same size and hash.
     AwaitInfo { conn: ConnId },
-    /// `GET`/`RANGE` sent; waiting for `LENGTH`.
+    /// Waiting for `LENGTH`.
     AwaitLength { conn: ConnId },
-    /// Payload bytes flow into the `.part`.
+    /// Payload bytes flow into buffers for the `.part`.
     Streaming { conn: ConnId, remaining: u64 },
-    /// All bytes are on disk; the hash lane is catching up.
+    /// All bytes are in; the disk threads verify, write, fsync and rename.
     Verifying,
-    /// A worker fsyncs and renames.
+    /// Found already saved after a restart.
     Finishing,
     /// Completed, failed or cancelled.
     Done,
@@ -142,7 +156,14 @@ struct Job {
     host: usize,
     /// 0 on the first pass over the hosts, 1 on the retry.
     round: u8,
-    file: Option<File>,
+    /// The `.part`, until handed to the disk threads with the first buffer.
+    files: Option<PartFiles>,
+    /// Hash of the bytes before the first buffer, until handed over likewise.
+    hash: Option<Sha256>,
+    /// The buffer being filled; bytes `downloaded_size - len ..` of the file.
+    buf: Option<Buf>,
+    /// Waiting for a free buffer, input unread.
+    stalled: bool,
     /// (when, downloaded) samples for the speed, newest last.
     samples: VecDeque<(Instant, u64)>,
     /// Why the last host failed, to explain a final failure.
@@ -156,12 +177,13 @@ struct Job {
 enum TimerKind {
     Connect,
     Backoff,
+    Save,
 }
 
 /// What a restarted fetch found on disk.
 enum OnDisk {
-    /// The `.part`: its hash state and length, open for appending.
-    Part(Sha256, u64, File),
+    /// The `.part`: its hash state and length, open.
+    Part(Sha256, u64, PartFiles),
     /// No `.part`, and the final file is there with the expected size and
     /// hash: the rename happened just before the restart.
     AlreadySaved,
@@ -172,10 +194,6 @@ enum Done {
     Hashed {
         id: String,
         result: Result<OnDisk, String>,
-    },
-    Finished {
-        id: String,
-        result: Result<(), String>,
     },
     Saved(Result<(), String>),
 }
@@ -189,14 +207,16 @@ pub struct Fetches {
     conns: ConnMap<String>,
     timers: HashMap<u64, (String, TimerKind)>,
     next_key: u64,
-    /// fsync + rename, hashing a resumed `.part`.
+    /// Hashing a resumed `.part`.
     work: Pool<Done>,
     /// Saving the records, one at a time and in order.
     saver: Pool<Done>,
-    /// Hashes downloads off the loop thread.
-    lane: HashLane,
+    /// Hashes, writes and finishes downloads off the loop thread.
+    lane: DiskLane,
     saving: bool,
     save_again: bool,
+    /// A deferred save is armed.
+    save_timer: Option<TimerId>,
     /// Records taken over from before a restart, started on the first wake.
     to_resume: Vec<String>,
     completed: Vec<(String, PathBuf)>,
@@ -216,7 +236,7 @@ impl Fetches {
         };
         let work = Pool::new("fetch-io", 2, 256, waker.clone())?;
         let saver = Pool::new("fetch-save", 1, 1024, waker.clone())?;
-        let lane = HashLane::new(waker.clone())?;
+        let lane = DiskLane::new(waker.clone())?;
         let mut f = Fetches {
             svc,
             records_path,
@@ -230,6 +250,7 @@ impl Fetches {
             lane,
             saving: false,
             save_again: false,
+            save_timer: None,
             to_resume: Vec::new(),
             completed: Vec::new(),
         };
@@ -248,7 +269,10 @@ impl Fetches {
                     phase: if resume { Phase::Waiting } else { Phase::Done },
                     host: 0,
                     round: 0,
-                    file: None,
+                    files: None,
+                    hash: None,
+                    buf: None,
+                    stalled: false,
                     samples: VecDeque::new(),
                     last_error: None,
                     interrupted: None,
@@ -267,11 +291,9 @@ impl Fetches {
     }
 
     /// Options of a fetch connection: no partial timeout (a payload is one
-    /// long frame), an idle timeout, and a cache-sized read buffer. Each
-    /// batch read from the socket is written to the `.part` at once; while
-    /// it still sits in the CPU cache that copy is cheap. Measured on the
-    /// 1 GiB transfer: 4 MiB batches spent 2-4x the kernel time of 256 KiB
-    /// ones, nearly all of it copying into the page cache.
+    /// long frame), an idle timeout, and a cache-sized read buffer: each
+    /// batch read from the socket is copied into a disk buffer at once,
+    /// while it still sits in the CPU cache.
     pub fn conn_options() -> ConnOptions {
         ConnOptions {
             max_input: 256 * 1024,
@@ -341,19 +363,9 @@ impl Fetches {
             }
         }
         let part = part_path(&req.target);
-        // Readable too: the hash lane reads back what was written.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&part)
+        let files = PartFiles::create(&part)
             .map_err(|e| (500, format!("Could not create {}: {e}", part.display())))?;
-        let reader = file
-            .try_clone()
-            .map_err(|e| (500, format!("Could not open {}: {e}", part.display())))?;
         let id = new_id();
-        self.lane.start(&id, reader, Sha256::new(), 0);
         let rec = Record {
             fetch_id: id.clone(),
             user: req.user.clone(),
@@ -386,14 +398,17 @@ impl Fetches {
                 phase: Phase::Waiting,
                 host: 0,
                 round: 0,
-                file: Some(file),
+                files: Some(files),
+                hash: Some(Sha256::new()),
+                buf: None,
+                stalled: false,
                 samples: VecDeque::new(),
                 last_error: None,
                 interrupted: None,
                 resumed: false,
             },
         );
-        self.save();
+        self.save_soon(cx);
         self.try_host(cx, &id);
         Ok(id)
     }
@@ -426,10 +441,10 @@ impl Fetches {
                 format!("The download is already {}", status_word(job.rec.status)),
             ));
         }
-        if matches!(job.phase, Phase::Finishing) {
+        if matches!(job.phase, Phase::Verifying | Phase::Finishing) {
             return Err((
                 409,
-                "The download is complete and being saved; it can no longer be cancelled".into(),
+                "The download is complete and being verified and saved; it can no longer be cancelled".into(),
             ));
         }
         self.end(cx, id, Status::Cancelled, None);
@@ -463,15 +478,30 @@ impl Fetches {
         }
         cx.cancel_timer(timer);
         self.timers.remove(&key);
-        let req = Request::Info {
-            name: job.rec.file_name.clone(),
+        // INFO and the data request leave in one write: a round trip less.
+        // Should INFO show another version, the connection is dropped
+        // before any payload is used.
+        let name = job.rec.file_name.clone();
+        let have = job.rec.downloaded_size;
+        let data = if have == 0 {
+            Request::Get { name: name.clone() }
+        } else {
+            Request::Range {
+                offset: have,
+                length: job.rec.total_size - have,
+                name: name.clone(),
+            }
         };
-        match peer::encode_request(&req) {
-            Some(line) => {
-                cx.send_vec(id, line);
+        match (
+            peer::encode_request(&Request::Info { name }),
+            peer::encode_request(&data),
+        ) {
+            (Some(mut lines), Some(second)) => {
+                lines.extend_from_slice(&second);
+                cx.send_vec(id, lines);
                 job.phase = Phase::AwaitInfo { conn: id };
             }
-            None => {
+            _ => {
                 let msg = "The file name cannot be sent to a peer".to_owned();
                 self.end(cx, &fid, Status::Failed, Some(msg));
             }
@@ -490,48 +520,7 @@ impl Fetches {
                 return;
             }
             if let Phase::Streaming { remaining, .. } = job.phase {
-                let input = cx.input(id);
-                if input.is_empty() {
-                    return;
-                }
-                let n = input
-                    .len()
-                    .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                let chunk = &input[..n];
-                let written = match job.file.as_mut() {
-                    Some(f) => f.write_all(chunk),
-                    None => Err(io::Error::other("no open .part file")),
-                };
-                if let Err(e) = written {
-                    let msg = format!(
-                        "Could not write to {}: {e}",
-                        part_path(&job.rec.save_path).display()
-                    );
-                    return self.end(cx, &fid, Status::Failed, Some(msg));
-                }
-                cx.consume(id, n);
-                job.rec.downloaded_size += n as u64;
-                self.lane.upto(&fid, job.rec.downloaded_size);
-                let now = cx.now();
-                if job
-                    .samples
-                    .back()
-                    .is_none_or(|(t, _)| now.duration_since(*t) >= SAMPLE_EVERY)
-                {
-                    job.samples.push_back((now, job.rec.downloaded_size));
-                    while job.samples.len() > 64 {
-                        job.samples.pop_front();
-                    }
-                }
-                let left = remaining - n as u64;
-                if left == 0 {
-                    return self.stream_done(cx, &fid);
-                }
-                job.phase = Phase::Streaming {
-                    conn: id,
-                    remaining: left,
-                };
-                return;
+                return self.stream_input(cx, &fid, id, remaining);
             }
             let (reply, used) = match peer::decode_reply(cx.input(id)) {
                 Decoded::Partial => return,
@@ -546,6 +535,94 @@ impl Fetches {
                 return self.host_failed(cx, &fid, msg);
             }
         }
+    }
+
+    /// Payload bytes: copied into the fetch's buffer, each full buffer handed
+    /// to the disk threads at once. Without a free buffer the input stays
+    /// unread (the socket then pushes back on the peer) until one comes back.
+    fn stream_input(&mut self, cx: &mut Ctx, fid: &str, id: ConnId, mut remaining: u64) {
+        while remaining > 0 && !cx.input(id).is_empty() {
+            if self.jobs.get(fid).is_some_and(|j| j.buf.is_none()) {
+                let limit = self.inflight_limit();
+                let Some(job) = self.jobs.get_mut(fid) else {
+                    return;
+                };
+                match self.lane.take_buf(fid, job.rec.downloaded_size, limit) {
+                    Some(b) => job.buf = Some(b),
+                    None => {
+                        job.stalled = true;
+                        break;
+                    }
+                }
+            }
+            let Some(job) = self.jobs.get_mut(fid) else {
+                return;
+            };
+            job.stalled = false;
+            let Some(buf) = job.buf.as_mut() else {
+                return;
+            };
+            let input = cx.input(id);
+            let n = input
+                .len()
+                .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+            let k = buf.fill(&input[..n]);
+            let full = buf.room() == 0;
+            cx.consume(id, k);
+            job.rec.downloaded_size += k as u64;
+            remaining -= k as u64;
+            if full {
+                if let Some(b) = job.buf.take() {
+                    self.send_buf(fid, b);
+                }
+            }
+        }
+        let Some(job) = self.jobs.get_mut(fid) else {
+            return;
+        };
+        let now = cx.now();
+        if job
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now.duration_since(*t) >= SAMPLE_EVERY)
+        {
+            job.samples.push_back((now, job.rec.downloaded_size));
+            while job.samples.len() > 64 {
+                job.samples.pop_front();
+            }
+        }
+        if remaining == 0 {
+            return self.stream_done(cx, fid);
+        }
+        job.phase = Phase::Streaming {
+            conn: id,
+            remaining,
+        };
+    }
+
+    /// How many buffers one fetch may have on their way to disk: the shared
+    /// allowance split between the fetches streaming now.
+    fn inflight_limit(&self) -> usize {
+        let streams = self
+            .jobs
+            .values()
+            .filter(|j| matches!(j.phase, Phase::Streaming { .. }))
+            .count()
+            .max(1);
+        (INFLIGHT_TOTAL / streams).clamp(INFLIGHT_MIN, INFLIGHT_MAX)
+    }
+
+    /// Hands a filled buffer to the disk threads (with the file and the hash
+    /// so far, the first time).
+    fn send_buf(&mut self, fid: &str, buf: Buf) {
+        let Some(job) = self.jobs.get_mut(fid) else {
+            return self.lane.put_back(buf);
+        };
+        if let Some(files) = job.files.take() {
+            let hash = job.hash.take().unwrap_or_default();
+            self.lane.start(fid, files, hash);
+        }
+        self.lane.data(fid, buf);
     }
 
     /// Handles an answer line; Err means: give up on this host.
@@ -569,7 +646,7 @@ impl Fetches {
                     ));
                 }
                 match &job.rec.sha256 {
-                    Some(want) if *want != sha256 => {
+                    Some(want) if !want.eq_ignore_ascii_case(&sha256) => {
                         return Err(format!(
                             "{host} has a different version of the file (its SHA-256 differs)"
                         ))
@@ -577,11 +654,13 @@ impl Fetches {
                     Some(_) => {}
                     None => job.rec.sha256 = Some(sha256),
                 }
-                self.send_data_request(cx, fid, id)
+                job.phase = Phase::AwaitLength { conn: id };
+                Ok(())
             }
             // The peer has not hashed the file yet: go on, and check what we can.
             (Phase::AwaitInfo { .. }, Reply::Error(ErrorCode::ReadError)) => {
-                self.send_data_request(cx, fid, id)
+                job.phase = Phase::AwaitLength { conn: id };
+                Ok(())
             }
             (Phase::AwaitLength { .. }, Reply::Length(n)) => {
                 let want = job.rec.total_size - job.rec.downloaded_size;
@@ -595,7 +674,6 @@ impl Fetches {
                     self.stream_done(cx, fid);
                     return Ok(());
                 }
-                let first = job.rec.status == Status::Pending;
                 job.rec.status = Status::Downloading;
                 job.phase = Phase::Streaming {
                     conn: id,
@@ -603,9 +681,6 @@ impl Fetches {
                 };
                 if job.samples.is_empty() {
                     job.samples.push_back((cx.now(), job.rec.downloaded_size));
-                }
-                if first {
-                    self.save();
                 }
                 Ok(())
             }
@@ -617,28 +692,6 @@ impl Fetches {
             }),
             (_, other) => Err(format!("{host} answered out of turn ({other:?})")),
         }
-    }
-
-    /// `GET` from the start, or `RANGE` from the bytes already on disk.
-    fn send_data_request(&mut self, cx: &mut Ctx, fid: &str, id: ConnId) -> Result<(), String> {
-        let Some(job) = self.jobs.get_mut(fid) else {
-            return Ok(());
-        };
-        let name = job.rec.file_name.clone();
-        let have = job.rec.downloaded_size;
-        let req = if have == 0 {
-            Request::Get { name }
-        } else {
-            Request::Range {
-                offset: have,
-                length: job.rec.total_size - have,
-                name,
-            }
-        };
-        let line = peer::encode_request(&req).ok_or("the file name cannot be sent")?;
-        cx.send_vec(id, line);
-        job.phase = Phase::AwaitLength { conn: id };
-        Ok(())
     }
 
     pub fn on_close(&mut self, cx: &mut Ctx, id: ConnId, why: CloseReason) {
@@ -678,6 +731,10 @@ impl Fetches {
         let Some((fid, kind)) = self.timers.remove(&key) else {
             return;
         };
+        if matches!(kind, TimerKind::Save) {
+            self.save_timer = None;
+            return self.save();
+        }
         let Some(job) = self.jobs.get_mut(&fid) else {
             return;
         };
@@ -696,13 +753,34 @@ impl Fetches {
         }
     }
 
-    /// Worker results, and the first wake after a restart.
+    /// Disk and worker results, and the first wake after a restart.
     pub fn on_wake(&mut self, cx: &mut Ctx) {
         for id in std::mem::take(&mut self.to_resume) {
             self.resume_from_disk(cx, &id);
         }
-        for (id, digest) in self.lane.drain() {
-            self.on_digest(cx, &id, digest);
+        for event in self.lane.drain() {
+            match event {
+                Event::Done { id, result } => self.on_finished(cx, &id, result),
+                Event::Failed { id, msg } => {
+                    if self.jobs.get(&id).is_some_and(|j| !j.rec.status.is_final()) {
+                        self.end(cx, &id, Status::Failed, Some(msg));
+                    }
+                }
+                Event::BuffersFree => {
+                    let stalled: Vec<ConnId> = self
+                        .jobs
+                        .values()
+                        .filter(|j| j.stalled)
+                        .filter_map(|j| match j.phase {
+                            Phase::Streaming { conn, .. } => Some(conn),
+                            _ => None,
+                        })
+                        .collect();
+                    for conn in stalled {
+                        self.on_input(cx, conn);
+                    }
+                }
+            }
         }
         for done in self.work.drain().into_iter().chain(self.saver.drain()) {
             match done {
@@ -716,7 +794,6 @@ impl Fetches {
                     }
                 }
                 Done::Hashed { id, result } => self.on_hashed(cx, &id, result),
-                Done::Finished { id, result } => self.on_finished(&id, result),
             }
         }
     }
@@ -729,7 +806,7 @@ impl Fetches {
             .filter(|j| {
                 j.rec.user == user
                     && !j.rec.status.is_final()
-                    && !matches!(j.phase, Phase::Finishing)
+                    && !matches!(j.phase, Phase::Verifying | Phase::Finishing)
             })
             .map(|j| j.rec.fetch_id.clone())
             .collect();
@@ -833,7 +910,9 @@ impl Fetches {
         self.try_host(cx, fid);
     }
 
-    /// All bytes arrived: wait for the hash lane's digest.
+    /// All bytes arrived: verify, write out, fsync and rename on the disk
+    /// threads. A download that fit one small buffer is hashed and checked
+    /// right here and goes to the writer in one hand-over.
     fn stream_done(&mut self, cx: &mut Ctx, fid: &str) {
         let Some(job) = self.jobs.get_mut(fid) else {
             return;
@@ -851,72 +930,67 @@ impl Fetches {
         }
         job.rec.status = Status::Verifying;
         job.phase = Phase::Verifying;
-        self.lane.finish(fid, job.rec.total_size);
+        let expect = job.rec.sha256.clone();
+        let (target, overwrite) = (job.rec.save_path.clone(), job.rec.overwrite);
+        let pending = job.buf.as_ref().map_or(0, |b| b.data().len());
+        let here = match job.files.take() {
+            Some(files) if pending <= HASH_HERE_MAX => Some(files),
+            Some(files) => {
+                job.files = Some(files);
+                None
+            }
+            None => None,
+        };
+        let Some(files) = here else {
+            if let Some(buf) = job.buf.take() {
+                self.send_buf(fid, buf);
+            }
+            return self.lane.finish(fid, expect, target, overwrite);
+        };
+        let mut hash = job.hash.take().unwrap_or_default();
+        let buf = job.buf.take();
+        if let Some(b) = &buf {
+            hash.update(b.data());
+        }
+        let got = hex(&hash.finalize());
+        if expect.is_some_and(|want| !want.eq_ignore_ascii_case(&got)) {
+            if let Some(b) = buf {
+                self.lane.put_back(b);
+            }
+            return self.end(cx, fid, Status::Failed, Some(MISMATCH.into()));
+        }
+        let buf = buf.filter(|b| !b.is_empty());
+        self.lane
+            .finish_verified(fid, files, buf, got, target, overwrite);
     }
 
-    /// The digest of everything written: check it, then fsync and rename
-    /// on a worker.
-    fn on_digest(&mut self, cx: &mut Ctx, fid: &str, digest: Result<String, String>) {
+    /// The disk threads finished a download: the verified digest, or why not.
+    fn on_finished(&mut self, cx: &mut Ctx, fid: &str, result: Result<String, String>) {
         let Some(job) = self.jobs.get_mut(fid) else {
             return;
         };
-        if !matches!(job.phase, Phase::Verifying) {
+        if !matches!(job.phase, Phase::Verifying | Phase::Finishing) {
             return;
         }
-        let got = match digest {
+        let digest = match result {
             Ok(d) => d,
             Err(msg) => return self.end(cx, fid, Status::Failed, Some(msg)),
         };
-        match &job.rec.sha256 {
-            Some(want) if *want != got => {
-                let msg = "Downloaded data does not match the SHA-256 published for this file";
-                return self.end(cx, fid, Status::Failed, Some(msg.into()));
-            }
-            Some(_) => {}
-            None => job.rec.sha256 = Some(got),
+        if job.rec.sha256.is_none() && !digest.is_empty() {
+            job.rec.sha256 = Some(digest);
         }
-        let Some(file) = job.file.take() else {
-            let msg = "The .part file was lost".to_owned();
-            return self.end(cx, fid, Status::Failed, Some(msg));
-        };
-        job.phase = Phase::Finishing;
-        let (target, overwrite) = (job.rec.save_path.clone(), job.rec.overwrite);
-        let id = fid.to_owned();
-        let submitted = self.work.submit(move || Done::Finished {
-            result: finalize(file, &target, overwrite),
-            id,
-        });
-        if submitted.is_err() {
-            let msg = "The node is too busy to save the download".to_owned();
-            self.end(cx, fid, Status::Failed, Some(msg));
-        }
-    }
-
-    fn on_finished(&mut self, fid: &str, result: Result<(), String>) {
-        let Some(job) = self.jobs.get_mut(fid) else {
-            return;
-        };
         job.phase = Phase::Done;
         job.rec.finished_at = Some(unix_now());
-        match result {
-            Ok(()) => {
-                job.rec.status = Status::Completed;
-                job.rec.error = None;
-                crate::log_info!(
-                    "fetch {fid}: completed {:?} ({} bytes)",
-                    job.rec.file_name,
-                    job.rec.total_size
-                );
-                self.completed
-                    .push((job.rec.user.clone(), job.rec.save_path.clone()));
-            }
-            Err(msg) => {
-                crate::log_warn!("fetch {fid}: {msg}");
-                job.rec.status = Status::Failed;
-                job.rec.error = Some(msg);
-            }
-        }
-        self.save();
+        job.rec.status = Status::Completed;
+        job.rec.error = None;
+        crate::log_info!(
+            "fetch {fid}: completed {:?} ({} bytes)",
+            job.rec.file_name,
+            job.rec.total_size
+        );
+        self.completed
+            .push((job.rec.user.clone(), job.rec.save_path.clone()));
+        self.save_soon(cx);
     }
 
     /// Ends a fetch that is not being finished by a worker: closes its
@@ -934,7 +1008,12 @@ impl Fetches {
             self.timers.remove(&key);
         }
         job.phase = Phase::Done;
-        job.file = None;
+        job.files = None;
+        job.hash = None;
+        job.stalled = false;
+        if let Some(b) = job.buf.take() {
+            self.lane.put_back(b);
+        }
         self.lane.forget(fid);
         let _ = fs::remove_file(part_path(&job.rec.save_path));
         job.rec.status = status;
@@ -987,22 +1066,15 @@ impl Fetches {
             Ok(OnDisk::AlreadySaved) => {
                 job.rec.downloaded_size = job.rec.total_size;
                 job.phase = Phase::Finishing;
-                self.on_finished(fid, Ok(()));
+                self.on_finished(cx, fid, Ok(String::new()));
             }
-            Ok(OnDisk::Part(hasher, len, file)) => {
+            Ok(OnDisk::Part(hasher, len, files)) => {
                 crate::log_info!(
                     "fetch {fid}: resuming {:?} from {len} bytes on disk",
                     job.rec.file_name
                 );
-                let reader = match file.try_clone() {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let msg = format!("Could not reopen the .part file: {e}");
-                        return self.end(cx, fid, Status::Failed, Some(msg));
-                    }
-                };
-                self.lane.start(fid, reader, hasher, len);
-                job.file = Some(file);
+                job.files = Some(files);
+                job.hash = Some(hasher);
                 job.rec.downloaded_size = len;
                 if len == job.rec.total_size {
                     self.stream_done(cx, fid);
@@ -1043,6 +1115,16 @@ impl Fetches {
             self.jobs.remove(id);
         }
         self.order.retain(|id| self.jobs.contains_key(id));
+    }
+
+    /// Saves the records a little later, together with whatever else
+    /// changes meanwhile (a burst of short downloads costs one save, and its
+    /// fsyncs do not compete with theirs).
+    fn save_soon(&mut self, cx: &mut Ctx) {
+        if self.save_timer.is_none() {
+            let key = self.timer_key("", TimerKind::Save);
+            self.save_timer = Some(cx.timer(self.svc, SAVE_DELAY, key));
+        }
     }
 
     /// Writes the records on the saver thread; saves asked for meanwhile
@@ -1121,10 +1203,10 @@ fn final_error(job: &Job) -> String {
 fn progress_json(job: &Job, now: Instant) -> Value {
     let r = &job.rec;
     let running = matches!(r.status, Status::Downloading);
-    let speed = if running {
-        speed_bps(&job.samples, r.downloaded_size, now)
-    } else {
-        0
+    let speed = match (r.status, r.finished_at) {
+        _ if running => speed_bps(&job.samples, r.downloaded_size, now),
+        (Status::Completed, Some(end)) => average_bps(r.total_size, end - r.started_at),
+        _ => 0,
     };
     let left = r.total_size.saturating_sub(r.downloaded_size);
     let eta = if r.status == Status::Completed {
@@ -1159,6 +1241,14 @@ fn progress_json(job: &Job, now: Instant) -> Value {
         "started_at": r.started_at,
         "finished_at": r.finished_at,
     })
+}
+
+/// A finished download's speed: its size over its whole duration.
+fn average_bps(bytes: u64, secs: f64) -> u64 {
+    if bytes == 0 || !secs.is_finite() || secs <= 0.0 {
+        return 0;
+    }
+    (bytes as f64 / secs.max(1e-6)) as u64
 }
 
 /// Bytes per second over the last few seconds: from the oldest sample in
@@ -1214,12 +1304,6 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
-pub fn part_path(target: &Path) -> PathBuf {
-    let mut s = target.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
-}
-
 fn new_id() -> String {
     let bytes = crate::auth::random::bytes(8).unwrap_or_else(|_| {
         let t = SystemTime::now()
@@ -1234,7 +1318,7 @@ fn new_id() -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    disk::hex(bytes)
 }
 
 fn unix_now() -> f64 {
@@ -1262,11 +1346,11 @@ fn look_on_disk(target: &Path, total: u64, sha: Option<&str>) -> Result<OnDisk, 
         }
     }
     let (h, len, f) = hash_part(&part, total)?;
-    Ok(OnDisk::Part(h, len, f))
+    Ok(OnDisk::Part(h, len, PartFiles::with(f, &part)))
 }
 
 /// Worker: the hash state of what `part` holds (at most `total` bytes; more
-/// means it is not ours and starts over), with the file open for appending.
+/// means it is not ours and starts over), with the file open.
 fn hash_part(part: &Path, total: u64) -> Result<(Sha256, u64, File), String> {
     let ctx = |e: io::Error| format!("Could not read {}: {e}", part.display());
     let mut f = OpenOptions::new()
@@ -1298,254 +1382,6 @@ fn hash_part(part: &Path, total: u64) -> Result<(Sha256, u64, File), String> {
     Ok((h, len, f))
 }
 
-/// Worker: make the `.part` durable, move it to `target` (never over an
-/// existing file unless `overwrite`), make the rename durable. On failure
-/// the `.part` is removed: nothing is ever left under the final name.
-fn finalize(file: File, target: &Path, overwrite: bool) -> Result<(), String> {
-    let part = part_path(target);
-    let result = (|| {
-        file.sync_all()
-            .map_err(|e| format!("Could not save {}: {e}", part.display()))?;
-        drop(file);
-        let moved = if overwrite {
-            fs::rename(&part, target)
-        } else {
-            rename_noreplace(&part, target)
-        };
-        moved.map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                format!(
-                    "A file appeared at {} during the download; it was left alone (ask with overwrite: true to replace it)",
-                    target.display()
-                )
-            } else {
-                format!("Could not move the download to {}: {e}", target.display())
-            }
-        })
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&part);
-        return result;
-    }
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-        crate::log_warn!("could not fsync {}: {e}", dir.display());
-    }
-    Ok(())
-}
-
-/// rename(2) that fails with EEXIST instead of replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let a = CString::new(from.as_os_str().as_bytes())?;
-    let b = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        // Kernels or file systems without renameat2: link fails on an
-        // existing name just the same.
-        Some(libc::ENOSYS) | Some(libc::EINVAL) => {
-            fs::hard_link(from, to)?;
-            fs::remove_file(from)
-        }
-        _ => Err(e),
-    }
-}
-
-/// Hashes downloads on one named thread, reading back from each `.part`
-/// what the loop wrote (it is in the page cache), so the loop thread only
-/// moves bytes and the hash runs beside it on the other core.
-struct HashLane {
-    tx: mpsc::Sender<LaneMsg>,
-    done: LaneDone,
-}
-
-enum LaneMsg {
-    /// Hash this fetch's file from `at`, continuing `state`.
-    Start {
-        id: String,
-        file: File,
-        state: Sha256,
-        at: u64,
-    },
-    /// Bytes up to `end` are written.
-    Upto {
-        id: String,
-        end: u64,
-    },
-    /// The file is complete at `end`: report the digest once hashed.
-    Finish {
-        id: String,
-        end: u64,
-    },
-    Forget {
-        id: String,
-    },
-}
-
-struct LaneJob {
-    file: File,
-    state: Sha256,
-    pos: u64,
-    end: u64,
-    finish: bool,
-}
-
-impl HashLane {
-    fn new(waker: Arc<mio::Waker>) -> io::Result<Self> {
-        let (tx, rx) = mpsc::channel();
-        let done = Arc::new(Mutex::new(Vec::new()));
-        let out = done.clone();
-        std::thread::Builder::new()
-            .name("fetch-hash".into())
-            .spawn(move || lane_loop(rx, out, waker))?;
-        Ok(HashLane { tx, done })
-    }
-
-    fn start(&self, id: &str, file: File, state: Sha256, at: u64) {
-        let id = id.to_owned();
-        let _ = self.tx.send(LaneMsg::Start {
-            id,
-            file,
-            state,
-            at,
-        });
-    }
-
-    fn upto(&self, id: &str, end: u64) {
-        let _ = self.tx.send(LaneMsg::Upto {
-            id: id.to_owned(),
-            end,
-        });
-    }
-
-    fn finish(&self, id: &str, end: u64) {
-        let _ = self.tx.send(LaneMsg::Finish {
-            id: id.to_owned(),
-            end,
-        });
-    }
-
-    fn forget(&self, id: &str) {
-        let _ = self.tx.send(LaneMsg::Forget { id: id.to_owned() });
-    }
-
-    /// Digests (or why there is none) of finished fetches.
-    fn drain(&self) -> Vec<(String, Result<String, String>)> {
-        match self.done.lock() {
-            Ok(mut d) => std::mem::take(&mut *d),
-            Err(_) => Vec::new(),
-        }
-    }
-}
-
-type LaneDone = Arc<Mutex<Vec<(String, Result<String, String>)>>>;
-
-fn lane_loop(rx: mpsc::Receiver<LaneMsg>, done: LaneDone, waker: Arc<mio::Waker>) {
-    let mut jobs: HashMap<String, LaneJob> = HashMap::new();
-    // Small enough to stay in the CPU cache between the copy and the hash.
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        // Sleep only when every fetch is hashed as far as it is written.
-        let idle = jobs.values().all(|j| j.pos >= j.end && !j.finish);
-        let first = if idle {
-            match rx.recv() {
-                Ok(m) => Some(m),
-                Err(_) => return,
-            }
-        } else {
-            None
-        };
-        for msg in first.into_iter().chain(rx.try_iter()) {
-            match msg {
-                LaneMsg::Start {
-                    id,
-                    file,
-                    state,
-                    at,
-                } => {
-                    let job = LaneJob {
-                        file,
-                        state,
-                        pos: at,
-                        end: at,
-                        finish: false,
-                    };
-                    jobs.insert(id, job);
-                }
-                LaneMsg::Upto { id, end } => {
-                    if let Some(j) = jobs.get_mut(&id) {
-                        j.end = j.end.max(end);
-                    }
-                }
-                LaneMsg::Finish { id, end } => {
-                    if let Some(j) = jobs.get_mut(&id) {
-                        j.end = end;
-                        j.finish = true;
-                    }
-                }
-                LaneMsg::Forget { id } => {
-                    jobs.remove(&id);
-                }
-            }
-        }
-        // One chunk per fetch per round: fetches share the thread fairly.
-        let mut finished = Vec::new();
-        for (id, j) in jobs.iter_mut() {
-            if j.pos < j.end {
-                let want = buf
-                    .len()
-                    .min(usize::try_from(j.end - j.pos).unwrap_or(usize::MAX));
-                match j.file.read_at(&mut buf[..want], j.pos) {
-                    Ok(0) => {
-                        let msg = "The .part file shrank while it was being checked".to_owned();
-                        finished.push((id.clone(), Err(msg)));
-                        continue;
-                    }
-                    Ok(n) => {
-                        j.state.update(&buf[..n]);
-                        j.pos += n as u64;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let msg = format!("Could not read back the .part file: {e}");
-                        finished.push((id.clone(), Err(msg)));
-                        continue;
-                    }
-                }
-            }
-            if j.finish && j.pos >= j.end {
-                let digest = hex(&std::mem::take(&mut j.state).finalize());
-                finished.push((id.clone(), Ok(digest)));
-            }
-        }
-        if !finished.is_empty() {
-            for (id, _) in &finished {
-                jobs.remove(id);
-            }
-            if let Ok(mut d) = done.lock() {
-                d.extend(finished);
-            }
-            let _ = waker.wake();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1558,43 +1394,13 @@ mod tests {
     }
 
     #[test]
-    fn rename_noreplace_never_clobbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        fs::write(&a, b"new").unwrap();
-        fs::write(&b, b"old").unwrap();
-        let e = rename_noreplace(&a, &b).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(fs::read(&b).unwrap(), b"old");
-        fs::remove_file(&b).unwrap();
-        rename_noreplace(&a, &b).unwrap();
-        assert_eq!(fs::read(&b).unwrap(), b"new");
-        assert!(!a.exists());
-    }
-
-    #[test]
-    fn finalize_keeps_an_existing_file_and_drops_the_part() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("f.bin");
-        fs::write(part_path(&target), b"downloaded").unwrap();
-        fs::write(&target, b"precious").unwrap();
-        let f = File::open(part_path(&target)).unwrap();
-        assert!(finalize(f, &target, false).is_err());
-        assert_eq!(fs::read(&target).unwrap(), b"precious");
-        assert!(!part_path(&target).exists());
-        fs::write(part_path(&target), b"downloaded").unwrap();
-        let f = File::open(part_path(&target)).unwrap();
-        finalize(f, &target, true).unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"downloaded");
-    }
-
-    #[test]
     fn hashing_a_part_matches_hashing_its_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("x.part");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         fs::write(&part, &data).unwrap();
         let (h, len, mut f) = hash_part(&part, 5_000_000).unwrap();
+        use std::io::Write;
         assert_eq!(len, 3_000_000);
         assert_eq!(hex(&h.finalize()), hex(&Sha256::digest(&data)));
         f.write_all(b"more").unwrap();
@@ -1617,6 +1423,15 @@ mod tests {
         // Stalled for long: the base is the last sample, speed falls.
         let later = t0 + Duration::from_secs(60);
         assert!(speed_bps(&s, 7_000, later) < 30);
+    }
+
+    #[test]
+    fn a_finished_download_reports_its_average_speed() {
+        assert_eq!(average_bps(10_000_000, 2.0), 5_000_000);
+        assert_eq!(average_bps(0, 2.0), 0);
+        // Clock steps must not give nonsense.
+        assert_eq!(average_bps(10, -1.0), 0);
+        assert_eq!(average_bps(10, f64::NAN), 0);
     }
 
     #[test]
