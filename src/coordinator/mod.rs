@@ -87,6 +87,9 @@ fn registry_options() -> ConnOptions {
     ConnOptions {
         max_input: crate::proto::registry::MAX_LINE + 2,
         max_output: 4 * 1024 * 1024,
+        // A full LIST of a large registry is megabytes: send it a slice per
+        // turn so the other connections' answers go out in between.
+        write_budget: 256 * 1024,
         partial_timeout: Some(Duration::from_secs(30)),
         idle_timeout: None,
         ..ConnOptions::default()
