@@ -65,9 +65,25 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
-/// The whole machine's CPU time so far from /proc/stat: (busy, all) clock ticks over all
-/// cores, busy being everything but idle and I/O wait.
-pub fn machine_ticks() -> Option<(u64, u64)> {
+/// The whole machine's CPU time so far from /proc/stat, in clock ticks over all cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// Time in processes (user, nice, system): comparable with processes' own times.
+    pub procs: u64,
+    /// Interrupts and softirqs: loopback TCP's receive work lands here, in no process.
+    pub irq: u64,
+    pub all: u64,
+}
+
+/// The machine's CPU use between two readings, in percent of one core (two busy cores
+/// read 200).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MachineUse {
+    pub procs_pct: f64,
+    pub irq_pct: f64,
+}
+
+pub fn machine_ticks() -> Option<MachineTicks> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let line = stat.lines().next()?.strip_prefix("cpu ")?;
     let f: Vec<u64> = line
@@ -78,18 +94,23 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     if f.len() < 8 {
         return None;
     }
-    let all: u64 = f.iter().sum();
-    Some((all - f[3] - f[4], all))
+    Some(MachineTicks {
+        procs: f[0] + f[1] + f[2],
+        irq: f[5] + f[6],
+        all: f.iter().sum(),
+    })
 }
 
-/// The machine's busy CPU between two `machine_ticks` readings, in percent of one core
-/// (two busy cores read 200).
-pub fn machine_busy_pct(a: (u64, u64), b: (u64, u64), cores: usize) -> f64 {
-    let all = b.1.saturating_sub(a.1);
+pub fn machine_use(a: MachineTicks, b: MachineTicks, cores: usize) -> MachineUse {
+    let all = b.all.saturating_sub(a.all);
     if all == 0 {
-        return 0.0;
+        return MachineUse::default();
     }
-    b.0.saturating_sub(a.0) as f64 / all as f64 * cores as f64 * 100.0
+    let pct = |x: u64, y: u64| y.saturating_sub(x) as f64 / all as f64 * cores as f64 * 100.0;
+    MachineUse {
+        procs_pct: pct(a.procs, b.procs),
+        irq_pct: pct(a.irq, b.irq),
+    }
 }
 
 /// CPU used between two samples of one process, in percent of one core.
@@ -238,10 +259,16 @@ mod tests {
 
     #[test]
     fn machine_busy_counts_every_core() {
-        let (busy, all) = machine_ticks().unwrap();
-        assert!(busy <= all && all > 0);
-        // Half of 400 ticks busy on two cores: one core's worth.
-        assert_eq!(machine_busy_pct((100, 1000), (300, 1400), 2), 100.0);
-        assert_eq!(machine_busy_pct((5, 10), (5, 10), 2), 0.0);
+        let m = machine_ticks().unwrap();
+        assert!(m.procs + m.irq <= m.all && m.all > 0);
+        let t = |procs, irq, all| MachineTicks { procs, irq, all };
+        // Half of 400 ticks in processes on two cores: one core's worth.
+        let u = machine_use(t(100, 0, 1000), t(300, 40, 1400), 2);
+        assert_eq!(u.procs_pct, 100.0);
+        assert_eq!(u.irq_pct, 20.0);
+        assert_eq!(
+            machine_use(t(5, 0, 10), t(5, 0, 10), 2),
+            MachineUse::default()
+        );
     }
 }

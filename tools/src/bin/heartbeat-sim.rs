@@ -571,7 +571,7 @@ struct PhaseReport {
     saturated: Option<String>,
     /// The client processes together and the whole machine, percent of one core.
     clients_cpu: Option<f64>,
-    machine_cpu: Option<f64>,
+    machine_cpu: Option<proc::MachineUse>,
 }
 
 fn parent(mut cfg: Cfg) {
@@ -687,7 +687,7 @@ fn run_phase(
         .unwrap_or(1);
     let machine_cpu = machine_before
         .zip(proc::machine_ticks())
-        .map(|(a, b)| proc::machine_busy_pct(a, b, cores));
+        .map(|(a, b)| proc::machine_use(a, b, cores));
     let mut ops = OpSet::new(OPS);
     let mut reasons = Reasons::default();
     let (mut sent, mut in_window) = (0, 0);
@@ -868,9 +868,10 @@ fn report(cfg: &Cfg, run: &Ran, setup: &OpSet, setup_reasons: &Reasons, phases: 
         }
         if let (Some(m), Some(cl)) = (p.machine_cpu, p.clients_cpu) {
             let coord = p.cpu.map_or(0.0, |c| c.cpu_mean_pct);
-            let others = (m - coord - cl).max(0.0);
+            let others = (m.procs_pct - coord - cl).max(0.0);
             println!(
-                "  clients cpu {cl:.0}% over {processes} process(es)  machine {m:.0}% (others {others:.0}%)"
+                "  clients cpu {cl:.0}% over {processes} process(es)  machine: processes {:.0}% + softirq {:.0}% (others {others:.0}%)",
+                m.procs_pct, m.irq_pct
             );
             if others >= 25.0 {
                 println!(

@@ -454,12 +454,16 @@ struct Pass {
     clients_cpu_pct: Option<f64>,
     /// CPU of this process over the pass: the echo server's, in the reference pass.
     own_cpu_pct: Option<f64>,
-    /// The whole machine's busy CPU over the pass (others' load shows here).
-    machine_cpu_pct: Option<f64>,
+    /// The whole machine's CPU over the pass (others' load shows here).
+    machine_cpu_pct: Option<proc::MachineUse>,
 }
 
 /// CPU samples of the client processes, this one and the machine, taken at GO.
-struct CpuMark(Vec<Option<Sample>>, Option<Sample>, Option<(u64, u64)>);
+struct CpuMark(
+    Vec<Option<Sample>>,
+    Option<Sample>,
+    Option<proc::MachineTicks>,
+);
 
 impl CpuMark {
     fn take(pids: &[u32]) -> CpuMark {
@@ -472,11 +476,11 @@ impl CpuMark {
 
     /// (clients together, this process, the machine) since the mark; None where a sample
     /// is missing.
-    fn since(&self, pids: &[u32]) -> (Option<f64>, Option<f64>, Option<f64>) {
+    fn since(&self, pids: &[u32]) -> (Option<f64>, Option<f64>, Option<proc::MachineUse>) {
         let machine = self
             .2
             .zip(proc::machine_ticks())
-            .map(|(a, b)| proc::machine_busy_pct(a, b, cores()));
+            .map(|(a, b)| proc::machine_use(a, b, cores()));
         let mut total = 0.0;
         let mut all = true;
         for (a, &p) in self.0.iter().zip(pids) {
@@ -904,13 +908,14 @@ fn cpu_line(
     server: Option<f64>,
     clients: Option<f64>,
     rest: Option<f64>,
-    machine: Option<f64>,
+    machine: Option<proc::MachineUse>,
     shards: usize,
 ) -> String {
     let cores = cores() as f64;
     let fmt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0}%"));
     let others = machine.map(|m| {
-        (m - server.unwrap_or(0.0) - clients.unwrap_or(0.0) - rest.unwrap_or(0.0)).max(0.0)
+        (m.procs_pct - server.unwrap_or(0.0) - clients.unwrap_or(0.0) - rest.unwrap_or(0.0))
+            .max(0.0)
     });
     let contended = match others {
         Some(o) if o >= 25.0 => format!(
@@ -929,10 +934,11 @@ fn cpu_line(
         _ => "bound: unknown (give --coordinator-pid)".into(),
     };
     format!(
-        "cpu (of one core): {name} {}  clients {} over {shards} process(es)  machine {} of {:.0}% (others {})  {bound}{contended}",
+        "cpu (of one core): {name} {}  clients {} over {shards} process(es)  machine: processes {} + softirq {} of {:.0}% (others {})  {bound}{contended}",
         fmt(server),
         fmt(clients),
-        fmt(machine),
+        fmt(machine.map(|m| m.procs_pct)),
+        fmt(machine.map(|m| m.irq_pct)),
         cores * 100.0,
         fmt(others),
     )
