@@ -3,14 +3,15 @@
 //! It looks files up only by exact published name through [`Catalog`]: it
 //! never takes a path from a peer, never reveals one, and never reads the
 //! mapped pages itself (only write(2) does, which turns a truncated file into
-//! EFAULT on that connection instead of SIGBUS for the process).
+//! EFAULT on that connection instead of SIGBUS for the process). Transfers of
+//! the same file share one map, kept a little after its last use.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use memmap2::{Mmap, MmapOptions};
 use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
@@ -47,6 +48,12 @@ pub const THROTTLE_ENV: &str = "P2PSHARE_TEST_THROTTLE_BPS";
 const PACE_TICK: Duration = Duration::from_millis(50);
 /// Timer keys of this module carry this top byte (NODE.md).
 pub const TIMER_TAG: u64 = 0x02 << 56;
+/// The map-cache sweep's timer key (pacing keys start at 1).
+const SWEEP_KEY: u64 = TIMER_TAG;
+/// A map no transfer uses is dropped after this long.
+const MAP_LINGER: Duration = Duration::from_secs(10);
+/// Maps kept at most; the least recently used idle one goes first.
+const MAP_CACHE: usize = 16;
 
 /// Where one peer connection is.
 enum State {
@@ -77,6 +84,83 @@ pub struct PeerServer {
     /// Pacing timer key → connection.
     paced: HashMap<u64, ConnId>,
     next_key: u64,
+    maps: MapCache,
+    sweep: Option<TimerId>,
+}
+
+/// Which file version a map shows: device, inode, size, mtime (ns).
+type MapKey = (u64, u64, u64, i64);
+
+/// Maps shared by the transfers of one file version. Mapping is not free:
+/// every transfer through a fresh map faults its pages into the page tables
+/// again (a quarter of the serving loop's time on a 1 GiB file), and
+/// unmapping 1 GiB took 43 ms of the loop; here a map is set up once for
+/// concurrent and back-to-back transfers, and unmapped on a thread.
+#[derive(Default)]
+struct MapCache {
+    maps: Vec<(MapKey, Arc<Mmap>, Instant)>,
+    unmapper: Option<mpsc::Sender<Arc<Mmap>>>,
+}
+
+impl MapCache {
+    fn get(&mut self, key: MapKey, now: Instant) -> Option<Arc<Mmap>> {
+        let e = self.maps.iter_mut().find(|e| e.0 == key)?;
+        e.2 = now;
+        Some(e.1.clone())
+    }
+
+    fn insert(&mut self, key: MapKey, map: Arc<Mmap>, now: Instant) {
+        self.maps.push((key, map, now));
+        self.evict(now);
+    }
+
+    /// Drops maps idle past [`MAP_LINGER`] (in use means a transfer holds
+    /// it too), and the least recently used idle ones beyond the cap.
+    fn evict(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        let mut i = 0;
+        while i < self.maps.len() {
+            let e = &self.maps[i];
+            if Arc::strong_count(&e.1) == 1 && now.saturating_duration_since(e.2) >= MAP_LINGER {
+                gone.push(self.maps.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        while self.maps.len() > MAP_CACHE {
+            let idle = self
+                .maps
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| Arc::strong_count(&e.1) == 1)
+                .min_by_key(|(_, e)| e.2)
+                .map(|(i, _)| i);
+            match idle {
+                Some(i) => gone.push(self.maps.swap_remove(i).1),
+                None => break,
+            }
+        }
+        for map in gone {
+            self.unmap(map);
+        }
+    }
+
+    /// munmap of a large map takes milliseconds: done on a thread.
+    fn unmap(&mut self, map: Arc<Mmap>) {
+        if self.unmapper.is_none() {
+            let (tx, rx) = mpsc::channel::<Arc<Mmap>>();
+            let spawned = std::thread::Builder::new()
+                .name("peer-unmap".into())
+                .spawn(move || rx.into_iter().for_each(drop));
+            if spawned.is_ok() {
+                self.unmapper = Some(tx);
+            }
+        }
+        if let Some(tx) = &self.unmapper {
+            // On failure the map comes back in the error and drops here.
+            let _ = tx.send(map);
+        }
+    }
 }
 
 impl PeerServer {
@@ -95,6 +179,8 @@ impl PeerServer {
             throttle_bps,
             paced: HashMap::new(),
             next_key: 1,
+            maps: MapCache::default(),
+            sweep: None,
         }
     }
 
@@ -161,8 +247,13 @@ impl PeerServer {
         }
     }
 
-    /// A pacing tick (keys tagged [`TIMER_TAG`]).
+    /// A pacing tick or the map sweep (keys tagged [`TIMER_TAG`]).
     pub fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
+        if key == SWEEP_KEY {
+            self.sweep = None;
+            self.maps.evict(cx.now());
+            return self.arm_sweep(cx);
+        }
         let Some(id) = self.paced.remove(&key) else {
             return;
         };
@@ -231,6 +322,13 @@ impl PeerServer {
         }
     }
 
+    /// While maps are kept, a sweep drops the idle ones.
+    fn arm_sweep(&mut self, cx: &mut Ctx) {
+        if self.sweep.is_none() && !self.maps.maps.is_empty() {
+            self.sweep = Some(cx.timer(self.svc, MAP_LINGER, SWEEP_KEY));
+        }
+    }
+
     fn next_timer_key(&mut self) -> u64 {
         let k = TIMER_TAG | (self.next_key & 0x00ff_ffff_ffff_ffff);
         self.next_key += 1;
@@ -270,7 +368,7 @@ impl PeerServer {
             Request::Info { name } => {
                 let reply = match lookup(catalog, &name) {
                     Err(code) => Reply::Error(code),
-                    Ok(f) => match (check_on_disk(catalog, &f), f.sha256) {
+                    Ok(f) => match (check_on_disk(catalog, &f).map(|_| ()), f.sha256) {
                         (Err(code), _) => Reply::Error(code),
                         (Ok(_), None) => Reply::Error(ErrorCode::ReadError),
                         (Ok(_), Some(sha256)) => Reply::Info {
@@ -295,20 +393,29 @@ impl PeerServer {
         if offset > f.size {
             return cx.send_static(id, ErrorCode::BadRange.line());
         }
-        let file = match check_on_disk(catalog, &f) {
-            Ok(file) => file,
+        let (file, meta) = match check_on_disk(catalog, &f) {
+            Ok(opened) => opened,
             Err(code) => return cx.send_static(id, code.line()),
         };
         let n = length.min(f.size - offset);
         if n == 0 {
             return cx.send_static(id, b"LENGTH 0\n");
         }
-        let map = match map_file(&file, f.size) {
-            Ok(m) => Arc::new(m),
-            Err(e) => {
-                crate::log_warn!("cannot map published file {:?}: {e}", f.name);
-                return cx.send_static(id, ErrorCode::ReadError.line());
-            }
+        let key = (meta.dev(), meta.ino(), meta.len(), mtime_ns(&meta));
+        let map = match self.maps.get(key, cx.now()) {
+            Some(m) => m,
+            None => match map_file(&file, f.size) {
+                Ok(m) => {
+                    let m = Arc::new(m);
+                    self.maps.insert(key, m.clone(), cx.now());
+                    self.arm_sweep(cx);
+                    m
+                }
+                Err(e) => {
+                    crate::log_warn!("cannot map published file {:?}: {e}", f.name);
+                    return cx.send_static(id, ErrorCode::ReadError.line());
+                }
+            },
         };
         // Both fit: the map covers `size` bytes of our address space.
         let (start, end) = (offset as usize, (offset + n) as usize);
@@ -358,7 +465,7 @@ fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
 /// Opens the file and checks it is still what was published (a regular
 /// file of the same size and modification time). A mismatch tells the
 /// catalog, which may unpublish it.
-fn check_on_disk(catalog: &mut dyn Catalog, f: &SharedFile) -> Result<File, ErrorCode> {
+fn check_on_disk(catalog: &mut dyn Catalog, f: &SharedFile) -> Result<(File, Metadata), ErrorCode> {
     // O_NONBLOCK: if the path now names a FIFO, opening must not hang the loop.
     let opened = OpenOptions::new()
         .read(true)
@@ -383,7 +490,13 @@ fn check_on_disk(catalog: &mut dyn Catalog, f: &SharedFile) -> Result<File, Erro
         catalog.file_changed(&f.name);
         return Err(ErrorCode::FileNotFound);
     }
-    Ok(file)
+    Ok((file, meta))
+}
+
+/// The modification time in nanoseconds: a rewrite in place within the
+/// same second still gets a map of its own.
+fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec()
 }
 
 /// A file's modification time in Unix seconds (fractional), as the node
@@ -438,6 +551,35 @@ mod tests {
             modified: mtime_secs(&meta),
             sha256: None,
         }
+    }
+
+    #[test]
+    fn transfers_share_a_map_until_it_has_been_idle_a_while() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = shared(dir.path(), "a", b"hello");
+        let file = File::open(&f.path).unwrap();
+        let mut cache = MapCache::default();
+        let t0 = Instant::now();
+        let key = (1, 2, 5, 3);
+        cache.insert(key, Arc::new(map_file(&file, 5).unwrap()), t0);
+        let in_use = cache.get(key, t0).unwrap();
+        assert!(cache.get((1, 2, 5, 4), t0).is_none(), "another version");
+        // In use: kept however long.
+        cache.evict(t0 + MAP_LINGER * 3);
+        assert!(Arc::ptr_eq(&in_use, &cache.get(key, t0).unwrap()));
+        drop(in_use);
+        cache.evict(t0 + MAP_LINGER / 2);
+        assert!(cache.get(key, t0).is_some(), "idle, but not for long");
+        cache.evict(t0 + MAP_LINGER * 2);
+        assert!(cache.get(key, t0).is_none(), "idle past the linger time");
+        // Over the cap the least recently used idle map goes first.
+        for i in 0..MAP_CACHE as u64 + 1 {
+            let t = t0 + Duration::from_millis(i);
+            cache.insert((9, i, 5, 0), Arc::new(map_file(&file, 5).unwrap()), t);
+        }
+        assert_eq!(cache.maps.len(), MAP_CACHE);
+        assert!(cache.get((9, 0, 5, 0), t0).is_none());
+        assert!(cache.get((9, 1, 5, 0), t0).is_some());
     }
 
     #[test]
