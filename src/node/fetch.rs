@@ -291,18 +291,20 @@ impl Fetches {
     }
 
     /// Options of a fetch connection: no partial timeout (a payload is one
-    /// long frame), an idle timeout, and a cache-sized read buffer: each
-    /// batch read from the socket is copied into a disk buffer at once,
-    /// while it still sits in the CPU cache.
+    /// long frame), an idle timeout, and reads of 512 KiB into a buffer of
+    /// up to 1 MiB, each batch copied into a disk buffer at once. Measured
+    /// on the 1 GiB fetch (loop thread CPU): 128 KiB reads 0.40 s, 256 KiB
+    /// 0.30 s, 512 KiB 0.26 s, 1 MiB 0.32 s: fewer system calls, wake-ups
+    /// and window updates, while the batch still mostly sits in the cache.
     pub fn conn_options() -> ConnOptions {
         ConnOptions {
-            max_input: 256 * 1024,
+            max_input: 1024 * 1024,
             max_output: 64 * 1024,
             write_budget: 64 * 1024,
             partial_timeout: None,
             idle_timeout: Some(IDLE_TIMEOUT),
-            keep_buffer: 512 * 1024,
-            read_chunk: 128 * 1024,
+            keep_buffer: 2 * 1024 * 1024,
+            read_chunk: 512 * 1024,
             nodelay: true,
         }
     }
@@ -363,7 +365,7 @@ impl Fetches {
             }
         }
         let part = part_path(&req.target);
-        let files = PartFiles::create(&part)
+        let files = PartFiles::create(&part, first.size)
             .map_err(|e| (500, format!("Could not create {}: {e}", part.display())))?;
         let id = new_id();
         let rec = Record {
@@ -547,7 +549,9 @@ impl Fetches {
                 let Some(job) = self.jobs.get_mut(fid) else {
                     return;
                 };
-                match self.lane.take_buf(fid, job.rec.downloaded_size, limit) {
+                let at = job.rec.downloaded_size;
+                let left = job.rec.total_size.saturating_sub(at);
+                match self.lane.take_buf(fid, at, left, limit) {
                     Some(b) => job.buf = Some(b),
                     None => {
                         job.stalled = true;
@@ -991,6 +995,18 @@ impl Fetches {
         self.completed
             .push((job.rec.user.clone(), job.rec.save_path.clone()));
         self.save_soon(cx);
+        self.trim_if_idle();
+    }
+
+    /// With no download streaming, spare disk buffers are given back.
+    fn trim_if_idle(&self) {
+        let streaming = self
+            .jobs
+            .values()
+            .any(|j| matches!(j.phase, Phase::Streaming { .. }));
+        if !streaming {
+            self.lane.trim();
+        }
     }
 
     /// Ends a fetch that is not being finished by a worker: closes its
@@ -1028,6 +1044,7 @@ impl Fetches {
             crate::log_info!("fetch {fid}: {} ({e})", status_word(status));
         }
         self.save();
+        self.trim_if_idle();
     }
 
     /// After a restart: hash what the `.part` holds (on a worker), then go on.
@@ -1346,7 +1363,7 @@ fn look_on_disk(target: &Path, total: u64, sha: Option<&str>) -> Result<OnDisk, 
         }
     }
     let (h, len, f) = hash_part(&part, total)?;
-    Ok(OnDisk::Part(h, len, PartFiles::with(f, &part)))
+    Ok(OnDisk::Part(h, len, PartFiles::with(f, &part, total - len)))
 }
 
 /// Worker: the hash state of what `part` holds (at most `total` bytes; more

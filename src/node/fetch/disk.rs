@@ -24,7 +24,9 @@ pub const BUF_SIZE: usize = 1 << 20;
 /// Memory and file-offset alignment O_DIRECT needs (the largest common block size).
 const ALIGN: usize = 4096;
 /// Free buffers kept for reuse; more are given back to the allocator.
-const KEEP_FREE: usize = 16;
+const KEEP_FREE: usize = 8;
+/// A transfer with at most this much left gets a buffer of its own size.
+const SMALL: u64 = 256 * 1024;
 /// Smaller writes go through the page cache: a small file's data then
 /// reaches the disk inside the final fsync instead of in a synchronous
 /// write of its own before it.
@@ -35,6 +37,7 @@ const DIRECT_MIN: usize = 128 * 1024;
 /// [`ALIGN`]: any aligned file range in it is aligned in memory too.
 pub struct Buf {
     ptr: NonNull<u8>,
+    cap: usize,
     start: usize,
     end: usize,
     offset: u64,
@@ -45,19 +48,27 @@ pub struct Buf {
 unsafe impl Send for Buf {}
 
 impl Buf {
-    fn layout() -> Layout {
-        // Both are non-zero powers of two: this cannot fail.
-        Layout::from_size_align(BUF_SIZE, ALIGN).unwrap_or_else(|_| unreachable!())
+    fn layout(cap: usize) -> Layout {
+        // `cap` is a non-zero multiple of ALIGN, a power of two: cannot fail.
+        Layout::from_size_align(cap, ALIGN).unwrap_or_else(|_| unreachable!())
     }
 
     fn new() -> Buf {
-        // SAFETY: a non-zero size; zeroed, so every byte is initialised.
-        let raw = unsafe { alloc::alloc_zeroed(Self::layout()) };
+        Self::with_capacity(BUF_SIZE)
+    }
+
+    /// Room for `cap` bytes (rounded up to whole blocks).
+    fn with_capacity(cap: usize) -> Buf {
+        let cap = cap.max(1).div_ceil(ALIGN) * ALIGN;
+        // SAFETY: a non-zero size. Only bytes written by `fill` are ever
+        // read (`data` covers start..end), so no zeroing is needed.
+        let raw = unsafe { alloc::alloc(Self::layout(cap)) };
         let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(Self::layout());
+            alloc::handle_alloc_error(Self::layout(cap));
         };
         Buf {
             ptr,
+            cap,
             start: 0,
             end: 0,
             offset: 0,
@@ -72,14 +83,14 @@ impl Buf {
     }
 
     pub fn data(&self) -> &[u8] {
-        // SAFETY: start <= end <= BUF_SIZE, all initialised (zeroed at birth).
+        // SAFETY: start <= end <= cap, and fill() wrote every byte in between.
         unsafe {
             std::slice::from_raw_parts(self.ptr.as_ptr().add(self.start), self.end - self.start)
         }
     }
 
     pub fn room(&self) -> usize {
-        BUF_SIZE - self.end
+        self.cap - self.end
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,8 +149,8 @@ unsafe fn copy_streaming(dst: *mut u8, src: &[u8]) {
 
 impl Drop for Buf {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout()) }
+        // SAFETY: allocated in `with_capacity` with this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), Self::layout(self.cap)) }
     }
 }
 
@@ -151,25 +162,30 @@ pub struct PartFiles {
 }
 
 impl PartFiles {
-    /// Creates (truncates) `part`, readable too.
-    pub fn create(part: &Path) -> io::Result<PartFiles> {
+    /// Creates (truncates) `part`, readable too, for a download of `size` bytes.
+    pub fn create(part: &Path, size: u64) -> io::Result<PartFiles> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(part)?;
-        Ok(Self::with(file, part))
+        Ok(Self::with(file, part, size))
     }
 
-    /// Adds the O_DIRECT descriptor to an open `.part`; without it (tmpfs,
-    /// some network file systems) every write goes through the page cache.
-    pub fn with(file: File, part: &Path) -> PartFiles {
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-            .open(part)
-            .ok();
+    /// Adds the O_DIRECT descriptor to an open `.part` when the download is
+    /// big enough to use it; without it (small files, tmpfs, some network
+    /// file systems) every write goes through the page cache.
+    pub fn with(file: File, part: &Path, size: u64) -> PartFiles {
+        let direct = (size >= DIRECT_MIN as u64)
+            .then(|| {
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
+                    .open(part)
+                    .ok()
+            })
+            .flatten();
         PartFiles { file, direct }
     }
 }
@@ -261,7 +277,7 @@ impl Shared {
                         p.inflight.remove(id);
                     }
                 }
-                if p.free.len() < KEEP_FREE {
+                if p.free.len() < KEEP_FREE && buf.cap == BUF_SIZE {
                     p.free.push(buf);
                 }
                 std::mem::take(&mut p.waiting)
@@ -305,10 +321,13 @@ impl DiskLane {
         })
     }
 
-    /// An empty buffer for bytes from file offset `offset`, unless fetch
-    /// `id` already has `limit` buffers on their way to disk: then None,
-    /// and [`Event::BuffersFree`] follows when one comes back.
-    pub fn take_buf(&self, id: &str, offset: u64, limit: usize) -> Option<Buf> {
+    /// An empty buffer for bytes from file offset `offset`, `left` of
+    /// them still to come, unless fetch `id` already has `limit` buffers on
+    /// their way to disk: then None, and [`Event::BuffersFree`] follows when
+    /// one comes back.
+    pub fn take_buf(&self, id: &str, offset: u64, left: u64, limit: usize) -> Option<Buf> {
+        let head = offset % ALIGN as u64;
+        let small = left + head <= SMALL;
         let mut buf = {
             let mut p = self.shared.pool.lock().ok()?;
             let n = p.inflight.get(id).copied().unwrap_or(0);
@@ -316,9 +335,20 @@ impl DiskLane {
                 p.waiting = true;
                 return None;
             }
-            p.free.pop()
+            if small {
+                None
+            } else {
+                p.free.pop()
+            }
         }
-        .unwrap_or_else(Buf::new);
+        .unwrap_or_else(|| {
+            if small {
+                // Both fit in usize: at most SMALL.
+                Buf::with_capacity((left + head) as usize)
+            } else {
+                Buf::new()
+            }
+        });
         buf.reset(offset);
         Some(buf)
     }
@@ -326,9 +356,16 @@ impl DiskLane {
     /// A buffer that will not be sent (the fetch ended).
     pub fn put_back(&self, buf: Buf) {
         if let Ok(mut p) = self.shared.pool.lock() {
-            if p.free.len() < KEEP_FREE {
+            if p.free.len() < KEEP_FREE && buf.cap == BUF_SIZE {
                 p.free.push(buf);
             }
+        }
+    }
+
+    /// No download is streaming: give the spare buffers back.
+    pub fn trim(&self) {
+        if let Ok(mut p) = self.shared.pool.lock() {
+            p.free.clear();
         }
     }
 
@@ -679,7 +716,7 @@ mod tests {
     fn unaligned_starts_and_ends_land_intact() {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("x.part");
-        let files = PartFiles::create(&part).unwrap();
+        let files = PartFiles::create(&part, 1 << 30).unwrap();
         let mut direct = files.direct.is_some();
         // 1 MiB + a bit from 0, then a resumed range from an odd offset.
         let a = bytes(BUF_SIZE + 5000, 1);
@@ -735,11 +772,12 @@ mod tests {
             ("bad.bin", Some("00".repeat(32)), false),
         ] {
             let target = dir.path().join(name);
-            let files = PartFiles::create(&part_path(&target)).unwrap();
+            let files = PartFiles::create(&part_path(&target), body.len() as u64).unwrap();
             lane.start(name, files, Sha256::new());
             let mut at = 0;
             while at < body.len() {
-                let mut b = lane.take_buf(name, at as u64, 8).unwrap();
+                let left = (body.len() - at) as u64;
+                let mut b = lane.take_buf(name, at as u64, left, 8).unwrap();
                 at += b.fill(&body[at..]);
                 lane.data(name, b);
             }
