@@ -571,11 +571,12 @@ impl Fetches {
                 .len()
                 .min(usize::try_from(remaining).unwrap_or(usize::MAX));
             let k = buf.fill(&input[..n]);
-            let full = buf.room() == 0;
             cx.consume(id, k);
             job.rec.downloaded_size += k as u64;
             remaining -= k as u64;
-            if full {
+            // The last buffer is left to stream_done, which may finish a
+            // small download in one hand-over.
+            if buf.room() == 0 && remaining > 0 {
                 if let Some(b) = job.buf.take() {
                     self.send_buf(fid, b);
                 }
