@@ -1010,7 +1010,7 @@ impl Fetches {
         }
     }
 
-    /// Ends a fetch that is not being finished by a worker: closes its
+    /// Ends a fetch the disk threads are not finishing: closes its
     /// connection, removes the `.part`, records the outcome.
     fn end(&mut self, cx: &mut Ctx, fid: &str, status: Status, error: Option<String>) {
         let Some(job) = self.jobs.get_mut(fid) else {
