@@ -70,7 +70,8 @@ pub fn sample(pid: u32) -> Option<Sample> {
 pub struct MachineTicks {
     /// Time in processes (user, nice, system): comparable with processes' own times.
     pub procs: u64,
-    /// Interrupts and softirqs: loopback TCP's receive work lands here, in no process.
+    /// Interrupts and softirqs: loopback TCP's receive work. /proc/stat books it here even
+    /// when it ran in a process's context and that process's own time counts it too.
     pub irq: u64,
     pub all: u64,
 }

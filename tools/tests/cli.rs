@@ -335,6 +335,7 @@ fn heartbeat_sim_adaptive_sends_fewer_heartbeats_than_fixed() {
             "--coordinator",
             &addr,
             "--anonymous",
+            "--reference-echo",
         ],
         &d.join("hb.json"),
     );
@@ -350,6 +351,10 @@ fn heartbeat_sim_adaptive_sends_fewer_heartbeats_than_fixed() {
     assert!((17.0..=24.0).contains(&adaptive), "{adaptive}");
     let red = v["reduction_pct"].as_f64().unwrap();
     assert!((52.0..=66.0).contains(&red), "{red}");
+    // The echo reference ran the fixed schedule on the wire: 50/s × 60.
+    let wire = v["reference"]["wire_rps"].as_f64().unwrap();
+    assert!((2700.0..=3150.0).contains(&wire), "{wire}");
+    assert!(v["reference"]["cpu_pct_per_1k_hb_s"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -5,6 +5,7 @@
 //! pool of registered connections when they do not all fit; load runs in child processes.
 
 use p2pshare_tools::args::Args;
+use p2pshare_tools::echo::Echo;
 use p2pshare_tools::hist::{OpSet, Reasons};
 use p2pshare_tools::load::{self, HoldPlan};
 use p2pshare_tools::net::NetEvent;
@@ -39,6 +40,10 @@ usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file
                            not the cost of a heartbeat: it is said so and both strategies run
                            again at half the scale, down to real time
   --fixed-scale            do not lower the time scale (report a saturated run as it is)
+  --reference-echo         run the fixed schedule on the same connections against an
+                           in-process echo server too: this machine's CPU per heartbeat
+                           for a server that does nothing (loopback TCP, one request per
+                           wakeup), to read the coordinator's figure against
   --duration S             wall-clock seconds measured per strategy (30)
   --connections N          registered connections to send over (as many as fit)
   --coordinator-pid PID    sample its CPU every 100 ms (CPU per 1,000 heartbeats/s)
@@ -62,6 +67,7 @@ struct Cfg {
     intervals: [f64; 3],
     scale: f64,
     auto_scale: bool,
+    reference_echo: bool,
     duration: f64,
     connections: Option<usize>,
     coordinator_pid: Option<u32>,
@@ -165,6 +171,7 @@ fn parse() -> Cfg {
         intervals,
         scale: a.parsed("--time-scale").unwrap_or(10.0),
         auto_scale: !a.flag("--fixed-scale"),
+        reference_echo: a.flag("--reference-echo"),
         duration: a.parsed("--duration").unwrap_or(30.0),
         connections: a.parsed("--connections"),
         coordinator_pid: a.parsed("--coordinator-pid"),
@@ -211,11 +218,14 @@ fn main() {
 }
 
 /// The state of simulated client `c` (the same in every process and run).
-fn state_of(cfg: &Cfg, c: usize) -> usize {
-    let u = SplitMix64::new(c as u64 ^ 0x6865_6172_7462_6561).unit();
-    if u < cfg.mix[0] {
+fn state_of(mix: &[f64; 3], c: usize) -> usize {
+    // A low-discrepancy (golden ratio) sequence rather than random draws: the shares in
+    // the run are the mix's to within a client or two, in every run and every shard, so
+    // the adaptive rate is the mix's rate and not a sample of it.
+    let u = ((c as f64 + 0.5) * 0.618_033_988_749_894_9).fract();
+    if u < mix[0] {
         0
-    } else if u < cfg.mix[0] + cfg.mix[1] {
+    } else if u < mix[0] + mix[1] {
         1
     } else {
         2
@@ -279,7 +289,9 @@ fn child(cfg: &Cfg, i: usize, n: usize) {
             })
         })
         .collect();
-    let states: Vec<usize> = (first..first + count).map(|c| state_of(cfg, c)).collect();
+    let states: Vec<usize> = (first..first + count)
+        .map(|c| state_of(&cfg.mix, c))
+        .collect();
     // `GO <fixed|adaptive> <time scale>` runs one strategy; anything else ends the child.
     while let Some(line) = shard::wait_line() {
         let mut words = line.split_whitespace();
@@ -649,12 +661,14 @@ fn parent(mut cfg: Cfg) {
     if let Some(m) = mon {
         m.stop();
     }
+    let reference = cfg.reference_echo.then(|| reference(&cfg, conns, n, scale));
     let run = Ran {
         conns,
         processes: n,
         registered,
         scale,
         lowered,
+        reference,
     };
     report(&cfg, &run, &setup, &reasons, &phases);
 }
@@ -739,6 +753,35 @@ fn saturation(sent: u64, in_window: u64, p50_ms: f64, cpu_pct: Option<f64>) -> O
     }
 }
 
+/// The echo reference: (heartbeats per second on the wire, the echo server's CPU).
+type Reference = (f64, f64);
+
+/// The fixed schedule on the same number of connections against an in-process echo
+/// server, whose CPU is this process's over the run (nothing else here is busy).
+fn reference(cfg: &Cfg, conns: usize, n: usize, scale: f64) -> Reference {
+    let echo = Echo::start(b"{\"status\":\"ALIVE\"}\n")
+        .unwrap_or_else(|e| die(TOOL, format!("cannot start the echo server: {e}")));
+    let mut rcfg = cfg.clone();
+    rcfg.coordinator = echo.addr.to_string();
+    rcfg.auth = Auth::Anonymous;
+    eprintln!(
+        "{TOOL}: reference: the fixed schedule against the echo server at {}",
+        echo.addr
+    );
+    let mut shards =
+        Shards::spawn(n, |i| child_args(&rcfg, conns, i, n)).unwrap_or_else(|e| die(TOOL, e));
+    collect(&mut shards, "READY", "setup");
+    let before = proc::sample(std::process::id());
+    let p = run_phase(&mut shards, &rcfg, None, "fixed", scale);
+    let after = proc::sample(std::process::id());
+    shards.finish();
+    drop(echo);
+    let cpu = before
+        .zip(after)
+        .map_or(0.0, |(a, b)| proc::cpu_between(&a, &b));
+    (p.in_window as f64 / cfg.duration, cpu)
+}
+
 /// What the whole run was, apart from its strategies.
 struct Ran {
     conns: usize,
@@ -748,6 +791,7 @@ struct Ran {
     scale: f64,
     /// Runs repeated at a smaller scale because they were saturated.
     lowered: Vec<Value>,
+    reference: Option<Reference>,
 }
 
 fn report(cfg: &Cfg, run: &Ran, setup: &OpSet, setup_reasons: &Reasons, phases: &[PhaseReport]) {
@@ -868,7 +912,8 @@ fn report(cfg: &Cfg, run: &Ran, setup: &OpSet, setup_reasons: &Reasons, phases: 
         }
         if let (Some(m), Some(cl)) = (p.machine_cpu, p.clients_cpu) {
             let coord = p.cpu.map_or(0.0, |c| c.cpu_mean_pct);
-            let others = (m.procs_pct - coord - cl).max(0.0);
+            // Processes' own times include softirq work done in their context.
+            let others = (m.procs_pct + m.irq_pct - coord - cl).max(0.0);
             println!(
                 "  clients cpu {cl:.0}% over {processes} process(es)  machine: processes {:.0}% + softirq {:.0}% (others {others:.0}%)",
                 m.procs_pct, m.irq_pct
@@ -915,6 +960,33 @@ fn report(cfg: &Cfg, run: &Ran, setup: &OpSet, setup_reasons: &Reasons, phases: 
         real_rates[0], real_rates[1]
     );
     out["reduction_pct"] = json!(round(reduction, 1));
+    if let Some((wire, cpu)) = run.reference {
+        let per_1k = if wire > 0.0 {
+            cpu / (wire / 1000.0)
+        } else {
+            0.0
+        };
+        println!(
+            "reference: echo server, the fixed schedule on {} connections at {scale}x: {wire:.0} req/s on the wire, \
+             cpu {cpu:.1}% = {per_1k:.2}% per 1,000 heartbeats/s (loopback TCP and one wakeup per request, no registry work)",
+            thousands(conns as u64)
+        );
+        if let Some(c) = phases.first().and_then(|p| p.cpu) {
+            let wire_c = phases[0].in_window as f64 / cfg.duration;
+            if wire_c > 0.0 && per_1k > 0.0 {
+                let coord = c.cpu_mean_pct / (wire_c / 1000.0);
+                println!(
+                    "  coordinator {coord:.2}% vs echo {per_1k:.2}% per 1,000 heartbeats/s: the registry's own share is {:.2}%",
+                    (coord - per_1k).max(0.0)
+                );
+            }
+        }
+        out["reference"] = json!({
+            "wire_rps": round(wire, 1),
+            "cpu_mean_pct": round(cpu, 1),
+            "cpu_pct_per_1k_hb_s": round(per_1k, 3),
+        });
+    }
     if !setup_reasons.0.is_empty() {
         println!(
             "setup errors by reason:\n{}",
@@ -941,6 +1013,26 @@ mod tests {
         assert!(queued.contains("queue"), "{queued}");
         let busy = saturation(10_000, 9_990, 0.3, Some(95.0)).unwrap();
         assert!(busy.contains("95%"), "{busy}");
+    }
+
+    #[test]
+    fn states_follow_the_mix_to_within_a_couple_of_clients() {
+        for n in [1_000usize, 100_000] {
+            let mut count = [0usize; 3];
+            for c in 0..n {
+                count[state_of(&SEED_MIX, c)] += 1;
+            }
+            for s in 0..3 {
+                let want = SEED_MIX[s] * n as f64;
+                assert!((count[s] as f64 - want).abs() <= 2.0, "{n}: {count:?}");
+            }
+        }
+        // Any shard's contiguous range is spread the same way.
+        let mut count = [0usize; 3];
+        for c in 50_000..60_000 {
+            count[state_of(&SEED_MIX, c)] += 1;
+        }
+        assert!((count[0] as i64 - 8_000).abs() <= 3, "{count:?}");
     }
 
     #[test]

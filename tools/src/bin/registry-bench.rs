@@ -913,9 +913,14 @@ fn cpu_line(
 ) -> String {
     let cores = cores() as f64;
     let fmt = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.0}%"));
+    // A process's own time includes the softirq work done in its context, which
+    // /proc/stat books apart: compare ours with both.
     let others = machine.map(|m| {
-        (m.procs_pct - server.unwrap_or(0.0) - clients.unwrap_or(0.0) - rest.unwrap_or(0.0))
-            .max(0.0)
+        (m.procs_pct + m.irq_pct
+            - server.unwrap_or(0.0)
+            - clients.unwrap_or(0.0)
+            - rest.unwrap_or(0.0))
+        .max(0.0)
     });
     let contended = match others {
         Some(o) if o >= 25.0 => format!(
