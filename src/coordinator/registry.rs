@@ -8,7 +8,7 @@ use std::sync::Arc;
 use reactor::ConnId;
 use slab::Slab;
 
-use crate::proto::registry::{push_f64, push_json_str, FileMeta, HeartbeatState};
+use crate::proto::registry::{push_f64, push_json_str, push_u64, FileMeta, HeartbeatState};
 
 pub type HostKey = usize;
 
@@ -44,7 +44,7 @@ impl Host {
             out.extend_from_slice(b":{\"addr\":[");
             push_json_str(&mut out, &self.ip);
             out.push(b',');
-            out.extend_from_slice(self.port.to_string().as_bytes());
+            push_u64(&mut out, u64::from(self.port));
             out.extend_from_slice(b"],\"display_name\":");
             push_json_str(&mut out, &self.display_name);
             out.extend_from_slice(b",\"files\":");
@@ -78,7 +78,7 @@ pub fn push_files<'a>(out: &mut Vec<u8>, files: impl Iterator<Item = (&'a str, &
 
 pub fn push_meta(out: &mut Vec<u8>, m: &FileMeta) {
     out.extend_from_slice(b"{\"size\":");
-    out.extend_from_slice(m.size.to_string().as_bytes());
+    push_u64(out, m.size);
     out.extend_from_slice(b",\"modified\":");
     push_f64(out, m.modified);
     if let Some(p) = m.published_at {
@@ -446,9 +446,9 @@ impl Registry {
             out.extend_from_slice(b",\"ip\":");
             push_json_str(out, &h.ip);
             out.extend_from_slice(b",\"port\":");
-            out.extend_from_slice(h.port.to_string().as_bytes());
+            push_u64(out, u64::from(h.port));
             out.extend_from_slice(b",\"size\":");
-            out.extend_from_slice(m.size.to_string().as_bytes());
+            push_u64(out, m.size);
             out.extend_from_slice(b",\"modified\":");
             push_f64(out, m.modified);
             out.extend_from_slice(b",\"is_published\":true");
@@ -476,7 +476,7 @@ impl Registry {
         out.extend_from_slice(b",\"addr\":[");
         push_json_str(out, &h.ip);
         out.push(b',');
-        out.extend_from_slice(h.port.to_string().as_bytes());
+        push_u64(out, u64::from(h.port));
         out.extend_from_slice(if h.online {
             b"],\"online\":true}\n"
         } else {
@@ -624,10 +624,10 @@ impl Registry {
             Self::push_host_entry(&mut self.hosts[k], out);
         }
         out.extend_from_slice(b"},\"total\":");
-        out.extend_from_slice(total.to_string().as_bytes());
+        push_u64(out, total);
         out.extend_from_slice(b",\"next_offset\":");
         match next {
-            Some(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Some(n) => push_u64(out, n),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b"}\n");

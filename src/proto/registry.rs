@@ -433,13 +433,32 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
 pub fn push_f64(out: &mut Vec<u8>, v: f64) {
     if v.is_finite() {
         if v.fract() == 0.0 && v.abs() < 9.0e15 {
-            out.extend_from_slice((v as i64).to_string().as_bytes());
+            if v < 0.0 {
+                out.push(b'-');
+            }
+            push_u64(out, v.abs() as u64);
         } else {
             let _ = serde_json::to_writer(&mut *out, &v);
         }
     } else {
         out.extend_from_slice(b"null");
     }
+}
+
+/// Appends an unsigned integer in decimal, without allocating (replies are
+/// built per request on the hot path).
+pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// `{"status":"ERROR","reason":"..."}\n`
@@ -522,6 +541,21 @@ mod tests {
         assert!(err(br#"{"action":"LIST","data":{"offset":-1}}"#).contains("offset"));
         assert!(err(br#"{"action":"LIST","data":{"limit":0}}"#).contains("limit"));
         assert!(err(br#"{"action":"REQUEST"}"#).contains("data"));
+    }
+
+    #[test]
+    fn writes_numbers_like_json() {
+        for v in [0u64, 7, 10, 65535, 1_699_267_200, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, v);
+            assert_eq!(out, v.to_string().as_bytes());
+        }
+        for v in [0.0, -3.0, 1_699_267_200.0, 1.5, -0.25] {
+            let mut out = Vec::new();
+            push_f64(&mut out, v);
+            let back: f64 = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, v);
+        }
     }
 
     #[test]
