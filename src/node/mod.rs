@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reactor::{
-    CloseReason, ConnId, ConnMap, ConnOptions, Ctx, ListenerId, Pool, Reactor, Service, ServiceId,
+    CloseReason, ConnId, ConnMap, ConnOptions, Ctx, ListenerId, Pool, Service, ServiceId,
 };
 
 use crate::config::Config;
@@ -235,19 +235,10 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
 
 /// `p2pshare node`: a reactor of its own, stopped by SIGINT/SIGTERM.
 pub fn run(cfg: Config) -> Result<(), String> {
-    let mut reactor = Reactor::new().map_err(|e| format!("cannot create the event loop: {e}"))?;
+    // Signals, logging and the descriptor limit are set up the same way for
+    // every command (cli::setup raised the limit already).
+    let mut reactor = crate::up::new_reactor()?;
     let cx = reactor.ctx();
-    // Before any worker thread starts, so they all inherit the blocked signals.
-    let stop =
-        reactor::signals::watch(cx.waker()).map_err(|e| format!("cannot watch signals: {e}"))?;
-    cx.set_stop_flag(stop);
-    cx.set_logger(Box::new(|m| {
-        crate::log_warn!("{}", m.trim_start_matches("WARN  "))
-    }));
-    match reactor::limits::raise_nofile() {
-        Ok((_, after)) => crate::log_debug!("node: open-file limit {after}"),
-        Err(e) => crate::log_warn!("could not raise the open-file limit: {e}"),
-    }
     let mut node = start(cx, 0, &cfg)?;
     reactor
         .run(&mut [&mut node])

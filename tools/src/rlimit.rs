@@ -37,3 +37,13 @@ pub fn nofile_of(pid: u32) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
 }
+
+/// How many connections the coordinator `pid` can take from us: its open-file
+/// limit less a tenth (at least 1,000) as slack, because closed connections
+/// linger on its side for a turn or two while new ones arrive. Without a pid,
+/// `fallback`.
+pub fn coordinator_fit(pid: Option<u32>, fallback: usize) -> usize {
+    pid.and_then(nofile_of)
+        .map(|l| (l as usize).saturating_sub((l as usize / 10).max(1000)))
+        .unwrap_or(fallback)
+}

@@ -789,13 +789,7 @@ fn parent(mut cfg: Cfg) {
 
     // One process's share of descriptors, leaving room for stdio, poll and pipes.
     let per_process = (soft as usize).saturating_sub(256).max(100);
-    let coord_fit = cfg
-        .coordinator_pid
-        .and_then(rlimit::nofile_of)
-        // Closed connections linger on the coordinator's side for a turn or two while new
-        // ones arrive; leave it a tenth (at least 1,000) of its descriptors as slack.
-        .map(|l| (l as usize).saturating_sub((l as usize / 10).max(1000)))
-        .unwrap_or(per_process);
+    let coord_fit = rlimit::coordinator_fit(cfg.coordinator_pid, per_process);
     let conns = match cfg.hold {
         Some(n) => n,
         None => {
