@@ -33,7 +33,8 @@ pub struct Config {
     pub coordinator_host: IpAddr,
     /// Address the server API binds.
     pub admin_api_host: IpAddr,
-    /// Address the client API binds; loopback by default because it can read local files.
+    /// Address the client API binds; loopback by default because it can read local
+    /// files. `--host` never moves it; a non-loopback address needs `allowed_hosts`.
     pub client_api_host: IpAddr,
     /// Node: the registry as `HOST:PORT`.
     pub coordinator: String,
@@ -73,7 +74,26 @@ pub struct Config {
     pub active_window_s: f64,
     /// Worker threads for slow work (password hashing, file hashing).
     pub workers: usize,
+    /// Node: folders under which users may add files (docs/trust.md). Default: the
+    /// home directory of the account running the node.
+    pub share_roots: Vec<PathBuf>,
+    /// Node: folders a fetch may write into besides the user's downloads folder
+    /// and the share roots.
+    pub download_roots: Vec<PathBuf>,
+    /// Node: allow hidden files and folders under the share roots.
+    pub share_hidden: bool,
+    /// Coordinator: files one host may list (published and tracked).
+    pub max_files_per_host: usize,
+    /// Node: bytes per second all peer uploads may use together; `None` = unlimited.
+    pub max_upload_rate: Option<u64>,
+    /// Coordinator: take REGISTER's claimed `ip` as given (the seed's behaviour).
+    pub trust_claimed_ip: bool,
 }
+
+/// The longest any duration setting may be: one year, in seconds.
+pub const MAX_DURATION_S: f64 = 365.0 * 24.0 * 3600.0;
+/// The longest token lifetime: 30 days, in seconds.
+pub const MAX_SESSION_S: u64 = 30 * 24 * 3600;
 
 impl Default for Config {
     fn default() -> Config {
@@ -106,6 +126,12 @@ impl Default for Config {
             heartbeat_busy_s: 30.0,
             active_window_s: 300.0,
             workers: 2,
+            share_roots: Vec::new(),
+            download_roots: Vec::new(),
+            share_hidden: false,
+            max_files_per_host: 10_000,
+            max_upload_rate: None,
+            trust_claimed_ip: false,
         }
     }
 }
@@ -169,9 +195,16 @@ const SPECS: &[Spec] = &[
     spec(
         "--host",
         "IP",
-        &["SERVER_HOST", "ADMIN_API_HOST", "CLIENT_API_HOST"],
-        "0.0.0.0; client API 127.0.0.1",
-        "address the listeners bind",
+        &["SERVER_HOST", "ADMIN_API_HOST"],
+        "0.0.0.0",
+        "address the coordinator's listeners bind (never the client API)",
+    ),
+    spec(
+        "--client-api-host",
+        "IP",
+        &["CLIENT_API_HOST"],
+        "127.0.0.1",
+        "node: the client API's address (non-loopback needs --allowed-hosts)",
     ),
     spec(
         "--coordinator",
@@ -286,6 +319,48 @@ const SPECS: &[Spec] = &[
         "node: stays 'active' this long after last use",
     ),
     spec(
+        "--share-root",
+        "DIR",
+        &["P2PSHARE_SHARE_ROOTS"],
+        "your home directory",
+        "node: users may add files only under these (repeatable; env ':'-separated)",
+    ),
+    spec(
+        "--download-root",
+        "DIR",
+        &["P2PSHARE_DOWNLOAD_ROOTS"],
+        "none",
+        "node: fetches may also write here (repeatable; env ':'-separated)",
+    ),
+    spec(
+        "--share-hidden",
+        "",
+        &[],
+        "off",
+        "node: allow hidden files and folders under the share roots",
+    ),
+    spec(
+        "--max-files-per-host",
+        "N",
+        &[],
+        "10000",
+        "coordinator: files one host may list",
+    ),
+    spec(
+        "--max-upload-rate",
+        "RATE",
+        &["P2PSHARE_MAX_UPLOAD_RATE"],
+        "unlimited",
+        "node: bytes/s for all peer uploads together (20MB, 512KB, 1MiB)",
+    ),
+    spec(
+        "--trust-claimed-ip",
+        "",
+        &[],
+        "off",
+        "coordinator: take REGISTER's ip as given instead of the address seen",
+    ),
+    spec(
         "--workers",
         "N",
         &["P2PSHARE_WORKERS"],
@@ -393,7 +468,9 @@ pub fn parse_dotenv(text: &str) -> Result<HashMap<String, String>, String> {
 
 /// Where each setting comes from, in precedence order.
 struct Sources<'a> {
-    flags: HashMap<&'static str, String>,
+    /// Every value given per flag, in order; a flag given twice keeps its last
+    /// value unless it is repeatable (`--share-root`).
+    flags: HashMap<&'static str, Vec<String>>,
     env: &'a HashMap<String, String>,
     dotenv: HashMap<String, String>,
 }
@@ -402,7 +479,7 @@ impl Sources<'_> {
     /// The winning raw value and a label naming its origin, for error messages. Empty
     /// environment values count as unset (compose files often leave `KEY=`).
     fn get(&self, flag: &str, env: &str) -> Option<(String, String)> {
-        if let Some(v) = self.flags.get(flag) {
+        if let Some(v) = self.flags.get(flag).and_then(|v| v.last()) {
             return Some((flag.to_owned(), v.clone()));
         }
         if env.is_empty() {
@@ -451,14 +528,36 @@ impl Sources<'_> {
         )
     }
 
+    /// A duration: more than 0 and at most a year, so every later `Duration` and
+    /// deadline computed from it fits (`1e300` once panicked in `from_secs_f64`).
     fn secs(&self, flag: &str, env: &str, default: f64) -> Result<f64, String> {
         self.parsed(
             flag,
             env,
             default,
-            |v| v.parse::<f64>().ok().filter(|n| n.is_finite() && *n > 0.0),
-            "is not a positive number of seconds",
+            |v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n > 0.0 && *n <= MAX_DURATION_S)
+            },
+            "is not a number of seconds above 0 and at most one year (31536000)",
         )
+    }
+
+    /// Every value of a repeatable flag, else its environment variable split on
+    /// `:`, else nothing.
+    fn paths(&self, flag: &str, env: &str) -> Vec<PathBuf> {
+        if let Some(v) = self.flags.get(flag) {
+            return v.iter().map(PathBuf::from).collect();
+        }
+        match self.get("", env) {
+            Some((_, v)) => v
+                .split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -502,7 +601,7 @@ pub fn parse(
     dotenv: Option<&str>,
 ) -> Result<Command, String> {
     let mut command: Option<&str> = None;
-    let mut flags: HashMap<&'static str, String> = HashMap::new();
+    let mut flags: HashMap<&'static str, Vec<String>> = HashMap::new();
     let mut i = 0;
     while i < args.len() {
         let arg = args[i].as_str();
@@ -558,7 +657,7 @@ pub fn parse(
                 see_help()
             ));
         }
-        flags.insert(sp.flag, value);
+        flags.entry(sp.flag).or_default().push(value);
     }
 
     let make: fn(Config) -> Command = match command {
@@ -592,7 +691,7 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
         .get("--data-dir", "P2PSHARE_DATA")
         .map_or(d.data_dir, |(_, v)| PathBuf::from(v));
 
-    let (port_min, port_max) = match src.flags.get("--port-range") {
+    let (port_min, port_max) = match src.flags.get("--port-range").and_then(|v| v.last()) {
         Some(v) => {
             let (a, b) = parse_range(v).ok_or_else(|| {
                 format!("--port-range: '{v}' is not a port range like 6000-7000 (ports 0-65535)")
@@ -636,7 +735,7 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
         ),
         None => None,
     };
-    let allowed_hosts = src
+    let allowed_hosts: Vec<String> = src
         .get("--allowed-hosts", "")
         .map(|(_, v)| {
             v.split(',')
@@ -657,8 +756,12 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
         "--session-timeout",
         "SESSION_TIMEOUT",
         d.session_timeout_s,
-        |v| v.parse::<u64>().ok().filter(|n| *n > 0),
-        "is not a positive whole number of seconds",
+        |v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| (1..=MAX_SESSION_S).contains(n))
+        },
+        "is not a whole number of seconds from 1 to 30 days (2592000)",
     )?;
     let pbkdf2_iterations = src.parsed(
         "",
@@ -677,6 +780,56 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
     let admin_username = src
         .get("--admin-username", "ADMIN_USERNAME")
         .map_or(d.admin_username, |(_, v)| v);
+    let client_api_host = src.ip("--client-api-host", "CLIENT_API_HOST", d.client_api_host)?;
+    if !client_api_host.is_loopback() && allowed_hosts.is_empty() {
+        return Err(format!(
+            "--client-api-host {client_api_host} is not a loopback address: the client API reads \
+             local files, so name the hosts it may answer with --allowed-hosts"
+        ));
+    }
+    let mut share_roots = src.paths("--share-root", "P2PSHARE_SHARE_ROOTS");
+    if share_roots.is_empty() {
+        share_roots.push(home_dir(src.env).ok_or_else(|| {
+            "cannot tell this account's home directory (the default share root); \
+             set --share-root DIR"
+                .to_owned()
+        })?);
+    }
+    for p in &share_roots {
+        if !p.is_absolute() {
+            return Err(format!(
+                "--share-root: '{}' is not an absolute path",
+                p.display()
+            ));
+        }
+    }
+    let download_roots = src.paths("--download-root", "P2PSHARE_DOWNLOAD_ROOTS");
+    for p in &download_roots {
+        if !p.is_absolute() {
+            return Err(format!(
+                "--download-root: '{}' is not an absolute path",
+                p.display()
+            ));
+        }
+    }
+    let max_files_per_host = src.parsed(
+        "--max-files-per-host",
+        "",
+        d.max_files_per_host,
+        |v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000_000).contains(n))
+        },
+        "is not a file count (1-10000000)",
+    )?;
+    let max_upload_rate = src.parsed(
+        "--max-upload-rate",
+        "P2PSHARE_MAX_UPLOAD_RATE",
+        None,
+        |v| parse_rate(v).map(Some),
+        "is not a rate in bytes per second (like 20MB, 512KB, 1MiB or 1000000)",
+    )?;
 
     Ok(Config {
         data_dir,
@@ -685,7 +838,7 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
         client_api_port: src.port("--client-api-port", "CLIENT_API_PORT", d.client_api_port)?,
         coordinator_host: src.ip("--host", "SERVER_HOST", d.coordinator_host)?,
         admin_api_host: src.ip("--host", "ADMIN_API_HOST", d.admin_api_host)?,
-        client_api_host: src.ip("--host", "CLIENT_API_HOST", d.client_api_host)?,
+        client_api_host,
         coordinator,
         coordinator_api,
         port_min,
@@ -735,7 +888,64 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
             d.active_window_s,
         )?,
         workers,
+        share_roots,
+        download_roots,
+        share_hidden: src.flags.contains_key("--share-hidden"),
+        max_files_per_host,
+        max_upload_rate,
+        trust_claimed_ip: src.flags.contains_key("--trust-claimed-ip"),
     })
+}
+
+/// `20MB`, `512KB`, `1.5MiB`, `1000000` (bytes per second; K/M/G are powers of
+/// 1000, Ki/Mi/Gi of 1024, a trailing `B` or `/s` optional). At least 1 byte/s.
+pub fn parse_rate(v: &str) -> Option<u64> {
+    let v = v.trim();
+    let v = v.strip_suffix("/s").unwrap_or(v);
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = n * mult;
+    (bytes.is_finite() && (1.0..=1e15).contains(&bytes)).then_some(bytes as u64)
+}
+
+/// The home directory of the account running this process: `$HOME`, else the
+/// password database's entry for the effective user.
+fn home_dir(env: &HashMap<String, String>) -> Option<PathBuf> {
+    if let Some(h) = env.get("HOME").filter(|h| h.starts_with('/')) {
+        return Some(PathBuf::from(h));
+    }
+    // SAFETY: getpwuid_r writes only into the buffers we pass; the returned
+    // pointer, when non-null, points into `pw`/`buf`, which outlive its use.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 4096];
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut out,
+        );
+        if rc != 0 || out.is_null() || pw.pw_dir.is_null() {
+            return None;
+        }
+        let dir = std::ffi::CStr::from_ptr(pw.pw_dir).to_str().ok()?;
+        dir.starts_with('/').then(|| PathBuf::from(dir))
+    }
 }
 
 /// Parse `args` (without argv[0]) with the process environment and `./.env` if present.
@@ -783,8 +993,15 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = config(parse(&args("up"), &HashMap::new(), None));
-        assert_eq!(c, Config::default());
+        let home = env(&[("HOME", "/home/carol")]);
+        let c = config(parse(&args("up"), &home, None));
+        assert_eq!(
+            c,
+            Config {
+                share_roots: vec![PathBuf::from("/home/carol")],
+                ..Config::default()
+            }
+        );
         assert_eq!(c.registry_port, 9000);
         assert_eq!(c.client_api_host.to_string(), "127.0.0.1");
         assert_eq!(c.coordinator_host.to_string(), "0.0.0.0");
@@ -842,7 +1059,11 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.coordinator_host.to_string(), "127.0.0.2");
         assert_eq!(c.admin_api_host.to_string(), "127.0.0.2");
-        assert_eq!(c.client_api_host.to_string(), "127.0.0.2");
+        assert_eq!(
+            c.client_api_host.to_string(),
+            "127.0.0.1",
+            "--host never moves the client API"
+        );
         assert!(c.allow_anonymous);
         assert_eq!(c.session_timeout_s, 5);
     }
@@ -954,14 +1175,111 @@ mod tests {
         assert_eq!(c.workers, 4);
 
         assert!(err("up --log-level loud", &[], None).contains("is not a log level"));
-        assert!(err("up --heartbeat-busy 0", &[], None).contains("positive number of seconds"));
-        assert!(err("up --heartbeat-idle nan", &[], None).contains("positive number of seconds"));
+        assert!(err("up --heartbeat-busy 0", &[], None).contains("above 0 and at most one year"));
+        assert!(err("up --heartbeat-idle nan", &[], None).contains("above 0 and at most one year"));
         assert!(err("up --advertise-ip x", &[], None).contains("is not an IP address"));
         assert!(err("up --host 1.2.3", &[], None).contains("is not an IP address"));
         assert!(err("up", &[("P2PSHARE_PBKDF2_ITERATIONS", "0")], None).contains("iteration count"));
         assert!(err("up --workers 0", &[], None).contains("worker count"));
         // Secrets have no flags.
         assert!(err("up --jwt-secret-key x", &[], None).starts_with("unknown flag"));
+    }
+
+    #[test]
+    fn durations_are_bounded_to_a_year_and_tokens_to_30_days() {
+        for bad in ["1e300", "31536001", "inf", "-1", "0"] {
+            assert!(
+                err(&format!("up --heartbeat-idle {bad}"), &[], None).contains("at most one year"),
+                "{bad}"
+            );
+            assert!(
+                err("up", &[("CLIENT_CLEANUP_INTERVAL", bad)], None).contains("at most one year"),
+                "{bad}"
+            );
+        }
+        let c = config(parse(
+            &args("up --heartbeat-idle 31536000"),
+            &HashMap::new(),
+            None,
+        ));
+        assert_eq!(c.heartbeat_idle_s, 31_536_000.0);
+        for bad in ["18446744073709551615", "2592001", "0"] {
+            assert!(
+                err("up", &[("SESSION_TIMEOUT", bad)], None).contains("30 days"),
+                "{bad}"
+            );
+        }
+        let c = config(parse(
+            &args("up"),
+            &env(&[("SESSION_TIMEOUT", "2592000")]),
+            None,
+        ));
+        assert_eq!(c.session_timeout_s, 2_592_000);
+    }
+
+    #[test]
+    fn client_api_host_is_its_own_flag_and_needs_allowed_hosts_off_loopback() {
+        let c = config(parse(&args("up --host 0.0.0.0"), &HashMap::new(), None));
+        assert_eq!(c.client_api_host.to_string(), "127.0.0.1");
+        assert!(err("up --client-api-host 0.0.0.0", &[], None).contains("--allowed-hosts"));
+        assert!(err("up", &[("CLIENT_API_HOST", "10.0.0.2")], None).contains("--allowed-hosts"));
+        let c = config(parse(
+            &args("node --client-api-host 0.0.0.0 --allowed-hosts box.lan"),
+            &HashMap::new(),
+            None,
+        ));
+        assert_eq!(c.client_api_host.to_string(), "0.0.0.0");
+    }
+
+    #[test]
+    fn roots_repeat_and_come_from_the_environment() {
+        let c = config(parse(
+            &args(
+                "node --share-root /srv/a --share-root=/srv/b --download-root /dl --share-hidden",
+            ),
+            &HashMap::new(),
+            None,
+        ));
+        assert_eq!(
+            c.share_roots,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        assert_eq!(c.download_roots, vec![PathBuf::from("/dl")]);
+        assert!(c.share_hidden);
+        let e = [
+            ("P2PSHARE_SHARE_ROOTS", "/x:/y"),
+            ("P2PSHARE_DOWNLOAD_ROOTS", "/z"),
+        ];
+        let c = config(parse(&args("node"), &env(&e), None));
+        assert_eq!(
+            c.share_roots,
+            vec![PathBuf::from("/x"), PathBuf::from("/y")]
+        );
+        assert_eq!(c.download_roots, vec![PathBuf::from("/z")]);
+        assert!(err("node --share-root rel/dir", &[], None).contains("absolute"));
+        assert!(err("node --download-root rel", &[], None).contains("absolute"));
+    }
+
+    #[test]
+    fn rates_and_limits() {
+        assert_eq!(parse_rate("20MB"), Some(20_000_000));
+        assert_eq!(parse_rate("512KB"), Some(512_000));
+        assert_eq!(parse_rate("1MiB"), Some(1_048_576));
+        assert_eq!(parse_rate("1.5 MB/s"), Some(1_500_000));
+        assert_eq!(parse_rate("1000"), Some(1000));
+        for bad in ["", "MB", "0", "-5MB", "1e400", "5 parsecs", "1..2MB"] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
+        }
+        let c = config(parse(
+            &args("up --max-upload-rate 20MB --max-files-per-host 5 --trust-claimed-ip"),
+            &HashMap::new(),
+            None,
+        ));
+        assert_eq!(c.max_upload_rate, Some(20_000_000));
+        assert_eq!(c.max_files_per_host, 5);
+        assert!(c.trust_claimed_ip);
+        assert!(err("up --max-upload-rate fast", &[], None).contains("bytes per second"));
+        assert!(err("up --max-files-per-host 0", &[], None).contains("file count"));
     }
 
     #[test]
