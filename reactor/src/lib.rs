@@ -9,20 +9,25 @@
 //! coordinator and the node on one). Every listener, connection and timer
 //! belongs to exactly one service, which receives its callbacks.
 
+mod conn;
 pub mod conn_map;
+mod ctx;
 pub mod http;
+mod io;
 pub mod limits;
 pub mod line;
 mod listen;
 pub mod outq;
 mod reactor;
+mod service;
 pub mod signals;
 mod timer;
 pub mod workers;
 
+pub use conn::{CloseReason, ConnId, ConnOptions};
 pub use conn_map::ConnMap;
+pub use ctx::Ctx;
 pub use outq::Chunk;
-pub use reactor::{
-    CloseReason, ConnId, ConnOptions, Ctx, ListenerId, Reactor, Service, ServiceId, TimerId,
-};
+pub use reactor::Reactor;
+pub use service::{ListenerId, Service, ServiceId, TimerId};
 pub use workers::{Busy, Pool};
