@@ -35,7 +35,13 @@ fn assert_one_line_error(args: &[&str], env: &[(&str, &str)], mentions: &str) {
 #[test]
 fn a_cleanup_interval_of_1e300_is_a_one_line_error_not_a_panic() {
     assert_one_line_error(
-        &["coordinator", "--registry-port", "0", "--admin-api-port", "0"],
+        &[
+            "coordinator",
+            "--registry-port",
+            "0",
+            "--admin-api-port",
+            "0",
+        ],
         &[("CLIENT_CLEANUP_INTERVAL", "1e300")],
         "at most one year",
     );
@@ -44,7 +50,13 @@ fn a_cleanup_interval_of_1e300_is_a_one_line_error_not_a_panic() {
 #[test]
 fn a_heartbeat_of_1e300_is_a_one_line_error_not_a_panic() {
     assert_one_line_error(
-        &["node", "--client-api-port", "0", "--heartbeat-idle", "1e300"],
+        &[
+            "node",
+            "--client-api-port",
+            "0",
+            "--heartbeat-idle",
+            "1e300",
+        ],
         &[],
         "at most one year",
     );
@@ -53,7 +65,13 @@ fn a_heartbeat_of_1e300_is_a_one_line_error_not_a_panic() {
 #[test]
 fn a_session_timeout_that_would_wrap_is_refused() {
     assert_one_line_error(
-        &["coordinator", "--registry-port", "0", "--admin-api-port", "0"],
+        &[
+            "coordinator",
+            "--registry-port",
+            "0",
+            "--admin-api-port",
+            "0",
+        ],
         &[("SESSION_TIMEOUT", "18446744073709551615")],
         "30 days",
     );
@@ -62,7 +80,13 @@ fn a_session_timeout_that_would_wrap_is_refused() {
 #[test]
 fn a_client_api_on_the_lan_needs_allowed_hosts() {
     assert_one_line_error(
-        &["node", "--client-api-port", "0", "--client-api-host", "0.0.0.0"],
+        &[
+            "node",
+            "--client-api-port",
+            "0",
+            "--client-api-host",
+            "0.0.0.0",
+        ],
         &[],
         "--allowed-hosts",
     );
