@@ -94,6 +94,15 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The inactivity sweep's period. Config keeps it within (0, one year];
+/// clamped here too, since `from_secs_f64` panics on what it cannot hold
+/// and a `Config` may be built without the parser.
+fn sweep_every(cfg: &Config) -> Duration {
+    let s = cfg.cleanup_interval_s;
+    let s = if s.is_nan() { 30.0 } else { s.clamp(0.05, crate::config::MAX_DURATION_S) };
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(30))
+}
+
 fn print_line(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -176,8 +185,7 @@ impl Coordinator {
                 ""
             }
         );
-        let sweep_every = Duration::from_secs_f64(cfg.cleanup_interval_s.max(0.05));
-        cx.timer(svc, sweep_every, T_SWEEP);
+        cx.timer(svc, sweep_every(cfg), T_SWEEP);
         cx.timer(svc, HOUSEKEEP_EVERY, T_HOUSEKEEP);
         let revoked = users.take_revocations().into_iter().collect();
         Ok(Coordinator {
@@ -301,8 +309,7 @@ impl Service for Coordinator {
             cx.timer(self.svc, HOUSEKEEP_EVERY, T_HOUSEKEEP);
         } else if key == T_SWEEP {
             self.sweep(cx);
-            let every = Duration::from_secs_f64(self.cfg.cleanup_interval_s.max(0.05));
-            cx.timer(self.svc, every, T_SWEEP);
+            cx.timer(self.svc, sweep_every(&self.cfg), T_SWEEP);
         } else if key >= T_PROBE_BASE {
             self.probe_timeout(cx, key - T_PROBE_BASE);
         }
