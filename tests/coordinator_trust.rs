@@ -91,7 +91,10 @@ fn an_idle_unregistered_connection_is_closed_after_30_seconds() {
         "{loris_closed:?}"
     );
     // A registered connection, as quiet, is kept.
-    assert_eq!(host.req("PING", json!({"hostname":"kept"}))["status"], "ALIVE");
+    assert_eq!(
+        host.req("PING", json!({"hostname":"kept"}))["status"],
+        "ALIVE"
+    );
 }
 
 #[test]
@@ -140,7 +143,10 @@ fn the_257th_unbound_connection_from_one_address_is_refused() {
         json!({"hostname":"early","fname":"f","size":1,"modified":1}),
     );
     assert_eq!(r["status"], "ACK");
-    assert_eq!(early.req("REQUEST", json!({"fname":"f"}))["status"], "FOUND");
+    assert_eq!(
+        early.req("REQUEST", json!({"fname":"f"}))["status"],
+        "FOUND"
+    );
     // A held one leaves: a new stranger is served again.
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -192,10 +198,7 @@ fn a_host_cannot_publish_past_max_files_per_host() {
     let mut names: Vec<&String> = files.as_object().unwrap().keys().collect();
     names.sort();
     assert_eq!(names, ["a", "b", "c"], "nothing changed");
-    assert_eq!(
-        r.req("REQUEST", json!({"fname":"d"}))["status"],
-        "NOTFOUND"
-    );
+    assert_eq!(r.req("REQUEST", json!({"fname":"d"}))["status"], "NOTFOUND");
 }
 
 #[test]
@@ -219,7 +222,10 @@ fn register_cannot_claim_another_display_name_or_ip() {
         json!({"hostname":"mallory","fname":"bait.pdf","size":1,"modified":1}),
     );
     let h = r.req("REQUEST", json!({"fname":"bait.pdf"}))["hosts"][0].clone();
-    assert_eq!(h["display_name"], "Mallory", "the account's name, not the claim");
+    assert_eq!(
+        h["display_name"], "Mallory",
+        "the account's name, not the claim"
+    );
     match lan {
         Some(ip) => assert_eq!(h["ip"], ip.to_string(), "the address seen, not the claim"),
         None => eprintln!("no non-loopback address here: the ip half is not exercised"),
@@ -239,10 +245,7 @@ fn register_cannot_claim_another_display_name_or_ip() {
 
     // Under --trust-claimed-ip the claim stands from anywhere.
     let c2 = Coord::start_on_all(&["--trust-claimed-ip"]);
-    let mut r = Reg::connect(SocketAddr::new(
-        lan.unwrap_or(c2.reg.ip()),
-        c2.reg.port(),
-    ));
+    let mut r = Reg::connect(SocketAddr::new(lan.unwrap_or(c2.reg.ip()), c2.reg.port()));
     r.req(
         "REGISTER",
         json!({"hostname":"trusted","port":6003,"ip":"10.9.9.9","token":support::token("trusted")}),
@@ -274,7 +277,10 @@ fn an_anonymous_register_cannot_take_over_a_token_bound_host() {
         "forbidden"
     );
     let h = anon.req("REQUEST", json!({"fname":"real.pdf"}))["hosts"][0].clone();
-    assert_eq!((h["port"].clone(), h["size"].clone()), (json!(6001), json!(10)));
+    assert_eq!(
+        (h["port"].clone(), h["size"].clone()),
+        (json!(6001), json!(10))
+    );
     // Nor once the token's host has gone: the name was token-bound.
     assert_eq!(
         alice.req("UNREGISTER", json!({"hostname":"alice"}))["status"],
@@ -309,17 +315,19 @@ fn a_logged_out_token_is_refused_by_the_registry_and_verify_even_after_restart()
         let (s, v) = c.http("POST", "/api/user/verify", None, Some(json!({"token": t})));
         assert_eq!(s, 401, "{v}");
         assert_eq!(v["success"], false);
-        let r = c
-            .reg()
-            .req("REGISTER", json!({"hostname":"leaver","port":6001,"token":t}));
+        let r = c.reg().req(
+            "REGISTER",
+            json!({"hostname":"leaver","port":6001,"token":t}),
+        );
         assert_eq!(r, json!({"status":"ERROR","reason":"unauthorized"}));
     };
     let accepted = |c: &Coord, t: &str| {
         let (s, v) = c.http("POST", "/api/user/verify", None, Some(json!({"token": t})));
         assert_eq!(s, 200, "{v}");
-        let r = c
-            .reg()
-            .req("REGISTER", json!({"hostname":"leaver","port":6001,"token":t}));
+        let r = c.reg().req(
+            "REGISTER",
+            json!({"hostname":"leaver","port":6001,"token":t}),
+        );
         assert_eq!(r["status"], "OK");
     };
     refused(&c, &token);
@@ -404,7 +412,10 @@ fn register_writes_one_record_not_the_whole_store() {
     let before = std::fs::read(&log).expect("the user store is a log");
     c.account("user5", "Five");
     let after = std::fs::read(&log).unwrap();
-    assert!(after.starts_with(&before), "the store was rewritten, not appended to");
+    assert!(
+        after.starts_with(&before),
+        "the store was rewritten, not appended to"
+    );
     let added = &after[before.len()..];
     assert_eq!(
         added.iter().filter(|&&b| b == b'\n').count(),

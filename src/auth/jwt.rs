@@ -273,7 +273,10 @@ mod tests {
         assert!(ia.starts_with("j:") && ia.len() > 10, "{ia}");
         assert_ne!(ia, ib);
         // A token without jti is named by its signature.
-        let old = forge(HEADER_JSON, r#"{"sub":"a","role":"user","iat":1,"exp":9999}"#);
+        let old = forge(
+            HEADER_JSON,
+            r#"{"sub":"a","role":"user","iat":1,"exp":9999}"#,
+        );
         let (_, id) = verify_with_id(SECRET, &old, 0).unwrap();
         assert_eq!(id, format!("s:{}", old.rsplit('.').next().unwrap()));
     }

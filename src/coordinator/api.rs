@@ -373,7 +373,14 @@ impl Coordinator {
     ) -> Result<Option<Answer>, Answer> {
         let (c, tid) = self.check_token(Self::bearer(req)?)?;
         self.revoked.insert(tid.clone(), c.exp);
-        if !self.submit(cx, id, Job::Revoke { id: tid, exp: c.exp }) {
+        if !self.submit(
+            cx,
+            id,
+            Job::Revoke {
+                id: tid,
+                exp: c.exp,
+            },
+        ) {
             return Err(err(503, "The server is busy; try again in a moment"));
         }
         Ok(None)

@@ -311,12 +311,16 @@ impl Coordinator {
                         if self.token_bound.contains(&*hostname) || self.users.exists(&hostname) {
                             return Err("forbidden");
                         }
-                        (true, display_name.map(|d| d.into_owned()).unwrap_or_default())
+                        (
+                            true,
+                            display_name.map(|d| d.into_owned()).unwrap_or_default(),
+                        )
                     }
                     None => return Err("unauthorized"),
                     Some(t) => {
-                        let (claims, token_id) = jwt::verify_with_id(&self.jwt_secret, t, now as u64)
-                            .map_err(|_| "unauthorized")?;
+                        let (claims, token_id) =
+                            jwt::verify_with_id(&self.jwt_secret, t, now as u64)
+                                .map_err(|_| "unauthorized")?;
                         if self.revoked.contains_key(&token_id) {
                             return Err("unauthorized");
                         }
@@ -388,8 +392,7 @@ impl Coordinator {
                 out.extend_from_slice(b"{\"status\":\"ACK\"}\n");
             }
             Request::Request { fname, sha256 } => {
-                self.registry
-                    .request_reply(&fname, sha256.as_deref(), out)
+                self.registry.request_reply(&fname, sha256.as_deref(), out)
             }
             Request::Discover { hostname } => {
                 if !self.registry.discover_reply(&hostname, out) {

@@ -99,7 +99,11 @@ pub fn unix_now() -> f64 {
 /// and a `Config` may be built without the parser.
 fn sweep_every(cfg: &Config) -> Duration {
     let s = cfg.cleanup_interval_s;
-    let s = if s.is_nan() { 30.0 } else { s.clamp(0.05, crate::config::MAX_DURATION_S) };
+    let s = if s.is_nan() {
+        30.0
+    } else {
+        s.clamp(0.05, crate::config::MAX_DURATION_S)
+    };
     Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(30))
 }
 

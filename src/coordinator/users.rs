@@ -144,7 +144,6 @@ fn normalize_display_name(display_name: &str, username: &str) -> Result<String, 
     Ok(if d.is_empty() { username } else { d }.to_owned())
 }
 
-
 /// One line of the log.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -392,8 +391,11 @@ impl UserStore {
         let len = loaded.good_len + u64::from(loaded.needs_newline);
         // The log may have just been created: make its name durable too.
         sync_dir(data_dir).map_err(|e| format!("cannot sync {}: {e}", data_dir.display()))?;
-        let revoked_list: Vec<(String, u64)> =
-            loaded.revoked.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let revoked_list: Vec<(String, u64)> = loaded
+            .revoked
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         Ok(UserStore {
             path,
             users: RwLock::new(loaded.users),
@@ -481,8 +483,7 @@ impl UserStore {
     /// it has grown well past that. Runs on a worker, holding the log lock.
     fn maybe_compact(&self, log: &mut Log) {
         let live = self.count() as u64 + log.revoked.len() as u64;
-        if log.records <= COMPACT_MIN_RECORDS.max(live.saturating_mul(2)) || log.broken.is_some()
-        {
+        if log.records <= COMPACT_MIN_RECORDS.max(live.saturating_mul(2)) || log.broken.is_some() {
             return;
         }
         let now = unix_now();
@@ -620,7 +621,12 @@ impl UserStore {
     /// The revocations found at open (not yet expired); the caller keeps
     /// them from then on. Empty after the first call.
     pub fn take_revocations(&self) -> Vec<(String, u64)> {
-        std::mem::take(&mut *self.revoked_at_open.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(
+            &mut *self
+                .revoked_at_open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
     }
 
     pub fn get(&self, username: &str) -> Option<User> {
@@ -859,7 +865,8 @@ mod tests {
         let file = d.path().join(FILE_NAME);
         let mut prev = fs::read(&file).unwrap();
         for i in 0..20 {
-            s.register(&format!("user{i}"), "password1", "", IT).unwrap();
+            s.register(&format!("user{i}"), "password1", "", IT)
+                .unwrap();
             let now = fs::read(&file).unwrap();
             assert!(now.starts_with(&prev), "append-only");
             let added = &now[prev.len()..];
@@ -870,7 +877,7 @@ mod tests {
         s.login("user3", "password1").unwrap();
         s.persist_revocation("j:abc", unix_now() + 100).unwrap();
         s.persist_revocation("j:old", 5).unwrap();
-        assert_eq!(fs::read(&file).unwrap().len() - prev.len() < 300, true);
+        assert!(fs::read(&file).unwrap().len() - prev.len() < 300);
         drop(s);
         let s = UserStore::open(d.path()).unwrap();
         assert_eq!(s.count(), 20);

@@ -555,11 +555,15 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let bad = r#"{"action":"PUBLISH","data":{"hostname":"a","fname":"x","size":1,"modified":1,"root":"zz"}}"#;
-        assert!(parse_request(bad.as_bytes()).unwrap_err().contains("invalid root"));
+        assert!(parse_request(bad.as_bytes())
+            .unwrap_err()
+            .contains("invalid root"));
         let bad = r#"{"action":"REQUEST","data":{"fname":"x","sha256":7}}"#;
         assert!(parse_request(bad.as_bytes()).is_err());
         let bad = r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"x":{"size":1,"modified":2,"root":"00"}}}}"#;
-        assert!(parse_request(bad.as_bytes()).unwrap_err().contains("invalid root"));
+        assert!(parse_request(bad.as_bytes())
+            .unwrap_err()
+            .contains("invalid root"));
     }
 
     #[test]
