@@ -481,3 +481,35 @@ fn request_with_sha256_returns_only_that_content() {
     let d = erin.req("DISCOVER", json!({"hostname":"alice"}));
     assert_eq!(d["files"]["report.pdf"]["root"], root);
 }
+
+#[test]
+fn re_registering_one_host_on_many_connections_does_not_escape_the_cap() {
+    let c = Coord::start();
+    let t = token("mallory");
+    let mut conns = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(c.reg).unwrap();
+        send(
+            &mut s,
+            "REGISTER",
+            json!({"hostname":"mallory","port":6001,"token":t}),
+        );
+        assert_eq!(read_line(&mut s).unwrap()["status"], "OK");
+        conns.push(s);
+    }
+    // Each REGISTER took the host over: the earlier connections speak for
+    // nobody, so they count as strangers again, and past 256 are refused.
+    let last_taken = &mut conns[298];
+    send(last_taken, "PING", json!({"hostname":"mallory"}));
+    assert_eq!(
+        read_line(last_taken),
+        Some(json!({"status":"ERROR","reason":"too many connections"}))
+    );
+    let first = &mut conns[0];
+    send(first, "PING", json!({"hostname":"mallory"}));
+    assert_eq!(read_line(first).unwrap()["status"], "ALIVE");
+    // The current one is served as ever.
+    let current = &mut conns[299];
+    send(current, "PING", json!({"hostname":"mallory"}));
+    assert_eq!(read_line(current).unwrap()["status"], "ALIVE");
+}

@@ -43,6 +43,10 @@ pub struct RegConn {
     pub standing: Standing,
     /// When its last complete line arrived (or when it was accepted).
     pub last_line: Instant,
+    /// Its address as the per-address limit counts it.
+    pub addr: IpAddr,
+    /// A deadline timer is pending: never arm a second one.
+    pub timer_armed: bool,
 }
 
 /// The timer key of a connection's stranger deadline. Slot indexes stay far
@@ -92,16 +96,45 @@ impl Coordinator {
                 waiting_list: false,
                 standing,
                 last_line: Instant::now(),
+                addr: ip,
+                timer_armed: true,
             }),
         );
+    }
+
+    /// Connection `c` no longer speaks for a host (taken over by another
+    /// connection, unregistered, swept): it is a stranger again, counted and
+    /// timed, or over the cap. Otherwise one account could hold any number
+    /// of connections by registering the same host on each in turn.
+    pub(super) fn unbind(&mut self, cx: &mut Ctx, c: ConnId) {
+        let Some(Kind::Registry(rc)) = self.conns.get_mut(c) else {
+            return;
+        };
+        rc.host = None;
+        if rc.standing != Standing::Known {
+            return;
+        }
+        let (standing, after) = if self.unbound.try_add(rc.addr) {
+            (Standing::Unbound(rc.addr), UNBOUND_LINE_TIMEOUT)
+        } else {
+            (Standing::OverCap, OVER_CAP_GRACE)
+        };
+        rc.standing = standing;
+        rc.last_line = Instant::now();
+        // A pending timer (from accept) will judge the new standing when it fires.
+        if !rc.timer_armed {
+            rc.timer_armed = true;
+            cx.timer(self.svc, after, conn_timer_key(c));
+        }
     }
 
     /// A stranger's deadline: refuse it (over the cap), close it (no complete
     /// line for 30 s), or look again when its last line is 30 s old.
     pub(super) fn stranger_deadline(&mut self, cx: &mut Ctx, id: ConnId) {
-        let Some(Kind::Registry(rc)) = self.conns.get(id) else {
+        let Some(Kind::Registry(rc)) = self.conns.get_mut(id) else {
             return;
         };
+        rc.timer_armed = false;
         match rc.standing {
             Standing::Known => {}
             Standing::OverCap => {
@@ -114,6 +147,7 @@ impl Coordinator {
                 if now >= due {
                     cx.close(id);
                 } else {
+                    rc.timer_armed = true;
                     cx.timer(self.svc, due - now, conn_timer_key(id));
                 }
             }
@@ -347,9 +381,7 @@ impl Coordinator {
                     .and_then(|h| h.conn)
                 {
                     if old != id {
-                        if let Some(Kind::Registry(rc)) = self.conns.get_mut(old) {
-                            rc.host = None;
-                        }
+                        self.unbind(cx, old);
                     }
                 }
                 let key = self.registry.register(
@@ -442,7 +474,11 @@ impl Coordinator {
             }
             Request::Unregister { hostname } => {
                 let k = self.acting_host(id, &hostname)?;
-                self.registry.remove(k);
+                // The connection bound to the host (this one, or under
+                // --allow-anonymous possibly another) speaks for nobody now.
+                if let Some(c) = self.registry.remove(k) {
+                    self.unbind(cx, c);
+                }
                 if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                     if rc.host == Some(k) {
                         rc.host = None;

@@ -341,13 +341,10 @@ impl Coordinator {
         let removed = self.registry.sweep(cutoff);
         for (name, conn) in &removed {
             if let Some(c) = conn {
-                if let Some(Kind::Registry(rc)) = self.conns.get_mut(*c) {
-                    rc.host = None;
-                }
+                self.unbind(cx, *c);
             }
             log_info!("removed inactive host '{}'", name);
         }
-        let _ = cx;
         if !removed.is_empty() {
             log_warn!("inactivity sweep removed {} host(s)", removed.len());
         }
