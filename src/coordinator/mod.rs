@@ -1,5 +1,5 @@
-//! The coordinator: the registry over TCP (SPEC §2) and the server API over
-//! HTTP (SPEC §4), both on one reactor. This module wires listeners,
+//! The coordinator: the registry over TCP and the server API over
+//! HTTP, both on one reactor. This module wires listeners,
 //! connections, timers and workers; the protocols live in `conn` and `api`.
 
 pub mod api;

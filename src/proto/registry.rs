@@ -1,4 +1,4 @@
-//! The registry protocol (SPEC §2): one JSON object per line. Parses a request
+//! The registry protocol: one JSON object per line. Parses a request
 //! line into a typed [`Request`] with every bad-input rule applied, and writes
 //! replies. Pure: no I/O, no registry state.
 
