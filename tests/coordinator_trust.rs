@@ -388,14 +388,18 @@ fn the_21st_login_in_a_burst_gets_429_with_retry_after() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["success"], false);
     assert!(v["error"].as_str().unwrap().len() > 10, "{v}");
-    // Register is limited from the same address; the registry is not.
-    let (s, _) = c.http(
-        "POST",
-        "/api/user/register",
-        None,
-        Some(json!({"username":"late","password":"password123"})),
-    );
-    assert_eq!(s, 429);
+    // Register is limited from the same address (one may slip through if a
+    // second passed meanwhile); the registry is not.
+    let register_refused = (0..3).any(|_| {
+        let (s, _) = c.http(
+            "POST",
+            "/api/user/register",
+            None,
+            Some(json!({"username":"late","password":"password123"})),
+        );
+        s == 429
+    });
+    assert!(register_refused);
     for i in 0..30 {
         assert_eq!(c.reg().register(&format!("h{i}"))["status"], "OK");
     }
