@@ -64,6 +64,7 @@ fn main() {
                         published_at: None,
                         is_published: true,
                         sha256: None,
+                        root: None,
                     },
                 )
             })
@@ -82,8 +83,8 @@ fn main() {
     let mut out = Vec::with_capacity(4096);
     bench("registry REQUEST parse+lookup 10k", 1000, || {
         out.clear();
-        if let Ok(Request::Request { fname }) = parse_request(black_box(request)) {
-            reg.request_reply(&fname, &mut out);
+        if let Ok(Request::Request { fname, sha256 }) = parse_request(black_box(request)) {
+            reg.request_reply(&fname, sha256.as_deref(), &mut out);
         }
         black_box(out.len());
     });

@@ -463,11 +463,21 @@ fn thousands_of_connections_then_past_the_descriptor_limit() {
         conns.push(TcpStream::connect(c.reg).unwrap());
     }
     let ping = b"{\"action\":\"PING\",\"data\":{\"hostname\":\"x\"}}\n";
+    // Registered, since one address may hold only 256 unbound connections.
+    for (i, s) in conns.iter_mut().enumerate() {
+        let line = json!({"action":"REGISTER","data":{"hostname":format!("h{i}"),"port":7000,"token":token(&format!("h{i}"))}}).to_string() + "\n";
+        s.write_all(line.as_bytes()).unwrap();
+    }
+    for s in conns.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut l = String::new();
+        BufReader::new(&*s).read_line(&mut l).unwrap();
+        assert!(l.contains("OK"), "{l}");
+    }
     for s in conns.iter_mut() {
         s.write_all(ping).unwrap();
     }
     for s in conns.iter_mut() {
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut l = String::new();
         BufReader::new(&*s).read_line(&mut l).unwrap();
         assert!(l.contains("DEAD"));

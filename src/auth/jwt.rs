@@ -60,10 +60,42 @@ fn keyed(secret: &[u8]) -> HmacSha256 {
     }
 }
 
-/// Sign `claims` with `secret` as `header.payload.signature`.
+/// The signed payload: the claims plus a random `jti`, so that one token
+/// can be revoked without touching the others of the same user.
+#[derive(Serialize)]
+struct Payload<'a> {
+    #[serde(flatten)]
+    claims: &'a Claims,
+    jti: String,
+}
+
+/// A fresh token id: 16 random bytes. Should the kernel refuse randomness,
+/// the time in nanoseconds and a counter still make it unique per process
+/// run; it names a token, it guards nothing.
+fn new_jti() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    match super::random::token_string(16) {
+        Ok(s) => s,
+        Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("t{nanos}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+        }
+    }
+}
+
+/// Sign `claims` with `secret` as `header.payload.signature`, adding a random
+/// `jti` claim.
 pub fn sign(secret: &[u8], claims: &Claims) -> String {
     // Serialising strings and integers cannot fail.
-    let payload = serde_json::to_vec(claims).unwrap_or_default();
+    let payload = serde_json::to_vec(&Payload {
+        claims,
+        jti: new_jti(),
+    })
+    .unwrap_or_default();
     let mut token = String::with_capacity(64 + payload.len() * 4 / 3 + 43);
     URL_SAFE_NO_PAD.encode_string(HEADER_JSON, &mut token);
     token.push('.');
@@ -133,7 +165,23 @@ fn seconds(v: &serde_json::Value) -> Option<f64> {
 /// Full check: algorithm, signature, the four claims, and expiry against `now` (Unix
 /// seconds). A token without `exp` is refused: tokens must not live forever.
 pub fn verify(secret: &[u8], token: &str, now: u64) -> Result<Claims, JwtError> {
+    verify_with_id(secret, token, now).map(|(c, _)| c)
+}
+
+/// [`verify`], also returning the token's id for revocation: its `jti` claim
+/// (prefixed `j:`), or for a token signed without one, its signature
+/// (prefixed `s:`), which is just as unique.
+pub fn verify_with_id(secret: &[u8], token: &str, now: u64) -> Result<(Claims, String), JwtError> {
     let payload = verify_signature(secret, token)?;
+    let id = match payload.get("jti").and_then(|v| v.as_str()) {
+        Some(j) if !j.is_empty() && j.len() <= 128 => format!("j:{j}"),
+        _ => format!("s:{}", token.rsplit('.').next().unwrap_or_default()),
+    };
+    let claims = check_claims(&payload, now)?;
+    Ok((claims, id))
+}
+
+fn check_claims(payload: &serde_json::Value, now: u64) -> Result<Claims, JwtError> {
     let exp = payload
         .get("exp")
         .and_then(seconds)
@@ -212,6 +260,25 @@ mod tests {
         let t = sign(SECRET, &c);
         assert!(t.starts_with(&b64(HEADER_JSON)));
         assert_eq!(verify(SECRET, &t, 4_999), Ok(c));
+    }
+
+    #[test]
+    fn every_signed_token_has_its_own_id() {
+        let c = claims(5_000);
+        let (a, b) = (sign(SECRET, &c), sign(SECRET, &c));
+        assert_ne!(a, b);
+        let (ca, ia) = verify_with_id(SECRET, &a, 0).unwrap();
+        let (_, ib) = verify_with_id(SECRET, &b, 0).unwrap();
+        assert_eq!(ca, c);
+        assert!(ia.starts_with("j:") && ia.len() > 10, "{ia}");
+        assert_ne!(ia, ib);
+        // A token without jti is named by its signature.
+        let old = forge(
+            HEADER_JSON,
+            r#"{"sub":"a","role":"user","iat":1,"exp":9999}"#,
+        );
+        let (_, id) = verify_with_id(SECRET, &old, 0).unwrap();
+        assert_eq!(id, format!("s:{}", old.rsplit('.').next().unwrap()));
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The server API (SPEC §4) over the reactor's HTTP layer: accounts, tokens,
+//! The server API over the reactor's HTTP layer: accounts, tokens (and their
+//! revocation at logout), the per-address limit on register and login,
 //! admin views of the registry, the live peer probe, stats, and the admin UI.
-//! Password work runs on the worker pool; answers keep request order.
+//! Password work and fsyncs run on the worker pool; answers keep request order.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ pub struct HttpConn {
     /// An answer is being prepared off the loop; later requests wait.
     pub waiting: Option<u64>,
     pub keep_alive: bool,
+    /// The source address, as rate limits count it.
+    pub peer: Option<IpAddr>,
 }
 
 pub enum Job {
@@ -51,12 +54,18 @@ pub enum Job {
         username: String,
         password: String,
     },
+    /// Make a logout's revocation durable.
+    Revoke {
+        id: String,
+        exp: u64,
+    },
 }
 
 pub enum JobResult {
     Registered(Result<User, RegisterError>),
     LoggedIn(Result<User, LoginError>),
     Admin(bool),
+    Revoked(Result<(), String>),
 }
 
 pub struct JobDone {
@@ -86,6 +95,7 @@ pub fn run_job(
             let name_ok = password::constant_time_eq(username.as_bytes(), admin_name.as_bytes());
             JobResult::Admin(pw_ok && name_ok)
         }
+        Job::Revoke { id, exp } => JobResult::Revoked(users.persist_revocation(&id, exp)),
     };
     JobDone { op, result }
 }
@@ -112,6 +122,9 @@ fn meta_json(m: &FileMeta) -> Value {
     }
     if let Some(s) = &m.sha256 {
         v["sha256"] = json!(s);
+    }
+    if let Some(r) = &m.root {
+        v["root"] = json!(r);
     }
     v
 }
@@ -190,12 +203,24 @@ impl Coordinator {
     }
 
     /// Sends a JSON answer and, without keep-alive, closes after it.
-    fn respond(&mut self, cx: &mut Ctx, id: ConnId, (status, body): Answer, keep_alive: bool) {
+    fn respond(&mut self, cx: &mut Ctx, id: ConnId, answer: Answer, keep_alive: bool) {
+        self.respond_with(cx, id, answer, keep_alive, &[]);
+    }
+
+    fn respond_with(
+        &mut self,
+        cx: &mut Ctx,
+        id: ConnId,
+        (status, body): Answer,
+        keep_alive: bool,
+        headers: &[(&str, &str)],
+    ) {
         let body = body.to_string().into_bytes();
         let mut head = Vec::with_capacity(512);
         let date = self.date().to_string();
         let mut extra: Vec<(&str, &str)> = SECURITY_HEADERS.to_vec();
         extra.push(("Cache-Control", "no-store"));
+        extra.extend_from_slice(headers);
         http::write_head(
             &mut head,
             status,
@@ -227,8 +252,25 @@ impl Coordinator {
             return self.serve_static(cx, id, &req);
         }
         let method = req.method.as_str();
+        let limited = method == "POST"
+            && matches!(
+                path.as_str(),
+                "/api/user/register" | "/api/user/login" | "/api/admin/login"
+            );
+        if limited {
+            if let Err(wait) = self.take_attempt(id) {
+                let ka = self.keep_alive(id);
+                let secs = wait.to_string();
+                let a = err(
+                    429,
+                    format!("Too many attempts from your address; try again in {wait} s"),
+                );
+                return self.respond_with(cx, id, a, ka, &[("Retry-After", &secs)]);
+            }
+        }
         let result: Result<Option<Answer>, Answer> = match (method, path.as_str()) {
             ("POST", "/api/user/register") => self.start_register(cx, id, &req),
+            ("POST", "/api/user/logout") => self.start_logout(cx, id, &req),
             ("POST", "/api/user/login") => self.start_login(cx, id, &req, false),
             ("POST", "/api/admin/login") => self.start_login(cx, id, &req, true),
             ("POST", "/api/user/verify") => self.verify(&req).map(Some),
@@ -284,15 +326,64 @@ impl Coordinator {
         }
     }
 
-    fn claims(&self, req: &Request) -> Result<jwt::Claims, Answer> {
+    /// One register or login attempt from this connection's address:
+    /// Err(seconds to wait) past the limit.
+    fn take_attempt(&mut self, id: ConnId) -> Result<(), u64> {
+        let peer = match self.conns.get(id) {
+            Some(Kind::Http(h)) => h.peer,
+            _ => None,
+        };
+        match peer {
+            Some(ip) => self.rate.take(ip, Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// A token's claims and id, refused when invalid or revoked.
+    fn check_token(&self, token: &str) -> Result<(jwt::Claims, String), Answer> {
+        let (c, tid) = jwt::verify_with_id(&self.jwt_secret, token, unix_now() as u64)
+            .map_err(|e| err(401, format!("Invalid token: {e}")))?;
+        if self.revoked.contains_key(&tid) {
+            return Err(err(401, "Invalid token: it was revoked at logout"));
+        }
+        Ok((c, tid))
+    }
+
+    fn bearer(req: &Request) -> Result<&str, Answer> {
         let Some(auth) = req.header("authorization") else {
             return Err(err(401, "Missing Authorization: Bearer token"));
         };
-        let Some(token) = auth.strip_prefix("Bearer ").map(str::trim) else {
-            return Err(err(401, "Authorization must be 'Bearer <token>'"));
-        };
-        jwt::verify(&self.jwt_secret, token, unix_now() as u64)
-            .map_err(|e| err(401, format!("Invalid token: {e}")))
+        auth.strip_prefix("Bearer ")
+            .map(str::trim)
+            .ok_or_else(|| err(401, "Authorization must be 'Bearer <token>'"))
+    }
+
+    fn claims(&self, req: &Request) -> Result<jwt::Claims, Answer> {
+        self.check_token(Self::bearer(req)?).map(|(c, _)| c)
+    }
+
+    /// Revokes the Bearer token until it expires: at once in memory (the
+    /// registry and verify refuse it from now on), answered once the log
+    /// holds it.
+    fn start_logout(
+        &mut self,
+        cx: &mut Ctx,
+        id: ConnId,
+        req: &Request,
+    ) -> Result<Option<Answer>, Answer> {
+        let (c, tid) = self.check_token(Self::bearer(req)?)?;
+        self.revoked.insert(tid.clone(), c.exp);
+        if !self.submit(
+            cx,
+            id,
+            Job::Revoke {
+                id: tid,
+                exp: c.exp,
+            },
+        ) {
+            return Err(err(503, "The server is busy; try again in a moment"));
+        }
+        Ok(None)
     }
 
     fn admin(&self, req: &Request) -> Result<(), Answer> {
@@ -311,7 +402,8 @@ impl Coordinator {
                 sub: sub.to_string(),
                 role: role.to_string(),
                 iat: now,
-                exp: now + self.cfg.session_timeout_s,
+                // Config bounds it to 30 days; saturate all the same.
+                exp: now.saturating_add(self.cfg.session_timeout_s),
             },
         )
     }
@@ -367,8 +459,7 @@ impl Coordinator {
     fn verify(&self, req: &Request) -> Result<Answer, Answer> {
         let m = body_json(req)?;
         let token = str_field(&m, "token", true)?;
-        let c = jwt::verify(&self.jwt_secret, &token, unix_now() as u64)
-            .map_err(|e| err(401, format!("Invalid token: {e}")))?;
+        let (c, _) = self.check_token(&token)?;
         if c.role == "admin" {
             return Ok((
                 200,
@@ -428,6 +519,11 @@ impl Coordinator {
                 )
             }
             JobResult::Admin(false) => err(401, "Invalid username or password"),
+            JobResult::Revoked(Ok(())) => (200, json!({"success": true})),
+            JobResult::Revoked(Err(m)) => {
+                crate::log_error!("could not record a logout: {m}");
+                err(500, "Could not record the logout; try again")
+            }
         };
         self.finish_async(cx, id, answer);
     }
@@ -641,6 +737,7 @@ fn known_path(p: &str) -> bool {
         "/api/user/register"
             | "/api/user/login"
             | "/api/user/verify"
+            | "/api/user/logout"
             | "/api/admin/login"
             | "/api/admin/registry"
             | "/api/stats"

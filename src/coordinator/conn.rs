@@ -1,20 +1,37 @@
-//! Registry connections (SPEC §2): framing, identity binding, dispatch of
-//! each action to the registry, and offline-at-close.
+//! Registry connections: framing, identity binding (what a host may claim),
+//! the cost a stranger may put on us (unbound connections per address, the
+//! 30 s line deadline), dispatch of each action to the registry, and
+//! offline-at-close.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use reactor::line::{next_line, Line};
 use reactor::{ConnId, Ctx};
 
+use super::guard::{addr_key, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
 use super::registry::HostKey;
-use super::{unix_now, Coordinator, Kind};
+use super::{unix_now, Coordinator, Kind, T_CONN_BASE};
 use crate::auth::jwt;
 use crate::proto::registry::{self, error_line, Request, MAX_LINE};
 
 /// Queued answers above this make a connection wait until they drain.
 const MAX_QUEUED: u64 = 4 * 1024 * 1024;
 
-#[derive(Default)]
+/// Where a connection stands with the per-address limit on strangers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Not registered yet: counted against its address, closed 30 s after
+    /// its last complete line.
+    Unbound(IpAddr),
+    /// Accepted past its address's cap: its first line must be a REGISTER
+    /// that succeeds, within a few seconds, or it is refused.
+    OverCap,
+    /// Registered once: no longer a stranger, never capped per address
+    /// (many nodes may share one NAT address).
+    Known,
+}
+
 pub struct RegConn {
     /// The host this connection is, after REGISTER.
     pub host: Option<HostKey>,
@@ -23,6 +40,24 @@ pub struct RegConn {
     pub anonymous: bool,
     /// Waiting for a full-LIST snapshot; later lines wait too, in order.
     pub waiting_list: bool,
+    pub standing: Standing,
+    /// When its last complete line arrived (or when it was accepted).
+    pub last_line: Instant,
+    /// Its address as the per-address limit counts it.
+    pub addr: IpAddr,
+    /// A deadline timer is pending: never arm a second one.
+    pub timer_armed: bool,
+}
+
+/// The timer key of a connection's stranger deadline. Slot indexes stay far
+/// below 2^31 (they are bounded by the descriptor limit), so index and
+/// generation fit beside the tag bit.
+fn conn_timer_key(id: ConnId) -> u64 {
+    T_CONN_BASE | ((id.index() as u64 & 0x7fff_ffff) << 32) | u64::from(id.generation())
+}
+
+pub(super) fn conn_of_timer_key(key: u64) -> ConnId {
+    ConnId::from_parts(((key >> 32) & 0x7fff_ffff) as u32, key as u32)
 }
 
 /// Time marks for one batch of request lines.
@@ -38,9 +73,97 @@ enum Extra {
     Shared(std::sync::Arc<Vec<u8>>),
     /// A full LIST whose snapshot is being built: this connection waits.
     WaitList,
+    /// Answered (the reply is in `out`); close once it is written.
+    Close,
 }
 
 impl Coordinator {
+    /// A registry connection arrived: count it against its address, or mark
+    /// it over the cap; either way arm its deadline. O(1) besides the timer.
+    pub(super) fn registry_accept(&mut self, cx: &mut Ctx, id: ConnId, peer: SocketAddr) {
+        let ip = addr_key(peer.ip());
+        let (standing, after) = if self.unbound.try_add(ip) {
+            (Standing::Unbound(ip), UNBOUND_LINE_TIMEOUT)
+        } else {
+            (Standing::OverCap, OVER_CAP_GRACE)
+        };
+        cx.timer(self.svc, after, conn_timer_key(id));
+        self.conns.insert(
+            id,
+            Kind::Registry(RegConn {
+                host: None,
+                anonymous: false,
+                waiting_list: false,
+                standing,
+                last_line: Instant::now(),
+                addr: ip,
+                timer_armed: true,
+            }),
+        );
+    }
+
+    /// Connection `c` no longer speaks for a host (taken over by another
+    /// connection, unregistered, swept): it is a stranger again, counted and
+    /// timed, or over the cap. Otherwise one account could hold any number
+    /// of connections by registering the same host on each in turn.
+    pub(super) fn unbind(&mut self, cx: &mut Ctx, c: ConnId) {
+        let Some(Kind::Registry(rc)) = self.conns.get_mut(c) else {
+            return;
+        };
+        rc.host = None;
+        if rc.standing != Standing::Known {
+            return;
+        }
+        let (standing, after) = if self.unbound.try_add(rc.addr) {
+            (Standing::Unbound(rc.addr), UNBOUND_LINE_TIMEOUT)
+        } else {
+            (Standing::OverCap, OVER_CAP_GRACE)
+        };
+        rc.standing = standing;
+        rc.last_line = Instant::now();
+        // A pending timer (from accept) will judge the new standing when it fires.
+        if !rc.timer_armed {
+            rc.timer_armed = true;
+            cx.timer(self.svc, after, conn_timer_key(c));
+        }
+    }
+
+    /// A stranger's deadline: refuse it (over the cap), close it (no complete
+    /// line for 30 s), or look again when its last line is 30 s old.
+    pub(super) fn stranger_deadline(&mut self, cx: &mut Ctx, id: ConnId) {
+        let Some(Kind::Registry(rc)) = self.conns.get_mut(id) else {
+            return;
+        };
+        rc.timer_armed = false;
+        match rc.standing {
+            Standing::Known => {}
+            Standing::OverCap => {
+                cx.send(id, &error_line("too many connections"));
+                cx.close_after_flush(id);
+            }
+            Standing::Unbound(_) => {
+                let due = rc.last_line + UNBOUND_LINE_TIMEOUT;
+                let now = Instant::now();
+                if now >= due {
+                    cx.close(id);
+                } else {
+                    rc.timer_armed = true;
+                    cx.timer(self.svc, due - now, conn_timer_key(id));
+                }
+            }
+        }
+    }
+
+    /// REGISTER succeeded on `id`: it is no longer a stranger.
+    fn now_known(&mut self, id: ConnId) {
+        if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
+            if let Standing::Unbound(ip) = rc.standing {
+                self.unbound.remove(ip);
+            }
+            rc.standing = Standing::Known;
+        }
+    }
+
     pub(super) fn registry_input(&mut self, cx: &mut Ctx, id: ConnId) {
         if matches!(self.conns.get(id), Some(Kind::Registry(rc)) if rc.waiting_list) {
             return;
@@ -73,11 +196,21 @@ impl Coordinator {
                 }
                 Line::Complete(line, n) => {
                     used += n;
+                    // Blank lines do not count as lines: a stranger cannot
+                    // keep its connection with a newline every 29 s.
                     if line.iter().all(|b| b.is_ascii_whitespace()) {
                         continue;
                     }
+                    if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
+                        rc.last_line = clock.mark;
+                    }
                     match self.handle_line(cx, id, line, &mut out, &mut clock) {
                         Extra::None => {}
+                        Extra::Close => {
+                            used = buf.len();
+                            close = true;
+                            break;
+                        }
                         Extra::Shared(reply) => {
                             cx.send(id, &out);
                             out.clear();
@@ -120,8 +253,20 @@ impl Coordinator {
             }
         };
         let action = req.action();
+        let over_cap = matches!(
+            self.conns.get(id),
+            Some(Kind::Registry(rc)) if rc.standing == Standing::OverCap
+        );
+        if over_cap && action != registry::Action::Register {
+            out.extend_from_slice(&error_line("too many connections"));
+            return Extra::Close;
+        }
         let extra = match self.dispatch(cx, id, req, out, clock.unix) {
             Ok(extra) => extra,
+            Err(_) if over_cap => {
+                out.extend_from_slice(&error_line("too many connections"));
+                Extra::Close
+            }
             Err(reason) => {
                 out.extend_from_slice(&error_line(reason));
                 Extra::None
@@ -146,7 +291,14 @@ impl Coordinator {
                 Some(_) => Err("forbidden"),
                 None => Err("not registered"),
             },
-            None if self.cfg.allow_anonymous => self.registry.key(hostname).ok_or("not registered"),
+            None if self.cfg.allow_anonymous => {
+                // Seed clients act for a host by naming it; never for one
+                // a token ever spoke for.
+                if self.token_bound.contains(hostname) {
+                    return Err("forbidden");
+                }
+                self.registry.key(hostname).ok_or("not registered")
+            }
             None => Err("not registered"),
         }
     }
@@ -184,25 +336,42 @@ impl Coordinator {
                         return Err("forbidden");
                     }
                 }
-                let anonymous = match token.as_deref() {
-                    None if self.cfg.allow_anonymous => true,
+                // The display name is the account's, never the claim; a host
+                // without a token has no account, and keeps its claim.
+                let (anonymous, display_name) = match token.as_deref() {
+                    None if self.cfg.allow_anonymous => {
+                        // No anonymous takeover of a name a token holds or
+                        // held, nor of an account's name.
+                        if self.token_bound.contains(&*hostname) || self.users.exists(&hostname) {
+                            return Err("forbidden");
+                        }
+                        (
+                            true,
+                            display_name.map(|d| d.into_owned()).unwrap_or_default(),
+                        )
+                    }
                     None => return Err("unauthorized"),
                     Some(t) => {
-                        let claims = jwt::verify(&self.jwt_secret, t, now as u64)
-                            .map_err(|_| "unauthorized")?;
+                        let (claims, token_id) =
+                            jwt::verify_with_id(&self.jwt_secret, t, now as u64)
+                                .map_err(|_| "unauthorized")?;
+                        if self.revoked.contains_key(&token_id) {
+                            return Err("unauthorized");
+                        }
                         if claims.sub != *hostname {
                             return Err("forbidden");
                         }
-                        false
+                        let dn = self.users.display_name(&hostname).unwrap_or_default();
+                        (false, dn)
                     }
                 };
-                let ip = match ip {
-                    Some(ip) if !ip.is_empty() => ip.into_owned(),
-                    _ => cx
-                        .peer_addr(id)
-                        .map(|a| a.ip().to_string())
-                        .unwrap_or_default(),
-                };
+                if files.len() > self.cfg.max_files_per_host {
+                    return Err("too many files");
+                }
+                if !anonymous && !self.token_bound.contains(&*hostname) {
+                    self.token_bound.insert(hostname.as_ref().into());
+                }
+                let ip = self.stored_ip(cx, id, ip.as_deref());
                 // A host that registers again from a new connection takes
                 // over; the old connection no longer speaks for it.
                 if let Some(old) = self
@@ -212,14 +381,12 @@ impl Coordinator {
                     .and_then(|h| h.conn)
                 {
                     if old != id {
-                        if let Some(Kind::Registry(rc)) = self.conns.get_mut(old) {
-                            rc.host = None;
-                        }
+                        self.unbind(cx, old);
                     }
                 }
                 let key = self.registry.register(
                     &hostname,
-                    display_name.as_deref().unwrap_or(""),
+                    &display_name,
                     &ip,
                     port,
                     files,
@@ -230,6 +397,7 @@ impl Coordinator {
                     rc.host = Some(key);
                     rc.anonymous = anonymous;
                 }
+                self.now_known(id);
                 out.extend_from_slice(b"{\"status\":\"OK\"}\n");
             }
             Request::Publish {
@@ -239,6 +407,11 @@ impl Coordinator {
             } => {
                 let k = self.acting_host(id, &hostname)?;
                 self.registry.touch(k, now);
+                if !self.registry.has_file(k, &fname)
+                    && self.registry.file_count(k) >= self.cfg.max_files_per_host
+                {
+                    return Err("too many files");
+                }
                 self.registry.publish(k, &fname, meta);
                 out.extend_from_slice(b"{\"status\":\"ACK\"}\n");
             }
@@ -250,7 +423,9 @@ impl Coordinator {
                 }
                 out.extend_from_slice(b"{\"status\":\"ACK\"}\n");
             }
-            Request::Request { fname } => self.registry.request_reply(&fname, out),
+            Request::Request { fname, sha256 } => {
+                self.registry.request_reply(&fname, sha256.as_deref(), out)
+            }
             Request::Discover { hostname } => {
                 if !self.registry.discover_reply(&hostname, out) {
                     return Err("unknown host");
@@ -261,8 +436,11 @@ impl Coordinator {
                 let own = self.bound_host(id);
                 let sender = match own {
                     Some(k) => Some(k),
-                    // Seed clients heartbeat on a fresh connection, naming themselves.
-                    None if self.cfg.allow_anonymous => asked,
+                    // Seed clients heartbeat on a fresh connection, naming
+                    // themselves (never a host a token speaks for).
+                    None if self.cfg.allow_anonymous && !self.token_bound.contains(&*hostname) => {
+                        asked
+                    }
                     None => None,
                 };
                 if let (Some(k), Some(st)) = (sender, state) {
@@ -296,7 +474,11 @@ impl Coordinator {
             }
             Request::Unregister { hostname } => {
                 let k = self.acting_host(id, &hostname)?;
-                self.registry.remove(k);
+                // The connection bound to the host (this one, or under
+                // --allow-anonymous possibly another) speaks for nobody now.
+                if let Some(c) = self.registry.remove(k) {
+                    self.unbind(cx, c);
+                }
                 if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                     if rc.host == Some(k) {
                         rc.host = None;
@@ -346,8 +528,27 @@ impl Coordinator {
         }
     }
 
+    /// The address stored for a registering host: the one this connection
+    /// comes from. The claimed one only from loopback (a node on this
+    /// machine advertising its LAN address) or under `--trust-claimed-ip`.
+    fn stored_ip(&self, cx: &Ctx, id: ConnId, claimed: Option<&str>) -> String {
+        let seen = cx.peer_addr(id).map(|a| a.ip().to_canonical());
+        let may_claim = self.cfg.trust_claimed_ip || seen.is_some_and(|ip| ip.is_loopback());
+        match (claimed.filter(|c| !c.is_empty()), seen) {
+            (Some(c), _) if may_claim => c.to_string(),
+            (_, Some(ip)) => ip.to_string(),
+            (_, None) => String::new(),
+        }
+    }
+
     /// A registry connection ended: its host goes offline at once (kept).
+    /// A host whose token is revoked meanwhile stays registered until then:
+    /// revocation refuses the token's next REGISTER, it does not cut a
+    /// connection that proved itself before.
     pub(super) fn registry_closed(&mut self, id: ConnId, rc: RegConn) {
+        if let Standing::Unbound(ip) = rc.standing {
+            self.unbound.remove(ip);
+        }
         let Some(k) = rc.host else { return };
         if rc.anonymous {
             return;

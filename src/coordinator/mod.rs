@@ -1,15 +1,16 @@
-//! The coordinator: the registry over TCP (SPEC §2) and the server API over
-//! HTTP (SPEC §4), both on one reactor. This module wires listeners,
+//! The coordinator: the registry over TCP and the server API over
+//! HTTP, both on one reactor. This module wires listeners,
 //! connections, timers and workers; the protocols live in `conn` and `api`.
 
 pub mod api;
 pub mod conn;
+pub mod guard;
 pub mod registry;
 pub mod secrets;
 pub mod stats;
 pub mod users;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,13 +25,20 @@ use crate::{log_info, log_warn};
 
 use api::{HttpConn, Job, JobDone, Probe};
 use conn::RegConn;
+use guard::{RateLimit, UnboundCount};
 use registry::Registry;
 use stats::OpStats;
 use users::UserStore;
 
 /// Timer keys of this service.
 const T_SWEEP: u64 = 1;
+/// Expired revocations and refilled rate buckets are dropped.
+const T_HOUSEKEEP: u64 = 2;
+const HOUSEKEEP_EVERY: Duration = Duration::from_secs(10);
+/// Admin probes: the base plus the op id.
 const T_PROBE_BASE: u64 = 1 << 32;
+/// A stranger connection's deadline: the tag bit plus its id (see conn.rs).
+const T_CONN_BASE: u64 = 1 << 63;
 
 enum Kind {
     Registry(RegConn),
@@ -66,6 +74,16 @@ pub struct Coordinator {
     /// Reused reply buffer for registry lines.
     scratch: Vec<u8>,
     date: (u64, String),
+    /// Unbound registry connections per source address.
+    unbound: UnboundCount,
+    /// Register and login attempts per source address.
+    rate: RateLimit,
+    /// Revoked token ids → their expiry (Unix s). Owned by the loop (no
+    /// lock); the user store's log keeps them across restarts.
+    revoked: HashMap<String, u64>,
+    /// Hostnames a token has registered since start: never taken over by
+    /// an anonymous REGISTER. Grows only with valid tokens.
+    token_bound: HashSet<Box<str>>,
 }
 
 /// Unix time now, as float seconds.
@@ -74,6 +92,19 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// The inactivity sweep's period. Config keeps it within (0, one year];
+/// clamped here too, since `from_secs_f64` panics on what it cannot hold
+/// and a `Config` may be built without the parser.
+fn sweep_every(cfg: &Config) -> Duration {
+    let s = cfg.cleanup_interval_s;
+    let s = if s.is_nan() {
+        30.0
+    } else {
+        s.clamp(0.05, crate::config::MAX_DURATION_S)
+    };
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(30))
 }
 
 fn print_line(line: &str) {
@@ -158,8 +189,9 @@ impl Coordinator {
                 ""
             }
         );
-        let sweep_every = Duration::from_secs_f64(cfg.cleanup_interval_s.max(0.05));
-        cx.timer(svc, sweep_every, T_SWEEP);
+        cx.timer(svc, sweep_every(cfg), T_SWEEP);
+        cx.timer(svc, HOUSEKEEP_EVERY, T_HOUSEKEEP);
+        let revoked = users.take_revocations().into_iter().collect();
         Ok(Coordinator {
             svc,
             cfg: cfg.clone(),
@@ -182,6 +214,10 @@ impl Coordinator {
             building_snapshot: false,
             list_waiters: Vec::new(),
             date: (0, String::new()),
+            unbound: UnboundCount::default(),
+            rate: RateLimit::default(),
+            revoked,
+            token_bound: HashSet::new(),
         })
     }
 
@@ -219,13 +255,18 @@ impl Coordinator {
 }
 
 impl Service for Coordinator {
-    fn on_accept(&mut self, _cx: &mut Ctx, listener: ListenerId, id: ConnId, _peer: SocketAddr) {
-        let kind = if listener == self.registry_listener {
-            Kind::Registry(RegConn::default())
+    fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, peer: SocketAddr) {
+        if listener == self.registry_listener {
+            self.registry_accept(cx, id, peer);
         } else {
-            Kind::Http(HttpConn::default())
-        };
-        self.conns.insert(id, kind);
+            self.conns.insert(
+                id,
+                Kind::Http(HttpConn {
+                    peer: Some(guard::addr_key(peer.ip())),
+                    ..HttpConn::default()
+                }),
+            );
+        }
     }
 
     fn on_connect(&mut self, cx: &mut Ctx, id: ConnId) {
@@ -263,10 +304,16 @@ impl Service for Coordinator {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        if key == T_SWEEP {
+        if key & T_CONN_BASE != 0 {
+            self.stranger_deadline(cx, conn::conn_of_timer_key(key));
+        } else if key == T_HOUSEKEEP {
+            let now = unix_now() as u64;
+            self.revoked.retain(|_, exp| *exp > now);
+            self.rate.purge(Instant::now());
+            cx.timer(self.svc, HOUSEKEEP_EVERY, T_HOUSEKEEP);
+        } else if key == T_SWEEP {
             self.sweep(cx);
-            let every = Duration::from_secs_f64(self.cfg.cleanup_interval_s.max(0.05));
-            cx.timer(self.svc, every, T_SWEEP);
+            cx.timer(self.svc, sweep_every(&self.cfg), T_SWEEP);
         } else if key >= T_PROBE_BASE {
             self.probe_timeout(cx, key - T_PROBE_BASE);
         }
@@ -294,13 +341,10 @@ impl Coordinator {
         let removed = self.registry.sweep(cutoff);
         for (name, conn) in &removed {
             if let Some(c) = conn {
-                if let Some(Kind::Registry(rc)) = self.conns.get_mut(*c) {
-                    rc.host = None;
-                }
+                self.unbind(cx, *c);
             }
             log_info!("removed inactive host '{}'", name);
         }
-        let _ = cx;
         if !removed.is_empty() {
             log_warn!("inactivity sweep removed {} host(s)", removed.len());
         }

@@ -94,6 +94,10 @@ pub fn push_meta(out: &mut Vec<u8>, m: &FileMeta) {
         out.extend_from_slice(b",\"sha256\":");
         push_json_str(out, s);
     }
+    if let Some(r) = &m.root {
+        out.extend_from_slice(b",\"root\":");
+        push_json_str(out, r);
+    }
     out.push(b'}');
 }
 
@@ -457,8 +461,20 @@ impl Registry {
             .is_some_and(|h| h.online)
     }
 
-    /// The REQUEST reply: published offers of `fname`, online hosts first.
-    pub fn request_reply(&self, fname: &str, out: &mut Vec<u8>) {
+    /// Files `key` lists (published or not): what `--max-files-per-host` caps.
+    pub fn file_count(&self, key: HostKey) -> usize {
+        self.hosts.get(key).map_or(0, |h| h.files.len())
+    }
+
+    pub fn has_file(&self, key: HostKey, fname: &str) -> bool {
+        self.hosts
+            .get(key)
+            .is_some_and(|h| h.files.contains_key(fname))
+    }
+
+    /// The REQUEST reply: published offers of `fname`, online hosts first;
+    /// with `sha256` (lower-case hex) only the hosts offering that content.
+    pub fn request_reply(&self, fname: &str, sha256: Option<&str>, out: &mut Vec<u8>) {
         let Some(keys) = self.index.shard(fname).get(fname) else {
             out.extend_from_slice(b"{\"status\":\"NOTFOUND\",\"hosts\":[]}\n");
             return;
@@ -472,12 +488,16 @@ impl Registry {
                 .cmp(&a.online)
                 .then(b.last_seen.total_cmp(&a.last_seen))
         });
+        let start = out.len();
         out.extend_from_slice(b"{\"status\":\"FOUND\",\"hosts\":[");
         let mut first = true;
         for h in hosts {
             let Some(m) = h.files.get(fname) else {
                 continue;
             };
+            if sha256.is_some() && m.sha256.as_deref() != sha256 {
+                continue;
+            }
             if !first {
                 out.push(b',');
             }
@@ -499,11 +519,22 @@ impl Registry {
                 out.extend_from_slice(b",\"sha256\":");
                 push_json_str(out, s);
             }
+            if let Some(r) = &m.root {
+                out.extend_from_slice(b",\"root\":");
+                push_json_str(out, r);
+            }
             out.extend_from_slice(if h.online {
                 b",\"online\":true}"
             } else {
                 b",\"online\":false}"
             });
+        }
+        if first {
+            // Hosts offer the name, none the content asked for. `out` may
+            // hold earlier answers of the batch: drop only this one.
+            out.truncate(start);
+            out.extend_from_slice(b"{\"status\":\"NOTFOUND\",\"hosts\":[]}\n");
+            return;
         }
         out.extend_from_slice(b"]}\n");
     }
@@ -688,6 +719,7 @@ mod tests {
             published_at: None,
             is_published: true,
             sha256: None,
+            root: None,
         }
     }
 
@@ -706,19 +738,19 @@ mod tests {
         let b = r.register("bob", "Bob", "1.2.3.5", 6002, vec![], None, 1.0);
         r.publish(b, "x", meta(1));
         let mut out = Vec::new();
-        r.request_reply("x", &mut out);
+        r.request_reply("x", None, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
         r.set_offline(a);
         out.clear();
-        r.request_reply("x", &mut out);
+        r.request_reply("x", None, &mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["hosts"][0]["hostname"], "bob", "online hosts first");
         assert!(r.unpublish(b, "x"));
         assert!(!r.unpublish(b, "nope"));
         r.remove(a);
         out.clear();
-        r.request_reply("x", &mut out);
+        r.request_reply("x", None, &mut out);
         assert!(out.starts_with(b"{\"status\":\"NOTFOUND\""));
         assert_eq!(r.published_count(), 0);
     }

@@ -1,20 +1,37 @@
-//! Durable user accounts in `<data_dir>/users.json`: registration, login, lookup. It
-//! never stores or logs a password, and an acknowledged registration is on disk before
-//! it is acknowledged.
+//! Durable user accounts and token revocations in `<data_dir>/users.log`, an
+//! append-only log of JSON lines: one record per registration, per login (its
+//! time) and per revoked token. It never stores or logs a password, and an
+//! acknowledged change is fsynced before it is acknowledged.
 //!
-//! `register` and `login` run PBKDF2 and fsync: call them from worker threads, never
-//! from the event loop. The lock is held only for map updates and the file write, never
-//! while hashing.
+//! `register`, `login` and `persist_revocation` run PBKDF2 and fsync: call them
+//! from worker threads, never from the event loop. Two locks, never nested the
+//! other way round: the log's mutex (workers only) is held across the append
+//! and its fsync; the map's lock is held only for in-memory reads and inserts,
+//! never across I/O, so the loop's lookups never wait on the disk.
+//!
+//! One registration costs one appended line and one fsync, whatever the number
+//! of accounts (it used to rewrite the whole store). When the log holds many
+//! more records than live state (logins pile up), a worker rewrites it
+//! compactly, atomically (temp file, fsync, rename).
 
 use crate::auth::password;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-const FILE_NAME: &str = "users.json";
+/// The log.
+const FILE_NAME: &str = "users.log";
+/// The whole-file store of earlier versions: migrated into the log once.
+const LEGACY_NAME: &str = "users.json";
+/// Where the legacy file goes once migrated (kept: it is the only backup).
+const LEGACY_DONE: &str = "users.json.migrated";
+/// Compact when the log holds more records than this and twice the live ones.
+const COMPACT_MIN_RECORDS: u64 = 1024;
 const MAX_DISPLAY_NAME_CHARS: usize = 64;
 const MIN_PASSWORD_CHARS: usize = 8;
 /// Far above any real password; keeps a request body from becoming a hashing job.
@@ -127,22 +144,210 @@ fn normalize_display_name(display_name: &str, username: &str) -> Result<String, 
     Ok(if d.is_empty() { username } else { d }.to_owned())
 }
 
-/// On-disk form, users sorted by name so the file diffs cleanly.
+/// One line of the log.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Stored {
-    version: u32,
-    users: Vec<User>,
+#[serde(tag = "op", rename_all = "lowercase")]
+enum Record {
+    /// A new account (or, after compaction, an account as it stands).
+    User(User),
+    /// A successful login at `at` (ISO 8601).
+    Login { username: String, at: String },
+    /// A token (by id) refused until `exp` (Unix seconds).
+    Revoke { id: String, exp: u64 },
+}
+
+fn record_line(r: &Record) -> Vec<u8> {
+    // Strings and integers: serialising cannot fail.
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The in-memory accounts, read by the loop.
+#[derive(Default)]
+struct Users {
+    by_name: HashMap<String, User>,
+    /// Lower-cased names: "Alice" cannot pose as "alice", checked in O(1).
+    folded: HashSet<String>,
+}
+
+impl Users {
+    fn taken(&self, username: &str) -> bool {
+        self.folded.contains(&username.to_ascii_lowercase())
+    }
+
+    fn insert(&mut self, u: User) {
+        self.folded.insert(u.username.to_ascii_lowercase());
+        self.by_name.insert(u.username.clone(), u);
+    }
+}
+
+/// The open log; only workers touch it, one at a time.
+struct Log {
+    file: Option<File>,
+    /// Bytes of whole records: a failed append is cut back to this.
+    len: u64,
+    records: u64,
+    /// Live revocations (id → exp), kept for compaction.
+    revoked: HashMap<String, u64>,
+    /// A write failed and could not be undone: refuse further writes rather
+    /// than append after a partial line.
+    broken: Option<String>,
 }
 
 pub struct UserStore {
     path: PathBuf,
-    users: Mutex<HashMap<String, User>>,
+    users: RwLock<Users>,
+    log: Mutex<Log>,
+    /// Revocations read at open, handed to the loop once.
+    revoked_at_open: Mutex<Vec<(String, u64)>>,
+}
+
+fn corrupt(path: &Path, detail: impl fmt::Display) -> String {
+    format!(
+        "user store {} is corrupt: {detail}; refusing to start (restore it from a backup or move it away)",
+        path.display()
+    )
+}
+
+fn check_user(u: &User) -> Result<(), String> {
+    validate_username(&u.username).map_err(|_| format!("bad username '{}'", u.username))?;
+    if !u.password_hash.starts_with("pbkdf2-sha256$") {
+        return Err(format!("user '{}' has no usable password hash", u.username));
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// What reading the log found.
+struct Loaded {
+    users: Users,
+    revoked: HashMap<String, u64>,
+    records: u64,
+    /// Bytes of whole, valid records.
+    good_len: u64,
+    /// The last record has no newline yet (it is whole: keep it, end it).
+    needs_newline: bool,
+    /// A torn last line was dropped: its length.
+    torn: Option<usize>,
+}
+
+/// Reads the log. A bad line that is the last one is a write torn by a crash
+/// (it was never acknowledged): dropped. A bad line with records after it is
+/// damage: refused.
+fn parse_log(bytes: &[u8], now: u64) -> Result<Loaded, String> {
+    let mut users = Users::default();
+    let mut revoked = HashMap::new();
+    let mut records = 0u64;
+    let mut pos = 0usize;
+    let mut good_len = 0u64;
+    let mut needs_newline = false;
+    let mut torn = None;
+    let mut line_no = 0usize;
+    while pos < bytes.len() {
+        line_no += 1;
+        let (line, next, terminated) = match bytes[pos..].iter().position(|&b| b == b'\n') {
+            Some(i) => (&bytes[pos..pos + i], pos + i + 1, true),
+            None => (&bytes[pos..], bytes.len(), false),
+        };
+        let is_last = next >= bytes.len();
+        match serde_json::from_slice::<Record>(line) {
+            Ok(rec) => {
+                match rec {
+                    Record::User(u) => {
+                        check_user(&u).map_err(|e| format!("line {line_no}: {e}"))?;
+                        if users.by_name.contains_key(&u.username) {
+                            return Err(format!(
+                                "line {line_no}: user '{}' appears twice",
+                                u.username
+                            ));
+                        }
+                        users.insert(u);
+                    }
+                    Record::Login { username, at } => match users.by_name.get_mut(&username) {
+                        Some(u) => u.last_login = Some(at),
+                        None => {
+                            return Err(format!(
+                                "line {line_no}: login of unknown user '{username}'"
+                            ))
+                        }
+                    },
+                    Record::Revoke { id, exp } => {
+                        if exp > now {
+                            revoked.insert(id, exp);
+                        }
+                    }
+                }
+                records += 1;
+                good_len = next as u64;
+                needs_newline = !terminated;
+            }
+            Err(_) if is_last => {
+                torn = Some(line.len());
+            }
+            Err(e) => {
+                return Err(format!(
+                    "line {line_no} is damaged ({e}) and records follow it"
+                ))
+            }
+        }
+        pos = next;
+    }
+    Ok(Loaded {
+        users,
+        revoked,
+        records,
+        good_len,
+        needs_newline,
+        torn,
+    })
+}
+
+/// The legacy `users.json`: `{"version":1,"users":[...]}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Legacy {
+    version: u32,
+    users: Vec<User>,
+}
+
+fn parse_legacy(bytes: &[u8]) -> Result<Vec<User>, String> {
+    let stored: Legacy = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if stored.version != 1 {
+        return Err(format!("unsupported version {}", stored.version));
+    }
+    let mut seen = HashSet::new();
+    for u in &stored.users {
+        check_user(u)?;
+        if !seen.insert(u.username.clone()) {
+            return Err(format!("user '{}' appears twice", u.username));
+        }
+    }
+    Ok(stored.users)
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
 }
 
 impl UserStore {
-    /// Load `<data_dir>/users.json` (missing = no users yet). A file that does not parse
-    /// stops start-up: replacing it would destroy every account.
+    /// Opens `<data_dir>/users.log`, migrating a `users.json` of an earlier
+    /// version into it first. A damaged log stops start-up: replacing it
+    /// would destroy accounts.
     pub fn open(data_dir: &Path) -> Result<UserStore, String> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -150,39 +355,173 @@ impl UserStore {
             .create(data_dir)
             .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
         let path = data_dir.join(FILE_NAME);
-        let users = match std::fs::read(&path) {
-            Ok(bytes) => parse_file(&bytes).map_err(|detail| {
-                format!(
-                    "user store {} is corrupt: {detail}; refusing to start (restore it from a backup or move it away)",
-                    path.display()
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+        let legacy = data_dir.join(LEGACY_NAME);
+        if !path.exists() && legacy.exists() {
+            Self::migrate(data_dir, &legacy, &path)?;
+        } else if path.exists() && legacy.exists() {
+            // A migration finished writing the log but not moving the old file.
+            let _ = std::fs::rename(&legacy, data_dir.join(LEGACY_DONE));
+        }
+        let mut bytes = Vec::new();
+        match File::open(&path) {
+            Ok(mut f) => {
+                f.read_to_end(&mut bytes)
+                    .map_err(|e| format!("cannot read user store {}: {e}", path.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read user store {}: {e}", path.display())),
-        };
+        }
+        let loaded = parse_log(&bytes, unix_now()).map_err(|d| corrupt(&path, d))?;
+        let mut file = open_append(&path)
+            .map_err(|e| format!("cannot open user store {}: {e}", path.display()))?;
+        if let Some(n) = loaded.torn {
+            crate::log_warn!(
+                "user store {}: dropped a torn last record ({n} bytes, never acknowledged)",
+                path.display()
+            );
+            file.set_len(loaded.good_len)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| format!("cannot repair user store {}: {e}", path.display()))?;
+        }
+        if loaded.needs_newline {
+            file.write_all(b"\n")
+                .and_then(|_| file.sync_all())
+                .map_err(|e| format!("cannot repair user store {}: {e}", path.display()))?;
+        }
+        let len = loaded.good_len + u64::from(loaded.needs_newline);
+        // The log may have just been created: make its name durable too.
+        sync_dir(data_dir).map_err(|e| format!("cannot sync {}: {e}", data_dir.display()))?;
+        let revoked_list: Vec<(String, u64)> = loaded
+            .revoked
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         Ok(UserStore {
             path,
-            users: Mutex::new(users),
+            users: RwLock::new(loaded.users),
+            log: Mutex::new(Log {
+                file: Some(file),
+                len,
+                records: loaded.records,
+                revoked: loaded.revoked,
+                broken: None,
+            }),
+            revoked_at_open: Mutex::new(revoked_list),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, User>> {
-        // A panic elsewhere while holding the lock leaves the map consistent (every
-        // change is a single insert or field store), so carry on with it.
-        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    /// Writes the accounts of `users.json` as a new log (atomically), then
+    /// moves the old file aside. A crash in between leaves both; the next
+    /// start sees the log and finishes the move.
+    fn migrate(data_dir: &Path, legacy: &Path, path: &Path) -> Result<(), String> {
+        let bytes = std::fs::read(legacy)
+            .map_err(|e| format!("cannot read user store {}: {e}", legacy.display()))?;
+        let users = parse_legacy(&bytes).map_err(|d| corrupt(legacy, d))?;
+        let mut out = Vec::with_capacity(bytes.len());
+        for u in users {
+            out.extend_from_slice(&record_line(&Record::User(u)));
+        }
+        crate::store::write_atomic_mode(path, &out, 0o600)
+            .map_err(|e| format!("cannot write user store {}: {e}", path.display()))?;
+        std::fs::rename(legacy, data_dir.join(LEGACY_DONE))
+            .map_err(|e| format!("cannot move {} aside: {e}", legacy.display()))?;
+        sync_dir(data_dir).map_err(|e| format!("cannot sync {}: {e}", data_dir.display()))?;
+        crate::log_info!(
+            "migrated {} into {} (the old file is kept as {LEGACY_DONE})",
+            legacy.display(),
+            path.display()
+        );
+        Ok(())
     }
 
-    /// Write the whole store; called with the lock held so writes land in order.
-    fn persist(&self, users: &HashMap<String, User>) -> Result<(), String> {
-        let mut list: Vec<&User> = users.values().collect();
-        list.sort_by(|a, b| a.username.cmp(&b.username));
-        let json = serde_json::to_vec_pretty(&serde_json::json!({
-            "version": 1,
-            "users": list,
-        }))
-        .map_err(|e| e.to_string())?;
-        // 0600: the file holds password hashes.
-        crate::store::write_atomic_mode(&self.path, &json, 0o600).map_err(|e| e.to_string())
+    /// The log's path (tests and diagnostics).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Users> {
+        // Every change is a single insert or field store: a panic elsewhere
+        // leaves the map consistent, so carry on with it.
+        self.users.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Users> {
+        self.users.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one record and fsyncs it. On failure the file is cut back to
+    /// its last whole record, so a later append never follows half a line.
+    fn append(&self, log: &mut Log, rec: &Record) -> Result<(), String> {
+        if let Some(why) = &log.broken {
+            return Err(format!("the user store is unusable until restart: {why}"));
+        }
+        let line = record_line(rec);
+        let Some(file) = log.file.as_mut() else {
+            return Err("the user store is not open".into());
+        };
+        let result = file.write_all(&line).and_then(|_| file.sync_data());
+        match result {
+            Ok(()) => {
+                log.len += line.len() as u64;
+                log.records += 1;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(e2) = file.set_len(log.len).and_then(|_| file.sync_data()) {
+                    log.broken = Some(format!("{e}; then {e2}"));
+                }
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Rewrites the log as one record per account and live revocation when
+    /// it has grown well past that. Runs on a worker, holding the log lock.
+    fn maybe_compact(&self, log: &mut Log) {
+        let live = self.count() as u64 + log.revoked.len() as u64;
+        if log.records <= COMPACT_MIN_RECORDS.max(live.saturating_mul(2)) || log.broken.is_some() {
+            return;
+        }
+        let now = unix_now();
+        log.revoked.retain(|_, exp| *exp > now);
+        let mut out = Vec::new();
+        let mut records = 0u64;
+        {
+            // CPU only under the read lock; the disk work comes after.
+            let users = self.read();
+            let mut list: Vec<&User> = users.by_name.values().collect();
+            list.sort_by(|a, b| a.username.cmp(&b.username));
+            for u in list {
+                out.extend_from_slice(&record_line(&Record::User(u.clone())));
+                records += 1;
+            }
+        }
+        for (id, exp) in &log.revoked {
+            out.extend_from_slice(&record_line(&Record::Revoke {
+                id: id.clone(),
+                exp: *exp,
+            }));
+            records += 1;
+        }
+        let swapped = crate::store::write_atomic_mode(&self.path, &out, 0o600)
+            .and_then(|_| open_append(&self.path));
+        match swapped {
+            Ok(file) => {
+                log.file = Some(file);
+                log.len = out.len() as u64;
+                log.records = records;
+            }
+            Err(e) => {
+                // The old log is intact (the rename is atomic): go on with it.
+                crate::log_warn!("could not compact {}: {e}", self.path.display());
+                // Try again only after as many records once more.
+                log.records = records;
+            }
+        }
     }
 
     /// Create an account. Returns only once it is on disk. Usernames are unique without
@@ -199,7 +538,7 @@ impl UserStore {
         let display_name =
             normalize_display_name(display_name, username).map_err(RegisterError::Invalid)?;
         // Cheap early answer so a taken name costs no hashing; checked again below.
-        if taken(&self.lock(), username) {
+        if self.read().taken(username) {
             return Err(RegisterError::Taken);
         }
         let password_hash = password::hash_password(password, iterations)
@@ -211,15 +550,16 @@ impl UserStore {
             created_at: crate::log::now_iso8601(),
             last_login: None,
         };
-        let mut users = self.lock();
-        if taken(&users, username) {
+        // Writers take the log lock first: no one else can add this name
+        // between the check and the insert.
+        let mut log = self.log();
+        if self.read().taken(username) {
             return Err(RegisterError::Taken);
         }
-        users.insert(user.username.clone(), user.clone());
-        if let Err(e) = self.persist(&users) {
-            users.remove(username);
-            return Err(RegisterError::Io(e));
-        }
+        self.append(&mut log, &Record::User(user.clone()))
+            .map_err(RegisterError::Io)?;
+        self.write().insert(user.clone());
+        self.maybe_compact(&mut log);
         Ok(user)
     }
 
@@ -227,11 +567,11 @@ impl UserStore {
     /// time as known ones, so timing does not reveal which usernames exist.
     pub fn login(&self, username: &str, password: &str) -> Result<User, LoginError> {
         let (hash, known) = {
-            let users = self.lock();
-            match users.get(username) {
+            let users = self.read();
+            match users.by_name.get(username) {
                 Some(u) => (u.password_hash.clone(), true),
                 // Any stored hash has the cost real users have; its result is ignored.
-                None => match users.values().next() {
+                None => match users.by_name.values().next() {
                     Some(u) => (u.password_hash.clone(), false),
                     None => return Err(LoginError::Invalid),
                 },
@@ -241,51 +581,73 @@ impl UserStore {
         if !(known && matches) {
             return Err(LoginError::Invalid);
         }
-        let mut users = self.lock();
-        let Some(user) = users.get_mut(username) else {
-            return Err(LoginError::Invalid);
+        let at = crate::log::now_iso8601();
+        let mut log = self.log();
+        self.append(
+            &mut log,
+            &Record::Login {
+                username: username.to_owned(),
+                at: at.clone(),
+            },
+        )
+        .map_err(LoginError::Io)?;
+        let updated = {
+            let mut users = self.write();
+            let Some(user) = users.by_name.get_mut(username) else {
+                return Err(LoginError::Invalid);
+            };
+            user.last_login = Some(at);
+            user.clone()
         };
-        let previous = user.last_login.replace(crate::log::now_iso8601());
-        let updated = user.clone();
-        if let Err(e) = self.persist(&users) {
-            if let Some(u) = users.get_mut(username) {
-                u.last_login = previous;
-            }
-            return Err(LoginError::Io(e));
-        }
+        self.maybe_compact(&mut log);
         Ok(updated)
     }
 
+    /// Records that token `id` is refused until `exp`. Returns once durable.
+    pub fn persist_revocation(&self, id: &str, exp: u64) -> Result<(), String> {
+        let mut log = self.log();
+        self.append(
+            &mut log,
+            &Record::Revoke {
+                id: id.to_owned(),
+                exp,
+            },
+        )?;
+        log.revoked.insert(id.to_owned(), exp);
+        self.maybe_compact(&mut log);
+        Ok(())
+    }
+
+    /// The revocations found at open (not yet expired); the caller keeps
+    /// them from then on. Empty after the first call.
+    pub fn take_revocations(&self) -> Vec<(String, u64)> {
+        std::mem::take(
+            &mut *self
+                .revoked_at_open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        )
+    }
+
     pub fn get(&self, username: &str) -> Option<User> {
-        self.lock().get(username).cloned()
+        self.read().by_name.get(username).cloned()
+    }
+
+    /// The display name of an account, if it exists.
+    pub fn display_name(&self, username: &str) -> Option<String> {
+        self.read()
+            .by_name
+            .get(username)
+            .map(|u| u.display_name.clone())
+    }
+
+    pub fn exists(&self, username: &str) -> bool {
+        self.read().by_name.contains_key(username)
     }
 
     pub fn count(&self) -> usize {
-        self.lock().len()
+        self.read().by_name.len()
     }
-}
-
-fn taken(users: &HashMap<String, User>, username: &str) -> bool {
-    users.contains_key(username) || users.keys().any(|k| k.eq_ignore_ascii_case(username))
-}
-
-fn parse_file(bytes: &[u8]) -> Result<HashMap<String, User>, String> {
-    let stored: Stored = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if stored.version != 1 {
-        return Err(format!("unsupported version {}", stored.version));
-    }
-    let mut users = HashMap::with_capacity(stored.users.len());
-    for u in stored.users {
-        validate_username(&u.username).map_err(|_| format!("bad username '{}'", u.username))?;
-        if !u.password_hash.starts_with("pbkdf2-sha256$") {
-            return Err(format!("user '{}' has no usable password hash", u.username));
-        }
-        let name = u.username.clone();
-        if users.insert(name.clone(), u).is_some() {
-            return Err(format!("user '{name}' appears twice"));
-        }
-    }
-    Ok(users)
 }
 
 #[cfg(test)]
@@ -410,30 +772,22 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_or_truncated_file_stops_open() {
+    fn damage_in_the_middle_stops_open_and_the_file_is_kept() {
         let (d, s) = store();
         s.register("alice", "correct horse", "", IT).unwrap();
+        s.register("bob", "battery staple", "", IT).unwrap();
         let file = d.path().join(FILE_NAME);
         let full = fs::read(&file).unwrap();
         drop(s);
-        let mut cases: Vec<Vec<u8>> = vec![
-            full[..full.len() - 3].to_vec(),
-            Vec::new(),
-            b"garbage".to_vec(),
-            br#"{"version":1,"users":[{"username":"a"}]}"#.to_vec(),
-            br#"{"version":9,"users":[]}"#.to_vec(),
+        let text = String::from_utf8(full.clone()).unwrap();
+        let (first, rest) = text.split_once('\n').unwrap();
+        let cases: Vec<Vec<u8>> = vec![
+            format!("{}\n{rest}", &first[..first.len() - 3]).into_bytes(),
+            format!("garbage\n{text}").into_bytes(),
+            format!("{first}\n{first}\n").into_bytes(),
+            format!("{{\"op\":\"user\",\"username\":\"a\"}}\n{text}").into_bytes(),
+            format!("{{\"op\":\"login\",\"username\":\"zed\",\"at\":\"x\"}}\n{text}").into_bytes(),
         ];
-        let dup = String::from_utf8(full.clone()).unwrap();
-        let one = dup
-            .split_once("\"users\": [")
-            .unwrap()
-            .1
-            .rsplit_once(']')
-            .unwrap()
-            .0
-            .trim()
-            .to_owned();
-        cases.push(format!(r#"{{"version":1,"users":[{one},{one}]}}"#).into_bytes());
         for bad in cases {
             fs::write(&file, &bad).unwrap();
             let err = UserStore::open(d.path()).err().unwrap();
@@ -450,14 +804,119 @@ mod tests {
     }
 
     #[test]
-    fn failed_write_is_not_acknowledged() {
+    fn a_torn_last_record_is_dropped_and_appends_go_on() {
         let (d, s) = store();
         s.register("alice", "correct horse", "", IT).unwrap();
-        // A directory in the file's place makes the final rename fail.
+        s.register("bob", "battery staple", "", IT).unwrap();
         let file = d.path().join(FILE_NAME);
-        fs::remove_file(&file).unwrap();
-        fs::create_dir(&file).unwrap();
-        fs::write(file.join("blocker"), b"x").unwrap();
+        let full = fs::read(&file).unwrap();
+        drop(s);
+        // Bob's record cut anywhere (a crash mid-write): alice stays, bob is gone.
+        let alice_len = full.iter().position(|&b| b == b'\n').unwrap() + 1;
+        for cut in [alice_len + 1, alice_len + 40, full.len() - 2] {
+            fs::write(&file, &full[..cut]).unwrap();
+            let s = UserStore::open(d.path()).unwrap();
+            assert_eq!(s.count(), 1, "cut at {cut}");
+            assert_eq!(fs::read(&file).unwrap(), &full[..alice_len], "tail cut off");
+            s.register("carol", "password1", "", IT).unwrap();
+            drop(s);
+            let s = UserStore::open(d.path()).unwrap();
+            assert_eq!(s.count(), 2);
+            assert!(s.get("carol").is_some());
+        }
+        // A whole last record without its newline is kept and ended.
+        fs::write(&file, &full[..full.len() - 1]).unwrap();
+        let s = UserStore::open(d.path()).unwrap();
+        assert_eq!(s.count(), 2);
+        assert_eq!(fs::read(&file).unwrap(), full);
+    }
+
+    #[test]
+    fn a_legacy_users_json_is_migrated_into_the_log() {
+        let d = tempfile::tempdir().unwrap();
+        let hash = password::hash_password("correct horse", IT).unwrap();
+        let legacy = format!(
+            r#"{{"version":1,"users":[{{"username":"alice","display_name":"Alice","password_hash":"{hash}","created_at":"2025-01-01T00:00:00Z","last_login":null}}]}}"#
+        );
+        fs::write(d.path().join(LEGACY_NAME), &legacy).unwrap();
+        let s = UserStore::open(d.path()).unwrap();
+        assert_eq!(s.get("alice").unwrap().display_name, "Alice");
+        s.login("alice", "correct horse").unwrap();
+        assert!(!d.path().join(LEGACY_NAME).exists());
+        assert_eq!(
+            fs::read_to_string(d.path().join(LEGACY_DONE)).unwrap(),
+            legacy
+        );
+        drop(s);
+        let s = UserStore::open(d.path()).unwrap();
+        assert!(s.get("alice").unwrap().last_login.is_some());
+        // A corrupt legacy file is refused and left alone.
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(LEGACY_NAME), b"{\"version\":1,\"users\":{").unwrap();
+        let err = UserStore::open(d.path()).err().unwrap();
+        assert!(err.contains("is corrupt"), "{err}");
+        assert!(d.path().join(LEGACY_NAME).exists());
+        assert!(!d.path().join(FILE_NAME).exists());
+    }
+
+    #[test]
+    fn each_change_appends_one_line() {
+        let (d, s) = store();
+        let file = d.path().join(FILE_NAME);
+        let mut prev = fs::read(&file).unwrap();
+        for i in 0..20 {
+            s.register(&format!("user{i}"), "password1", "", IT)
+                .unwrap();
+            let now = fs::read(&file).unwrap();
+            assert!(now.starts_with(&prev), "append-only");
+            let added = &now[prev.len()..];
+            assert_eq!(added.iter().filter(|&&b| b == b'\n').count(), 1);
+            assert!(added.len() < 400, "{}", added.len());
+            prev = now;
+        }
+        s.login("user3", "password1").unwrap();
+        s.persist_revocation("j:abc", unix_now() + 100).unwrap();
+        s.persist_revocation("j:old", 5).unwrap();
+        assert!(fs::read(&file).unwrap().len() - prev.len() < 300);
+        drop(s);
+        let s = UserStore::open(d.path()).unwrap();
+        assert_eq!(s.count(), 20);
+        assert!(s.get("user3").unwrap().last_login.is_some());
+        let rev = s.take_revocations();
+        assert_eq!(rev.len(), 1, "expired ones are not loaded: {rev:?}");
+        assert_eq!(rev[0].0, "j:abc");
+        assert!(s.take_revocations().is_empty());
+    }
+
+    #[test]
+    fn many_logins_are_compacted_away() {
+        let (d, s) = store();
+        s.register("alice", "correct horse", "", IT).unwrap();
+        s.persist_revocation("j:live", unix_now() + 1000).unwrap();
+        s.persist_revocation("j:dead", 1).unwrap();
+        for _ in 0..(COMPACT_MIN_RECORDS + 10) {
+            s.login("alice", "correct horse").unwrap();
+        }
+        let file = d.path().join(FILE_NAME);
+        let lines = fs::read_to_string(&file).unwrap().lines().count() as u64;
+        assert!(lines < COMPACT_MIN_RECORDS, "{lines}");
+        let last = s.get("alice").unwrap().last_login;
+        drop(s);
+        let s = UserStore::open(d.path()).unwrap();
+        assert_eq!(s.get("alice").unwrap().last_login, last);
+        assert_eq!(s.take_revocations().len(), 1);
+        s.login("alice", "correct horse").unwrap();
+    }
+
+    #[test]
+    fn failed_write_is_not_acknowledged() {
+        let (_d, s) = store();
+        s.register("alice", "correct horse", "", IT).unwrap();
+        // Writing through a read-only handle fails like a full disk would.
+        {
+            let mut log = s.log();
+            log.file = Some(File::open(&s.path).unwrap());
+        }
         assert!(matches!(
             s.register("bob", "battery staple", "", IT),
             Err(RegisterError::Io(_))

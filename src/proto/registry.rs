@@ -1,4 +1,4 @@
-//! The registry protocol (SPEC §2): one JSON object per line. Parses a request
+//! The registry protocol: one JSON object per line. Parses a request
 //! line into a typed [`Request`] with every bad-input rule applied, and writes
 //! replies. Pure: no I/O, no registry state.
 
@@ -24,6 +24,10 @@ pub struct FileMeta {
     pub is_published: bool,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// SHA-256 (hex) of the file's piece hashes: lets a download check each
+    /// piece from several hosts. Stored and returned as given.
+    #[serde(default)]
+    pub root: Option<String>,
 }
 
 fn yes() -> bool {
@@ -51,6 +55,8 @@ pub enum Request<'a> {
     },
     Request {
         fname: Cow<'a, str>,
+        /// Only hosts offering this content (lower-case hex).
+        sha256: Option<String>,
     },
     Discover {
         hostname: Cow<'a, str>,
@@ -169,6 +175,8 @@ struct PublishData<'a> {
     published_at: Option<f64>,
     #[serde(default)]
     sha256: Option<String>,
+    #[serde(default)]
+    root: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,9 +188,11 @@ struct HostFile<'a> {
 }
 
 #[derive(Deserialize)]
-struct Fname<'a> {
+struct RequestData<'a> {
     #[serde(borrow)]
     fname: Cow<'a, str>,
+    #[serde(default)]
+    sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -231,7 +241,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request<'_>, String> {
             let mut files = Vec::new();
             for (name, meta) in d.files_metadata.unwrap_or_default() {
                 check_name(&name)?;
-                check_sha(meta.sha256.as_deref())?;
+                let mut meta = meta;
+                meta.sha256 = check_sha(meta.sha256.take())?;
+                meta.root = check_hex("root", meta.root.take())?;
                 check_time(meta.modified)?;
                 files.push((name, meta));
             }
@@ -258,7 +270,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request<'_>, String> {
             let d: PublishData = typed("PUBLISH", data("PUBLISH")?)?;
             check_hostname(&d.hostname)?;
             check_name(&d.fname)?;
-            check_sha(d.sha256.as_deref())?;
+            let sha256 = check_sha(d.sha256)?;
+            let root = check_hex("root", d.root)?;
             check_time(d.modified)?;
             Request::Publish {
                 hostname: d.hostname,
@@ -268,7 +281,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request<'_>, String> {
                     modified: d.modified,
                     published_at: d.published_at,
                     is_published: true,
-                    sha256: d.sha256,
+                    sha256,
+                    root,
                 },
             }
         }
@@ -282,9 +296,12 @@ pub fn parse_request(line: &[u8]) -> Result<Request<'_>, String> {
             }
         }
         "REQUEST" => {
-            let d: Fname = typed("REQUEST", data("REQUEST")?)?;
+            let d: RequestData = typed("REQUEST", data("REQUEST")?)?;
             check_name(&d.fname)?;
-            Request::Request { fname: d.fname }
+            Request::Request {
+                fname: d.fname,
+                sha256: check_sha(d.sha256)?,
+            }
         }
         "DISCOVER" => {
             let d: Host = typed("DISCOVER", data("DISCOVER")?)?;
@@ -385,12 +402,22 @@ fn check_hostname(h: &str) -> Result<(), String> {
     }
 }
 
-fn check_sha(sha: Option<&str>) -> Result<(), String> {
-    match sha {
+fn check_sha(sha: Option<String>) -> Result<Option<String>, String> {
+    check_hex("sha256", sha)
+}
+
+/// A SHA-256 in hex: 64 hex digits, kept lower-case so that comparing two
+/// digests is comparing two strings.
+fn check_hex(field: &str, hex: Option<String>) -> Result<Option<String>, String> {
+    match hex {
         Some(s) if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            Err("invalid sha256: expected 64 hex digits".into())
+            Err(format!("invalid {field}: expected 64 hex digits"))
         }
-        _ => Ok(()),
+        Some(mut s) => {
+            s.make_ascii_lowercase();
+            Ok(Some(s))
+        }
+        None => Ok(None),
     }
 }
 
@@ -510,6 +537,33 @@ mod tests {
             Request::Register { files, .. } => assert!(!files[0].1.is_published),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn request_takes_an_optional_sha256_and_publish_a_root() {
+        let h = "ABCDEF".repeat(10) + "0123";
+        let line = format!(r#"{{"action":"REQUEST","data":{{"fname":"x","sha256":"{h}"}}}}"#);
+        match parse_request(line.as_bytes()).unwrap() {
+            Request::Request { sha256, .. } => assert_eq!(sha256, Some(h.to_lowercase())),
+            other => panic!("{other:?}"),
+        }
+        let line = format!(
+            r#"{{"action":"PUBLISH","data":{{"hostname":"a","fname":"x","size":1,"modified":1,"root":"{h}"}}}}"#
+        );
+        match parse_request(line.as_bytes()).unwrap() {
+            Request::Publish { meta, .. } => assert_eq!(meta.root, Some(h.to_lowercase())),
+            other => panic!("{other:?}"),
+        }
+        let bad = r#"{"action":"PUBLISH","data":{"hostname":"a","fname":"x","size":1,"modified":1,"root":"zz"}}"#;
+        assert!(parse_request(bad.as_bytes())
+            .unwrap_err()
+            .contains("invalid root"));
+        let bad = r#"{"action":"REQUEST","data":{"fname":"x","sha256":7}}"#;
+        assert!(parse_request(bad.as_bytes()).is_err());
+        let bad = r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"x":{"size":1,"modified":2,"root":"00"}}}}"#;
+        assert!(parse_request(bad.as_bytes())
+            .unwrap_err()
+            .contains("invalid root"));
     }
 
     #[test]

@@ -45,9 +45,29 @@ impl Coord {
         c
     }
 
+    /// Starts listening on every interface (to be reached from a
+    /// non-loopback address).
+    pub fn start_on_all(args: &[&str]) -> Coord {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut c = Self::spawn_full(&data, "0.0.0.0", args, &[], None);
+        c._tmp = Some(tmp);
+        c
+    }
+
     /// Starts on an existing data directory (restarts).
     pub fn spawn_in(
         data: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Coord {
+        Self::spawn_full(data, "127.0.0.1", args, env, nofile)
+    }
+
+    fn spawn_full(
+        data: &Path,
+        host: &str,
         args: &[&str],
         env: &[(&str, &str)],
         nofile: Option<u64>,
@@ -62,7 +82,7 @@ impl Coord {
                 "--admin-api-port",
                 "0",
                 "--host",
-                "127.0.0.1",
+                host,
             ])
             .args(args)
             .env("JWT_SECRET_KEY", SECRET)
@@ -139,6 +159,18 @@ impl Coord {
         body: Option<Value>,
     ) -> (u16, Value) {
         http_json(self.api, method, path, token, body)
+    }
+
+    /// Registers an account through the server API; returns its token.
+    pub fn account(&self, username: &str, display_name: &str) -> String {
+        let (s, v) = self.http(
+            "POST",
+            "/api/user/register",
+            None,
+            Some(json!({"username": username, "password": "password123", "display_name": display_name})),
+        );
+        assert_eq!(s, 200, "{v}");
+        v["token"].as_str().unwrap().to_string()
     }
 
     pub fn admin_token(&self) -> String {

@@ -84,9 +84,15 @@ impl Auth {
 /// Register `name` (or log in if it exists) and return its token.
 pub fn api_token(c: &mut crate::http::Client, name: &str) -> Result<String, String> {
     let body = json!({"username": name, "password": BENCH_PASSWORD, "display_name": name});
-    let (st, v) = c.call("POST", "/api/user/register", Some(&body), None)?;
+    let (st, v) = call_paced(c, "/api/user/register", &body)?;
     let v = if st == 409 {
-        c.ok("POST", "/api/user/login", Some(&body), None)?
+        match call_paced(c, "/api/user/login", &body)? {
+            (200..=299, v) => v,
+            (st, v) => {
+                let msg = v["error"].as_str().unwrap_or("(no error message)");
+                return Err(format!("login {name}: HTTP {st}: {msg}"));
+            }
+        }
     } else if (200..300).contains(&st) {
         v
     } else {
@@ -97,6 +103,23 @@ pub fn api_token(c: &mut crate::http::Client, name: &str) -> Result<String, Stri
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| format!("register {name}: no token in the answer"))
+}
+
+/// The coordinator limits register and login per address (a burst of 20,
+/// then one a second): past it, wait and try again rather than fail the run.
+fn call_paced(
+    c: &mut crate::http::Client,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(u16, serde_json::Value), String> {
+    for _ in 0..600 {
+        let (st, v) = c.call("POST", path, Some(body), None)?;
+        if st != 429 {
+            return Ok((st, v));
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    Err(format!("{path}: still rate-limited after 10 minutes"))
 }
 
 #[cfg(test)]
