@@ -19,7 +19,6 @@ use serde_json::{json, Value};
 /// outside every root, both canonical.
 struct Dirs {
     _tmp: tempfile::TempDir,
-    base: PathBuf,
     share: PathBuf,
     outside: PathBuf,
 }
@@ -36,7 +35,6 @@ fn dirs() -> Dirs {
     std::fs::create_dir_all(&outside).unwrap();
     Dirs {
         _tmp: tmp,
-        base,
         share,
         outside,
     }
@@ -412,7 +410,11 @@ fn a_folder_swapped_for_a_symlink_before_a_fetch_resumes_is_not_followed() {
     n2.restart();
     let bob = n2.login("bob", "Bob");
     let done = fetch_end(&n2, &bob, &id);
-    assert_ne!(done["status"], "completed", "{done}");
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"].as_str().unwrap_or("").contains("--download-root"),
+        "{done}"
+    );
     assert!(!d.outside.join("big.bin").exists());
     assert!(!d.outside.join("big.bin.part").exists());
     assert_eq!(std::fs::read_dir(&d.outside).unwrap().count(), 0);
