@@ -40,7 +40,12 @@ fn dirs() -> Dirs {
     }
 }
 
-fn rooted(coord: &Coordinator, root: &Path, extra: &[&str], env: &[(&'static str, &str)]) -> NodeProc {
+fn rooted(
+    coord: &Coordinator,
+    root: &Path,
+    extra: &[&str],
+    env: &[(&'static str, &str)],
+) -> NodeProc {
     let root = root.display().to_string();
     let mut args = vec!["--share-root", root.as_str()];
     args.extend_from_slice(extra);
@@ -153,7 +158,13 @@ fn a_user_cannot_share_the_nodes_secrets_file() {
     );
     assert_eq!(s, 200, "{v}");
     let token = v["token"].as_str().unwrap().to_string();
-    let (s, v) = http_json(client, "POST", "/api/client/init", Some(&token), Some(json!({})));
+    let (s, v) = http_json(
+        client,
+        "POST",
+        "/api/client/init",
+        Some(&token),
+        Some(json!({})),
+    );
     assert_eq!(s, 200, "{v}");
     let port = v["client"]["port"].as_u64().unwrap() as u16;
     let secrets = data.join("secrets.json");
@@ -170,7 +181,10 @@ fn a_user_cannot_share_the_nodes_secrets_file() {
     };
     let (s, v) = call(&secrets);
     assert_eq!(s, 403, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("data directory"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("data directory"),
+        "{v}"
+    );
     // Through a symlink in the share root, or a path that climbs into it: the same.
     symlink(&secrets, d.share.join("notes.json")).unwrap();
     let (s, v) = call(&d.share.join("notes.json"));
@@ -296,7 +310,10 @@ fn a_planted_part_symlink_does_not_redirect_a_fetch() {
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     let saved = inbox.join("tool.bin");
-    assert!(!std::fs::symlink_metadata(&saved).unwrap().file_type().is_symlink());
+    assert!(!std::fs::symlink_metadata(&saved)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(std::fs::read(&saved).unwrap(), body);
     assert!(!inbox.join("tool.bin.part").exists());
     drop(p.coord);
@@ -314,7 +331,10 @@ fn overwrite_never_replaces_a_file_outside_the_download_roots() {
         json!({"fname": "authorized_keys", "save_path": keys, "overwrite": true}),
     );
     assert_eq!(s, 403, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("--download-root"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--download-root"),
+        "{v}"
+    );
     // Another user's catalog in the data directory: refused too.
     let theirs = p.n2.data.join("users/alice/files.json");
     let (s, v) = fetch(
@@ -364,14 +384,22 @@ fn a_save_path_in_a_missing_folder_outside_the_roots_creates_nothing() {
     assert!(!d.outside.join("new").exists());
     // A missing folder inside a root is made there.
     let inside = d.share.join("new/deeper/x.bin");
-    let (s, v) = fetch(&p.n2, &p.bob, json!({"fname": "x.bin", "save_path": inside}));
+    let (s, v) = fetch(
+        &p.n2,
+        &p.bob,
+        json!({"fname": "x.bin", "save_path": inside}),
+    );
     assert_eq!(s, 200, "{v}");
     let done = fetch_end(&p.n2, &p.bob, v["fetch_id"].as_str().unwrap());
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(std::fs::read(&inside).unwrap(), b"payload");
     // A hidden folder below the root is not a place for downloads.
     let hidden = d.share.join(".config/x.bin");
-    let (s, v) = fetch(&p.n2, &p.bob, json!({"fname": "x.bin", "save_path": hidden}));
+    let (s, v) = fetch(
+        &p.n2,
+        &p.bob,
+        json!({"fname": "x.bin", "save_path": hidden}),
+    );
     assert_eq!(s, 403, "{v}");
     assert!(!d.share.join(".config").exists());
 }
@@ -381,7 +409,12 @@ fn a_folder_swapped_for_a_symlink_before_a_fetch_resumes_is_not_followed() {
     let d = dirs();
     let body = pattern(2_000_000, 11);
     // Alice uploads slowly, so bob's fetch is interrupted mid-way.
-    let p = pair(&d, "big.bin", &body, &[("P2PSHARE_TEST_THROTTLE_BPS", "200000")]);
+    let p = pair(
+        &d,
+        "big.bin",
+        &body,
+        &[("P2PSHARE_TEST_THROTTLE_BPS", "200000")],
+    );
     let mut n2 = p.n2;
     let sub = d.share.join("dl/sub");
     std::fs::create_dir_all(&sub).unwrap();
@@ -399,8 +432,8 @@ fn a_folder_swapped_for_a_symlink_before_a_fetch_resumes_is_not_followed() {
             Some(&p.bob),
             None,
         );
-        let recorded = std::fs::read_to_string(n2.data.join("fetches.json"))
-            .is_ok_and(|s| s.contains(&id));
+        let recorded =
+            std::fs::read_to_string(n2.data.join("fetches.json")).is_ok_and(|s| s.contains(&id));
         (v["downloaded_size"].as_u64().unwrap_or(0) > 0 && recorded).then_some(())
     });
     n2.proc.kill();
@@ -412,7 +445,10 @@ fn a_folder_swapped_for_a_symlink_before_a_fetch_resumes_is_not_followed() {
     let done = fetch_end(&n2, &bob, &id);
     assert_eq!(done["status"], "failed", "{done}");
     assert!(
-        done["error"].as_str().unwrap_or("").contains("--download-root"),
+        done["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("--download-root"),
         "{done}"
     );
     assert!(!d.outside.join("big.bin").exists());
@@ -426,13 +462,20 @@ fn proc_files_are_refused() {
     let coord = Coordinator::start();
     let n = rooted(&coord, Path::new("/"), &["--share-hidden"], &[]);
     let (alice, _) = n.session("alice", "Alice");
-    for p in ["/proc/self/status", "/proc/self/environ", "/sys/kernel/mm/transparent_hugepage/enabled"] {
+    for p in [
+        "/proc/self/status",
+        "/proc/self/environ",
+        "/sys/kernel/mm/transparent_hugepage/enabled",
+    ] {
         if !Path::new(p).exists() {
             continue;
         }
         let (s, v) = add(&n, &alice, p);
         assert_eq!(s, 403, "{p}: {v}");
-        assert!(v["error"].as_str().unwrap().contains("pseudo file system"), "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("pseudo file system"),
+            "{v}"
+        );
     }
     let (_, v) = n.call("GET", "/api/client/local-files", Some(&alice), None);
     assert_eq!(v["files"], json!([]));
@@ -450,7 +493,10 @@ fn hidden_files_are_refused_unless_share_hidden() {
     for p in [".ssh/id_ed25519", ".env"] {
         let (s, v) = add(&strict, &alice, d.share.join(p));
         assert_eq!(s, 403, "{p}: {v}");
-        assert!(v["error"].as_str().unwrap().contains("--share-hidden"), "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("--share-hidden"),
+            "{v}"
+        );
     }
     let open = rooted(&coord, &d.share, &["--share-hidden"], &[]);
     let (bob, _) = open.session("bob", "Bob");
@@ -482,7 +528,11 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
     assert_eq!(s, 200, "{v}");
     let entry = |n: &NodeProc, token: &str| -> Option<Value> {
         let (_, v) = n.call("GET", "/api/client/local-files", Some(token), None);
-        v["files"].as_array()?.iter().find(|f| f["name"] == "growing.log").cloned()
+        v["files"]
+            .as_array()?
+            .iter()
+            .find(|f| f["name"] == "growing.log")
+            .cloned()
     };
     let f = wait_for("the file marked changing", || {
         entry(&n, &alice).filter(|f| f["changing"] == true && f["next_hash_at"].is_number())

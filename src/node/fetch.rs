@@ -1388,9 +1388,8 @@ fn look_on_disk(
         }
     }
     let (f, id) = part::reopen(place, recorded)?;
-    let (h, len, f) = hash_part(f, total).map_err(|e| {
-        format!("Could not read {}.part: {e}", place.path.display())
-    })?;
+    let (h, len, f) = hash_part(f, total)
+        .map_err(|e| format!("Could not read {}.part: {e}", place.path.display()))?;
     Ok(OnDisk::Part(h, len, PartFiles::with(f, total - len), id))
 }
 
@@ -1437,7 +1436,13 @@ mod tests {
         let part = dir.path().join("x.part");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         fs::write(&part, &data).unwrap();
-        let open = || OpenOptions::new().read(true).write(true).open(&part).unwrap();
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&part)
+                .unwrap()
+        };
         let (h, len, mut f) = hash_part(open(), 5_000_000).unwrap();
         use std::io::Write;
         assert_eq!(len, 3_000_000);

@@ -1013,7 +1013,10 @@ mod tests {
         assert!(cat.due_hashes(now_unix()).is_empty());
         assert!(cat.needing_hash().is_empty(), "not at a restart either");
         // Due: hashed again; moving again doubles the wait.
-        assert_eq!(cat.due_hashes(now_unix() + 11.0), vec![Effect::Hash("log".into())]);
+        assert_eq!(
+            cat.due_hashes(now_unix() + 11.0),
+            vec![Effect::Hash("log".into())]
+        );
         let job = cat.begin_hash("log").unwrap();
         cat.hash_done(&job, HashResult::Changed);
         let second = cat.get("log").unwrap().next_hash_at.unwrap() - now_unix();

@@ -618,7 +618,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = std::fs::canonicalize(tmp.path()).unwrap();
         std::fs::create_dir(dir.join("data")).unwrap();
-        let sb = Sandbox::new(&[dir.clone()], &[], &dir.join("data"), false).unwrap();
+        let sb = Sandbox::new(std::slice::from_ref(&dir), &[], &dir.join("data"), false).unwrap();
         let f = shared(&dir, "a", b"hello");
         let mut cat = One(Some(f.clone()), vec![]);
         assert!(check_on_disk(&sb, &mut cat, &f).is_ok());

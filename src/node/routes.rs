@@ -345,6 +345,14 @@ impl Node {
             )
             .into();
         }
+        if f.changing && f.sha256.is_none() {
+            return Reply::error_with(
+                409,
+                &format!("'{name}' keeps changing on disk, so it is hashed again only now and then; publish it once it stops changing"),
+                json!({"hashing": true, "changing": true}),
+            )
+            .into();
+        }
         if f.hashing || (f.sha256.is_none() && f.hash_error.is_none()) {
             return Reply::error_with(
                 409,

@@ -483,7 +483,10 @@ impl Sandbox {
         if !target.is_absolute() {
             return Err((
                 400,
-                format!("'save_path' must be an absolute path, not '{}'", target.display()),
+                format!(
+                    "'save_path' must be an absolute path, not '{}'",
+                    target.display()
+                ),
             ));
         }
         let Some(name) = target.file_name().map(OsStr::to_os_string) else {
@@ -502,10 +505,7 @@ impl Sandbox {
                     match dir.file_name() {
                         Some(n) if n != ".." => tail.push(n.to_os_string()),
                         _ => {
-                            return Err((
-                                400,
-                                format!("{} is not a plain path", target.display()),
-                            ))
+                            return Err((400, format!("{} is not a plain path", target.display())))
                         }
                     }
                     at = dir.parent();
@@ -565,7 +565,6 @@ impl Sandbox {
     }
 }
 
-
 fn access_error(path: &str, e: &io::Error) -> Refusal {
     match e.kind() {
         io::ErrorKind::NotFound => (400, format!("No such file: {path}")),
@@ -612,7 +611,9 @@ impl Place {
     pub fn open_dir(&self, create: bool) -> io::Result<Dir> {
         let mut cur: Option<OwnedFd> = None;
         for part in &self.dirs {
-            let at = cur.as_ref().map_or(self.root.fd.as_raw_fd(), |d| d.as_raw_fd());
+            let at = cur
+                .as_ref()
+                .map_or(self.root.fd.as_raw_fd(), |d| d.as_raw_fd());
             let c = cstr(part)?;
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
             let next = match openat(at, &c, flags, 0) {
@@ -765,7 +766,8 @@ impl Dir {
         let flags = if replace { 0 } else { libc::RENAME_NOREPLACE };
         let fd = self.fd.as_raw_fd();
         // SAFETY: two valid names relative to an open directory.
-        let rc = unsafe { libc::syscall(libc::SYS_renameat2, fd, a.as_ptr(), fd, b.as_ptr(), flags) };
+        let rc =
+            unsafe { libc::syscall(libc::SYS_renameat2, fd, a.as_ptr(), fd, b.as_ptr(), flags) };
         if rc == 0 {
             return Ok(());
         }
@@ -819,7 +821,13 @@ mod tests {
         for d in [&share, &data, &outside, &dl] {
             fs::create_dir_all(d).unwrap();
         }
-        let sb = Sandbox::new(&[share.clone()], &[dl.clone()], &data, hidden_ok).unwrap();
+        let sb = Sandbox::new(
+            std::slice::from_ref(&share),
+            std::slice::from_ref(&dl),
+            &data,
+            hidden_ok,
+        )
+        .unwrap();
         Setup {
             _tmp: tmp,
             share,
@@ -840,10 +848,18 @@ mod tests {
         let e = Sandbox::new(&[tmp.path().join("nope")], &[], tmp.path(), false)
             .err()
             .unwrap();
-        assert!(e.starts_with("--share-root ") && e.contains("no such folder"), "{e}");
-        let e = Sandbox::new(&[tmp.path().into()], &[tmp.path().join("x")], tmp.path(), false)
-            .err()
-            .unwrap();
+        assert!(
+            e.starts_with("--share-root ") && e.contains("no such folder"),
+            "{e}"
+        );
+        let e = Sandbox::new(
+            &[tmp.path().into()],
+            &[tmp.path().join("x")],
+            tmp.path(),
+            false,
+        )
+        .err()
+        .unwrap();
         assert!(e.starts_with("--download-root "), "{e}");
     }
 
@@ -860,7 +876,11 @@ mod tests {
         fs::write(&out, b"x").unwrap();
         let e = t.sb.check_add(s(&out)).unwrap_err();
         assert_eq!(e.0, 403);
-        assert!(e.1.contains("--share-root") && e.1.contains(s(&t.share)), "{}", e.1);
+        assert!(
+            e.1.contains("--share-root") && e.1.contains(s(&t.share)),
+            "{}",
+            e.1
+        );
 
         // A symlink inside that points outside is judged by its target.
         let link = t.share.join("link.txt");
@@ -903,7 +923,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = fs::canonicalize(tmp.path()).unwrap();
         fs::write(root.join("f"), b"x").unwrap();
-        let sb = Sandbox::new(&[root.clone()], &[], &t.data, false).unwrap();
+        let sb = Sandbox::new(std::slice::from_ref(&root), &[], &t.data, false).unwrap();
         assert!(sb.check_add(s(&root.join("f"))).is_ok());
     }
 
@@ -914,7 +934,16 @@ mod tests {
         assert_eq!(e.0, 403);
         fs::create_dir(t.share.join("d")).unwrap();
         let e = t.sb.check_add(s(&t.share.join("d"))).unwrap_err();
-        assert_eq!(e, (400, format!("{} is a directory, not a regular file", s(&t.share.join("d")))));
+        assert_eq!(
+            e,
+            (
+                400,
+                format!(
+                    "{} is a directory, not a regular file",
+                    s(&t.share.join("d"))
+                )
+            )
+        );
         let e = t.sb.check_add(s(&t.share.join("none"))).unwrap_err();
         assert_eq!(e.0, 400);
         assert!(e.1.starts_with("No such file"), "{}", e.1);
@@ -975,12 +1004,20 @@ mod tests {
         }
         assert!(!t.outside.join("missing").exists());
         // Hidden below the root, and `..` that would climb out.
-        assert_eq!(t.sb.place("bob", &t.share.join(".ssh/authorized_keys")).unwrap_err().0, 403);
+        assert_eq!(
+            t.sb.place("bob", &t.share.join(".ssh/authorized_keys"))
+                .unwrap_err()
+                .0,
+            403
+        );
         let climb = t.share.join("nothere/../../outside/a.bin");
         assert!(t.sb.place("bob", &climb).is_err());
         // A symlinked folder is judged by where it leads.
         symlink(&t.outside, t.share.join("out")).unwrap();
-        assert_eq!(t.sb.place("bob", &t.share.join("out/a.bin")).unwrap_err().0, 403);
+        assert_eq!(
+            t.sb.place("bob", &t.share.join("out/a.bin")).unwrap_err().0,
+            403
+        );
         assert_eq!(t.sb.place("bob", Path::new("rel.bin")).unwrap_err().0, 400);
     }
 

@@ -697,8 +697,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = fs::canonicalize(tmp.path()).unwrap();
         fs::create_dir(dir.join("data")).unwrap();
-        let sb = crate::node::sandbox::Sandbox::new(&[dir.clone()], &[], &dir.join("data"), false)
-            .unwrap();
+        let sb = crate::node::sandbox::Sandbox::new(
+            std::slice::from_ref(&dir),
+            &[],
+            &dir.join("data"),
+            false,
+        )
+        .unwrap();
         (tmp, dir, sb)
     }
 

@@ -78,9 +78,9 @@ pub fn create(
             return Err((
                 409,
                 format!(
-                    "{} exists and is not a regular file (a folder or a symlink); it is never replaced",
-                    place.path.display()
-                ),
+                "{} exists and is not a regular file (a folder or a symlink); it is never replaced",
+                place.path.display()
+            ),
             ))
         }
         Err(e) => {
@@ -104,7 +104,9 @@ pub fn create(
 /// reading and writing, or a fresh empty one when what is there is not it.
 pub fn reopen(place: &Place, recorded: Option<PartId>) -> Result<(File, PartId), String> {
     let ctx = |e: io::Error| format!("Could not reopen {}.part: {e}", place.path.display());
-    let dir = place.open_dir(true).map_err(|e| folder_error(place, &e).1)?;
+    let dir = place
+        .open_dir(true)
+        .map_err(|e| folder_error(place, &e).1)?;
     let file = match dir.open_existing(&place.part_name()) {
         Ok(f) => {
             let id = id_of(&f).map_err(ctx)?;

@@ -111,7 +111,8 @@ impl Node {
 fn start_node(cfg: &Cfg, dir: &Path, name: &str, reg: &str, admin: &str) -> Node {
     let data = dir.join(name);
     // The generated files and the downloads live in `dir`: it is the share root.
-    let root = std::fs::canonicalize(dir).unwrap_or_else(|e| die(TOOL, format!("{}: {e}", dir.display())));
+    let root =
+        std::fs::canonicalize(dir).unwrap_or_else(|e| die(TOOL, format!("{}: {e}", dir.display())));
     let args: Vec<String> = [
         "node",
         "--data-dir",
