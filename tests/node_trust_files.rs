@@ -566,3 +566,57 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+#[test]
+fn a_missing_share_root_stops_the_node_with_a_clear_error() {
+    let d = dirs();
+    let missing = d.share.join("no such folder");
+    let out = std::process::Command::new(bin())
+        .args(["node", "--client-api-port", "0", "--port-range", "0-0"])
+        .arg("--data-dir")
+        .arg(d.share.join("data"))
+        .arg("--share-root")
+        .arg(&missing)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_ne!(out.status.code(), Some(101), "no panic");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("--share-root {}: no such folder", missing.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
+    let d = dirs();
+    let coord = Coordinator::start();
+    let data = d.share.join("node-data");
+    let old_root = d.outside.display().to_string();
+    let n = NodeProc::start_in(
+        &data,
+        coord.registry,
+        coord.api,
+        &["--share-root", &old_root],
+        &[],
+    );
+    let (alice, _) = n.session("alice", "Alice");
+    std::fs::write(d.outside.join("old.txt"), b"was shared").unwrap();
+    n.add_and_publish(&alice, &d.outside.join("old.txt"));
+    drop(n);
+    // The operator narrows the share roots: the old entry is gone, not served.
+    let new_root = d.share.join("pub");
+    std::fs::create_dir(&new_root).unwrap();
+    let root = new_root.display().to_string();
+    let n = NodeProc::start_in(&data, coord.registry, coord.api, &["--share-root", &root], &[]);
+    let (alice, port) = n.session("alice", "Alice");
+    let (_, v) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert_eq!(v["files"], json!([]), "{v}");
+    let (line, _) = peer_get(port, "old.txt");
+    assert_eq!(line, "ERROR notfound");
+    let mut r = RegistryClient::connect(coord.registry);
+    let found = r.ask("REQUEST", json!({"fname": "old.txt"}));
+    assert_eq!(found["status"], "NOTFOUND", "{found}");
+}
