@@ -584,7 +584,10 @@ fn a_missing_share_root_stops_the_node_with_a_clear_error() {
     assert_ne!(out.status.code(), Some(101), "no panic");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("--share-root {}: no such folder", missing.display())),
+        err.contains(&format!(
+            "--share-root {}: no such folder",
+            missing.display()
+        )),
         "{err}"
     );
 }
@@ -610,7 +613,13 @@ fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
     let new_root = d.share.join("pub");
     std::fs::create_dir(&new_root).unwrap();
     let root = new_root.display().to_string();
-    let n = NodeProc::start_in(&data, coord.registry, coord.api, &["--share-root", &root], &[]);
+    let n = NodeProc::start_in(
+        &data,
+        coord.registry,
+        coord.api,
+        &["--share-root", &root],
+        &[],
+    );
     let (alice, port) = n.session("alice", "Alice");
     let (_, v) = n.call("GET", "/api/client/local-files", Some(&alice), None);
     assert_eq!(v["files"], json!([]), "{v}");
@@ -619,4 +628,51 @@ fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
     let mut r = RegistryClient::connect(coord.registry);
     let found = r.ask("REQUEST", json!({"fname": "old.txt"}));
     assert_eq!(found["status"], "NOTFOUND", "{found}");
+}
+
+#[test]
+fn a_folder_swapped_for_a_symlink_during_a_fetch_does_not_redirect_the_rename() {
+    let d = dirs();
+    let body = pattern(1_000_000, 13);
+    let p = pair(
+        &d,
+        "swap.bin",
+        &body,
+        &[("P2PSHARE_TEST_THROTTLE_BPS", "400000")],
+    );
+    let sub = d.share.join("dl/sub");
+    std::fs::create_dir_all(&sub).unwrap();
+    let (s, v) = fetch(
+        &p.n2,
+        &p.bob,
+        json!({"fname": "swap.bin", "save_path": sub.join("swap.bin"), "hostname": "alice", "overwrite": true}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let id = v["fetch_id"].as_str().unwrap().to_owned();
+    wait_for("the download under way", || {
+        let (_, v) = p.n2.call(
+            "GET",
+            &format!("/api/client/fetch-progress/{id}"),
+            Some(&p.bob),
+            None,
+        );
+        (v["downloaded_size"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    // Mid-way the folder becomes a symlink to a folder holding a planted
+    // `.part` next to a file the attacker wants replaced.
+    std::fs::rename(&sub, d.share.join("dl/sub-old")).unwrap();
+    std::fs::write(d.outside.join("swap.bin.part"), b"planted").unwrap();
+    std::fs::write(d.outside.join("swap.bin"), b"victim").unwrap();
+    symlink(&d.outside, &sub).unwrap();
+    let done = fetch_end(&p.n2, &p.bob, &id);
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(
+        std::fs::read(d.outside.join("swap.bin")).unwrap(),
+        b"victim"
+    );
+    assert_eq!(
+        std::fs::read(d.outside.join("swap.bin.part")).unwrap(),
+        b"planted"
+    );
+    assert!(!d.share.join("dl/sub-old/swap.bin").exists());
 }
