@@ -314,7 +314,10 @@ fn a_planted_part_symlink_does_not_redirect_a_fetch() {
         .unwrap()
         .file_type()
         .is_symlink());
-    assert_eq!(std::fs::read(&saved).unwrap(), body);
+    assert!(
+        std::fs::read(&saved).unwrap() == body,
+        "the download is intact"
+    );
     assert!(!inbox.join("tool.bin.part").exists());
     drop(p.coord);
 }
@@ -571,18 +574,38 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
 fn a_missing_share_root_stops_the_node_with_a_clear_error() {
     let d = dirs();
     let missing = d.share.join("no such folder");
-    let out = std::process::Command::new(bin())
+    let mut child = std::process::Command::new(bin())
         .args(["node", "--client-api-port", "0", "--port-range", "0-0"])
         .arg("--data-dir")
         .arg(d.share.join("data"))
         .arg("--share-root")
         .arg(&missing)
         .current_dir(std::env::temp_dir())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!out.status.success());
-    assert_ne!(out.status.code(), Some(101), "no panic");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the node started without its share root");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    assert_ne!(status.code(), Some(101), "no panic");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(
         err.contains(&format!(
             "--share-root {}: no such folder",
