@@ -531,6 +531,16 @@ impl Node {
             if m.is_dir() {
                 return Reply::error(409, &format!("{} is a directory", target.display())).into();
             }
+            if !m.is_file() {
+                return Reply::error(
+                    409,
+                    &format!(
+                        "{} is not a regular file (a symlink?); a download never replaces one",
+                        target.display()
+                    ),
+                )
+                .into();
+            }
             if !overwrite {
                 return Reply::error(
                     409,
