@@ -27,6 +27,8 @@ fn up_runs_both_services_and_they_talk() {
     .iter()
     .map(|s| s.to_string())
     .chain([data.display().to_string()])
+    // The shared file lives in the temp folder, which is the share root.
+    .chain(["--share-root".to_string(), tmp.path().display().to_string()])
     .collect();
     let env = [
         ("P2PSHARE_PBKDF2_ITERATIONS", "1000".to_string()),

@@ -396,6 +396,12 @@
     if (f.hash_error) {
       return el("span", { class: "badge badge-danger", title: String(f.hash_error) }, "Cannot read file");
     }
+    if (f.changing && !f.sha256) {
+      return el("span", {
+        class: "badge badge-warn",
+        title: "The file changed each time it was read; it is hashed again less and less often until it stops changing",
+      }, "Keeps changing");
+    }
     if (f.hashing) {
       return el("span", { class: "badge badge-info" },
         el("span", { class: "spinner", "aria-hidden": "true" }), "Hashing…");

@@ -7,9 +7,10 @@
 //! worker pools: never blocking file work in a loop turn.
 
 mod disk;
+mod part;
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -21,9 +22,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::sandbox::{Place, Sandbox};
 use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
 pub use disk::part_path;
 use disk::{Buf, DiskLane, Event, PartFiles};
+use part::PartId;
 
 /// One host the registry says has the file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +114,10 @@ struct Record {
     started_at: f64,
     finished_at: Option<f64>,
     hosts: Vec<HostOffer>,
+    /// Device and inode of the `.part` this fetch created: after a restart
+    /// only that file is reused (see `part`).
+    #[serde(default)]
+    part_id: Option<PartId>,
 }
 
 /// Where a fetch is; the connection, when there is one, lives in the variant.
@@ -172,6 +179,9 @@ struct Job {
     interrupted: Option<String>,
     /// Taken over from before a restart.
     resumed: bool,
+    /// Where it is written, beneath a granted root (None until resolved
+    /// again after a restart).
+    place: Option<Place>,
 }
 
 enum TimerKind {
@@ -182,8 +192,8 @@ enum TimerKind {
 
 /// What a restarted fetch found on disk.
 enum OnDisk {
-    /// The `.part`: its hash state and length, open.
-    Part(Sha256, u64, PartFiles),
+    /// The `.part`: its hash state and length, open, and its identity.
+    Part(Sha256, u64, PartFiles, PartId),
     /// No `.part`, and the final file is there with the expected size and
     /// hash: the rename happened just before the restart.
     AlreadySaved,
@@ -200,6 +210,7 @@ enum Done {
 
 pub struct Fetches {
     svc: ServiceId,
+    sandbox: Arc<Sandbox>,
     records_path: PathBuf,
     jobs: HashMap<String, Job>,
     /// Fetch ids, oldest first.
@@ -223,7 +234,12 @@ pub struct Fetches {
 }
 
 impl Fetches {
-    pub fn new(svc: ServiceId, waker: Arc<mio::Waker>, data_dir: &Path) -> io::Result<Self> {
+    pub fn new(
+        svc: ServiceId,
+        waker: Arc<mio::Waker>,
+        data_dir: &Path,
+        sandbox: Arc<Sandbox>,
+    ) -> io::Result<Self> {
         fs::create_dir_all(data_dir)?;
         let records_path = data_dir.join(RECORDS_FILE);
         let records: Vec<Record> = match fs::read(&records_path) {
@@ -239,6 +255,7 @@ impl Fetches {
         let lane = DiskLane::new(waker.clone())?;
         let mut f = Fetches {
             svc,
+            sandbox,
             records_path,
             jobs: HashMap::new(),
             order: Vec::new(),
@@ -277,6 +294,7 @@ impl Fetches {
                     last_error: None,
                     interrupted: None,
                     resumed: resume,
+                    place: None,
                 },
             );
         }
@@ -342,31 +360,10 @@ impl Fetches {
                 ),
             ));
         }
-        if fs::symlink_metadata(&req.target).is_ok() && !req.overwrite {
-            return Err((
-                409,
-                format!(
-                    "A file already exists at {}; ask with overwrite: true to replace it",
-                    req.target.display()
-                ),
-            ));
-        }
-        if req.target.is_dir() {
-            return Err((409, format!("{} is a directory", req.target.display())));
-        }
-        if let Some(dir) = req.target.parent() {
-            if !dir.as_os_str().is_empty() {
-                fs::create_dir_all(dir).map_err(|e| {
-                    (
-                        500,
-                        format!("Could not create the folder {}: {e}", dir.display()),
-                    )
-                })?;
-            }
-        }
-        let part = part_path(&req.target);
-        let files = PartFiles::create(&part, first.size)
-            .map_err(|e| (500, format!("Could not create {}: {e}", part.display())))?;
+        // Only inside the user's downloads folder, a download root or a
+        // share root; folders made beneath it, the `.part` created exclusively.
+        let place = self.sandbox.place(&req.user, &req.target)?;
+        let (files, part_id) = part::create(&place, first.size, req.overwrite)?;
         let id = new_id();
         let rec = Record {
             fetch_id: id.clone(),
@@ -378,11 +375,12 @@ impl Fetches {
             status: Status::Pending,
             peer: None,
             error: None,
-            save_path: req.target.clone(),
+            save_path: place.path.clone(),
             overwrite: req.overwrite,
             started_at: unix_now(),
             finished_at: None,
             hosts: req.hosts,
+            part_id: Some(part_id),
         };
         crate::log_info!(
             "fetch {id}: {:?} ({} bytes) for {} to {}",
@@ -408,6 +406,7 @@ impl Fetches {
                 last_error: None,
                 interrupted: None,
                 resumed: false,
+                place: Some(place),
             },
         );
         self.save_soon(cx);
@@ -936,7 +935,11 @@ impl Fetches {
         job.rec.status = Status::Verifying;
         job.phase = Phase::Verifying;
         let expect = job.rec.sha256.clone();
-        let (target, overwrite) = (job.rec.save_path.clone(), job.rec.overwrite);
+        let Some(target) = job.place.clone() else {
+            let msg = "The download lost track of where to save it".to_owned();
+            return self.end(cx, fid, Status::Failed, Some(msg));
+        };
+        let overwrite = job.rec.overwrite;
         let pending = job.buf.as_ref().map_or(0, |b| b.data().len());
         let here = match job.files.take() {
             Some(files) if pending <= HASH_HERE_MAX => Some(files),
@@ -1032,7 +1035,10 @@ impl Fetches {
             self.lane.put_back(b);
         }
         self.lane.forget(fid);
-        let _ = fs::remove_file(part_path(&job.rec.save_path));
+        if let Some(place) = &job.place {
+            // A few syscalls in the loop turn, as the unlink before was.
+            part::remove(place, job.rec.part_id);
+        }
         job.rec.status = status;
         job.rec.finished_at = Some(unix_now());
         job.rec.error = match (error, job.resumed) {
@@ -1053,11 +1059,19 @@ impl Fetches {
         let Some(job) = self.jobs.get(fid) else {
             return;
         };
-        let target = job.rec.save_path.clone();
+        // The rules may have changed since (other roots): judged again.
+        let place = match self.sandbox.place(&job.rec.user, &job.rec.save_path) {
+            Ok(p) => p,
+            Err((_, msg)) => return self.end(cx, fid, Status::Failed, Some(msg)),
+        };
         let (total, sha) = (job.rec.total_size, job.rec.sha256.clone());
+        let recorded = job.rec.part_id;
         let id = fid.to_owned();
+        if let Some(job) = self.jobs.get_mut(fid) {
+            job.place = Some(place.clone());
+        }
         let submitted = self.work.submit(move || Done::Hashed {
-            result: look_on_disk(&target, total, sha.as_deref()),
+            result: look_on_disk(&place, recorded, total, sha.as_deref()),
             id,
         });
         if submitted.is_err() {
@@ -1072,8 +1086,8 @@ impl Fetches {
         };
         if job.rec.status.is_final() {
             // Cancelled meanwhile; the worker may have created the `.part` again.
-            if matches!(result, Ok(OnDisk::Part(..))) {
-                let _ = fs::remove_file(part_path(&job.rec.save_path));
+            if let (Ok(OnDisk::Part(_, _, _, id)), Some(place)) = (&result, &job.place) {
+                part::remove(place, Some(*id));
             }
             return;
         }
@@ -1086,7 +1100,8 @@ impl Fetches {
                 job.phase = Phase::Finishing;
                 self.on_finished(cx, fid, Ok(String::new()));
             }
-            Ok(OnDisk::Part(hasher, len, files)) => {
+            Ok(OnDisk::Part(hasher, len, files, id)) => {
+                job.rec.part_id = Some(id);
                 crate::log_info!(
                     "fetch {fid}: resuming {:?} from {len} bytes on disk",
                     job.rec.file_name
@@ -1346,14 +1361,23 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Worker: after a restart, what is there to go on from.
-fn look_on_disk(target: &Path, total: u64, sha: Option<&str>) -> Result<OnDisk, String> {
-    let part = part_path(target);
-    if !part.exists() {
-        if let Ok(m) = fs::metadata(target) {
-            if m.is_file() && m.len() == total {
+/// Worker: after a restart, what is there to go on from. Every file is
+/// reached through `place` (no symlink followed).
+fn look_on_disk(
+    place: &Place,
+    recorded: Option<PartId>,
+    total: u64,
+    sha: Option<&str>,
+) -> Result<OnDisk, String> {
+    let part_there = place
+        .open_dir(false)
+        .ok()
+        .and_then(|d| d.entry(&place.part_name()).ok().flatten())
+        .is_some();
+    if !part_there {
+        if let Some(mut f) = part::open_final(place) {
+            if f.metadata().is_ok_and(|m| m.len() == total) {
                 if let Some(want) = sha {
-                    let mut f = File::open(target).map_err(|e| e.to_string())?;
                     let mut h = Sha256::new();
                     io::copy(&mut f, &mut h).map_err(|e| e.to_string())?;
                     if hex(&h.finalize()) == want {
@@ -1363,24 +1387,18 @@ fn look_on_disk(target: &Path, total: u64, sha: Option<&str>) -> Result<OnDisk, 
             }
         }
     }
-    let (h, len, f) = hash_part(&part, total)?;
-    Ok(OnDisk::Part(h, len, PartFiles::with(f, &part, total - len)))
+    let (f, id) = part::reopen(place, recorded)?;
+    let (h, len, f) = hash_part(f, total)
+        .map_err(|e| format!("Could not read {}.part: {e}", place.path.display()))?;
+    Ok(OnDisk::Part(h, len, PartFiles::with(f, total - len), id))
 }
 
-/// Worker: the hash state of what `part` holds (at most `total` bytes; more
-/// means it is not ours and starts over), with the file open.
-fn hash_part(part: &Path, total: u64) -> Result<(Sha256, u64, File), String> {
-    let ctx = |e: io::Error| format!("Could not read {}: {e}", part.display());
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(part)
-        .map_err(ctx)?;
-    let mut len = f.metadata().map_err(ctx)?.len();
+/// Worker: the hash state of what the open `.part` holds (at most `total`
+/// bytes; more means it is not ours and starts over), positioned at its end.
+fn hash_part(mut f: File, total: u64) -> io::Result<(Sha256, u64, File)> {
+    let mut len = f.metadata()?.len();
     if len > total {
-        f.set_len(0).map_err(ctx)?;
+        f.set_len(0)?;
         len = 0;
     }
     let mut h = Sha256::new();
@@ -1388,7 +1406,7 @@ fn hash_part(part: &Path, total: u64) -> Result<(Sha256, u64, File), String> {
     let mut left = len;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = f.read(&mut buf[..want]).map_err(ctx)?;
+        let n = f.read(&mut buf[..want])?;
         if n == 0 {
             break;
         }
@@ -1396,13 +1414,14 @@ fn hash_part(part: &Path, total: u64) -> Result<(Sha256, u64, File), String> {
         left -= n as u64;
     }
     let len = len - left;
-    f.seek(SeekFrom::Start(len)).map_err(ctx)?;
+    f.seek(SeekFrom::Start(len))?;
     Ok((h, len, f))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     #[test]
     fn human_sizes() {
@@ -1417,14 +1436,21 @@ mod tests {
         let part = dir.path().join("x.part");
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
         fs::write(&part, &data).unwrap();
-        let (h, len, mut f) = hash_part(&part, 5_000_000).unwrap();
+        let open = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&part)
+                .unwrap()
+        };
+        let (h, len, mut f) = hash_part(open(), 5_000_000).unwrap();
         use std::io::Write;
         assert_eq!(len, 3_000_000);
         assert_eq!(hex(&h.finalize()), hex(&Sha256::digest(&data)));
         f.write_all(b"more").unwrap();
         assert_eq!(fs::metadata(&part).unwrap().len(), 3_000_004);
         // Longer than the file we want: not ours, start over.
-        let (_, len, _) = hash_part(&part, 10).unwrap();
+        let (_, len, _) = hash_part(open(), 10).unwrap();
         assert_eq!(len, 0);
     }
 

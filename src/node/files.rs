@@ -1,7 +1,9 @@
 //! One user's tracked files: metadata of files kept where they are (no copy),
 //! versioned snapshots of it for `<data>/users/<user>/files.json` (atomic
 //! replacement), and how that metadata follows the disk (missing, changed,
-//! rehash). It does no hashing, no registry I/O and, in a loop turn, no disk
+//! rehash, backing off while a file keeps changing). Which files may be
+//! tracked is the [`Sandbox`]'s rule; the catalog asks it at add and at
+//! load. It does no hashing, no registry I/O and, in a loop turn, no disk
 //! writes: [`Snapshot::write`] runs on the node's store thread, and the
 //! catalog returns [`Effect`]s for the node.
 
@@ -10,6 +12,8 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+use super::sandbox::Sandbox;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,6 +24,17 @@ use super::peer_server::{self, SharedFile};
 /// Times within this many seconds are the same mtime (JSON keeps f64 exact;
 /// this only absorbs float noise).
 const SAME_TIME: f64 = 1e-5;
+/// A file seen changing again soon after a change waits this long before the
+/// next hash, doubling each time (10 s, 20 s, … 10 min): a growing log or a
+/// file rewritten constantly is not rehashed in a loop.
+const BACKOFF_FIRST_S: f64 = 10.0;
+const BACKOFF_MAX_S: f64 = 600.0;
+
+/// The wait before the next hash after the `n`th change in a row (n ≥ 1).
+pub fn backoff_s(n: u32) -> f64 {
+    let steps = n.saturating_sub(1).min(16) as i32;
+    (BACKOFF_FIRST_S * 2f64.powi(steps)).min(BACKOFF_MAX_S)
+}
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +67,24 @@ pub struct TrackedFile {
     pub is_published: bool,
     pub published_at: Option<f64>,
     pub status: Status,
+    /// The path with every symlink resolved when it was added: what the
+    /// node opens (beneath its share root). Catalogs from before it lack it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real: Option<PathBuf>,
+    /// Device and inode when last hashed or added (0: not known yet).
+    #[serde(default)]
+    pub dev: u64,
+    #[serde(default)]
+    pub ino: u64,
+    /// Changes seen in a row without a quiet rescan in between.
+    #[serde(default)]
+    pub changes: u32,
+    /// Unix time of the next hash while backing off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hash_at: Option<f64>,
+    /// It kept changing while hashed: hashing backs off.
+    #[serde(default)]
+    pub changing: bool,
     /// A hash job is out for this file.
     #[serde(skip)]
     pub hashing: bool,
@@ -63,6 +96,32 @@ pub struct TrackedFile {
 }
 
 impl TrackedFile {
+    /// The path the node opens.
+    pub fn real_path(&self) -> PathBuf {
+        self.real
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(&self.path))
+    }
+
+    /// A change was seen (by a rescan, or by a hash that watched the file
+    /// move): the first one is hashed at once, the next ones after a
+    /// growing wait, and the file is marked "changing".
+    fn change_seen(&mut self, now: f64, during_hash: bool) -> Option<Effect> {
+        let n = if during_hash {
+            self.changes.max(1)
+        } else {
+            self.changes
+        };
+        self.changes = n.saturating_add(1);
+        if n == 0 {
+            self.next_hash_at = None;
+            return Some(Effect::Hash(self.name.clone()));
+        }
+        self.changing = true;
+        self.next_hash_at = Some(now + backoff_s(n));
+        None
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "name": self.name,
@@ -76,6 +135,8 @@ impl TrackedFile {
             "is_published": self.is_published,
             "published_at": self.published_at,
             "status": self.status.as_str(),
+            "changing": self.changing,
+            "next_hash_at": self.next_hash_at,
         })
     }
 
@@ -153,6 +214,7 @@ impl Snapshot {
 
 pub struct Catalog {
     user: String,
+    sandbox: Arc<Sandbox>,
     store: PathBuf,
     files: BTreeMap<String, TrackedFile>,
     /// Bumped by every change worth saving.
@@ -185,7 +247,11 @@ pub fn check_name(name: &str) -> Result<(), String> {
 impl Catalog {
     /// Loads `<dir>/files.json` (creating `dir`). A file that cannot be
     /// parsed is moved aside, never overwritten, and the catalog starts empty.
-    pub fn load(dir: &Path, user: &str) -> Result<Catalog, String> {
+    /// Entries the sandbox refuses now (outside the share roots, in the data
+    /// directory, hidden, on a pseudo file system) are dropped with a log
+    /// line, so they are neither served nor announced again. Blocking: runs
+    /// on the store thread.
+    pub fn load(dir: &Path, user: &str, sandbox: Arc<Sandbox>) -> Result<Catalog, String> {
         fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the user directory {}: {e}", dir.display()))?;
         let store = dir.join("files.json");
@@ -211,7 +277,11 @@ impl Catalog {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read {}: {e}", store.display())),
         }
+        let before = files.len();
+        files.retain(|_, f| allowed_at_load(&sandbox, user, f));
+        let dropped = before != files.len();
         Ok(Catalog {
+            sandbox,
             user: user.to_owned(),
             store,
             files,
@@ -221,6 +291,13 @@ impl Catalog {
             on_disk: Arc::new(Mutex::new(0)),
             next_gen: 1,
             suspects: Vec::new(),
+        })
+        .map(|mut c| {
+            if dropped {
+                // Saved at the next tick, so the drop is durable too.
+                c.touch();
+            }
+            c
         })
     }
 
@@ -333,25 +410,9 @@ impl Catalog {
         if !p.is_absolute() {
             return Err((400, format!("The path must be absolute: '{path}'")));
         }
-        let meta = match fs::metadata(p) {
-            Ok(m) => m,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err((400, format!("No such file: {path}")))
-            }
-            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                return Err((400, format!("{path} is not readable (permission denied)")))
-            }
-            Err(e) => return Err((400, format!("Cannot access {path}: {e}"))),
-        };
-        if meta.is_dir() {
-            return Err((400, format!("{path} is a directory, not a regular file")));
-        }
-        if !meta.is_file() {
-            return Err((400, format!("{path} is not a regular file")));
-        }
-        if let Err(e) = fs::File::open(p) {
-            return Err((400, format!("{path} is not readable ({e})")));
-        }
+        // Under a share root once resolved, not hidden, not the data
+        // directory, a regular file on a real file system, readable.
+        let accepted = self.sandbox.check_add(path)?;
         let name = match p.file_name().and_then(|n| n.to_str()) {
             Some(n) => n.to_owned(),
             None => return Err((400, format!("{path} has no usable file name"))),
@@ -363,7 +424,7 @@ impl Catalog {
             ));
         }
         if let Some(f) = self.files.get(&name) {
-            if f.path == path {
+            if f.path == path || f.real.as_deref() == Some(accepted.real.as_path()) {
                 return Ok((name, false));
             }
             return Err((
@@ -379,13 +440,19 @@ impl Catalog {
             TrackedFile {
                 name: name.clone(),
                 path: path.to_owned(),
-                size: meta.len(),
-                modified: peer_server::mtime_secs(&meta),
+                size: accepted.id.size,
+                modified: accepted.id.modified,
                 added_at: now,
                 sha256: None,
                 is_published: false,
                 published_at: None,
                 status: Status::Ok,
+                real: Some(accepted.real),
+                dev: accepted.id.dev,
+                ino: accepted.id.ino,
+                changes: 0,
+                next_hash_at: None,
+                changing: false,
                 hashing: false,
                 hash_error: None,
                 gen: 0,
@@ -484,11 +551,13 @@ impl Catalog {
         f.gen = self.next_gen;
         f.hashing = true;
         f.hash_error = None;
+        f.next_hash_at = None;
         Some(HashJob {
             user: self.user.clone(),
             name: name.to_owned(),
             gen: f.gen,
-            path: PathBuf::from(&f.path),
+            path: f.real_path(),
+            sandbox: self.sandbox.clone(),
         })
     }
 
@@ -503,16 +572,34 @@ impl Catalog {
     pub fn needing_hash(&self) -> Vec<String> {
         self.files
             .values()
-            .filter(|f| f.sha256.is_none() && !f.hashing && f.status != Status::Missing)
+            .filter(|f| {
+                f.sha256.is_none()
+                    && !f.hashing
+                    && f.status != Status::Missing
+                    && f.next_hash_at.is_none()
+            })
             .map(|f| f.name.clone())
             .collect()
+    }
+
+    /// Files whose backoff is over: hash them now.
+    pub fn due_hashes(&mut self, now: f64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for f in self.files.values_mut() {
+            let due = f.next_hash_at.is_some_and(|t| t <= now);
+            if due && !f.hashing && f.status != Status::Missing {
+                f.next_hash_at = None;
+                out.push(Effect::Hash(f.name.clone()));
+            }
+        }
+        out
     }
 
     pub fn hash_done(&mut self, job: &HashJob, result: HashResult) -> Vec<Effect> {
         let Some(f) = self.files.get_mut(&job.name) else {
             return Vec::new();
         };
-        if f.gen != job.gen || f.path != job.path.to_string_lossy() {
+        if f.gen != job.gen || f.real_path() != job.path {
             return Vec::new();
         }
         f.hashing = false;
@@ -522,8 +609,13 @@ impl Catalog {
                 sha256,
                 size,
                 modified,
+                dev,
+                ino,
             } => {
                 let mut effects = Vec::new();
+                f.changing = false;
+                f.dev = dev;
+                f.ino = ino;
                 if size != f.size || (modified - f.modified).abs() > SAME_TIME {
                     // It moved between the add (or the last stat) and the hash.
                     f.size = size;
@@ -541,8 +633,9 @@ impl Catalog {
                 effects
             }
             HashResult::Changed => {
-                f.hashing = true;
-                vec![Effect::Hash(f.name.clone())]
+                // Never straight again: that looped forever on a file that
+                // changes all the time (2.4 s of CPU every 3 s on a /proc file).
+                f.change_seen(now_unix(), true).into_iter().collect()
             }
             HashResult::Failed(e) => {
                 f.hash_error = Some(e);
@@ -572,9 +665,26 @@ impl Catalog {
                     self.version += 1;
                 }
             }
-            Observation::Present { size, modified } => {
-                let same = size == f.size && (modified - f.modified).abs() <= SAME_TIME;
+            Observation::Present {
+                size,
+                modified,
+                dev,
+                ino,
+            } => {
+                if f.ino == 0 {
+                    // A catalog from before identities were kept: adopt it.
+                    (f.dev, f.ino) = (dev, ino);
+                }
+                let same = size == f.size
+                    && (modified - f.modified).abs() <= SAME_TIME
+                    && (dev, ino) == (f.dev, f.ino);
                 if same {
+                    if !f.hashing && f.next_hash_at.is_none() && f.changes > 0 {
+                        // Quiet since the last look: the next change hashes at once.
+                        f.changes = 0;
+                        f.changing = false;
+                        self.version += 1;
+                    }
                     if f.status == Status::Missing {
                         f.status = Status::Ok;
                         self.version += 1;
@@ -586,16 +696,21 @@ impl Catalog {
                     f.status = Status::Changed;
                     f.size = size;
                     f.modified = modified;
+                    (f.dev, f.ino) = (dev, ino);
                     f.sha256 = None;
                     // A hash of the old content still under way must not land.
                     self.next_gen += 1;
                     f.gen = self.next_gen;
+                    f.hashing = false;
                     if f.is_published {
                         f.is_published = false;
                         f.published_at = None;
                         effects.push(Effect::Unpublish(f.name.clone()));
                     }
-                    effects.push(Effect::Hash(f.name.clone()));
+                    // Already waiting out a backoff: the wait stands.
+                    if f.next_hash_at.is_none() {
+                        effects.extend(f.change_seen(now_unix(), false));
+                    }
                     self.version += 1;
                 }
             }
@@ -607,7 +722,7 @@ impl Catalog {
     pub fn paths(&self) -> Vec<(String, PathBuf)> {
         self.files
             .values()
-            .map(|f| (f.name.clone(), PathBuf::from(&f.path)))
+            .map(|f| (f.name.clone(), f.real_path()))
             .collect()
     }
 
@@ -633,7 +748,9 @@ impl peer_server::Catalog for Catalog {
         }
         Some(SharedFile {
             name: f.name.clone(),
-            path: PathBuf::from(&f.path),
+            path: f.real_path(),
+            dev: f.dev,
+            ino: f.ino,
             size: f.size,
             modified: f.modified,
             sha256: f.sha256.clone(),
@@ -643,6 +760,40 @@ impl peer_server::Catalog for Catalog {
     fn file_changed(&mut self, name: &str) {
         if self.suspects.len() < 1024 && !self.suspects.iter().any(|s| s == name) {
             self.suspects.push(name.to_owned());
+        }
+    }
+}
+
+/// Whether a file loaded from an old catalog may stay tracked: refusals
+/// of the rules (not a file merely missing or unreadable now) drop it.
+fn allowed_at_load(sandbox: &Sandbox, user: &str, f: &mut TrackedFile) -> bool {
+    let real = f
+        .real
+        .clone()
+        .or_else(|| fs::canonicalize(&f.path).ok())
+        .unwrap_or_else(|| PathBuf::from(&f.path));
+    let why = match sandbox.read_rule(&real) {
+        Err((_, why)) => Some(why),
+        Ok(_) => match sandbox.open_read(&real, libc::O_PATH) {
+            // The rules refused it (e.g. a pseudo file system): no OS error.
+            Err(e) if e.kind() == ErrorKind::PermissionDenied && e.raw_os_error().is_none() => {
+                Some(e.to_string())
+            }
+            _ => None,
+        },
+    };
+    match why {
+        Some(why) => {
+            crate::log_warn!(
+                "{user}: no longer tracking {:?} ({}): {why}",
+                f.name,
+                f.path
+            );
+            false
+        }
+        None => {
+            f.real = Some(real);
+            true
         }
     }
 }
@@ -660,9 +811,19 @@ mod tests {
     use crate::node::hashing::{hash_file, observe};
     use crate::node::peer_server::Catalog as _;
 
+    fn sandbox(dir: &Path) -> Arc<Sandbox> {
+        let data = dir.join("data");
+        fs::create_dir_all(&data).unwrap();
+        Arc::new(Sandbox::new(&[dir.to_path_buf()], &[], &data, false).unwrap())
+    }
+
+    fn load(dir: &Path) -> Catalog {
+        Catalog::load(&dir.join("data/users/alice"), "alice", sandbox(dir)).unwrap()
+    }
+
     fn setup() -> (tempfile::TempDir, Catalog) {
         let dir = tempfile::tempdir().unwrap();
-        let cat = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
+        let cat = load(dir.path());
         (dir, cat)
     }
 
@@ -672,7 +833,9 @@ mod tests {
         let missing = dir.path().join("nope.txt");
         let e = cat.add(missing.to_str().unwrap(), 1.0).unwrap_err();
         assert_eq!(e, (400, format!("No such file: {}", missing.display())));
-        let e = cat.add(dir.path().to_str().unwrap(), 1.0).unwrap_err();
+        let folder = dir.path().join("folder");
+        fs::create_dir(&folder).unwrap();
+        let e = cat.add(folder.to_str().unwrap(), 1.0).unwrap_err();
         assert_eq!(e.0, 400);
         assert!(
             e.1.ends_with("is a directory, not a regular file"),
@@ -705,15 +868,15 @@ mod tests {
         cat.add(p.to_str().unwrap(), 1.0).unwrap();
         cat.set_published("f", Some(5.0));
         cat.save_now().unwrap();
-        let back = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
+        let back = load(dir.path());
         let f = back.get("f").unwrap();
         assert!(f.is_published);
         assert_eq!(f.published_at, Some(5.0));
         assert_eq!(back.needing_hash(), vec!["f".to_string()]);
-        fs::write(dir.path().join("users/alice/files.json"), b"{nonsense").unwrap();
-        let fresh = Catalog::load(&dir.path().join("users/alice"), "alice").unwrap();
+        fs::write(dir.path().join("data/users/alice/files.json"), b"{nonsense").unwrap();
+        let fresh = load(dir.path());
         assert!(fresh.is_empty());
-        let aside = fs::read_dir(dir.path().join("users/alice"))
+        let aside = fs::read_dir(dir.path().join("data/users/alice"))
             .unwrap()
             .filter(|e| {
                 e.as_ref()
@@ -729,7 +892,7 @@ mod tests {
     #[test]
     fn snapshots_go_out_one_at_a_time_and_never_go_back() {
         let (dir, mut cat) = setup();
-        let store = dir.path().join("users/alice/files.json");
+        let store = dir.path().join("data/users/alice/files.json");
         let p = dir.path().join("f");
         fs::write(&p, b"x").unwrap();
         assert!(cat.snapshot().is_none(), "nothing to write yet");
@@ -781,7 +944,7 @@ mod tests {
         cat.set_published("f", Some(5.0));
         // Overtaken by a change on disk: the undo does not bring it back.
         fs::write(&p, b"longer").unwrap();
-        cat.observe("f", observe(&p));
+        cat.observe("f", observe(&cat.sandbox.clone(), &p));
         assert!(!cat.restore_publication("f", &after, &before));
         let f = cat.remove("f").unwrap();
         assert!(cat.reinsert(f.clone()));
@@ -794,8 +957,9 @@ mod tests {
         let p = dir.path().join("doc");
         fs::write(&p, b"one").unwrap();
         cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        let sb = cat.sandbox.clone();
         let job = cat.begin_hash("doc").unwrap();
-        let fx = cat.hash_done(&job, hash_file(&job.path));
+        let fx = cat.hash_done(&job, hash_file(&sb, &job.path));
         assert!(fx.is_empty());
         assert!(cat.get("doc").unwrap().sha256.is_some());
         cat.set_published("doc", Some(2.0));
@@ -803,7 +967,7 @@ mod tests {
 
         // Changed on disk: unpublished, rehashed, marked.
         fs::write(&p, b"longer content").unwrap();
-        let fx = cat.observe("doc", observe(&p));
+        let fx = cat.observe("doc", observe(&sb, &p));
         assert_eq!(
             fx,
             vec![Effect::Unpublish("doc".into()), Effect::Hash("doc".into())]
@@ -815,7 +979,7 @@ mod tests {
         );
         assert!(cat.published("doc").is_none());
         // Stable afterwards: nothing more to do.
-        assert!(cat.observe("doc", observe(&p)).is_empty());
+        assert!(cat.observe("doc", observe(&sb, &p)).is_empty());
         // A stale hash result (from before the change) is ignored.
         assert!(cat
             .hash_done(&job, HashResult::Failed("x".into()))
@@ -825,11 +989,89 @@ mod tests {
         cat.set_published("doc", Some(3.0));
         assert_eq!(cat.get("doc").unwrap().status, Status::Ok);
         fs::remove_file(&p).unwrap();
-        let fx = cat.observe("doc", observe(&p));
+        let fx = cat.observe("doc", observe(&sb, &p));
         assert_eq!(fx, vec![Effect::Unpublish("doc".into())]);
         assert_eq!(cat.get("doc").unwrap().status, Status::Missing);
         assert!(cat.begin_hash("doc").is_none());
         assert_eq!(cat.registry_metadata()["doc"]["is_published"], false);
+    }
+
+    #[test]
+    fn a_file_that_keeps_changing_backs_off_instead_of_looping() {
+        let (dir, mut cat) = setup();
+        let sb = cat.sandbox.clone();
+        let p = dir.path().join("log");
+        fs::write(&p, b"1").unwrap();
+        cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        let job = cat.begin_hash("log").unwrap();
+        // It moved while hashed: no new hash now, a wait, marked changing.
+        assert!(cat.hash_done(&job, HashResult::Changed).is_empty());
+        let f = cat.get("log").unwrap();
+        assert!(f.changing && !f.hashing);
+        let first = f.next_hash_at.unwrap() - now_unix();
+        assert!((5.0..=10.5).contains(&first), "{first}");
+        assert!(cat.due_hashes(now_unix()).is_empty());
+        assert!(cat.needing_hash().is_empty(), "not at a restart either");
+        // Due: hashed again; moving again doubles the wait.
+        assert_eq!(
+            cat.due_hashes(now_unix() + 11.0),
+            vec![Effect::Hash("log".into())]
+        );
+        let job = cat.begin_hash("log").unwrap();
+        cat.hash_done(&job, HashResult::Changed);
+        let second = cat.get("log").unwrap().next_hash_at.unwrap() - now_unix();
+        assert!((15.0..=20.5).contains(&second), "{second}");
+        // A change seen by a rescan while waiting keeps the wait.
+        fs::write(&p, b"12").unwrap();
+        assert!(cat.observe("log", observe(&sb, &p)).is_empty());
+        // It survives a reload.
+        cat.save_now().unwrap();
+        let back = load(dir.path());
+        let f = back.get("log").unwrap();
+        assert!(f.changing && f.next_hash_at.is_some() && f.changes >= 2);
+        // Once hashed and then quiet for a rescan, the next change is hashed at once.
+        let job = cat.begin_hash("log").unwrap();
+        cat.hash_done(&job, hash_file(&sb, &job.path));
+        assert!(!cat.get("log").unwrap().changing);
+        assert!(cat.observe("log", observe(&sb, &p)).is_empty());
+        assert_eq!(cat.get("log").unwrap().changes, 0);
+        fs::write(&p, b"123").unwrap();
+        assert_eq!(
+            cat.observe("log", observe(&sb, &p)),
+            vec![Effect::Hash("log".into())]
+        );
+        assert_eq!(backoff_s(1), 10.0);
+        assert_eq!(backoff_s(2), 20.0);
+        assert_eq!(backoff_s(40), 600.0);
+    }
+
+    #[test]
+    fn entries_outside_the_share_roots_are_dropped_at_load() {
+        let (dir, mut cat) = setup();
+        let p = dir.path().join("ok");
+        fs::write(&p, b"x").unwrap();
+        cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        cat.save_now().unwrap();
+        // An old catalog naming a file outside, in the data dir, and in /proc.
+        let store = dir.path().join("data/users/alice/files.json");
+        let mut v: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+        let ok = v["files"][0].clone();
+        for (name, path) in [
+            ("passwd", "/etc/passwd"),
+            ("files.json", store.to_str().unwrap()),
+            ("status", "/proc/self/status"),
+        ] {
+            let mut e = ok.clone();
+            e["name"] = json!(name);
+            e["path"] = json!(path);
+            e.as_object_mut().unwrap().remove("real");
+            v["files"].as_array_mut().unwrap().push(e);
+        }
+        fs::write(&store, serde_json::to_vec(&v).unwrap()).unwrap();
+        let back = load(dir.path());
+        let names: Vec<&str> = back.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, vec!["ok"]);
+        assert!(!back.is_settled(), "the drop is saved");
     }
 
     #[test]

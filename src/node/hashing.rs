@@ -1,35 +1,46 @@
 //! Work that may block, run on the node's worker pool: SHA-256 of a tracked
-//! file (streamed in 1 MiB reads) and `stat` sweeps over many files. Pure
-//! functions of paths; results go back to the loop as [`Done`].
+//! file (streamed in 1 MiB reads) and `stat` sweeps over many files. Every
+//! file is opened through the [`Sandbox`] (beneath its share root, no
+//! symlink followed), so a swapped-in symlink cannot redirect a hash or a
+//! rescan; results go back to the loop as [`Done`].
 
-use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
 use super::peer_server::mtime_secs;
+use super::sandbox::Sandbox;
 
 const READ_CHUNK: usize = 1024 * 1024;
 
 /// What a `stat` of a tracked path found.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Observation {
-    /// Gone, or no longer a regular file.
+    /// Gone, no longer a regular file, or no longer reachable the safe way
+    /// (a symlink on the path, outside the share roots now).
     Missing,
     Present {
         size: u64,
         modified: f64,
+        dev: u64,
+        ino: u64,
     },
 }
 
-pub fn observe(path: &Path) -> Observation {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Observation::Present {
+/// What is at a tracked (resolved) path now, looked at through the sandbox
+/// with an `O_PATH` descriptor (no data read, never blocks on a FIFO).
+pub fn observe(sandbox: &Sandbox, path: &Path) -> Observation {
+    match sandbox.open_read(path, libc::O_PATH) {
+        Ok((_, m)) => Observation::Present {
             size: m.len(),
             modified: mtime_secs(&m),
+            dev: m.dev(),
+            ino: m.ino(),
         },
-        _ => Observation::Missing,
+        Err(_) => Observation::Missing,
     }
 }
 
@@ -39,8 +50,10 @@ pub enum HashResult {
         sha256: String,
         size: u64,
         modified: f64,
+        dev: u64,
+        ino: u64,
     },
-    /// The file changed while it was read: hash it again.
+    /// The file changed while it was read: hash it again (later).
     Changed,
     Failed(String),
 }
@@ -51,7 +64,9 @@ pub struct HashJob {
     pub user: String,
     pub name: String,
     pub gen: u64,
+    /// The resolved path, opened beneath its share root.
     pub path: PathBuf,
+    pub sandbox: Arc<Sandbox>,
 }
 
 /// A finished job, handed back to the loop.
@@ -68,7 +83,7 @@ pub enum Done {
 }
 
 /// SHA-256 of the file, checking that its size and mtime did not move meanwhile.
-pub fn hash_file(path: &Path) -> HashResult {
+pub fn hash_file(sandbox: &Sandbox, path: &Path) -> HashResult {
     let failed = |e: std::io::Error| {
         HashResult::Failed(match e.kind() {
             ErrorKind::NotFound => format!("{} no longer exists", path.display()),
@@ -76,13 +91,9 @@ pub fn hash_file(path: &Path) -> HashResult {
             _ => format!("reading {} failed: {e}", path.display()),
         })
     };
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => return failed(e),
-    };
-    let before = match f.metadata() {
-        Ok(m) if m.is_file() => m,
-        Ok(_) => return HashResult::Failed(format!("{} is not a regular file", path.display())),
+    let (mut f, before) = match sandbox.open_read(path, libc::O_RDONLY) {
+        Ok(opened) => opened,
+        Err(e) if e.raw_os_error().is_none() => return HashResult::Failed(e.to_string()),
         Err(e) => return failed(e),
     };
     let mut h = Sha256::new();
@@ -99,7 +110,8 @@ pub fn hash_file(path: &Path) -> HashResult {
             Err(e) => return failed(e),
         }
     }
-    let after = match std::fs::metadata(path) {
+    // The descriptor read, not the path: what was hashed is this inode.
+    let after = match f.metadata() {
         Ok(m) => m,
         Err(e) => return failed(e),
     };
@@ -111,6 +123,8 @@ pub fn hash_file(path: &Path) -> HashResult {
         sha256: hex(&h.finalize()),
         size,
         modified,
+        dev: before.dev(),
+        ino: before.ino(),
     }
 }
 
@@ -128,12 +142,20 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    fn sandbox(dir: &Path) -> Sandbox {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        Sandbox::new(&[dir.to_path_buf()], &[], &data, false).unwrap()
+    }
+
     #[test]
     fn hashes_streamed_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap();
+        let sb = sandbox(&dir);
+        let p = dir.join("f");
         std::fs::write(&p, b"abc").unwrap();
-        match hash_file(&p) {
+        match hash_file(&sb, &p) {
             HashResult::Ok { sha256, size, .. } => {
                 assert_eq!(size, 3);
                 assert_eq!(
@@ -147,22 +169,31 @@ mod tests {
         let big: Vec<u8> = (0..READ_CHUNK * 2 + 7).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &big).unwrap();
         let want = hex(&Sha256::digest(&big));
-        assert!(matches!(hash_file(&p), HashResult::Ok { sha256, .. } if sha256 == want));
+        assert!(matches!(hash_file(&sb, &p), HashResult::Ok { sha256, .. } if sha256 == want));
     }
 
     #[test]
     fn reports_missing_and_non_regular_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let gone = dir.path().join("gone");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap();
+        let sb = sandbox(&dir);
+        let gone = dir.join("gone");
         assert!(
-            matches!(hash_file(&gone), HashResult::Failed(m) if m.contains("no longer exists"))
+            matches!(hash_file(&sb, &gone), HashResult::Failed(m) if m.contains("no longer exists"))
         );
-        assert_eq!(observe(&gone), Observation::Missing);
-        assert_eq!(observe(dir.path()), Observation::Missing);
+        assert_eq!(observe(&sb, &gone), Observation::Missing);
+        assert_eq!(observe(&sb, &dir), Observation::Missing);
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        assert_eq!(observe(&sb, &dir.join("sub")), Observation::Missing);
         std::fs::write(&gone, b"12345").unwrap();
         assert!(matches!(
-            observe(&gone),
+            observe(&sb, &gone),
             Observation::Present { size: 5, .. }
         ));
+        // A symlink swapped in is "missing", not what it points to.
+        std::fs::remove_file(&gone).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", &gone).unwrap();
+        assert_eq!(observe(&sb, &gone), Observation::Missing);
+        assert!(matches!(hash_file(&sb, &gone), HashResult::Failed(_)));
     }
 }

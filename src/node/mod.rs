@@ -4,7 +4,8 @@
 //! connection, timer and wake-up to its owner, the cron tick, and the users
 //! loaded on this node. Endpoint logic lives in `api`/`routes`, the network
 //! view in `browse`, the registry link in `session`, files in `files` (kept
-//! on disk by `persist`, off the loop), transfers in `peer_server`/`fetch`.
+//! on disk by `persist`, off the loop), transfers in `peer_server`/`fetch`,
+//! and which paths users may read and write in `sandbox`.
 //! Outside start-up, the glue, `routes`, `browse` and `session` never write
 //! to disk in a loop turn; they only `stat` (and open a file being added, to
 //! check it is readable).
@@ -20,6 +21,7 @@ pub mod network;
 pub mod peer_server;
 pub mod persist;
 mod routes;
+pub mod sandbox;
 pub mod session;
 pub mod tokens;
 
@@ -27,6 +29,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reactor::{
@@ -64,6 +67,9 @@ pub struct Settings {
     pub advertise_ip: Option<IpAddr>,
     pub allowed_hosts: Vec<String>,
     pub intervals: Intervals,
+    /// Share roots, download roots, `--share-hidden`, the data directory:
+    /// what users may read and write, shared with the workers.
+    pub sandbox: Arc<sandbox::Sandbox>,
 }
 
 /// A user known to this node (their token was seen).
@@ -161,7 +167,13 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
             cfg.data_dir.display()
         )
     })?;
-    let fetches = fetch::Fetches::new(svc, cx.waker(), &cfg.data_dir)
+    let sandbox = Arc::new(sandbox::Sandbox::new(
+        &cfg.share_roots,
+        &cfg.download_roots,
+        &cfg.data_dir,
+        cfg.share_hidden,
+    )?);
+    let fetches = fetch::Fetches::new(svc, cx.waker(), &cfg.data_dir, sandbox.clone())
         .map_err(|e| format!("cannot set up downloads: {e}"))?;
     let work = Pool::new("hash", cfg.workers.max(1), WORK_QUEUE, cx.waker())
         .map_err(|e| format!("cannot start hashing workers: {e}"))?;
@@ -181,6 +193,14 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
     crate::log_info!(
         "node: client api on http://{api_addr}, registry {registry}, server api {}",
         target.url
+    );
+    crate::log_info!(
+        "node: users may share files under {}",
+        sandbox
+            .share_roots()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     cx.timer(svc, CRON_TICK, CRON);
     let now = cx.now();
@@ -208,6 +228,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
                 cfg.heartbeat_busy_s,
                 cfg.active_window_s,
             ),
+            sandbox: sandbox.clone(),
         },
         api_addr,
         api_listener,
@@ -218,7 +239,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         tokens: tokens::Tokens::default(),
         users: HashMap::new(),
         peer_listeners: HashMap::new(),
-        peer_server: PeerServer::new(svc),
+        peer_server: PeerServer::new(svc, sandbox),
         fetches,
         forwards: forward::Forwards::new(svc, target),
         work,
@@ -272,7 +293,7 @@ impl Node {
         };
         let j: HashJob = job;
         let submitted = self.work.submit(move || {
-            let result = hashing::hash_file(&j.path);
+            let result = hashing::hash_file(&j.sandbox, &j.path);
             Done::Hash { job: j, result }
         });
         if submitted.is_err() {
@@ -306,12 +327,13 @@ impl Node {
         }
         let paths = u.catalog.paths();
         let who = user.to_owned();
+        let sandbox = self.settings.sandbox.clone();
         let submitted = self.work.submit(move || Done::Scan {
             user: who,
             seen: paths
                 .into_iter()
                 .map(|(n, p)| {
-                    let o = hashing::observe(&p);
+                    let o = hashing::observe(&sandbox, &p);
                     (n, o)
                 })
                 .collect(),
@@ -390,6 +412,19 @@ impl Node {
             .collect();
         for user in names {
             self.scan_user(&user);
+        }
+        if rescan {
+            // Files whose hashing backed off (they kept changing) and are due.
+            let wall = files::now_unix();
+            let due: Vec<(String, Vec<Effect>)> = self
+                .users
+                .iter_mut()
+                .map(|(n, u)| (n.clone(), u.catalog.due_hashes(wall)))
+                .filter(|(_, fx)| !fx.is_empty())
+                .collect();
+            for (user, effects) in due {
+                self.apply_effects(cx, &user, effects);
+            }
         }
         if now.saturating_duration_since(self.last_purge) >= PURGE_EVERY {
             self.last_purge = now;

@@ -3,12 +3,15 @@
 //! It looks files up only by exact published name through [`Catalog`]: it
 //! never takes a path from a peer, never reveals one, and never reads the
 //! mapped pages itself (only write(2) does, which turns a truncated file into
-//! EFAULT on that connection instead of SIGBUS for the process). Transfers of
-//! the same file share one map, kept a little after its last use.
+//! EFAULT on that connection instead of SIGBUS for the process). Files are
+//! opened through the [`Sandbox`] (beneath their share root, no symlink
+//! followed) and served only while they are still the file that was added
+//! (device, inode, size, mtime). Transfers of the same file share one map,
+//! kept a little after its last use.
 
 use std::collections::HashMap;
-use std::fs::{File, Metadata, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -16,13 +19,18 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use memmap2::{Mmap, MmapOptions};
 use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
 
+use super::sandbox::Sandbox;
 use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
 
 /// A published file as the catalog knows it.
 #[derive(Debug, Clone)]
 pub struct SharedFile {
     pub name: String,
+    /// The resolved path, opened beneath its share root.
     pub path: PathBuf,
+    /// Device and inode it had when hashed (0: not known yet).
+    pub dev: u64,
+    pub ino: u64,
     pub size: u64,
     /// Unix seconds, as recorded when it was published.
     pub modified: f64,
@@ -78,6 +86,7 @@ struct PeerConn {
 
 pub struct PeerServer {
     svc: ServiceId,
+    sandbox: Arc<Sandbox>,
     conns: ConnMap<PeerConn>,
     max_conns: usize,
     throttle_bps: Option<u64>,
@@ -164,7 +173,7 @@ impl MapCache {
 }
 
 impl PeerServer {
-    pub fn new(svc: ServiceId) -> Self {
+    pub fn new(svc: ServiceId, sandbox: Arc<Sandbox>) -> Self {
         let throttle_bps = std::env::var(THROTTLE_ENV)
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -174,6 +183,7 @@ impl PeerServer {
         }
         PeerServer {
             svc,
+            sandbox,
             conns: ConnMap::new(),
             max_conns: MAX_PEER_CONNS,
             throttle_bps,
@@ -368,7 +378,10 @@ impl PeerServer {
             Request::Info { name } => {
                 let reply = match lookup(catalog, &name) {
                     Err(code) => Reply::Error(code),
-                    Ok(f) => match (check_on_disk(catalog, &f).map(|_| ()), f.sha256) {
+                    Ok(f) => match (
+                        check_on_disk(&self.sandbox, catalog, &f).map(|_| ()),
+                        f.sha256,
+                    ) {
                         (Err(code), _) => Reply::Error(code),
                         (Ok(_), None) => Reply::Error(ErrorCode::ReadError),
                         (Ok(_), Some(sha256)) => Reply::Info {
@@ -393,7 +406,7 @@ impl PeerServer {
         if offset > f.size {
             return cx.send_static(id, ErrorCode::BadRange.line());
         }
-        let (file, meta) = match check_on_disk(catalog, &f) {
+        let (file, meta) = match check_on_disk(&self.sandbox, catalog, &f) {
             Ok(opened) => opened,
             Err(code) => return cx.send_static(id, code.line()),
         };
@@ -462,18 +475,26 @@ fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
     }
 }
 
-/// Opens the file and checks it is still what was published (a regular
-/// file of the same size and modification time). A mismatch tells the
-/// catalog, which may unpublish it.
-fn check_on_disk(catalog: &mut dyn Catalog, f: &SharedFile) -> Result<(File, Metadata), ErrorCode> {
-    // O_NONBLOCK: if the path now names a FIFO, opening must not hang the loop.
-    let opened = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(&f.path);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+/// Opens the file the safe way (beneath its share root, no symlink on the
+/// path, never blocking on a FIFO: the sandbox opens O_NONBLOCK) and checks
+/// it is still what was published: the same inode, size and modification
+/// time. Anything else (a symlink swapped in, another file renamed over
+/// it) answers `filenotfound` and tells the catalog, which looks again.
+fn check_on_disk(
+    sandbox: &Sandbox,
+    catalog: &mut dyn Catalog,
+    f: &SharedFile,
+) -> Result<(File, Metadata), ErrorCode> {
+    let (file, meta) = match sandbox.open_read(&f.path, libc::O_RDONLY) {
+        Ok(opened) => opened,
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                || e.raw_os_error().is_none()
+                || matches!(
+                    e.raw_os_error(),
+                    Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EXDEV)
+                ) =>
+        {
             catalog.file_changed(&f.name);
             return Err(ErrorCode::FileNotFound);
         }
@@ -482,11 +503,8 @@ fn check_on_disk(catalog: &mut dyn Catalog, f: &SharedFile) -> Result<(File, Met
             return Err(ErrorCode::ReadError);
         }
     };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(_) => return Err(ErrorCode::ReadError),
-    };
-    if !meta.is_file() || meta.len() != f.size || !same_mtime(mtime_secs(&meta), f.modified) {
+    let moved = f.ino != 0 && (meta.dev(), meta.ino()) != (f.dev, f.ino);
+    if moved || meta.len() != f.size || !same_mtime(mtime_secs(&meta), f.modified) {
         catalog.file_changed(&f.name);
         return Err(ErrorCode::FileNotFound);
     }
@@ -547,6 +565,8 @@ mod tests {
         SharedFile {
             name: name.into(),
             path,
+            dev: meta.dev(),
+            ino: meta.ino(),
             size: body.len() as u64,
             modified: mtime_secs(&meta),
             sha256: None,
@@ -595,20 +615,36 @@ mod tests {
 
     #[test]
     fn a_changed_or_missing_file_is_filenotfound_and_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = shared(dir.path(), "a", b"hello");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap();
+        std::fs::create_dir(dir.join("data")).unwrap();
+        let sb = Sandbox::new(std::slice::from_ref(&dir), &[], &dir.join("data"), false).unwrap();
+        let f = shared(&dir, "a", b"hello");
         let mut cat = One(Some(f.clone()), vec![]);
-        assert!(check_on_disk(&mut cat, &f).is_ok());
+        assert!(check_on_disk(&sb, &mut cat, &f).is_ok());
         std::fs::write(&f.path, b"hello, longer").unwrap();
         assert_eq!(
-            check_on_disk(&mut cat, &f).unwrap_err(),
+            check_on_disk(&sb, &mut cat, &f).unwrap_err(),
             ErrorCode::FileNotFound
         );
         std::fs::remove_file(&f.path).unwrap();
         assert_eq!(
-            check_on_disk(&mut cat, &f).unwrap_err(),
+            check_on_disk(&sb, &mut cat, &f).unwrap_err(),
             ErrorCode::FileNotFound
         );
-        assert_eq!(cat.1, vec!["a".to_string(), "a".to_string()]);
+        // A symlink to a file of the same size and time: not served.
+        let f = shared(&dir, "b", b"hello");
+        std::fs::write(dir.join("other"), b"HELLO").unwrap();
+        std::fs::remove_file(&f.path).unwrap();
+        std::os::unix::fs::symlink(dir.join("other"), &f.path).unwrap();
+        assert_eq!(
+            check_on_disk(&sb, &mut cat, &f).unwrap_err(),
+            ErrorCode::FileNotFound
+        );
+        // Another file renamed over it, same size: not served either.
+        std::fs::remove_file(&f.path).unwrap();
+        std::fs::rename(dir.join("other"), &f.path).unwrap();
+        assert!(check_on_disk(&sb, &mut cat, &f).is_err());
+        assert_eq!(cat.1.len(), 4);
     }
 }

@@ -126,8 +126,9 @@ impl Node {
         }
         let dir = self.settings.data_dir.join("users").join(user);
         let who = user.to_owned();
+        let sandbox = self.settings.sandbox.clone();
         let job = move || Stored::Loaded {
-            result: Catalog::load(&dir, &who),
+            result: Catalog::load(&dir, &who, sandbox),
             user: who,
         };
         if self.store.submit(job).is_err() {

@@ -345,6 +345,14 @@ impl Node {
             )
             .into();
         }
+        if f.changing && f.sha256.is_none() {
+            return Reply::error_with(
+                409,
+                &format!("'{name}' keeps changing on disk, so it is hashed again only now and then; publish it once it stops changing"),
+                json!({"hashing": true, "changing": true}),
+            )
+            .into();
+        }
         if f.hashing || (f.sha256.is_none() && f.hash_error.is_none()) {
             return Reply::error_with(
                 409,
@@ -511,9 +519,27 @@ impl Node {
             }
             _ => self.downloads_dir(user).join(&fname),
         };
+        // Only inside the user's downloads folder, a download root or a share
+        // root: refused here, before the registry is asked or anything is
+        // created. Resolving stats the existing folders in this loop turn.
+        let place = match self.settings.sandbox.place(user, &target) {
+            Ok(p) => p,
+            Err((status, msg)) => return Reply::error(status, &msg).into(),
+        };
+        let target = place.path;
         if let Ok(m) = std::fs::symlink_metadata(&target) {
             if m.is_dir() {
                 return Reply::error(409, &format!("{} is a directory", target.display())).into();
+            }
+            if !m.is_file() {
+                return Reply::error(
+                    409,
+                    &format!(
+                        "{} is not a regular file (a symlink?); a download never replaces one",
+                        target.display()
+                    ),
+                )
+                .into();
             }
             if !overwrite {
                 return Reply::error(
@@ -807,11 +833,13 @@ impl Node {
             .users
             .get(user)
             .and_then(|u| u.catalog.get(name))
-            .map(|f| PathBuf::from(&f.path))
+            .map(|f| f.real_path())
         else {
             return;
         };
-        let seen = observe(&path);
+        // An open (O_PATH) and fstat beneath the share root, in the loop
+        // turn: as cheap as the stat it replaces, and no symlink is followed.
+        let seen = observe(&self.settings.sandbox, &path);
         let effects = match self.users.get_mut(user) {
             Some(u) => u.catalog.observe(name, seen),
             None => return,

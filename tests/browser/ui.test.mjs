@@ -288,6 +288,9 @@ before(async () => {
     env.adminUrl,
     "--port-range",
     "0-0",
+    // Shared files and chosen download folders all live under tmpRoot.
+    "--share-root",
+    tmpRoot,
   ];
   // Alice's node uploads at a test-only pace, so the download is seen mid-way
   // (progress, speed, ETA, cancel) instead of finishing within one poll.

@@ -254,6 +254,9 @@ impl NodeProc {
             "--data-dir".into(),
             data.display().to_string(),
         ];
+        if !extra.contains(&"--share-root") {
+            args.extend(default_share_root());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut envs: Vec<(&'static str, String)> = vec![("P2PSHARE_LOG", "debug".into())];
         envs.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
@@ -351,6 +354,20 @@ impl NodeProc {
         assert_eq!(s, 200, "publish: {v}");
         name
     }
+}
+
+/// The share root of test nodes that name none: the system temp folder, where
+/// every test's `tempfile::tempdir()` lives. Those folders are named `.tmp…`
+/// (hidden below that root), hence `--share-hidden`; tests of the rules
+/// themselves pass their own `--share-root`. A node's data directory sits
+/// there too and stays refused: it is never shared, whatever the roots.
+pub fn default_share_root() -> Vec<String> {
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).expect("temp dir");
+    vec![
+        "--share-root".into(),
+        tmp.display().to_string(),
+        "--share-hidden".into(),
+    ]
 }
 
 /// Polls `f` every 50 ms until it yields something (15 s at most).

@@ -18,6 +18,18 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_p2pshare")
 }
 
+/// Share-root flags for test nodes: the system temp folder, where every
+/// test's `tempfile::tempdir()` (named `.tmp…`, so hidden below that root:
+/// `--share-hidden`) keeps the files it shares and the downloads it saves.
+pub fn default_share_root() -> Vec<String> {
+    let tmp = std::fs::canonicalize(std::env::temp_dir()).expect("temp dir");
+    vec![
+        "--share-root".into(),
+        tmp.display().to_string(),
+        "--share-hidden".into(),
+    ]
+}
+
 pub struct Coord {
     pub child: Child,
     pub reg: SocketAddr,

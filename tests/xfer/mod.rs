@@ -36,6 +36,7 @@ impl Node {
             .args(["--coordinator", &coord.reg.to_string()])
             .args(["--coordinator-api", &format!("http://{}", coord.api)])
             .args(["--advertise-ip", "127.0.0.1"])
+            .args(crate::support::default_share_root())
             .env("JWT_SECRET_KEY", crate::support::SECRET)
             .env("P2PSHARE_LOG", "info")
             .stdin(Stdio::null())

@@ -3,21 +3,24 @@
 //! them to a writer thread, which writes them with O_DIRECT where the file
 //! system takes it (no page-cache copy, no dirty pages for the final fsync to
 //! flush) and, once a download is complete, checks the digest, fsyncs the
-//! `.part`, renames it and fsyncs the folder. It owns no fetch state: results
-//! go back through [`DiskLane::drain`] and the loop's waker.
+//! `.part`, renames it and fsyncs the folder. The rename and any removal go
+//! through the download's [`Place`] (relative to its folder's descriptor,
+//! never following a symlink). It owns no fetch state: results go back
+//! through [`DiskLane::drain`] and the loop's waker.
 
 use std::alloc::{self, Layout};
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::{mpsc, Arc, Mutex};
 
 use sha2::{Digest, Sha256};
+
+use crate::node::sandbox::{Entry, Place};
 
 /// Bytes per buffer: one write system call each, and the unit of hashing.
 pub const BUF_SIZE: usize = 1 << 20;
@@ -163,6 +166,7 @@ pub struct PartFiles {
 
 impl PartFiles {
     /// Creates (truncates) `part`, readable too, for a download of `size` bytes.
+    #[cfg(test)]
     pub fn create(part: &Path, size: u64) -> io::Result<PartFiles> {
         let file = OpenOptions::new()
             .read(true)
@@ -170,19 +174,22 @@ impl PartFiles {
             .create(true)
             .truncate(true)
             .open(part)?;
-        Ok(Self::with(file, part, size))
+        Ok(Self::with(file, size))
     }
 
     /// Adds the O_DIRECT descriptor to an open `.part` when the download is
     /// big enough to use it; without it (small files, tmpfs, some network
-    /// file systems) every write goes through the page cache.
-    pub fn with(file: File, part: &Path, size: u64) -> PartFiles {
+    /// file systems) every write goes through the page cache. The second
+    /// descriptor re-opens the same inode through `/proc/self/fd`, not the
+    /// `.part`'s name, which a symlink could have replaced meanwhile.
+    pub fn with(file: File, size: u64) -> PartFiles {
         let direct = (size >= DIRECT_MIN as u64)
             .then(|| {
+                let same = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
                 OpenOptions::new()
                     .write(true)
                     .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
-                    .open(part)
+                    .open(same)
                     .ok()
             })
             .flatten();
@@ -216,7 +223,7 @@ enum ToHasher {
     Finish {
         id: String,
         expect: Option<String>,
-        target: PathBuf,
+        target: Place,
         overwrite: bool,
     },
     Forget {
@@ -237,7 +244,7 @@ enum ToWriter {
     Finish {
         id: String,
         verdict: Result<String, String>,
-        target: PathBuf,
+        target: Place,
         overwrite: bool,
     },
     Forget {
@@ -387,7 +394,7 @@ impl DiskLane {
 
     /// Every byte was queued: verify against `expect` (when known), make
     /// durable, rename onto `target`; [`Event::Done`] tells how it went.
-    pub fn finish(&self, id: &str, expect: Option<String>, target: PathBuf, overwrite: bool) {
+    pub fn finish(&self, id: &str, expect: Option<String>, target: Place, overwrite: bool) {
         let id = id.to_owned();
         let _ = self.hasher.send(ToHasher::Finish {
             id,
@@ -406,7 +413,7 @@ impl DiskLane {
         files: PartFiles,
         buf: Option<Buf>,
         digest: String,
-        target: PathBuf,
+        target: Place,
         overwrite: bool,
     ) {
         let id = id.to_owned();
@@ -541,7 +548,7 @@ fn writer_loop(rx: mpsc::Receiver<ToWriter>, shared: Arc<Shared>) {
                     None => Err("The download's file was lost".to_owned()),
                     Some(w) => match (w.failed, verdict) {
                         (Some(msg), _) | (None, Err(msg)) => {
-                            let _ = fs::remove_file(part_path(&target));
+                            remove_part(&target, &w.files.file);
                             Err(msg)
                         }
                         (None, Ok(digest)) => {
@@ -589,72 +596,75 @@ pub fn part_path(target: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Makes the `.part` durable, moves it to `target` (never over an existing
-/// file unless `overwrite`), makes the rename durable. On failure the
-/// `.part` is removed: nothing is ever left under the final name.
-pub fn finalize(file: &File, target: &Path, overwrite: bool) -> Result<(), String> {
+/// Whether the `.part` of `place`, as its folder shows it now (no symlink
+/// followed), is the file `file` has open.
+fn is_ours(dir: &crate::node::sandbox::Dir, place: &Place, file: &File) -> bool {
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    matches!(
+        dir.entry(&place.part_name()),
+        Ok(Some(Entry::Regular { dev, ino, .. })) if (dev, ino) == (meta.dev(), meta.ino())
+    )
+}
+
+/// Removes the `.part` of `place` if it is still the file `file` has open
+/// (a name swapped for something else meanwhile is left alone).
+pub fn remove_part(place: &Place, file: &File) {
+    if let Ok(dir) = place.open_dir(false) {
+        if is_ours(&dir, place, file) {
+            let _ = dir.unlink(&place.part_name());
+        }
+    }
+}
+
+/// Makes the `.part` durable, moves it onto the final name in the same
+/// folder (reached beneath its root without following symlinks): never over
+/// an existing file unless `overwrite`, and then only over a regular file.
+/// Makes the rename durable. On failure the `.part` is removed: nothing is
+/// ever left under the final name.
+pub fn finalize(file: &File, place: &Place, overwrite: bool) -> Result<(), String> {
+    let target = &place.path;
     let part = part_path(target);
+    let dir = match place.open_dir(false) {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(format!(
+                "The folder of {} changed during the download ({e}); nothing was saved",
+                target.display()
+            ))
+        }
+    };
     let result = (|| {
         file.sync_all()
             .map_err(|e| format!("Could not save {}: {e}", part.display()))?;
-        let moved = if overwrite {
-            fs::rename(&part, target)
-        } else {
-            rename_noreplace(&part, target)
-        };
-        moved.map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                format!(
-                    "A file appeared at {} during the download; it was left alone (ask with overwrite: true to replace it)",
-                    target.display()
-                )
-            } else {
-                format!("Could not move the download to {}: {e}", target.display())
-            }
-        })
+        // Only the `.part` this download wrote is moved into place.
+        if !is_ours(&dir, place, file) {
+            return Err(format!(
+                "{} was replaced during the download; nothing was saved",
+                part.display()
+            ));
+        }
+        dir.rename(&place.part_name(), place.name(), overwrite)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    format!(
+                        "A file appeared at {} during the download; it was left alone (ask with overwrite: true to replace a regular file)",
+                        target.display()
+                    )
+                } else {
+                    format!("Could not move the download to {}: {e}", target.display())
+                }
+            })
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&part);
+        remove_part(place, file);
         return result;
     }
-    let dir = match target.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-        crate::log_warn!("could not fsync {}: {e}", dir.display());
+    if let Err(e) = dir.sync() {
+        crate::log_warn!("could not fsync the folder of {}: {e}", target.display());
     }
     Ok(())
-}
-
-/// rename(2) that fails with EEXIST instead of replacing `to`.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let a = CString::new(from.as_os_str().as_bytes())?;
-    let b = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: two valid NUL-terminated paths; renameat2 only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        // Kernels or file systems without renameat2: link fails on an
-        // existing name just the same.
-        Some(libc::ENOSYS) | Some(libc::EINVAL) => {
-            fs::hard_link(from, to)?;
-            fs::remove_file(from)
-        }
-        _ => Err(e),
-    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -664,6 +674,7 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn bytes(n: usize, seed: u8) -> Vec<u8> {
         (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
@@ -681,34 +692,42 @@ mod tests {
         }
     }
 
-    #[test]
-    fn rename_noreplace_never_clobbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        fs::write(&a, b"new").unwrap();
-        fs::write(&b, b"old").unwrap();
-        let e = rename_noreplace(&a, &b).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(fs::read(&b).unwrap(), b"old");
-        fs::remove_file(&b).unwrap();
-        rename_noreplace(&a, &b).unwrap();
-        assert_eq!(fs::read(&b).unwrap(), b"new");
-        assert!(!a.exists());
+    /// A sandbox whose share root is a fresh temporary folder.
+    fn sandboxed() -> (tempfile::TempDir, PathBuf, crate::node::sandbox::Sandbox) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = fs::canonicalize(tmp.path()).unwrap();
+        fs::create_dir(dir.join("data")).unwrap();
+        let sb = crate::node::sandbox::Sandbox::new(
+            std::slice::from_ref(&dir),
+            &[],
+            &dir.join("data"),
+            false,
+        )
+        .unwrap();
+        (tmp, dir, sb)
     }
 
     #[test]
     fn finalize_keeps_an_existing_file_and_drops_the_part() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("f.bin");
+        let (_tmp, dir, sb) = sandboxed();
+        let target = dir.join("f.bin");
+        let place = sb.place("u", &target).unwrap();
         fs::write(part_path(&target), b"downloaded").unwrap();
         fs::write(&target, b"precious").unwrap();
         let f = File::open(part_path(&target)).unwrap();
-        assert!(finalize(&f, &target, false).is_err());
+        assert!(finalize(&f, &place, false).is_err());
         assert_eq!(fs::read(&target).unwrap(), b"precious");
         assert!(!part_path(&target).exists());
         fs::write(part_path(&target), b"downloaded").unwrap();
         let f = File::open(part_path(&target)).unwrap();
-        finalize(&f, &target, true).unwrap();
+        finalize(&f, &place, true).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"downloaded");
+        // A `.part` swapped for another file is not moved into place.
+        fs::write(part_path(&target), b"mine").unwrap();
+        let f = File::open(part_path(&target)).unwrap();
+        fs::remove_file(part_path(&target)).unwrap();
+        fs::write(part_path(&target), b"planted").unwrap();
+        assert!(finalize(&f, &place, true).is_err());
         assert_eq!(fs::read(&target).unwrap(), b"downloaded");
     }
 
@@ -762,7 +781,7 @@ mod tests {
 
     #[test]
     fn a_bad_digest_is_never_renamed_and_a_good_one_is() {
-        let dir = tempfile::tempdir().unwrap();
+        let (_tmp, dir, sb) = sandboxed();
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let lane = DiskLane::new(waker).unwrap();
@@ -771,7 +790,8 @@ mod tests {
             ("good.bin", Some(hex(&Sha256::digest(&body))), true),
             ("bad.bin", Some("00".repeat(32)), false),
         ] {
-            let target = dir.path().join(name);
+            let target = dir.join(name);
+            let place = sb.place("u", &target).unwrap();
             let files = PartFiles::create(&part_path(&target), body.len() as u64).unwrap();
             lane.start(name, files, Sha256::new());
             let mut at = 0;
@@ -781,7 +801,7 @@ mod tests {
                 at += b.fill(&body[at..]);
                 lane.data(name, b);
             }
-            lane.finish(name, expect, target.clone(), false);
+            lane.finish(name, expect, place, false);
             let result = loop {
                 let done = lane.drain().into_iter().find_map(|e| match e {
                     Event::Done { result, .. } => Some(result),

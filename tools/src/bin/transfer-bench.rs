@@ -110,6 +110,9 @@ impl Node {
 
 fn start_node(cfg: &Cfg, dir: &Path, name: &str, reg: &str, admin: &str) -> Node {
     let data = dir.join(name);
+    // The generated files and the downloads live in `dir`: it is the share root.
+    let root =
+        std::fs::canonicalize(dir).unwrap_or_else(|e| die(TOOL, format!("{}: {e}", dir.display())));
     let args: Vec<String> = [
         "node",
         "--data-dir",
@@ -122,6 +125,8 @@ fn start_node(cfg: &Cfg, dir: &Path, name: &str, reg: &str, admin: &str) -> Node
         admin,
         "--advertise-ip",
         "127.0.0.1",
+        "--share-root",
+        &root.to_string_lossy(),
     ]
     .iter()
     .map(|s| s.to_string())
