@@ -323,12 +323,8 @@ impl Node {
             Body::Owned(b) => b.len(),
             Body::Static(b) => b.len(),
         };
-        let mut extra: Vec<(&str, &str)> = vec![
-            ("Content-Security-Policy", "default-src 'self'"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-            ("Cache-Control", reply.cache_control),
-        ];
+        let mut extra: Vec<(&str, &str)> = super::guard::SECURITY_HEADERS.to_vec();
+        extra.push(("Cache-Control", reply.cache_control));
         if let Some(a) = reply.allow {
             extra.push(("Allow", a));
         }
@@ -382,6 +378,12 @@ impl Node {
                 ),
             )
             .into();
+        }
+        if let Err((status, msg)) =
+            super::guard::check_origin(&req).and_then(|()| super::guard::check_content_type(&req))
+        {
+            crate::log_warn!("client api: refused {} {}: {msg}", req.method, req.path);
+            return Reply::error(status, &msg).into();
         }
         if !req.path.starts_with("/api/") {
             return self.static_page(&req).into();

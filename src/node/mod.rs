@@ -14,6 +14,7 @@ mod browse;
 pub mod fetch;
 pub mod files;
 pub mod forward;
+mod guard;
 pub mod hashing;
 pub mod heartbeat;
 pub mod network;
@@ -405,7 +406,7 @@ impl Node {
 }
 
 impl Service for Node {
-    fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, _peer: SocketAddr) {
+    fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, peer: SocketAddr) {
         if listener == self.api_listener {
             self.conns.insert(id, Kind::Api(api::ApiConn::default()));
             return;
@@ -413,7 +414,8 @@ impl Service for Node {
         match self.peer_listeners.get(&listener) {
             Some(user) => {
                 let user = user.clone();
-                self.peer_server.on_accept(cx, id, &user);
+                self.peer_server
+                    .on_accept(cx, id, &user, peer.ip().to_canonical());
             }
             None => cx.close(id),
         }
