@@ -153,6 +153,8 @@ pub enum PublishStage {
 pub struct FetchOp {
     pub user: String,
     pub fname: String,
+    /// The content asked for (lowercase hex); None: the name's only content.
+    pub sha256: Option<String>,
     pub target: std::path::PathBuf,
     pub overwrite: bool,
     pub prefer: Option<String>,

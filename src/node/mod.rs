@@ -20,6 +20,7 @@ pub mod heartbeat;
 pub mod network;
 pub mod peer_server;
 pub mod persist;
+mod pick;
 mod routes;
 pub mod session;
 pub mod tokens;

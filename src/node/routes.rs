@@ -13,6 +13,7 @@ use super::fetch::{FetchRequest, HostOffer};
 use super::files::{self, now_unix, Status};
 use super::hashing::observe;
 use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
+use super::pick;
 use super::persist::AfterSave;
 use super::session::Wait;
 use super::{Node, OpId};
@@ -487,6 +488,15 @@ impl Node {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
         }
         let overwrite = try_reply!(bool_field(b, "overwrite"));
+        let sha256 = match try_reply!(str_field(b, "sha256")).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => match pick::parse_sha256(s) {
+                Some(h) => Some(h),
+                None => {
+                    return Reply::error(400, "'sha256' must be 64 hexadecimal digits").into()
+                }
+            },
+        };
         let prefer = try_reply!(str_field(b, "hostname"))
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
@@ -527,7 +537,12 @@ impl Node {
             }
         }
         try_reply!(self.require_link(user));
-        let msg = json!({"action": "REQUEST", "data": {"fname": fname}});
+        // A coordinator that knows `sha256` answers only hosts with that
+        // content; an older one ignores it, so the answer is filtered here too.
+        let msg = match &sha256 {
+            Some(h) => json!({"action": "REQUEST", "data": {"fname": fname, "sha256": h}}),
+            None => json!({"action": "REQUEST", "data": {"fname": fname}}),
+        };
         if !self.registry_send(cx, user, msg, Wait::Op(_op)) {
             return Reply::error(
                 503,
@@ -538,6 +553,7 @@ impl Node {
         Outcome::Later(OpKind::Fetch(FetchOp {
             user: user.to_owned(),
             fname,
+            sha256,
             target,
             overwrite,
             prefer,
@@ -735,10 +751,33 @@ impl Node {
                 &format!("The coordinator could not look up '{}': {reason}", f.fname),
             );
         }
-        let mut hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
-        if hosts.is_empty() {
-            return Reply::error(404, &format!("No peer on the network offers '{}'", f.fname));
-        }
+        let hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
+        let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
+            Ok(h) => h,
+            Err(pick::Refused::None) => {
+                return Reply::error(
+                    404,
+                    &match &f.sha256 {
+                        Some(h) => format!(
+                            "No peer on the network offers '{}' with SHA-256 {h}",
+                            f.fname
+                        ),
+                        None => format!("No peer on the network offers '{}'", f.fname),
+                    },
+                )
+            }
+            Err(pick::Refused::Ambiguous(choices)) => {
+                return Reply::error_with(
+                    409,
+                    &format!(
+                        "{} different files are called '{}' on the network; ask again with the 'sha256' of the one you want",
+                        choices.len(),
+                        f.fname
+                    ),
+                    json!({"choices": choices}),
+                )
+            }
+        };
         // Online first; the asked-for host first of all.
         hosts.sort_by_key(|h| !h.online);
         if let Some(want) = &f.prefer {
