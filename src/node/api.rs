@@ -112,6 +112,10 @@ pub enum OpKind {
     },
     /// /init: the first REGISTER.
     Init,
+    /// /logout, done here; the coordinator revokes the token next.
+    Logout {
+        user: String,
+    },
     Publish(PublishOp),
     Unpublish {
         user: String,
@@ -549,9 +553,10 @@ impl Node {
             ("fetches", None) => get(m == "GET" || m == "HEAD")
                 .unwrap_or_else(|| self.api_fetches(user))
                 .into(),
-            ("logout", None) => post(m == "POST")
-                .unwrap_or_else(|| self.api_logout(cx, user))
-                .into(),
+            ("logout", None) => match post(m == "POST") {
+                Some(r) => r.into(),
+                None => self.api_logout(cx, op, user, bearer(req)),
+            },
             _ => Reply::error(404, &format!("No such API endpoint: {API_PREFIX}{rest}")).into(),
         }
     }
@@ -587,6 +592,12 @@ impl Node {
             Err(e) => {
                 let msg = match kind {
                     OpKind::Verify { .. } => format!("Cannot check the token: {e}"),
+                    OpKind::Logout { user } => {
+                        crate::log_warn!("{user}: the token could not be revoked: {e}");
+                        let v = json!({"success": true, "note": format!("Logged out here; the coordinator could not be told to revoke the token ({e})")});
+                        self.finish(cx, op, Reply::ok(v));
+                        return;
+                    }
                     _ => e,
                 };
                 self.finish(cx, op, Reply::error(502, &msg));
@@ -659,6 +670,29 @@ impl Node {
                         self.finish(cx, op, Reply::error(502, &msg));
                     }
                 }
+            }
+            OpKind::Logout { user } => {
+                // The local logout is done either way; an older coordinator
+                // without the endpoint (404) cannot revoke, which is logged.
+                let note = match resp.status {
+                    200..=299 => {
+                        crate::log_info!("{user}: token revoked at the coordinator");
+                        None
+                    }
+                    404 => {
+                        crate::log_warn!("{user}: the coordinator cannot revoke tokens (no /api/user/logout); the token stays valid until it expires");
+                        Some("The coordinator cannot revoke the token; it stays valid until it expires")
+                    }
+                    s => {
+                        crate::log_warn!("{user}: the coordinator answered {s} to the token revocation");
+                        Some("The coordinator did not confirm the token's revocation")
+                    }
+                };
+                let mut v = json!({"success": true});
+                if let Some(n) = note {
+                    v["note"] = json!(n);
+                }
+                self.finish(cx, op, Reply::ok(v));
             }
             other => {
                 // Not a forwarding op: put it back untouched.

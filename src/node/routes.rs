@@ -599,7 +599,15 @@ impl Node {
         Reply::ok(json!({"success": true, "fetches": self.fetches.list(user)}))
     }
 
-    pub(super) fn api_logout(&mut self, cx: &mut Ctx, user: &str) -> Reply {
+    /// Ends the user's session here at once, then asks the coordinator to
+    /// revoke `token` (answered once it did, or could not).
+    pub(super) fn api_logout(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        token: Option<&str>,
+    ) -> Outcome {
         let registry = self
             .users
             .get(user)
@@ -621,7 +629,24 @@ impl Node {
             self.retire_catalog(cx, user, u.catalog);
         }
         crate::log_info!("{user}: logged out");
-        Reply::ok(json!({"success": true}))
+        let Some(token) = token else {
+            return Reply::ok(json!({"success": true})).into();
+        };
+        match self
+            .forwards
+            .post_as(cx, op, "/api/user/logout", b"{}", Some(token))
+        {
+            Ok(id) => {
+                self.conns.insert(id, super::Kind::Forward);
+                Outcome::Later(OpKind::Logout {
+                    user: user.to_owned(),
+                })
+            }
+            Err(e) => {
+                crate::log_warn!("{user}: the token could not be revoked: {e}");
+                Reply::ok(json!({"success": true, "note": format!("Logged out here; the coordinator could not be told to revoke the token ({e})")})).into()
+            }
+        }
     }
 
     /// A registry answer for a waiting request.
