@@ -122,6 +122,11 @@ pub enum OpKind {
         name: String,
     },
     Fetch(FetchOp),
+    /// A fetch started; answered once its record is on disk.
+    FetchRecorded {
+        user: String,
+        fetch_id: String,
+    },
     /// Waiting for the network index (a walk of LIST pages).
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.

@@ -7,6 +7,8 @@
 //! worker pools: never blocking file work in a loop turn.
 
 mod disk;
+mod orphans;
+mod peers;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -111,6 +113,13 @@ struct Record {
     started_at: f64,
     finished_at: Option<f64>,
     hosts: Vec<HostOffer>,
+    /// Hosts used or dropped, for `/fetch-progress` and across restarts.
+    #[serde(default)]
+    peers: Vec<peers::PeerUse>,
+    /// Hosts whose bytes the `.part` holds now: blamed if the whole file
+    /// fails its hash (only the whole file is verified).
+    #[serde(default)]
+    contributors: Vec<String>,
 }
 
 /// Where a fetch is; the connection, when there is one, lives in the variant.
@@ -195,7 +204,11 @@ enum Done {
         id: String,
         result: Result<OnDisk, String>,
     },
-    Saved(Result<(), String>),
+    /// The records as they were when durable save number `covers` was asked.
+    Saved {
+        covers: u64,
+        result: Result<(), String>,
+    },
 }
 
 pub struct Fetches {
@@ -220,6 +233,15 @@ pub struct Fetches {
     /// Records taken over from before a restart, started on the first wake.
     to_resume: Vec<String>,
     completed: Vec<(String, PathBuf)>,
+    /// Durable saves asked for (numbered), the one the write in flight
+    /// covers, and the highest known on disk.
+    durable_asked: u64,
+    save_covers: u64,
+    durable_done: u64,
+    /// Requests waiting for their fetch's record to be on disk: (save
+    /// number needed, op); and those whose save finished, with the outcome.
+    durable_waiters: Vec<(u64, u64)>,
+    durable_ready: Vec<(u64, Result<(), String>)>,
 }
 
 impl Fetches {
@@ -253,6 +275,11 @@ impl Fetches {
             save_timer: None,
             to_resume: Vec::new(),
             completed: Vec::new(),
+            durable_asked: 0,
+            save_covers: 0,
+            durable_done: 0,
+            durable_waiters: Vec::new(),
+            durable_ready: Vec::new(),
         };
         for mut rec in records {
             let resume = !rec.status.is_final();
@@ -280,6 +307,21 @@ impl Fetches {
                 },
             );
         }
+        // Before anything serves: no fetch of this run has a `.part` yet, so
+        // every one not claimed by a record carried over is an orphan.
+        let claimed: Vec<PathBuf> = f
+            .jobs
+            .values()
+            .filter(|j| !j.rec.status.is_final())
+            .map(|j| part_path(&j.rec.save_path))
+            .collect();
+        let recorded: Vec<PathBuf> = f
+            .jobs
+            .values()
+            .filter(|j| j.rec.status.is_final())
+            .map(|j| part_path(&j.rec.save_path))
+            .collect();
+        orphans::remove(data_dir, &claimed, &recorded);
         if !f.to_resume.is_empty() {
             crate::log_info!(
                 "resuming {} download(s) interrupted by a restart",
@@ -383,6 +425,8 @@ impl Fetches {
             started_at: unix_now(),
             finished_at: None,
             hosts: req.hosts,
+            peers: Vec::new(),
+            contributors: Vec::new(),
         };
         crate::log_info!(
             "fetch {id}: {:?} ({} bytes) for {} to {}",
@@ -573,6 +617,7 @@ impl Fetches {
             let k = buf.fill(&input[..n]);
             cx.consume(id, k);
             job.rec.downloaded_size += k as u64;
+            peers::add_bytes(&mut job.rec.peers, k as u64);
             remaining -= k as u64;
             // The last buffer is left to stream_done, which may finish a
             // small download in one hand-over.
@@ -673,6 +718,13 @@ impl Fetches {
                     return Err(format!(
                         "{host} offered {n} bytes where {want} were expected"
                     ));
+                }
+                if let Some(h) = job.rec.hosts.get(job.host) {
+                    let (name, ip, port) = (h.hostname.clone(), h.ip.clone(), h.port);
+                    peers::activate(&mut job.rec.peers, &name, &ip, port);
+                    if n > 0 && !job.rec.contributors.contains(&name) {
+                        job.rec.contributors.push(name);
+                    }
                 }
                 job.rec.peer = Some(host);
                 if n == 0 {
@@ -789,9 +841,10 @@ impl Fetches {
         }
         for done in self.work.drain().into_iter().chain(self.saver.drain()) {
             match done {
-                Done::Saved(r) => {
+                Done::Saved { covers, result } => {
                     self.saving = false;
-                    if let Err(e) = r {
+                    self.saved_durably(covers, &result);
+                    if let Err(e) = result {
                         crate::log_warn!("could not save the download records: {e}");
                     }
                     if std::mem::take(&mut self.save_again) {
@@ -825,6 +878,88 @@ impl Fetches {
         }
     }
 
+    /// `op` is answered once the records as they are now are on disk (see
+    /// [`Fetches::take_durable`]): an answered `/fetch` survives a crash.
+    /// The write runs on the saver thread, never in the loop.
+    pub fn when_durable(&mut self, op: u64) {
+        self.durable_asked += 1;
+        self.durable_waiters.push((self.durable_asked, op));
+        self.save();
+    }
+
+    /// Ops whose durable save finished, with its outcome.
+    pub fn take_durable(&mut self) -> Vec<(u64, Result<(), String>)> {
+        std::mem::take(&mut self.durable_ready)
+    }
+
+    fn saved_durably(&mut self, covers: u64, result: &Result<(), String>) {
+        if result.is_ok() {
+            self.durable_done = self.durable_done.max(covers);
+        }
+        let done = covers;
+        let mut still = Vec::new();
+        for (need, op) in std::mem::take(&mut self.durable_waiters) {
+            if need <= done {
+                self.durable_ready.push((op, result.clone()));
+            } else {
+                still.push((need, op));
+            }
+        }
+        self.durable_waiters = still;
+        if !self.durable_waiters.is_empty() {
+            // Asked for while this write was out: the next one covers them.
+            self.save_again = true;
+        }
+    }
+
+    /// The whole file failed its hash: every host whose bytes it holds is
+    /// dropped from this fetch and it starts over from 0 with the others
+    /// (without piece hashes the good part cannot be told from the bad).
+    fn bad_content(&mut self, cx: &mut Ctx, fid: &str) {
+        let Some(job) = self.jobs.get_mut(fid) else {
+            return;
+        };
+        let blamed = std::mem::take(&mut job.rec.contributors);
+        if blamed.is_empty() {
+            return self.end(cx, fid, Status::Failed, Some(MISMATCH.into()));
+        }
+        let why = "sent data that does not match the SHA-256 published for this file";
+        for name in &blamed {
+            let (ip, port) = job
+                .rec
+                .hosts
+                .iter()
+                .find(|h| &h.hostname == name)
+                .map(|h| (h.ip.clone(), h.port))
+                .unwrap_or_default();
+            peers::drop_host(&mut job.rec.peers, name, &ip, port, why);
+        }
+        crate::log_warn!(
+            "fetch {fid}: {:?} failed verification; dropped {} and starting over",
+            job.rec.file_name,
+            blamed.join(", ")
+        );
+        job.last_error = Some(format!("{} {why}", blamed.join(", ")));
+        job.interrupted = None;
+        job.rec.downloaded_size = 0;
+        job.rec.status = Status::Pending;
+        job.phase = Phase::Waiting;
+        job.files = None;
+        job.hash = None;
+        job.stalled = false;
+        job.host = 0;
+        job.round = 0;
+        job.samples.clear();
+        if let Some(b) = job.buf.take() {
+            self.lane.put_back(b);
+        }
+        self.lane.forget(fid);
+        self.save();
+        // A worker opens the (now empty or gone) `.part` again and the
+        // next host is tried from its length.
+        self.resume_from_disk(cx, fid);
+    }
+
     /// Files that finished since the last call: (user, final path).
     pub fn take_completed(&mut self) -> Vec<(String, PathBuf)> {
         std::mem::take(&mut self.completed)
@@ -850,10 +985,17 @@ impl Fetches {
                     cx.timer(self.svc, RETRY_BACKOFF, key);
                     return;
                 }
-                let msg = final_error(job);
+                let msg = match peers::dropped_summary(&job.rec.peers) {
+                    Some(d) => format!("{} ({d})", final_error(job)),
+                    None => final_error(job),
+                };
                 return self.end(cx, fid, Status::Failed, Some(msg));
             }
             let h = &job.rec.hosts[job.host];
+            if peers::is_dropped(&job.rec.peers, &h.hostname) {
+                job.host += 1;
+                continue;
+            }
             let same = h.size == job.rec.total_size
                 && match (&h.sha256, &job.rec.sha256) {
                     (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
@@ -909,6 +1051,7 @@ impl Fetches {
         if matches!(job.phase, Phase::Streaming { .. }) {
             job.interrupted = Some(msg.clone());
         }
+        peers::stop(&mut job.rec.peers);
         job.last_error = Some(msg);
         job.host += 1;
         job.phase = Phase::Waiting;
@@ -926,6 +1069,7 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
+        peers::stop(&mut job.rec.peers);
         if job.rec.downloaded_size != job.rec.total_size {
             let msg = format!(
                 "Downloaded {} bytes where {} were expected",
@@ -962,7 +1106,10 @@ impl Fetches {
             if let Some(b) = buf {
                 self.lane.put_back(b);
             }
-            return self.end(cx, fid, Status::Failed, Some(MISMATCH.into()));
+            // Start over empty; the descriptor is ours, so no path is followed.
+            let _ = files.file.set_len(0);
+            drop(files);
+            return self.bad_content(cx, fid);
         }
         let buf = buf.filter(|b| !b.is_empty());
         self.lane
@@ -979,6 +1126,8 @@ impl Fetches {
         }
         let digest = match result {
             Ok(d) => d,
+            // The disk threads removed the `.part`: a fresh one is made.
+            Err(msg) if msg == MISMATCH => return self.bad_content(cx, fid),
             Err(msg) => return self.end(cx, fid, Status::Failed, Some(msg)),
         };
         if job.rec.sha256.is_none() && !digest.is_empty() {
@@ -1166,11 +1315,16 @@ impl Fetches {
             }
         };
         let path = self.records_path.clone();
-        let job = move || {
-            Done::Saved(crate::store::write_atomic(&path, &bytes).map_err(|e| e.to_string()))
+        let covers = self.durable_asked;
+        let job = move || Done::Saved {
+            covers,
+            result: crate::store::write_atomic(&path, &bytes).map_err(|e| e.to_string()),
         };
         match self.saver.submit(job) {
-            Ok(()) => self.saving = true,
+            Ok(()) => {
+                self.saving = true;
+                self.save_covers = covers;
+            }
             Err(_) => self.save_again = true,
         }
     }
@@ -1258,6 +1412,7 @@ fn progress_json(job: &Job, now: Instant) -> Value {
         "sha256": r.sha256,
         "started_at": r.started_at,
         "finished_at": r.finished_at,
+        "peers": r.peers,
     })
 }
 

@@ -507,6 +507,9 @@ impl Service for Node {
 
     fn on_wake(&mut self, cx: &mut Ctx) {
         self.fetches.on_wake(cx);
+        for (op, result) in self.fetches.take_durable() {
+            self.fetch_recorded(cx, op, result);
+        }
         self.work_done(cx);
         self.store_done(cx);
     }

@@ -669,7 +669,7 @@ impl Node {
                     Reply::ok(json!({"success": true, "note": format!("Unpublished here; the coordinator answered: {reason} ('{name}')")})).into()
                 }
             }
-            OpKind::Fetch(f) => self.fetch_found(cx, f, &v).into(),
+            OpKind::Fetch(f) => self.fetch_found(cx, op, f, &v),
             other => Outcome::Later(other),
         };
         self.settle(cx, op, out);
@@ -764,23 +764,34 @@ impl Node {
         }
     }
 
-    fn fetch_found(&mut self, cx: &mut Ctx, f: FetchOp, v: &Value) -> Reply {
+    fn fetch_found(&mut self, cx: &mut Ctx, op: OpId, f: FetchOp, v: &Value) -> Outcome {
+        self.fetch_start(cx, op, f, v).unwrap_or_else(Outcome::Now)
+    }
+
+    /// Starts the fetch and waits for its record to be on disk.
+    fn fetch_start(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        f: FetchOp,
+        v: &Value,
+    ) -> Result<Outcome, Reply> {
         let status = v.get("status").and_then(Value::as_str).unwrap_or("");
         if status == "ERROR" {
             let reason = v
                 .get("reason")
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given");
-            return Reply::error(
+            return Err(Reply::error(
                 502,
                 &format!("The coordinator could not look up '{}': {reason}", f.fname),
-            );
+            ));
         }
         let hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
         let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
             Ok(h) => h,
             Err(pick::Refused::None) => {
-                return Reply::error(
+                return Err(Reply::error(
                     404,
                     &match &f.sha256 {
                         Some(h) => format!(
@@ -789,10 +800,10 @@ impl Node {
                         ),
                         None => format!("No peer on the network offers '{}'", f.fname),
                     },
-                )
+                ))
             }
             Err(pick::Refused::Ambiguous(choices)) => {
-                return Reply::error_with(
+                return Err(Reply::error_with(
                     409,
                     &format!(
                         "{} different files are called '{}' on the network; ask again with the 'sha256' of the one you want",
@@ -800,7 +811,7 @@ impl Node {
                         f.fname
                     ),
                     json!({"choices": choices}),
-                )
+                ))
             }
         };
         // Online first; the asked-for host first of all.
@@ -812,7 +823,10 @@ impl Node {
                     hosts.insert(0, h);
                 }
                 None => {
-                    return Reply::error(404, &format!("'{want}' does not offer '{}'", f.fname));
+                    return Err(Reply::error(
+                        404,
+                        &format!("'{want}' does not offer '{}'", f.fname),
+                    ));
                 }
             }
         }
@@ -835,9 +849,38 @@ impl Node {
             hosts: offers,
         };
         match self.fetches.start(cx, req) {
-            Ok(id) => Reply::ok(json!({"success": true, "fetch_id": id})),
-            Err((status, msg)) => Reply::error(status, &msg),
+            Ok(id) => {
+                self.fetches.when_durable(op);
+                Ok(Outcome::Later(OpKind::FetchRecorded {
+                    user: f.user,
+                    fetch_id: id,
+                }))
+            }
+            Err((status, msg)) => Err(Reply::error(status, &msg)),
         }
+    }
+
+    /// The records holding a new fetch are on disk (or could not be
+    /// written: then the fetch is cancelled, since it would not survive a
+    /// restart, and the request fails).
+    pub(super) fn fetch_recorded(&mut self, cx: &mut Ctx, op: OpId, result: Result<(), String>) {
+        let Some(kind) = self.take_op(op) else {
+            return;
+        };
+        let OpKind::FetchRecorded { user, fetch_id } = kind else {
+            return self.resume_op(op, kind);
+        };
+        let reply = match result {
+            Ok(()) => Reply::ok(json!({"success": true, "fetch_id": fetch_id})),
+            Err(e) => {
+                let _ = self.fetches.cancel(cx, &user, &fetch_id);
+                Reply::error(
+                    500,
+                    &format!("The download could not be recorded on this node ({e}); it was not started"),
+                )
+            }
+        };
+        self.finish(cx, op, reply);
     }
 
     /// The registry connection dropped while a request waited on it.
