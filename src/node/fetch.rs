@@ -939,7 +939,8 @@ impl Fetches {
             job.rec.file_name,
             blamed.join(", ")
         );
-        job.last_error = Some(format!("{} {why}", blamed.join(", ")));
+        // The drops explain a final failure unless another one follows.
+        job.last_error = None;
         job.interrupted = None;
         job.rec.downloaded_size = 0;
         job.rec.status = Status::Pending;
@@ -985,9 +986,11 @@ impl Fetches {
                     cx.timer(self.svc, RETRY_BACKOFF, key);
                     return;
                 }
-                let msg = match peers::dropped_summary(&job.rec.peers) {
-                    Some(d) => format!("{} ({d})", final_error(job)),
-                    None => final_error(job),
+                let msg = match (peers::dropped_summary(&job.rec.peers), &job.last_error) {
+                    // Nothing failed since the last drop: the drops are the story.
+                    (Some(d), None) => format!("No host could provide a verified copy: {d}"),
+                    (Some(d), Some(_)) => format!("{} ({d})", final_error(job)),
+                    (None, _) => final_error(job),
                 };
                 return self.end(cx, fid, Status::Failed, Some(msg));
             }
