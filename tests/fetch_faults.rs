@@ -165,8 +165,7 @@ fn a_file_rewritten_while_served_fails_verification() {
     // The only host is dropped for it, and the error says so.
     let err = p["error"].as_str().unwrap_or("");
     assert!(
-        err.contains("does not match the SHA-256 published for this file")
-            && err.contains("alice"),
+        err.contains("does not match the SHA-256 published for this file") && err.contains("alice"),
         "{p}"
     );
     assert!(files_like(&out, "zeroed.bin").is_empty());

@@ -131,7 +131,10 @@ fn a_cross_site_text_plain_post_to_register_or_login_is_refused() {
     let r = raw("/api/client/login", "Content-Type: text/plain\r\n");
     assert_eq!(r.status, 415, "{:?}", r.json());
     assert_eq!(r.json()["success"], false);
-    assert!(r.json()["error"].as_str().unwrap().contains("application/json"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("application/json"));
     let r = raw("/api/client/login", "");
     assert_eq!(r.status, 415);
     // JSON from a foreign origin, or marked cross-site, is refused too.
@@ -172,13 +175,20 @@ fn the_client_ui_cannot_be_framed_by_another_page() {
     let coord = Coordinator::start();
     let n = NodeProc::start(&coord);
     for path in ["/", "/api/client/status"] {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", n.api);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            n.api
+        );
         let r = http_raw(n.api, req.as_bytes());
         let csp = r.header("content-security-policy").unwrap_or_default();
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
 }
 
@@ -197,7 +207,11 @@ fn fetching_alices_report_by_its_hash_never_gets_erins_same_named_report() {
     let erins = pattern(1_000_000, 2);
     // Erin publishes first, so a fetch by name alone would find her first.
     share(&n1, &erin, &put(dir.path(), "erin", "report.pdf", &erins));
-    share(&n1, &alice, &put(dir.path(), "alice", "report.pdf", &alices));
+    share(
+        &n1,
+        &alice,
+        &put(dir.path(), "alice", "report.pdf", &alices),
+    );
 
     // By name alone: the node does not guess.
     let (s, v) = n2.call(
@@ -254,7 +268,10 @@ fn fetching_alices_report_by_its_hash_never_gets_erins_same_named_report() {
     let p = wait_final(&n2, &bob, &id);
     assert_eq!(p["status"], "completed", "{p}");
     assert_eq!(p["peer"], "alice", "{p}");
-    assert!(std::fs::read(&target).unwrap() == alices, "not Alice's bytes");
+    assert!(
+        std::fs::read(&target).unwrap() == alices,
+        "not Alice's bytes"
+    );
 
     // A hash nobody offers: 404, nothing started.
     let (s, v) = n2.call(
@@ -397,11 +414,7 @@ fn a_fake_host_with_a_real_files_hash_is_dropped_and_the_honest_host_finishes_th
     let (bob, _) = n2.session("bob", "Bob");
     let body = pattern(2_500_000, 7);
     let name = share(&n1, &alice, &put(dir.path(), "alice", "data.bin", &body));
-    let lonely = (
-        "lonely.bin",
-        300_000u64,
-        sha(&pattern(300_000, 9)),
-    );
+    let lonely = ("lonely.bin", 300_000u64, sha(&pattern(300_000, 9)));
     let fake = FakeHost::start(
         &coord,
         "mallory",
@@ -417,7 +430,10 @@ fn a_fake_host_with_a_real_files_hash_is_dropped_and_the_honest_host_finishes_th
     );
     let p = wait_final(&n2, &bob, &id);
     assert_eq!(p["status"], "completed", "{p}");
-    assert!(fake.sent.load(Ordering::Relaxed) > 0, "mallory was never asked");
+    assert!(
+        fake.sent.load(Ordering::Relaxed) > 0,
+        "mallory was never asked"
+    );
     assert!(std::fs::read(&target).unwrap() == body, "bytes differ");
     assert_eq!(p["peer"], "alice", "{p}");
     let peers = p["peers"].as_array().expect("peers");
@@ -587,7 +603,9 @@ fn three_hundred_idle_connections_from_one_address_cannot_stop_another_from_down
     let name = share(&n, &alice, &put(dir.path(), "alice", "small.bin", &body));
     let peer: SocketAddr = ([127, 0, 0, 1], port).into();
 
-    let idle: Vec<TcpStream> = (0..300).map(|_| connect_from([127, 0, 0, 1], peer)).collect();
+    let idle: Vec<TcpStream> = (0..300)
+        .map(|_| connect_from([127, 0, 0, 1], peer))
+        .collect();
     let opened = Instant::now();
 
     // Another address is served at once.

@@ -689,7 +689,9 @@ impl Node {
                         Some("The coordinator cannot revoke the token; it stays valid until it expires")
                     }
                     s => {
-                        crate::log_warn!("{user}: the coordinator answered {s} to the token revocation");
+                        crate::log_warn!(
+                            "{user}: the coordinator answered {s} to the token revocation"
+                        );
                         Some("The coordinator did not confirm the token's revocation")
                     }
                 };

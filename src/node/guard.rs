@@ -61,10 +61,10 @@ pub fn check_origin(req: &Request) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// POST and DELETE must say `Content-Type: application/json` (parameters
-/// such as `charset` allowed).
+/// POST and DELETE to the API must say `Content-Type: application/json`
+/// (parameters such as `charset` allowed). Pages take neither method (405).
 pub fn check_content_type(req: &Request) -> Result<(), Refusal> {
-    if req.method != "POST" && req.method != "DELETE" {
+    if req.method != "POST" && req.method != "DELETE" || !req.path.starts_with("/api/") {
         return Ok(());
     }
     let json = req.header("content-type").is_some_and(|v| {
@@ -117,7 +117,11 @@ mod tests {
         // Opening the UI from a link elsewhere is a navigation, not a call.
         let page = req("GET", "/", &[host, ("Sec-Fetch-Site", "cross-site")]);
         assert!(check_origin(&page).is_ok());
-        let api_get = req("GET", "/api/client/status", &[host, ("Sec-Fetch-Site", "cross-site")]);
+        let api_get = req(
+            "GET",
+            "/api/client/status",
+            &[host, ("Sec-Fetch-Site", "cross-site")],
+        );
         assert!(check_origin(&api_get).is_err());
     }
 
@@ -135,5 +139,10 @@ mod tests {
         assert_eq!(ct("POST", None), Err(415));
         assert_eq!(ct("DELETE", None), Err(415));
         assert_eq!(ct("GET", None), Ok(()));
+        let page = req("DELETE", "/", &[]);
+        assert!(
+            check_content_type(&page).is_ok(),
+            "a page answers 405 instead"
+        );
     }
 }

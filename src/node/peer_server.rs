@@ -313,7 +313,11 @@ impl PeerServer {
             return self.arm_sweep(cx);
         }
         if let Some(id) = self.deadlines.remove(&key) {
-            if self.conns.get_mut(id).is_some_and(|c| c.first_line.take().is_some()) {
+            if self
+                .conns
+                .get_mut(id)
+                .is_some_and(|c| c.first_line.take().is_some())
+            {
                 crate::log_debug!(
                     "closing a peer connection: no request line within {} s",
                     FIRST_LINE_TIMEOUT.as_secs()

@@ -13,8 +13,8 @@ use super::fetch::{FetchRequest, HostOffer};
 use super::files::{self, now_unix, Status};
 use super::hashing::observe;
 use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
-use super::pick;
 use super::persist::AfterSave;
+use super::pick;
 use super::session::Wait;
 use super::{Node, OpId};
 
@@ -492,9 +492,7 @@ impl Node {
             None => None,
             Some(s) => match pick::parse_sha256(s) {
                 Some(h) => Some(h),
-                None => {
-                    return Reply::error(400, "'sha256' must be 64 hexadecimal digits").into()
-                }
+                None => return Reply::error(400, "'sha256' must be 64 hexadecimal digits").into(),
             },
         };
         let prefer = try_reply!(str_field(b, "hostname"))
@@ -876,7 +874,9 @@ impl Node {
                 let _ = self.fetches.cancel(cx, &user, &fetch_id);
                 Reply::error(
                     500,
-                    &format!("The download could not be recorded on this node ({e}); it was not started"),
+                    &format!(
+                        "The download could not be recorded on this node ({e}); it was not started"
+                    ),
                 )
             }
         };
