@@ -63,7 +63,11 @@ mod tests {
             fs::write(p, b"x").unwrap();
         }
         fs::create_dir(down.join("folder.part")).unwrap();
-        remove(&data, &[mine.clone()], &[old.clone()]);
+        remove(
+            &data,
+            std::slice::from_ref(&mine),
+            std::slice::from_ref(&old),
+        );
         assert!(!orphan.exists());
         assert!(!old.exists());
         assert!(mine.exists() && kept.exists() && stray.exists());
