@@ -1,7 +1,8 @@
 //! Downloads: each fetch streams a file from a peer into `<target>.part`,
 //! goes on from the bytes it has with `RANGE` on the next host when a peer
 //! fails, verifies size and SHA-256, and only then renames onto the final
-//! name (never over an existing file unless asked). The loop only gathers
+//! name (never over an existing file unless asked). A host whose bytes fail
+//! the hash is dropped from that fetch, which starts over with the others. The loop only gathers
 //! payload bytes into buffers; hashing, writing, fsync and rename run on the
 //! threads of [`disk`], hashing a resumed `.part` and saving the records on
 //! worker pools: never blocking file work in a loop turn.
@@ -70,8 +71,9 @@ const INFLIGHT_MIN: usize = 2;
 /// A download that ends within its first buffer and is at most this big is
 /// hashed in the loop (microseconds), which saves the hash thread's turn.
 const HASH_HERE_MAX: usize = 64 * 1024;
-/// Record changes that need not be durable at once (a new download, one
-/// completed: a restart finds those again) are saved together after this.
+/// Record changes that need not be durable at once (one completed, a
+/// restart finds it again) are saved together after this. A new download
+/// is recorded durably before `/fetch` answers ([`Fetches::when_durable`]).
 const SAVE_DELAY: Duration = Duration::from_millis(250);
 /// Finished records kept per user.
 const KEEP_FINISHED: usize = 200;
@@ -790,7 +792,8 @@ impl Fetches {
         };
         if matches!(kind, TimerKind::Save) {
             self.save_timer = None;
-            return self.save();
+            self.save();
+            return;
         }
         let Some(job) = self.jobs.get_mut(&fid) else {
             return;
@@ -881,10 +884,15 @@ impl Fetches {
     /// `op` is answered once the records as they are now are on disk (see
     /// [`Fetches::take_durable`]): an answered `/fetch` survives a crash.
     /// The write runs on the saver thread, never in the loop.
-    pub fn when_durable(&mut self, op: u64) {
+    /// False: no write could be started, the op is not kept.
+    pub fn when_durable(&mut self, op: u64) -> bool {
         self.durable_asked += 1;
         self.durable_waiters.push((self.durable_asked, op));
-        self.save();
+        if self.save() {
+            return true;
+        }
+        self.durable_waiters.retain(|w| w.1 != op);
+        false
     }
 
     /// Ops whose durable save finished, with its outcome.
@@ -1298,11 +1306,12 @@ impl Fetches {
     }
 
     /// Writes the records on the saver thread; saves asked for meanwhile
-    /// are folded into one more save after it.
-    fn save(&mut self) {
+    /// are folded into one more save after it. False: no write is out or
+    /// queued (the saver's queue is full or the records cannot be encoded).
+    fn save(&mut self) -> bool {
         if self.saving {
             self.save_again = true;
-            return;
+            return true;
         }
         let records: Vec<&Record> = self
             .order
@@ -1314,7 +1323,7 @@ impl Fetches {
             Ok(b) => b,
             Err(e) => {
                 crate::log_warn!("could not encode the download records: {e}");
-                return;
+                return false;
             }
         };
         let path = self.records_path.clone();
@@ -1327,8 +1336,12 @@ impl Fetches {
             Ok(()) => {
                 self.saving = true;
                 self.save_covers = covers;
+                true
             }
-            Err(_) => self.save_again = true,
+            Err(_) => {
+                self.save_again = true;
+                false
+            }
         }
     }
 }

@@ -847,12 +847,16 @@ impl Node {
             hosts: offers,
         };
         match self.fetches.start(cx, req) {
+            Ok(id) if self.fetches.when_durable(op) => Ok(Outcome::Later(OpKind::FetchRecorded {
+                user: f.user,
+                fetch_id: id,
+            })),
             Ok(id) => {
-                self.fetches.when_durable(op);
-                Ok(Outcome::Later(OpKind::FetchRecorded {
-                    user: f.user,
-                    fetch_id: id,
-                }))
+                let _ = self.fetches.cancel(cx, &f.user, &id);
+                Err(Reply::error(
+                    503,
+                    "The node is too busy to record the download; try again in a moment",
+                ))
             }
             Err((status, msg)) => Err(Reply::error(status, &msg)),
         }
