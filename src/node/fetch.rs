@@ -288,6 +288,8 @@ impl Fetches {
             if resume {
                 rec.status = Status::Pending;
                 rec.error = None;
+                // The host that was sending when the node stopped is not now.
+                peers::stop(&mut rec.peers);
                 f.to_resume.push(rec.fetch_id.clone());
             }
             f.order.push(rec.fetch_id.clone());
@@ -317,10 +319,13 @@ impl Fetches {
             .filter(|j| !j.rec.status.is_final())
             .map(|j| part_path(&j.rec.save_path))
             .collect();
+        // A completed fetch's `.part` was renamed away: one there now may be
+        // another program's (a browser's download beside ours), so only
+        // those of failed and cancelled fetches are taken for leftovers.
         let recorded: Vec<PathBuf> = f
             .jobs
             .values()
-            .filter(|j| j.rec.status.is_final())
+            .filter(|j| matches!(j.rec.status, Status::Failed | Status::Cancelled))
             .map(|j| part_path(&j.rec.save_path))
             .collect();
         orphans::remove(data_dir, &claimed, &recorded);
