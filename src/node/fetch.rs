@@ -2,10 +2,11 @@
 //! goes on from the bytes it has with `RANGE` on the next host when a peer
 //! fails, verifies size and SHA-256, and only then renames onto the final
 //! name (never over an existing file unless asked). A host whose bytes fail
-//! the hash is dropped from that fetch, which starts over with the others. The loop only gathers
-//! payload bytes into buffers; hashing, writing, fsync and rename run on the
-//! threads of [`disk`], hashing a resumed `.part` and saving the records on
-//! worker pools: never blocking file work in a loop turn.
+//! the hash is dropped from that fetch, which starts over with the others.
+//! The loop only gathers payload bytes into buffers; hashing, writing,
+//! fsync and rename run on the threads of [`disk`], hashing a resumed
+//! `.part` and saving the records on worker pools: never blocking file
+//! work in a loop turn.
 
 mod disk;
 mod orphans;
@@ -235,11 +236,9 @@ pub struct Fetches {
     /// Records taken over from before a restart, started on the first wake.
     to_resume: Vec<String>,
     completed: Vec<(String, PathBuf)>,
-    /// Durable saves asked for (numbered), the one the write in flight
-    /// covers, and the highest known on disk.
+    /// Durable saves asked for, numbered; a write covers every number
+    /// asked before it took its snapshot.
     durable_asked: u64,
-    save_covers: u64,
-    durable_done: u64,
     /// Requests waiting for their fetch's record to be on disk: (save
     /// number needed, op); and those whose save finished, with the outcome.
     durable_waiters: Vec<(u64, u64)>,
@@ -278,8 +277,6 @@ impl Fetches {
             to_resume: Vec::new(),
             completed: Vec::new(),
             durable_asked: 0,
-            save_covers: 0,
-            durable_done: 0,
             durable_waiters: Vec::new(),
             durable_ready: Vec::new(),
         };
@@ -906,13 +903,9 @@ impl Fetches {
     }
 
     fn saved_durably(&mut self, covers: u64, result: &Result<(), String>) {
-        if result.is_ok() {
-            self.durable_done = self.durable_done.max(covers);
-        }
-        let done = covers;
         let mut still = Vec::new();
         for (need, op) in std::mem::take(&mut self.durable_waiters) {
-            if need <= done {
+            if need <= covers {
                 self.durable_ready.push((op, result.clone()));
             } else {
                 still.push((need, op));
@@ -1340,7 +1333,6 @@ impl Fetches {
         match self.saver.submit(job) {
             Ok(()) => {
                 self.saving = true;
-                self.save_covers = covers;
                 true
             }
             Err(_) => {
