@@ -603,10 +603,10 @@ fn three_hundred_idle_connections_from_one_address_cannot_stop_another_from_down
     let name = share(&n, &alice, &put(dir.path(), "alice", "small.bin", &body));
     let peer: SocketAddr = ([127, 0, 0, 1], port).into();
 
+    let opened = Instant::now();
     let idle: Vec<TcpStream> = (0..300)
         .map(|_| connect_from([127, 0, 0, 1], peer))
         .collect();
-    let opened = Instant::now();
 
     // Another address is served at once.
     let mut s = connect_from([127, 0, 0, 2], peer);
