@@ -64,7 +64,7 @@ fn host_check_headers_and_http_rules() {
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     assert_eq!(
         r.header("content-security-policy"),
-        Some("default-src 'self'")
+        Some("default-src 'self'; frame-ancestors 'none'")
     );
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert!(r.header("cache-control").is_some());
@@ -73,7 +73,7 @@ fn host_check_headers_and_http_rules() {
     assert_eq!(r.status, 401);
     assert_eq!(
         r.header("content-security-policy"),
-        Some("default-src 'self'")
+        Some("default-src 'self'; frame-ancestors 'none'")
     );
     assert!(r.header("access-control-allow-origin").is_none());
     assert_eq!(
@@ -132,7 +132,7 @@ fn host_check_headers_and_http_rules() {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let body = r#"{"username":"alice","password":"x"}"#;
     let pipelined = format!(
-        "POST /api/client/login HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}\
+        "POST /api/client/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}\
          GET /app.js HTTP/1.1\r\nHost: localhost\r\n\r\n\
          GET /missing.txt HTTP/1.1\r\nHost: localhost\r\n\r\n",
         body.len()

@@ -148,3 +148,45 @@ fn up_runs_both_services_and_they_talk() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+#[test]
+fn up_with_host_0_0_0_0_keeps_the_client_api_on_loopback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let args: Vec<String> = [
+        "up",
+        "--host",
+        "0.0.0.0",
+        "--registry-port",
+        "0",
+        "--admin-api-port",
+        "0",
+        "--client-api-port",
+        "0",
+        "--port-range",
+        "0-0",
+        "--advertise-ip",
+        "127.0.0.1",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([data.display().to_string()])
+    .collect();
+    let env = [
+        ("P2PSHARE_PBKDF2_ITERATIONS", "1000".to_string()),
+        ("P2PSHARE_LOG", "warn".to_string()),
+    ];
+    let mut p = Proc::spawn("up", &args, &env);
+    let registry = p.wait_line("registry listening on ");
+    let printed = p.wait_line("client api listening on ");
+    // The coordinator's listeners follow --host; the file-reading client API does not.
+    assert!(registry.starts_with("0.0.0.0:"), "{registry}");
+    let addr: std::net::SocketAddr = printed
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap_or_else(|_| panic!("bad address {printed:?}"));
+    assert!(addr.ip().is_loopback(), "client api on {addr}");
+    let (s, _) = http_json(addr, "GET", "/api/client/status", None, None);
+    assert_eq!(s, 401);
+}

@@ -696,7 +696,9 @@
         { label: "Start download", value: "go", kind: "primary", submit: true, id: "fetch-start" },
       ],
       onSubmit: async (form) => {
+        // The hash says which file: others may share its name.
         const body = { fname: f.name };
+        if (f.sha256) body.sha256 = f.sha256;
         const savePath = pathField.input.value.trim();
         if (savePath) body.save_path = savePath;
         if (hostSelect.value) body.hostname = hostSelect.value;

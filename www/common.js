@@ -81,7 +81,11 @@
    */
   async function api(method, path, body, token) {
     const headers = { Accept: "application/json" };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    // The node refuses POST and DELETE without it: a foreign page cannot
+    // send it without a CORS preflight, which the node never grants.
+    if (body !== undefined || method === "POST" || method === "DELETE") {
+      headers["Content-Type"] = "application/json";
+    }
     if (token) headers.Authorization = "Bearer " + token;
     let res;
     try {

@@ -112,12 +112,21 @@ pub enum OpKind {
     },
     /// /init: the first REGISTER.
     Init,
+    /// /logout, done here; the coordinator revokes the token next.
+    Logout {
+        user: String,
+    },
     Publish(PublishOp),
     Unpublish {
         user: String,
         name: String,
     },
     Fetch(FetchOp),
+    /// A fetch started; answered once its record is on disk.
+    FetchRecorded {
+        user: String,
+        fetch_id: String,
+    },
     /// Waiting for the network index (a walk of LIST pages).
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.
@@ -153,6 +162,8 @@ pub enum PublishStage {
 pub struct FetchOp {
     pub user: String,
     pub fname: String,
+    /// The content asked for (lowercase hex); None: the name's only content.
+    pub sha256: Option<String>,
     pub target: std::path::PathBuf,
     pub overwrite: bool,
     pub prefer: Option<String>,
@@ -323,12 +334,8 @@ impl Node {
             Body::Owned(b) => b.len(),
             Body::Static(b) => b.len(),
         };
-        let mut extra: Vec<(&str, &str)> = vec![
-            ("Content-Security-Policy", "default-src 'self'"),
-            ("X-Content-Type-Options", "nosniff"),
-            ("Referrer-Policy", "no-referrer"),
-            ("Cache-Control", reply.cache_control),
-        ];
+        let mut extra: Vec<(&str, &str)> = super::guard::SECURITY_HEADERS.to_vec();
+        extra.push(("Cache-Control", reply.cache_control));
         if let Some(a) = reply.allow {
             extra.push(("Allow", a));
         }
@@ -382,6 +389,12 @@ impl Node {
                 ),
             )
             .into();
+        }
+        if let Err((status, msg)) =
+            super::guard::check_origin(&req).and_then(|()| super::guard::check_content_type(&req))
+        {
+            crate::log_warn!("client api: refused {} {}: {msg}", req.method, req.path);
+            return Reply::error(status, &msg).into();
         }
         if !req.path.starts_with("/api/") {
             return self.static_page(&req).into();
@@ -545,9 +558,10 @@ impl Node {
             ("fetches", None) => get(m == "GET" || m == "HEAD")
                 .unwrap_or_else(|| self.api_fetches(user))
                 .into(),
-            ("logout", None) => post(m == "POST")
-                .unwrap_or_else(|| self.api_logout(cx, user))
-                .into(),
+            ("logout", None) => match post(m == "POST") {
+                Some(r) => r.into(),
+                None => self.api_logout(cx, op, user, bearer(req)),
+            },
             _ => Reply::error(404, &format!("No such API endpoint: {API_PREFIX}{rest}")).into(),
         }
     }
@@ -583,6 +597,12 @@ impl Node {
             Err(e) => {
                 let msg = match kind {
                     OpKind::Verify { .. } => format!("Cannot check the token: {e}"),
+                    OpKind::Logout { user } => {
+                        crate::log_warn!("{user}: the token could not be revoked: {e}");
+                        let v = json!({"success": true, "note": format!("Logged out here; the coordinator could not be told to revoke the token ({e})")});
+                        self.finish(cx, op, Reply::ok(v));
+                        return;
+                    }
                     _ => e,
                 };
                 self.finish(cx, op, Reply::error(502, &msg));
@@ -655,6 +675,31 @@ impl Node {
                         self.finish(cx, op, Reply::error(502, &msg));
                     }
                 }
+            }
+            OpKind::Logout { user } => {
+                // The local logout is done either way; an older coordinator
+                // without the endpoint (404) cannot revoke, which is logged.
+                let note = match resp.status {
+                    200..=299 => {
+                        crate::log_info!("{user}: token revoked at the coordinator");
+                        None
+                    }
+                    404 => {
+                        crate::log_warn!("{user}: the coordinator cannot revoke tokens (no /api/user/logout); the token stays valid until it expires");
+                        Some("The coordinator cannot revoke the token; it stays valid until it expires")
+                    }
+                    s => {
+                        crate::log_warn!(
+                            "{user}: the coordinator answered {s} to the token revocation"
+                        );
+                        Some("The coordinator did not confirm the token's revocation")
+                    }
+                };
+                let mut v = json!({"success": true});
+                if let Some(n) = note {
+                    v["note"] = json!(n);
+                }
+                self.finish(cx, op, Reply::ok(v));
             }
             other => {
                 // Not a forwarding op: put it back untouched.

@@ -1,13 +1,17 @@
 //! Downloads: each fetch streams a file from a peer into `<target>.part`,
 //! goes on from the bytes it has with `RANGE` on the next host when a peer
 //! fails, verifies size and SHA-256, and only then renames onto the final
-//! name (never over an existing file unless asked). The loop only gathers
-//! payload bytes into buffers; hashing, writing, fsync and rename run on the
-//! threads of [`disk`], hashing a resumed `.part` and saving the records on
-//! worker pools: never blocking file work in a loop turn.
+//! name (never over an existing file unless asked). A host whose bytes fail
+//! the hash is dropped from that fetch, which starts over with the others.
+//! The loop only gathers payload bytes into buffers; hashing, writing,
+//! fsync and rename run on the threads of [`disk`], hashing a resumed
+//! `.part` and saving the records on worker pools: never blocking file
+//! work in a loop turn.
 
 mod disk;
 mod part;
+mod orphans;
+mod peers;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File};
@@ -71,8 +75,9 @@ const INFLIGHT_MIN: usize = 2;
 /// A download that ends within its first buffer and is at most this big is
 /// hashed in the loop (microseconds), which saves the hash thread's turn.
 const HASH_HERE_MAX: usize = 64 * 1024;
-/// Record changes that need not be durable at once (a new download, one
-/// completed: a restart finds those again) are saved together after this.
+/// Record changes that need not be durable at once (one completed, a
+/// restart finds it again) are saved together after this. A new download
+/// is recorded durably before `/fetch` answers ([`Fetches::when_durable`]).
 const SAVE_DELAY: Duration = Duration::from_millis(250);
 /// Finished records kept per user.
 const KEEP_FINISHED: usize = 200;
@@ -118,6 +123,13 @@ struct Record {
     /// only that file is reused (see `part`).
     #[serde(default)]
     part_id: Option<PartId>,
+    /// Hosts used or dropped, for `/fetch-progress` and across restarts.
+    #[serde(default)]
+    peers: Vec<peers::PeerUse>,
+    /// Hosts whose bytes the `.part` holds now: blamed if the whole file
+    /// fails its hash (only the whole file is verified).
+    #[serde(default)]
+    contributors: Vec<String>,
 }
 
 /// Where a fetch is; the connection, when there is one, lives in the variant.
@@ -205,7 +217,11 @@ enum Done {
         id: String,
         result: Result<OnDisk, String>,
     },
-    Saved(Result<(), String>),
+    /// The records as they were when durable save number `covers` was asked.
+    Saved {
+        covers: u64,
+        result: Result<(), String>,
+    },
 }
 
 pub struct Fetches {
@@ -231,6 +247,13 @@ pub struct Fetches {
     /// Records taken over from before a restart, started on the first wake.
     to_resume: Vec<String>,
     completed: Vec<(String, PathBuf)>,
+    /// Durable saves asked for, numbered; a write covers every number
+    /// asked before it took its snapshot.
+    durable_asked: u64,
+    /// Requests waiting for their fetch's record to be on disk: (save
+    /// number needed, op); and those whose save finished, with the outcome.
+    durable_waiters: Vec<(u64, u64)>,
+    durable_ready: Vec<(u64, Result<(), String>)>,
 }
 
 impl Fetches {
@@ -270,12 +293,17 @@ impl Fetches {
             save_timer: None,
             to_resume: Vec::new(),
             completed: Vec::new(),
+            durable_asked: 0,
+            durable_waiters: Vec::new(),
+            durable_ready: Vec::new(),
         };
         for mut rec in records {
             let resume = !rec.status.is_final();
             if resume {
                 rec.status = Status::Pending;
                 rec.error = None;
+                // The host that was sending when the node stopped is not now.
+                peers::stop(&mut rec.peers);
                 f.to_resume.push(rec.fetch_id.clone());
             }
             f.order.push(rec.fetch_id.clone());
@@ -298,6 +326,24 @@ impl Fetches {
                 },
             );
         }
+        // Before anything serves: no fetch of this run has a `.part` yet, so
+        // every one not claimed by a record carried over is an orphan.
+        let claimed: Vec<PathBuf> = f
+            .jobs
+            .values()
+            .filter(|j| !j.rec.status.is_final())
+            .map(|j| part_path(&j.rec.save_path))
+            .collect();
+        // A completed fetch's `.part` was renamed away: one there now may be
+        // another program's (a browser's download beside ours), so only
+        // those of failed and cancelled fetches are taken for leftovers.
+        let recorded: Vec<PathBuf> = f
+            .jobs
+            .values()
+            .filter(|j| matches!(j.rec.status, Status::Failed | Status::Cancelled))
+            .map(|j| part_path(&j.rec.save_path))
+            .collect();
+        orphans::remove(data_dir, &claimed, &recorded);
         if !f.to_resume.is_empty() {
             crate::log_info!(
                 "resuming {} download(s) interrupted by a restart",
@@ -381,6 +427,8 @@ impl Fetches {
             finished_at: None,
             hosts: req.hosts,
             part_id: Some(part_id),
+            peers: Vec::new(),
+            contributors: Vec::new(),
         };
         crate::log_info!(
             "fetch {id}: {:?} ({} bytes) for {} to {}",
@@ -572,6 +620,7 @@ impl Fetches {
             let k = buf.fill(&input[..n]);
             cx.consume(id, k);
             job.rec.downloaded_size += k as u64;
+            peers::add_bytes(&mut job.rec.peers, k as u64);
             remaining -= k as u64;
             // The last buffer is left to stream_done, which may finish a
             // small download in one hand-over.
@@ -673,6 +722,13 @@ impl Fetches {
                         "{host} offered {n} bytes where {want} were expected"
                     ));
                 }
+                if let Some(h) = job.rec.hosts.get(job.host) {
+                    let (name, ip, port) = (h.hostname.clone(), h.ip.clone(), h.port);
+                    peers::activate(&mut job.rec.peers, &name, &ip, port);
+                    if n > 0 && !job.rec.contributors.contains(&name) {
+                        job.rec.contributors.push(name);
+                    }
+                }
                 job.rec.peer = Some(host);
                 if n == 0 {
                     self.stream_done(cx, fid);
@@ -737,7 +793,8 @@ impl Fetches {
         };
         if matches!(kind, TimerKind::Save) {
             self.save_timer = None;
-            return self.save();
+            self.save();
+            return;
         }
         let Some(job) = self.jobs.get_mut(&fid) else {
             return;
@@ -788,9 +845,10 @@ impl Fetches {
         }
         for done in self.work.drain().into_iter().chain(self.saver.drain()) {
             match done {
-                Done::Saved(r) => {
+                Done::Saved { covers, result } => {
                     self.saving = false;
-                    if let Err(e) = r {
+                    self.saved_durably(covers, &result);
+                    if let Err(e) = result {
                         crate::log_warn!("could not save the download records: {e}");
                     }
                     if std::mem::take(&mut self.save_again) {
@@ -824,6 +882,90 @@ impl Fetches {
         }
     }
 
+    /// `op` is answered once the records as they are now are on disk (see
+    /// [`Fetches::take_durable`]): an answered `/fetch` survives a crash.
+    /// The write runs on the saver thread, never in the loop.
+    /// False: no write could be started, the op is not kept.
+    pub fn when_durable(&mut self, op: u64) -> bool {
+        self.durable_asked += 1;
+        self.durable_waiters.push((self.durable_asked, op));
+        if self.save() {
+            return true;
+        }
+        self.durable_waiters.retain(|w| w.1 != op);
+        false
+    }
+
+    /// Ops whose durable save finished, with its outcome.
+    pub fn take_durable(&mut self) -> Vec<(u64, Result<(), String>)> {
+        std::mem::take(&mut self.durable_ready)
+    }
+
+    fn saved_durably(&mut self, covers: u64, result: &Result<(), String>) {
+        let mut still = Vec::new();
+        for (need, op) in std::mem::take(&mut self.durable_waiters) {
+            if need <= covers {
+                self.durable_ready.push((op, result.clone()));
+            } else {
+                still.push((need, op));
+            }
+        }
+        self.durable_waiters = still;
+        if !self.durable_waiters.is_empty() {
+            // Asked for while this write was out: the next one covers them.
+            self.save_again = true;
+        }
+    }
+
+    /// The whole file failed its hash: every host whose bytes it holds is
+    /// dropped from this fetch and it starts over from 0 with the others
+    /// (without piece hashes the good part cannot be told from the bad).
+    fn bad_content(&mut self, cx: &mut Ctx, fid: &str) {
+        let Some(job) = self.jobs.get_mut(fid) else {
+            return;
+        };
+        let blamed = std::mem::take(&mut job.rec.contributors);
+        if blamed.is_empty() {
+            return self.end(cx, fid, Status::Failed, Some(MISMATCH.into()));
+        }
+        let why = "sent data that does not match the SHA-256 published for this file";
+        for name in &blamed {
+            let (ip, port) = job
+                .rec
+                .hosts
+                .iter()
+                .find(|h| &h.hostname == name)
+                .map(|h| (h.ip.clone(), h.port))
+                .unwrap_or_default();
+            peers::drop_host(&mut job.rec.peers, name, &ip, port, why);
+        }
+        crate::log_warn!(
+            "fetch {fid}: {:?} failed verification; dropped {} and starting over",
+            job.rec.file_name,
+            blamed.join(", ")
+        );
+        // The drops explain a final failure unless another one follows.
+        job.last_error = None;
+        job.interrupted = None;
+        job.rec.downloaded_size = 0;
+        job.rec.status = Status::Pending;
+        job.phase = Phase::Waiting;
+        job.files = None;
+        job.hash = None;
+        job.stalled = false;
+        job.host = 0;
+        job.round = 0;
+        job.samples.clear();
+        if let Some(b) = job.buf.take() {
+            self.lane.put_back(b);
+        }
+        self.lane.forget(fid);
+        self.save();
+        // A worker opens the (now empty or gone) `.part` again and the
+        // next host is tried from its length.
+        self.resume_from_disk(cx, fid);
+    }
+
     /// Files that finished since the last call: (user, final path).
     pub fn take_completed(&mut self) -> Vec<(String, PathBuf)> {
         std::mem::take(&mut self.completed)
@@ -849,10 +991,19 @@ impl Fetches {
                     cx.timer(self.svc, RETRY_BACKOFF, key);
                     return;
                 }
-                let msg = final_error(job);
+                let msg = match (peers::dropped_summary(&job.rec.peers), &job.last_error) {
+                    // Nothing failed since the last drop: the drops are the story.
+                    (Some(d), None) => format!("No host could provide a verified copy: {d}"),
+                    (Some(d), Some(_)) => format!("{} ({d})", final_error(job)),
+                    (None, _) => final_error(job),
+                };
                 return self.end(cx, fid, Status::Failed, Some(msg));
             }
             let h = &job.rec.hosts[job.host];
+            if peers::is_dropped(&job.rec.peers, &h.hostname) {
+                job.host += 1;
+                continue;
+            }
             let same = h.size == job.rec.total_size
                 && match (&h.sha256, &job.rec.sha256) {
                     (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
@@ -908,6 +1059,7 @@ impl Fetches {
         if matches!(job.phase, Phase::Streaming { .. }) {
             job.interrupted = Some(msg.clone());
         }
+        peers::stop(&mut job.rec.peers);
         job.last_error = Some(msg);
         job.host += 1;
         job.phase = Phase::Waiting;
@@ -925,6 +1077,7 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
+        peers::stop(&mut job.rec.peers);
         if job.rec.downloaded_size != job.rec.total_size {
             let msg = format!(
                 "Downloaded {} bytes where {} were expected",
@@ -965,7 +1118,10 @@ impl Fetches {
             if let Some(b) = buf {
                 self.lane.put_back(b);
             }
-            return self.end(cx, fid, Status::Failed, Some(MISMATCH.into()));
+            // Start over empty; the descriptor is ours, so no path is followed.
+            let _ = files.file.set_len(0);
+            drop(files);
+            return self.bad_content(cx, fid);
         }
         let buf = buf.filter(|b| !b.is_empty());
         self.lane
@@ -982,6 +1138,8 @@ impl Fetches {
         }
         let digest = match result {
             Ok(d) => d,
+            // The disk threads removed the `.part`: a fresh one is made.
+            Err(msg) if msg == MISMATCH => return self.bad_content(cx, fid),
             Err(msg) => return self.end(cx, fid, Status::Failed, Some(msg)),
         };
         if job.rec.sha256.is_none() && !digest.is_empty() {
@@ -1161,11 +1319,12 @@ impl Fetches {
     }
 
     /// Writes the records on the saver thread; saves asked for meanwhile
-    /// are folded into one more save after it.
-    fn save(&mut self) {
+    /// are folded into one more save after it. False: no write is out or
+    /// queued (the saver's queue is full or the records cannot be encoded).
+    fn save(&mut self) -> bool {
         if self.saving {
             self.save_again = true;
-            return;
+            return true;
         }
         let records: Vec<&Record> = self
             .order
@@ -1177,16 +1336,24 @@ impl Fetches {
             Ok(b) => b,
             Err(e) => {
                 crate::log_warn!("could not encode the download records: {e}");
-                return;
+                return false;
             }
         };
         let path = self.records_path.clone();
-        let job = move || {
-            Done::Saved(crate::store::write_atomic(&path, &bytes).map_err(|e| e.to_string()))
+        let covers = self.durable_asked;
+        let job = move || Done::Saved {
+            covers,
+            result: crate::store::write_atomic(&path, &bytes).map_err(|e| e.to_string()),
         };
         match self.saver.submit(job) {
-            Ok(()) => self.saving = true,
-            Err(_) => self.save_again = true,
+            Ok(()) => {
+                self.saving = true;
+                true
+            }
+            Err(_) => {
+                self.save_again = true;
+                false
+            }
         }
     }
 }
@@ -1273,6 +1440,7 @@ fn progress_json(job: &Job, now: Instant) -> Value {
         "sha256": r.sha256,
         "started_at": r.started_at,
         "finished_at": r.finished_at,
+        "peers": r.peers,
     })
 }
 

@@ -105,6 +105,18 @@ impl Forwards {
         path: &str,
         body: &[u8],
     ) -> Result<ConnId, String> {
+        self.post_as(cx, op, path, body, None)
+    }
+
+    /// [`Forwards::post`] with `Authorization: Bearer <token>`.
+    pub fn post_as(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        path: &str,
+        body: &[u8],
+        bearer: Option<&str>,
+    ) -> Result<ConnId, String> {
         let opts = ConnOptions {
             max_input: MAX_RESPONSE + 64 * 1024,
             idle_timeout: Some(Duration::from_secs(15)),
@@ -116,12 +128,17 @@ impl Forwards {
             .map_err(|e| self.unreachable(&e.to_string()))?;
         let mut request = Vec::with_capacity(body.len() + 256);
         let full = format!("{}{}", self.target.prefix, path);
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Connection", "close"), ("Accept", "application/json")];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
         http::write_request(
             &mut request,
             "POST",
             &self.target.host,
             &full,
-            &[("Connection", "close"), ("Accept", "application/json")],
+            &headers,
             body,
         );
         self.conns.insert(

@@ -15,11 +15,13 @@ mod browse;
 pub mod fetch;
 pub mod files;
 pub mod forward;
+mod guard;
 pub mod hashing;
 pub mod heartbeat;
 pub mod network;
 pub mod peer_server;
 pub mod persist;
+mod pick;
 mod routes;
 pub mod sandbox;
 pub mod session;
@@ -440,7 +442,7 @@ impl Node {
 }
 
 impl Service for Node {
-    fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, _peer: SocketAddr) {
+    fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, peer: SocketAddr) {
         if listener == self.api_listener {
             self.conns.insert(id, Kind::Api(api::ApiConn::default()));
             return;
@@ -448,7 +450,8 @@ impl Service for Node {
         match self.peer_listeners.get(&listener) {
             Some(user) => {
                 let user = user.clone();
-                self.peer_server.on_accept(cx, id, &user);
+                self.peer_server
+                    .on_accept(cx, id, &user, peer.ip().to_canonical());
             }
             None => cx.close(id),
         }
@@ -539,6 +542,9 @@ impl Service for Node {
 
     fn on_wake(&mut self, cx: &mut Ctx) {
         self.fetches.on_wake(cx);
+        for (op, result) in self.fetches.take_durable() {
+            self.fetch_recorded(cx, op, result);
+        }
         self.work_done(cx);
         self.store_done(cx);
     }

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -45,8 +46,16 @@ pub trait Catalog {
     fn file_changed(&mut self, name: &str);
 }
 
-/// Concurrent peer connections per node; more are closed at once.
-pub const MAX_PEER_CONNS: usize = 256;
+/// Concurrent peer connections per node; more are closed at once. Far
+/// above [`MAX_CONNS_PER_IP`], so one address can never fill it.
+pub const MAX_PEER_CONNS: usize = 4096;
+/// Concurrent peer connections one source address may hold; more are
+/// closed at once. A fetch uses one connection per host, so honest peers
+/// (even many nodes behind one NAT address) stay far below it.
+pub const MAX_CONNS_PER_IP: usize = 32;
+/// A connection must send its first request line within this; an idle
+/// stranger costs a descriptor for at most this long.
+pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer connection with no traffic this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Files under this size go out in 256 KiB writes, larger ones in 1 MiB (SPEC §3).
@@ -82,6 +91,10 @@ enum State {
 struct PeerConn {
     user: String,
     state: State,
+    /// The source address, counted in `per_ip` while the connection lives.
+    ip: IpAddr,
+    /// Armed until the first request line arrives; firing closes the connection.
+    first_line: Option<TimerId>,
 }
 
 pub struct PeerServer {
@@ -92,6 +105,10 @@ pub struct PeerServer {
     throttle_bps: Option<u64>,
     /// Pacing timer key → connection.
     paced: HashMap<u64, ConnId>,
+    /// First-line deadline timer key → connection.
+    deadlines: HashMap<u64, ConnId>,
+    /// Open connections per source address.
+    per_ip: HashMap<IpAddr, usize>,
     next_key: u64,
     maps: MapCache,
     sweep: Option<TimerId>,
@@ -188,6 +205,8 @@ impl PeerServer {
             max_conns: MAX_PEER_CONNS,
             throttle_bps,
             paced: HashMap::new(),
+            deadlines: HashMap::new(),
+            per_ip: HashMap::new(),
             next_key: 1,
             maps: MapCache::default(),
             sweep: None,
@@ -214,8 +233,9 @@ impl PeerServer {
         }
     }
 
-    /// A user's peer listener accepted `id`. False: refused (cap), already closed.
-    pub fn on_accept(&mut self, cx: &mut Ctx, id: ConnId, user: &str) -> bool {
+    /// A user's peer listener accepted `id` from `ip`. False: refused (a
+    /// cap), already closed.
+    pub fn on_accept(&mut self, cx: &mut Ctx, id: ConnId, user: &str, ip: IpAddr) -> bool {
         if self.conns.len() >= self.max_conns {
             crate::log_warn!(
                 "refusing a peer connection for {user}: {} already open",
@@ -224,14 +244,41 @@ impl PeerServer {
             cx.close(id);
             return false;
         }
+        let held = self.per_ip.get(&ip).copied().unwrap_or(0);
+        if held >= MAX_CONNS_PER_IP {
+            // Logged once per burst, not once per connection: a flood
+            // must not turn into a flood of log lines.
+            if held == MAX_CONNS_PER_IP {
+                crate::log_warn!(
+                    "refusing peer connections from {ip}: it holds {MAX_CONNS_PER_IP} already"
+                );
+                self.per_ip.insert(ip, held + 1);
+            }
+            cx.close(id);
+            return false;
+        }
+        self.per_ip.insert(ip, held + 1);
+        let key = self.next_timer_key();
+        let timer = cx.timer(self.svc, FIRST_LINE_TIMEOUT, key);
+        self.deadlines.insert(key, id);
         self.conns.insert(
             id,
             PeerConn {
                 user: user.to_owned(),
                 state: State::Ready,
+                ip,
+                first_line: Some(timer),
             },
         );
         true
+    }
+
+    /// The connection sent a request line: its first-line deadline is off.
+    fn got_line(&mut self, cx: &mut Ctx, id: ConnId) {
+        if let Some(timer) = self.conns.get_mut(id).and_then(|c| c.first_line.take()) {
+            cx.cancel_timer(timer);
+            self.deadlines.retain(|_, v| *v != id);
+        }
     }
 
     pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
@@ -254,6 +301,17 @@ impl PeerServer {
                 cx.cancel_timer(timer);
                 self.paced.retain(|_, v| *v != id);
             }
+            if let Some(timer) = c.first_line {
+                cx.cancel_timer(timer);
+                self.deadlines.retain(|_, v| *v != id);
+            }
+            if let Some(n) = self.per_ip.get_mut(&c.ip) {
+                // The marker above the cap (set when refusing) goes too.
+                *n = n.saturating_sub(1).min(MAX_CONNS_PER_IP - 1);
+                if *n == 0 {
+                    self.per_ip.remove(&c.ip);
+                }
+            }
         }
     }
 
@@ -263,6 +321,20 @@ impl PeerServer {
             self.sweep = None;
             self.maps.evict(cx.now());
             return self.arm_sweep(cx);
+        }
+        if let Some(id) = self.deadlines.remove(&key) {
+            if self
+                .conns
+                .get_mut(id)
+                .is_some_and(|c| c.first_line.take().is_some())
+            {
+                crate::log_debug!(
+                    "closing a peer connection: no request line within {} s",
+                    FIRST_LINE_TIMEOUT.as_secs()
+                );
+                cx.close(id);
+            }
+            return;
         }
         let Some(id) = self.paced.remove(&key) else {
             return;
@@ -356,15 +428,18 @@ impl PeerServer {
             match decoded {
                 Decoded::Partial => return,
                 Decoded::TooLong => {
+                    self.got_line(cx, id);
                     cx.send_static(id, ErrorCode::TooLong.line());
                     cx.close_after_flush(id);
                     return;
                 }
                 Decoded::Invalid(code, used) => {
+                    self.got_line(cx, id);
                     cx.consume(id, used);
                     cx.send_static(id, code.line());
                 }
                 Decoded::Frame(req, used) => {
+                    self.got_line(cx, id);
                     cx.consume(id, used);
                     self.answer(cx, id, req, catalog);
                 }

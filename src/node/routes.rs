@@ -14,6 +14,7 @@ use super::files::{self, now_unix, Status};
 use super::hashing::observe;
 use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
 use super::persist::AfterSave;
+use super::pick;
 use super::session::Wait;
 use super::{Node, OpId};
 
@@ -495,6 +496,13 @@ impl Node {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
         }
         let overwrite = try_reply!(bool_field(b, "overwrite"));
+        let sha256 = match try_reply!(str_field(b, "sha256")).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => match pick::parse_sha256(s) {
+                Some(h) => Some(h),
+                None => return Reply::error(400, "'sha256' must be 64 hexadecimal digits").into(),
+            },
+        };
         let prefer = try_reply!(str_field(b, "hostname"))
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
@@ -553,7 +561,12 @@ impl Node {
             }
         }
         try_reply!(self.require_link(user));
-        let msg = json!({"action": "REQUEST", "data": {"fname": fname}});
+        // A coordinator that knows `sha256` answers only hosts with that
+        // content; an older one ignores it, so the answer is filtered here too.
+        let msg = match &sha256 {
+            Some(h) => json!({"action": "REQUEST", "data": {"fname": fname, "sha256": h}}),
+            None => json!({"action": "REQUEST", "data": {"fname": fname}}),
+        };
         if !self.registry_send(cx, user, msg, Wait::Op(_op)) {
             return Reply::error(
                 503,
@@ -564,6 +577,7 @@ impl Node {
         Outcome::Later(OpKind::Fetch(FetchOp {
             user: user.to_owned(),
             fname,
+            sha256,
             target,
             overwrite,
             prefer,
@@ -609,7 +623,15 @@ impl Node {
         Reply::ok(json!({"success": true, "fetches": self.fetches.list(user)}))
     }
 
-    pub(super) fn api_logout(&mut self, cx: &mut Ctx, user: &str) -> Reply {
+    /// Ends the user's session here at once, then asks the coordinator to
+    /// revoke `token` (answered once it did, or could not).
+    pub(super) fn api_logout(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        token: Option<&str>,
+    ) -> Outcome {
         let registry = self
             .users
             .get(user)
@@ -631,7 +653,24 @@ impl Node {
             self.retire_catalog(cx, user, u.catalog);
         }
         crate::log_info!("{user}: logged out");
-        Reply::ok(json!({"success": true}))
+        let Some(token) = token else {
+            return Reply::ok(json!({"success": true})).into();
+        };
+        match self
+            .forwards
+            .post_as(cx, op, "/api/user/logout", b"{}", Some(token))
+        {
+            Ok(id) => {
+                self.conns.insert(id, super::Kind::Forward);
+                Outcome::Later(OpKind::Logout {
+                    user: user.to_owned(),
+                })
+            }
+            Err(e) => {
+                crate::log_warn!("{user}: the token could not be revoked: {e}");
+                Reply::ok(json!({"success": true, "note": format!("Logged out here; the coordinator could not be told to revoke the token ({e})")})).into()
+            }
+        }
     }
 
     /// A registry answer for a waiting request.
@@ -654,7 +693,7 @@ impl Node {
                     Reply::ok(json!({"success": true, "note": format!("Unpublished here; the coordinator answered: {reason} ('{name}')")})).into()
                 }
             }
-            OpKind::Fetch(f) => self.fetch_found(cx, f, &v).into(),
+            OpKind::Fetch(f) => self.fetch_found(cx, op, f, &v),
             other => Outcome::Later(other),
         };
         self.settle(cx, op, out);
@@ -749,22 +788,56 @@ impl Node {
         }
     }
 
-    fn fetch_found(&mut self, cx: &mut Ctx, f: FetchOp, v: &Value) -> Reply {
+    fn fetch_found(&mut self, cx: &mut Ctx, op: OpId, f: FetchOp, v: &Value) -> Outcome {
+        self.fetch_start(cx, op, f, v).unwrap_or_else(Outcome::Now)
+    }
+
+    /// Starts the fetch and waits for its record to be on disk.
+    fn fetch_start(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        f: FetchOp,
+        v: &Value,
+    ) -> Result<Outcome, Reply> {
         let status = v.get("status").and_then(Value::as_str).unwrap_or("");
         if status == "ERROR" {
             let reason = v
                 .get("reason")
                 .and_then(Value::as_str)
                 .unwrap_or("no reason given");
-            return Reply::error(
+            return Err(Reply::error(
                 502,
                 &format!("The coordinator could not look up '{}': {reason}", f.fname),
-            );
+            ));
         }
-        let mut hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
-        if hosts.is_empty() {
-            return Reply::error(404, &format!("No peer on the network offers '{}'", f.fname));
-        }
+        let hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
+        let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
+            Ok(h) => h,
+            Err(pick::Refused::None) => {
+                return Err(Reply::error(
+                    404,
+                    &match &f.sha256 {
+                        Some(h) => format!(
+                            "No peer on the network offers '{}' with SHA-256 {h}",
+                            f.fname
+                        ),
+                        None => format!("No peer on the network offers '{}'", f.fname),
+                    },
+                ))
+            }
+            Err(pick::Refused::Ambiguous(choices)) => {
+                return Err(Reply::error_with(
+                    409,
+                    &format!(
+                        "{} different files are called '{}' on the network; ask again with the 'sha256' of the one you want",
+                        choices.len(),
+                        f.fname
+                    ),
+                    json!({"choices": choices}),
+                ))
+            }
+        };
         // Online first; the asked-for host first of all.
         hosts.sort_by_key(|h| !h.online);
         if let Some(want) = &f.prefer {
@@ -774,7 +847,10 @@ impl Node {
                     hosts.insert(0, h);
                 }
                 None => {
-                    return Reply::error(404, &format!("'{want}' does not offer '{}'", f.fname));
+                    return Err(Reply::error(
+                        404,
+                        &format!("'{want}' does not offer '{}'", f.fname),
+                    ));
                 }
             }
         }
@@ -797,9 +873,44 @@ impl Node {
             hosts: offers,
         };
         match self.fetches.start(cx, req) {
-            Ok(id) => Reply::ok(json!({"success": true, "fetch_id": id})),
-            Err((status, msg)) => Reply::error(status, &msg),
+            Ok(id) if self.fetches.when_durable(op) => Ok(Outcome::Later(OpKind::FetchRecorded {
+                user: f.user,
+                fetch_id: id,
+            })),
+            Ok(id) => {
+                let _ = self.fetches.cancel(cx, &f.user, &id);
+                Err(Reply::error(
+                    503,
+                    "The node is too busy to record the download; try again in a moment",
+                ))
+            }
+            Err((status, msg)) => Err(Reply::error(status, &msg)),
         }
+    }
+
+    /// The records holding a new fetch are on disk (or could not be
+    /// written: then the fetch is cancelled, since it would not survive a
+    /// restart, and the request fails).
+    pub(super) fn fetch_recorded(&mut self, cx: &mut Ctx, op: OpId, result: Result<(), String>) {
+        let Some(kind) = self.take_op(op) else {
+            return;
+        };
+        let OpKind::FetchRecorded { user, fetch_id } = kind else {
+            return self.resume_op(op, kind);
+        };
+        let reply = match result {
+            Ok(()) => Reply::ok(json!({"success": true, "fetch_id": fetch_id})),
+            Err(e) => {
+                let _ = self.fetches.cancel(cx, &user, &fetch_id);
+                Reply::error(
+                    500,
+                    &format!(
+                        "The download could not be recorded on this node ({e}); it was not started"
+                    ),
+                )
+            }
+        };
+        self.finish(cx, op, reply);
     }
 
     /// The registry connection dropped while a request waited on it.

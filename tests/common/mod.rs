@@ -461,7 +461,8 @@ pub fn request_bytes(
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
-    if !body.is_empty() {
+    // The client API refuses state-changing requests without it (CSRF).
+    if !body.is_empty() || method == "POST" || method == "DELETE" {
         req.push_str("Content-Type: application/json\r\n");
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));

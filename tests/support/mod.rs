@@ -295,6 +295,10 @@ pub fn http_json(
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
+    // The client API refuses state-changing requests without it (CSRF).
+    if !body.is_empty() || method == "POST" || method == "DELETE" {
+        req.push_str("Content-Type: application/json\r\n");
+    }
     req.push_str("\r\n");
     req.push_str(&body);
     let (status, _, body) = http_raw(addr, req.as_bytes());

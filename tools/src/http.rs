@@ -98,7 +98,8 @@ impl Client {
         if let Some(t) = token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
-        if body.is_some() {
+        // The client API refuses POST and DELETE without it (CSRF).
+        if body.is_some() || method == "POST" || method == "DELETE" {
             req.push_str("Content-Type: application/json\r\n");
         }
         req.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
