@@ -95,7 +95,9 @@ fuzz_target!(|data: &[u8]| {
             }
         })
         .collect();
-    let dotenv = sections.next().map(|d| String::from_utf8_lossy(d).into_owned());
+    let dotenv = sections
+        .next()
+        .map(|d| String::from_utf8_lossy(d).into_owned());
 
     if let Some(text) = &dotenv {
         check_dotenv(text);
@@ -110,9 +112,12 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => {
             assert!(!e.is_empty());
             // One line, unless it quotes a value that holds a newline.
-            let quoted_newline = args.iter().any(|a| a.contains('\n'))
-                || env.values().any(|v| v.contains('\n'));
-            assert!(!e.contains('\n') || quoted_newline, "a multi-line error: {e}");
+            let quoted_newline =
+                args.iter().any(|a| a.contains('\n')) || env.values().any(|v| v.contains('\n'));
+            assert!(
+                !e.contains('\n') || quoted_newline,
+                "a multi-line error: {e}"
+            );
         }
     }
 });

@@ -31,7 +31,11 @@ fn run(parts: &[&[u8]], limits: &Limits) -> (Vec<Request>, End) {
         loop {
             match parse_request(&buf, limits) {
                 Parse::Done(req, used) => {
-                    assert!(used > 0 && used <= buf.len(), "used {used} of {}", buf.len());
+                    assert!(
+                        used > 0 && used <= buf.len(),
+                        "used {used} of {}",
+                        buf.len()
+                    );
                     assert!(req.body.len() <= limits.max_body);
                     assert!(used - req.body.len() <= limits.max_head);
                     assert_eq!(&buf[used - req.body.len()..used], &req.body[..]);

@@ -36,7 +36,10 @@ fn signed_by_us(token: &str) -> bool {
 }
 
 fn check_accepted(token: &str, pick: usize) {
-    assert!(signed_by_us(token), "accepted a token we did not sign: {token:?}");
+    assert!(
+        signed_by_us(token),
+        "accepted a token we did not sign: {token:?}"
+    );
     let h64 = token.split('.').next().unwrap();
     let header: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h64).unwrap()).unwrap();
@@ -56,7 +59,10 @@ fn check_accepted(token: &str, pick: usize) {
     }
     let mut evil: String = chars.iter().collect();
     evil.replace_range(
-        evil.char_indices().nth(at).map(|(i, c)| i..i + c.len_utf8()).unwrap(),
+        evil.char_indices()
+            .nth(at)
+            .map(|(i, c)| i..i + c.len_utf8())
+            .unwrap(),
         with.encode_utf8(&mut [0; 4]),
     );
     assert!(
@@ -66,9 +72,9 @@ fn check_accepted(token: &str, pick: usize) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let pick = data
-        .iter()
-        .fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    let pick = data.iter().fold(0usize, |h, &b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
 
     // 1. The input as a token.
     let token = String::from_utf8_lossy(data);

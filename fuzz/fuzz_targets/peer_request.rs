@@ -31,7 +31,11 @@ fn run<T: std::fmt::Debug>(
                     break;
                 }
                 d @ (Decoded::Frame(_, used) | Decoded::Invalid(_, used)) => {
-                    assert!(used > 0 && used <= buf.len(), "used {used} of {}", buf.len());
+                    assert!(
+                        used > 0 && used <= buf.len(),
+                        "used {used} of {}",
+                        buf.len()
+                    );
                     assert_eq!(buf[used - 1], b'\n');
                     assert!(used <= MAX_LINE + 2);
                     buf.drain(..used);
@@ -57,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
         .map(|c| usize::from(u16::from_le_bytes([c[0], c[1]])) % (stream.len() + 1))
         .collect();
     cuts.sort_unstable();
-    let parts = [&stream[..cuts[0]], &stream[cuts[0]..cuts[1]], &stream[cuts[1]..]];
+    let parts = [
+        &stream[..cuts[0]],
+        &stream[cuts[0]..cuts[1]],
+        &stream[cuts[1]..],
+    ];
 
     let requests = run(&[stream], decode_request);
     assert_eq!(requests, run(&parts, decode_request), "split {parts:?}");

@@ -273,7 +273,10 @@ fn check_request(line: &[u8]) {
     match parse_request(line) {
         Ok(req) => {
             let again = encode(&req);
-            assert!(!again.contains(&b'\n'), "an encoded request holds a newline");
+            assert!(
+                !again.contains(&b'\n'),
+                "an encoded request holds a newline"
+            );
             match parse_request(&again) {
                 Ok(back) => assert!(
                     same(&req, &back),
