@@ -198,14 +198,21 @@ fn check_claims(payload: &serde_json::Value, now: u64) -> Result<Claims, JwtErro
         .get("iat")
         .and_then(seconds)
         .ok_or(JwtError::MissingClaim("iat"))?;
-    if exp <= now as f64 {
+    // Integer claims are compared and returned exactly: past 2^53 an f64 rounds
+    // them (found by fuzz/jwt_decode).
+    let whole = |c: &str| payload.get(c).and_then(|v| v.as_u64());
+    let expired = match whole("exp") {
+        Some(e) => e <= now,
+        None => exp <= now as f64,
+    };
+    if expired {
         return Err(JwtError::Expired);
     }
     Ok(Claims {
         sub: sub.to_owned(),
         role: role.to_owned(),
-        iat: iat as u64,
-        exp: exp as u64,
+        iat: whole("iat").unwrap_or(iat as u64),
+        exp: whole("exp").unwrap_or(exp as u64),
     })
 }
 
@@ -371,6 +378,24 @@ mod tests {
         for t in cases {
             assert_eq!(verify(SECRET, &t, 0), Err(JwtError::Malformed), "{t}");
         }
+    }
+
+    /// fuzz/regressions/jwt_decode: claims past 2^53 came back rounded, and a
+    /// token could read as expired up to ~1000 s before its `exp`.
+    #[test]
+    fn large_integer_claims_are_exact() {
+        let c = Claims {
+            sub: String::new(),
+            role: String::new(),
+            iat: 3_330_745_076_463_697_919,
+            exp: 5_707_586_207_104_975_176,
+        };
+        let t = sign(SECRET, &c);
+        assert_eq!(verify(SECRET, &t, c.exp - 1), Ok(c.clone()));
+        assert_eq!(verify(SECRET, &t, c.exp), Err(JwtError::Expired));
+        let max = Claims { exp: u64::MAX, ..c };
+        let t = sign(SECRET, &max);
+        assert_eq!(verify(SECRET, &t, u64::MAX - 1), Ok(max.clone()));
     }
 
     #[test]
