@@ -91,6 +91,12 @@ fn meta(out: &mut Vec<u8>, m: &FileMeta) {
         out.push(b':');
         json_str(out, s);
     }
+    if let Some(r) = &m.root {
+        out.push(b',');
+        json_str(out, "root");
+        out.push(b':');
+        json_str(out, r);
+    }
     out.push(b'}');
 }
 
@@ -140,6 +146,9 @@ fn encode(req: &Request<'_>) -> Vec<u8> {
             if let Some(s) = &m.sha256 {
                 field_str(&mut o, "sha256", s);
             }
+            if let Some(r) = &m.root {
+                field_str(&mut o, "root", r);
+            }
             if let Some(p) = m.published_at {
                 o.extend_from_slice(b"\"published_at\":");
                 push_f64(&mut o, p);
@@ -156,7 +165,10 @@ fn encode(req: &Request<'_>) -> Vec<u8> {
             o.push(b':');
             json_str(&mut o, hostname);
         }
-        Request::Request { fname } => {
+        Request::Request { fname, sha256 } => {
+            if let Some(s) = sha256 {
+                field_str(&mut o, "sha256", s);
+            }
             json_str(&mut o, "fname");
             o.push(b':');
             json_str(&mut o, fname);
