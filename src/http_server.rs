@@ -25,7 +25,9 @@ use crate::web::Asset;
 /// A request whose answer may come later. Unique per driver.
 pub type OpId = u64;
 
-/// Headers every answer carries: the UIs are same-origin and script-only.
+/// Headers every answer carries: the UIs are same-origin and script-only,
+/// so no framing by other pages (clickjacking), no content sniffing, nothing
+/// loaded from elsewhere.
 pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     (
         "Content-Security-Policy",

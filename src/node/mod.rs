@@ -39,6 +39,7 @@ use reactor::{
 };
 
 use crate::config::Config;
+use crate::http_server::{self, HttpServer};
 use files::{Catalog, Effect};
 use hashing::{Done, HashJob};
 use heartbeat::Intervals;
@@ -46,7 +47,7 @@ use peer_server::{PeerServer, SharedFile};
 use session::Session;
 
 /// A client request waiting for something (registry, coordinator, worker).
-pub type OpId = u64;
+pub use crate::http_server::OpId;
 
 /// The node's own timer key (fetch and peer-server keys carry their tags).
 const CRON: u64 = 1;
@@ -89,7 +90,8 @@ pub struct User {
 
 /// What a connection of this service is, for those the node itself runs.
 enum Kind {
-    Api(api::ApiConn),
+    /// A client-API connection; its HTTP state is in `http`.
+    Api,
     /// The registry connection of that user.
     Registry(String),
     /// An outbound request to the server API (see `forward`).
@@ -102,10 +104,10 @@ pub struct Node {
     api_addr: SocketAddr,
     api_listener: ListenerId,
     conns: ConnMap<Kind>,
-    ops: HashMap<OpId, api::Op>,
-    /// Answers decided before their op was registered (a synchronous failure).
-    early: HashMap<OpId, api::Reply>,
-    next_op: OpId,
+    /// The client API's connections, requests and answers in order.
+    http: HttpServer,
+    /// What each waiting client request waits for.
+    ops: HashMap<OpId, api::OpKind>,
     tokens: tokens::Tokens,
     users: HashMap<String, User>,
     peer_listeners: HashMap<ListenerId, String>,
@@ -119,7 +121,6 @@ pub struct Node {
     net: network::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
-    date: (u64, String),
     last_rescan: Instant,
     last_purge: Instant,
     rng: u64,
@@ -182,7 +183,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
     let store = Pool::new("store", 1, STORE_QUEUE, cx.waker())
         .map_err(|e| format!("cannot start the store thread: {e}"))?;
     let opts = ConnOptions {
-        max_input: api::LIMITS.max_head + api::LIMITS.max_body + 1024,
+        max_input: http_server::MAX_INPUT,
         idle_timeout: Some(Duration::from_secs(120)),
         ..ConnOptions::default()
     };
@@ -235,9 +236,8 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         api_addr,
         api_listener,
         conns: ConnMap::new(),
+        http: HttpServer::new(),
         ops: HashMap::new(),
-        early: HashMap::new(),
-        next_op: 1,
         tokens: tokens::Tokens::default(),
         users: HashMap::new(),
         peer_listeners: HashMap::new(),
@@ -249,7 +249,6 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         saves: persist::Saves::default(),
         net: network::NetCache::default(),
         backlog: VecDeque::new(),
-        date: (0, String::new()),
         last_rescan: now,
         last_purge: now,
         rng: seed | 1,
@@ -386,8 +385,6 @@ impl Node {
     /// The one periodic tick: sessions (retries, heartbeats), sweeps, saves.
     fn cron(&mut self, cx: &mut Ctx) {
         let now = cx.now();
-        // Early answers are taken within the call that made them; any left are stale.
-        self.early.clear();
         self.sessions_tick(cx);
         for _ in 0..self.backlog.len() {
             let Some((user, name)) = self.backlog.pop_front() else {
@@ -444,7 +441,8 @@ impl Node {
 impl Service for Node {
     fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, peer: SocketAddr) {
         if listener == self.api_listener {
-            self.conns.insert(id, Kind::Api(api::ApiConn::default()));
+            self.conns.insert(id, Kind::Api);
+            self.http.accept(id, peer.ip());
             return;
         }
         match self.peer_listeners.get(&listener) {
@@ -464,7 +462,7 @@ impl Service for Node {
                 self.registry_connected(cx, &user, id);
             }
             Some(Kind::Forward) => self.forwards.on_connect(cx, id),
-            Some(Kind::Api(_)) => {}
+            Some(Kind::Api) => {}
             None => {
                 if self.fetches.owns(id) {
                     self.fetches.on_connect(cx, id);
@@ -475,7 +473,7 @@ impl Service for Node {
 
     fn on_input(&mut self, cx: &mut Ctx, id: ConnId) {
         match self.conns.get(id) {
-            Some(Kind::Api(_)) => self.api_input(cx, id),
+            Some(Kind::Api) => http_server::on_input(self, cx, id),
             Some(Kind::Registry(user)) => {
                 let user = user.clone();
                 self.registry_input(cx, id, &user);
@@ -514,7 +512,10 @@ impl Service for Node {
 
     fn on_close(&mut self, cx: &mut Ctx, id: ConnId, why: CloseReason) {
         match self.conns.remove(id) {
-            Some(Kind::Api(_)) => {}
+            Some(Kind::Api) => {
+                // Its waiting request goes on; the answer is dropped.
+                self.http.closed(id);
+            }
             Some(Kind::Registry(user)) => self.registry_closed(cx, id, &user, &why),
             Some(Kind::Forward) => {
                 if let Some((op, msg)) = self.forwards.on_close(id, &why) {
