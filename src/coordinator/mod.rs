@@ -378,3 +378,24 @@ impl Coordinator {
             .is_ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_keys_round_trip() {
+        let id = ConnId::from_parts(0x7fff_fffe, u32::MAX);
+        for t in [
+            Timer::Sweep,
+            Timer::Housekeep,
+            Timer::Probe(1),
+            Timer::Probe(KEY_PROBE - 1),
+            Timer::Stranger(id),
+            Timer::Stranger(ConnId::from_parts(0, 0)),
+        ] {
+            assert_eq!(Timer::from_key(t.to_key()), Some(t));
+        }
+        assert_eq!(Timer::from_key(0), None);
+    }
+}

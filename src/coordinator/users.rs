@@ -101,16 +101,12 @@ impl fmt::Display for LoginError {
 
 impl std::error::Error for LoginError {}
 
-/// 3–32 characters of `A-Za-z0-9_.-`.
+/// 3–32 characters of `A-Za-z0-9_.-`, not only dots (`proto::names`).
 pub fn validate_username(username: &str) -> Result<(), String> {
-    let ok_len = (3..=32).contains(&username.len());
-    let ok_chars = username
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok_len && ok_chars {
+    if crate::proto::names::valid_username(username) {
         Ok(())
     } else {
-        Err("Username must be 3 to 32 characters: letters, digits, '_', '.' or '-'".into())
+        Err(crate::proto::names::USERNAME_RULE.into())
     }
 }
 

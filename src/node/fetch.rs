@@ -27,7 +27,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::sandbox::{Place, Sandbox};
+use super::Timer;
+use crate::proto::names::valid_file_name;
 use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+use crate::util::{hex, unix_now};
 pub use disk::part_path;
 use disk::{Buf, DiskLane, Event, PartFiles};
 use part::PartId;
@@ -55,8 +58,6 @@ pub struct FetchRequest {
     pub hosts: Vec<HostOffer>,
 }
 
-/// Timer keys of this module carry this top byte (NODE.md).
-pub const TIMER_TAG: u64 = 0x01 << 56;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer that sends nothing for this long is given up on.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,7 +140,8 @@ enum Phase {
     Connecting {
         conn: ConnId,
         timer: TimerId,
-        key: u64,
+        /// Its entry in `Fetches::timers`.
+        seq: u64,
     },
     /// `INFO` and `GET`/`RANGE` sent together; checking the peer has the
     /// same size and hash.
@@ -375,7 +377,7 @@ impl Fetches {
 
     /// Starts a download in the background; returns its id.
     pub fn start(&mut self, cx: &mut Ctx, req: FetchRequest) -> Result<String, (u16, String)> {
-        if !valid_name(&req.fname) {
+        if !valid_file_name(&req.fname) {
             return Err((400, format!("{:?} is not a valid file name", req.fname)));
         }
         let Some(first) = req.hosts.first() else {
@@ -519,14 +521,14 @@ impl Fetches {
         let Some(job) = self.jobs.get_mut(&fid) else {
             return;
         };
-        let Phase::Connecting { conn, timer, key } = job.phase else {
+        let Phase::Connecting { conn, timer, seq } = job.phase else {
             return;
         };
         if conn != id {
             return;
         }
         cx.cancel_timer(timer);
-        self.timers.remove(&key);
+        self.timers.remove(&seq);
         // INFO and the data request leave in one write: a round trip less.
         // Should INFO show another version, the connection is dropped
         // before any payload is used.
@@ -764,9 +766,9 @@ impl Fetches {
         if job.phase.conn() != Some(id) {
             return;
         }
-        if let Phase::Connecting { timer, key, .. } = job.phase {
+        if let Phase::Connecting { timer, seq, .. } = job.phase {
             cx.cancel_timer(timer);
-            self.timers.remove(&key);
+            self.timers.remove(&seq);
         }
         let host = host_name(job);
         let addr = host_addr(job);
@@ -787,8 +789,9 @@ impl Fetches {
         self.host_failed(cx, &fid, msg);
     }
 
-    pub fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        let Some((fid, kind)) = self.timers.remove(&key) else {
+    /// A timer of this module fired (`Timer::Fetch(seq)`).
+    pub fn on_timer(&mut self, cx: &mut Ctx, seq: u64) {
+        let Some((fid, kind)) = self.timers.remove(&seq) else {
             return;
         };
         if matches!(kind, TimerKind::Save) {
@@ -987,8 +990,8 @@ impl Fetches {
                 if job.round == 0 && !job.rec.hosts.is_empty() {
                     job.round = 1;
                     job.host = 0;
-                    let key = self.timer_key(fid, TimerKind::Backoff);
-                    cx.timer(self.svc, RETRY_BACKOFF, key);
+                    let seq = self.timer_seq(fid, TimerKind::Backoff);
+                    cx.timer(self.svc, RETRY_BACKOFF, Timer::Fetch(seq).to_key());
                     return;
                 }
                 let msg = match (peers::dropped_summary(&job.rec.peers), &job.last_error) {
@@ -1024,10 +1027,10 @@ impl Fetches {
             match cx.connect(addr, self.svc, Self::conn_options()) {
                 Ok(conn) => {
                     self.conns.insert(conn, fid.to_owned());
-                    let key = self.timer_key(fid, TimerKind::Connect);
-                    let timer = cx.timer(self.svc, CONNECT_TIMEOUT, key);
+                    let seq = self.timer_seq(fid, TimerKind::Connect);
+                    let timer = cx.timer(self.svc, CONNECT_TIMEOUT, Timer::Fetch(seq).to_key());
                     if let Some(job) = self.jobs.get_mut(fid) {
-                        job.phase = Phase::Connecting { conn, timer, key };
+                        job.phase = Phase::Connecting { conn, timer, seq };
                     }
                     return;
                 }
@@ -1052,9 +1055,9 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        if let Phase::Connecting { timer, key, .. } = job.phase {
+        if let Phase::Connecting { timer, seq, .. } = job.phase {
             cx.cancel_timer(timer);
-            self.timers.remove(&key);
+            self.timers.remove(&seq);
         }
         if matches!(job.phase, Phase::Streaming { .. }) {
             job.interrupted = Some(msg.clone());
@@ -1181,9 +1184,9 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        if let Phase::Connecting { timer, key, .. } = job.phase {
+        if let Phase::Connecting { timer, seq, .. } = job.phase {
             cx.cancel_timer(timer);
-            self.timers.remove(&key);
+            self.timers.remove(&seq);
         }
         job.phase = Phase::Done;
         job.files = None;
@@ -1279,11 +1282,13 @@ impl Fetches {
 
     // ----- bookkeeping -----
 
-    fn timer_key(&mut self, fid: &str, kind: TimerKind) -> u64 {
-        let key = TIMER_TAG | (self.next_key & 0x00ff_ffff_ffff_ffff);
+    /// A new timer of this module: its sequence number, remembered with
+    /// what it is for (the reactor's key is `Timer::Fetch(seq).to_key()`).
+    fn timer_seq(&mut self, fid: &str, kind: TimerKind) -> u64 {
+        let seq = self.next_key & Timer::SEQ_MASK;
         self.next_key += 1;
-        self.timers.insert(key, (fid.to_owned(), kind));
-        key
+        self.timers.insert(seq, (fid.to_owned(), kind));
+        seq
     }
 
     /// Drops the oldest finished records of `user` beyond the keep limit.
@@ -1313,8 +1318,8 @@ impl Fetches {
     /// fsyncs do not compete with theirs).
     fn save_soon(&mut self, cx: &mut Ctx) {
         if self.save_timer.is_none() {
-            let key = self.timer_key("", TimerKind::Save);
-            self.save_timer = Some(cx.timer(self.svc, SAVE_DELAY, key));
+            let seq = self.timer_seq("", TimerKind::Save);
+            self.save_timer = Some(cx.timer(self.svc, SAVE_DELAY, Timer::Fetch(seq).to_key()));
         }
     }
 
@@ -1496,15 +1501,6 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
-}
-
 fn new_id() -> String {
     let bytes = crate::auth::random::bytes(8).unwrap_or_else(|_| {
         let t = SystemTime::now()
@@ -1516,17 +1512,6 @@ fn new_id() -> String {
             .to_vec()
     });
     hex(&bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    disk::hex(bytes)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Worker: after a restart, what is there to go on from. Every file is
@@ -1644,13 +1629,5 @@ mod tests {
         // Clock steps must not give nonsense.
         assert_eq!(average_bps(10, -1.0), 0);
         assert_eq!(average_bps(10, f64::NAN), 0);
-    }
-
-    #[test]
-    fn names_that_are_paths_are_refused() {
-        assert!(valid_name("a b.txt"));
-        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb"] {
-            assert!(!valid_name(bad), "{bad:?}");
-        }
     }
 }

@@ -40,6 +40,8 @@ use reactor::{
 
 use crate::config::Config;
 use crate::http_server::{self, HttpServer};
+// Usernames name a directory, so `persist` refuses others as the coordinator does.
+use crate::proto::names::valid_username;
 use files::{Catalog, Effect};
 use hashing::{Done, HashJob};
 use heartbeat::Intervals;
@@ -49,8 +51,52 @@ use session::Session;
 /// A client request waiting for something (registry, coordinator, worker).
 pub use crate::http_server::OpId;
 
-/// The node's own timer key (fetch and peer-server keys carry their tags).
-const CRON: u64 = 1;
+/// Every timer of the node. The reactor carries a `u64` key; this is the
+/// one place that packs and unpacks it: a tag in the top byte, a sequence
+/// number of the owning module below it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Timer {
+    /// The one periodic tick.
+    Cron,
+    /// A download's connect timeout, retry backoff or records save, by its
+    /// sequence number in `fetch`.
+    Fetch(u64),
+    /// A peer connection's first-line deadline or pacing tick, by its
+    /// sequence number in `peer_server`.
+    Peer(u64),
+    /// The peer server's sweep of idle memory maps.
+    PeerSweep,
+}
+
+const TAG_FETCH: u64 = 0x01 << 56;
+const TAG_PEER: u64 = 0x02 << 56;
+const TAG_PEER_SWEEP: u64 = 0x03 << 56;
+
+impl Timer {
+    /// Sequence numbers wrap within the bits below the tag.
+    pub const SEQ_MASK: u64 = (1 << 56) - 1;
+
+    pub fn to_key(self) -> u64 {
+        match self {
+            Timer::Cron => 1,
+            Timer::Fetch(seq) => TAG_FETCH | (seq & Timer::SEQ_MASK),
+            Timer::Peer(seq) => TAG_PEER | (seq & Timer::SEQ_MASK),
+            Timer::PeerSweep => TAG_PEER_SWEEP,
+        }
+    }
+
+    pub fn from_key(key: u64) -> Option<Timer> {
+        let seq = key & Timer::SEQ_MASK;
+        match key & !Timer::SEQ_MASK {
+            0 if key == 1 => Some(Timer::Cron),
+            TAG_FETCH => Some(Timer::Fetch(seq)),
+            TAG_PEER => Some(Timer::Peer(seq)),
+            TAG_PEER_SWEEP => Some(Timer::PeerSweep),
+            _ => None,
+        }
+    }
+}
+
 const CRON_TICK: Duration = Duration::from_millis(250);
 /// Every tracked file is stat'ed this often (on a worker: a stat may block).
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
@@ -144,15 +190,6 @@ fn resolve(what: &str, hostport: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{what} '{hostport}' resolves to nothing"))
 }
 
-/// Usernames as the coordinator allows them (3–32 of `A-Za-z0-9_.-`); they
-/// name a directory, so anything else is refused here too.
-fn valid_username(u: &str) -> bool {
-    (3..=32).contains(&u.len())
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-        && u.bytes().any(|b| b != b'.')
-}
-
 /// Binds the client API (printing its address), sets everything up. Several
 /// services may share `cx` (`p2pshare up`).
 pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String> {
@@ -205,7 +242,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
             .collect::<Vec<_>>()
             .join(", ")
     );
-    cx.timer(svc, CRON_TICK, CRON);
+    cx.timer(svc, CRON_TICK, Timer::Cron.to_key());
     let now = cx.now();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -414,7 +451,7 @@ impl Node {
         }
         if rescan {
             // Files whose hashing backed off (they kept changing) and are due.
-            let wall = files::now_unix();
+            let wall = crate::util::unix_now();
             let due: Vec<(String, Vec<Effect>)> = self
                 .users
                 .iter_mut()
@@ -427,14 +464,14 @@ impl Node {
         }
         if now.saturating_duration_since(self.last_purge) >= PURGE_EVERY {
             self.last_purge = now;
-            self.tokens.purge(files::now_unix() as u64, now);
+            self.tokens.purge(crate::util::unix_secs(), now);
         }
         self.saves_tick(cx);
         self.net.sweep(now);
         for (user, path) in self.fetches.take_completed() {
             crate::log_debug!("{user}: download finished at {}", path.display());
         }
-        cx.timer(self.svc, CRON_TICK, CRON);
+        cx.timer(self.svc, CRON_TICK, Timer::Cron.to_key());
     }
 }
 
@@ -533,11 +570,11 @@ impl Service for Node {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        match key >> 56 {
-            0x01 => self.fetches.on_timer(cx, key),
-            0x02 => self.peer_server.on_timer(cx, key),
-            _ if key == CRON => self.cron(cx),
-            _ => {}
+        match Timer::from_key(key) {
+            Some(Timer::Cron) => self.cron(cx),
+            Some(Timer::Fetch(seq)) => self.fetches.on_timer(cx, seq),
+            Some(t @ (Timer::Peer(_) | Timer::PeerSweep)) => self.peer_server.on_timer(cx, t),
+            None => {}
         }
     }
 
@@ -560,13 +597,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usernames_that_can_name_a_directory() {
-        assert!(valid_username("alice"));
-        assert!(valid_username("a.b-c_9"));
-        assert!(!valid_username("..."));
-        assert!(!valid_username(".."));
-        assert!(!valid_username("ab"));
-        assert!(!valid_username("a/bc"));
-        assert!(!valid_username(&"x".repeat(33)));
+    fn timer_keys_round_trip() {
+        for t in [
+            Timer::Cron,
+            Timer::Fetch(0),
+            Timer::Fetch(Timer::SEQ_MASK),
+            Timer::Peer(7),
+            Timer::PeerSweep,
+        ] {
+            assert_eq!(Timer::from_key(t.to_key()), Some(t));
+        }
+        assert_ne!(Timer::Peer(0).to_key(), Timer::PeerSweep.to_key());
+        assert_eq!(Timer::from_key(0), None);
     }
 }

@@ -21,6 +21,7 @@ use memmap2::{Mmap, MmapOptions};
 use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
 
 use super::sandbox::Sandbox;
+use super::Timer;
 use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
 
 /// A published file as the catalog knows it.
@@ -63,10 +64,6 @@ const SMALL_FILE: u64 = 100 * 1024 * 1024;
 /// Test-only pacing (bytes per second), so fault tests can act mid-transfer.
 pub const THROTTLE_ENV: &str = "P2PSHARE_TEST_THROTTLE_BPS";
 const PACE_TICK: Duration = Duration::from_millis(50);
-/// Timer keys of this module carry this top byte (NODE.md).
-pub const TIMER_TAG: u64 = 0x02 << 56;
-/// The map-cache sweep's timer key (pacing keys start at 1).
-const SWEEP_KEY: u64 = TIMER_TAG;
 /// A map no transfer uses is dropped after this long.
 const MAP_LINGER: Duration = Duration::from_secs(10);
 /// Maps kept at most; the least recently used idle one goes first.
@@ -315,9 +312,11 @@ impl PeerServer {
         }
     }
 
-    /// A pacing tick or the map sweep (keys tagged [`TIMER_TAG`]).
-    pub fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        if key == SWEEP_KEY {
+    /// A first-line deadline, a pacing tick (`Timer::Peer`) or the map
+    /// sweep (`Timer::PeerSweep`).
+    pub fn on_timer(&mut self, cx: &mut Ctx, t: Timer) {
+        let key = t.to_key();
+        if t == Timer::PeerSweep {
             self.sweep = None;
             self.maps.evict(cx.now());
             return self.arm_sweep(cx);
@@ -407,12 +406,12 @@ impl PeerServer {
     /// While maps are kept, a sweep drops the idle ones.
     fn arm_sweep(&mut self, cx: &mut Ctx) {
         if self.sweep.is_none() && !self.maps.maps.is_empty() {
-            self.sweep = Some(cx.timer(self.svc, MAP_LINGER, SWEEP_KEY));
+            self.sweep = Some(cx.timer(self.svc, MAP_LINGER, Timer::PeerSweep.to_key()));
         }
     }
 
     fn next_timer_key(&mut self) -> u64 {
-        let k = TIMER_TAG | (self.next_key & 0x00ff_ffff_ffff_ffff);
+        let k = Timer::Peer(self.next_key & Timer::SEQ_MASK).to_key();
         self.next_key += 1;
         k
     }

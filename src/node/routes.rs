@@ -10,13 +10,15 @@ use serde_json::{json, Map, Value};
 
 use super::api::{FetchOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
 use super::fetch::{FetchRequest, HostOffer};
-use super::files::{self, now_unix, Status};
+use super::files::Status;
 use super::hashing::observe;
 use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
 use super::persist::AfterSave;
 use super::pick;
 use super::session::Wait;
 use super::{Node, OpId};
+use crate::proto::names::check_file_name;
+use crate::util::unix_now;
 
 type Body = Map<String, Value>;
 
@@ -190,7 +192,7 @@ impl Node {
         let Some(u) = self.users.get_mut(user) else {
             return Reply::error(404, "Unknown user").into();
         };
-        let added_at = now_unix();
+        let added_at = unix_now();
         let (name, new) = match u.catalog.add(path, added_at) {
             Ok(x) => x,
             Err((status, msg)) => return Reply::error(status, &msg).into(),
@@ -373,7 +375,7 @@ impl Node {
         let Some(s) = u.session.as_ref() else {
             return Reply::error(409, NOT_INITIALISED).into();
         };
-        let at = now_unix();
+        let at = unix_now();
         if !s.is_up() {
             return self.publish_locally(cx, op, user, &name, at);
         }
@@ -492,7 +494,7 @@ impl Node {
 
     pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Body) -> Outcome {
         let fname = try_reply!(required(b, "fname")).to_owned();
-        if let Err(why) = files::check_name(&fname) {
+        if let Err(why) = check_file_name(&fname) {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
         }
         let overwrite = try_reply!(bool_field(b, "overwrite"));
