@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use super::sandbox::{Place, Sandbox};
 use super::Timer;
 use crate::proto::names::valid_file_name;
-use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+use crate::proto::peer::{self, Answer, Decoded, ErrorCode, Request};
 use crate::util::{hex, unix_now};
 pub use disk::part_path;
 use disk::{Buf, DiskLane, Event, PartFiles};
@@ -170,7 +170,7 @@ impl Phase {
     }
 }
 
-struct Job {
+struct Download {
     rec: Record,
     phase: Phase,
     /// Index into `rec.hosts` being tried.
@@ -214,7 +214,7 @@ enum OnDisk {
 }
 
 /// Results of worker jobs.
-enum Done {
+enum ChoreDone {
     Hashed {
         id: String,
         result: Result<OnDisk, String>,
@@ -230,16 +230,16 @@ pub struct Fetches {
     svc: ServiceId,
     sandbox: Arc<Sandbox>,
     records_path: PathBuf,
-    jobs: HashMap<String, Job>,
+    jobs: HashMap<String, Download>,
     /// Fetch ids, oldest first.
     order: Vec<String>,
     conns: ConnMap<String>,
     timers: HashMap<u64, (String, TimerKind)>,
     next_key: u64,
     /// Hashing a resumed `.part`.
-    work: Pool<Done>,
+    work: Pool<ChoreDone>,
     /// Saving the records, one at a time and in order.
-    saver: Pool<Done>,
+    saver: Pool<ChoreDone>,
     /// Hashes, writes and finishes downloads off the loop thread.
     lane: DiskLane,
     saving: bool,
@@ -311,7 +311,7 @@ impl Fetches {
             f.order.push(rec.fetch_id.clone());
             f.jobs.insert(
                 rec.fetch_id.clone(),
-                Job {
+                Download {
                     rec,
                     phase: if resume { Phase::Waiting } else { Phase::Done },
                     host: 0,
@@ -443,7 +443,7 @@ impl Fetches {
         self.order.push(id.clone());
         self.jobs.insert(
             id.clone(),
-            Job {
+            Download {
                 rec,
                 phase: Phase::Waiting,
                 host: 0,
@@ -686,14 +686,14 @@ impl Fetches {
         cx: &mut Ctx,
         fid: &str,
         id: ConnId,
-        reply: Reply,
+        reply: Answer,
     ) -> Result<(), String> {
         let Some(job) = self.jobs.get_mut(fid) else {
             return Ok(());
         };
         let host = host_name(job);
         match (&job.phase, reply) {
-            (Phase::AwaitInfo { .. }, Reply::Info { size, sha256 }) => {
+            (Phase::AwaitInfo { .. }, Answer::Info { size, sha256 }) => {
                 if size != job.rec.total_size {
                     return Err(format!(
                         "{host} has a different version of the file ({size} bytes, not {})",
@@ -713,11 +713,11 @@ impl Fetches {
                 Ok(())
             }
             // The peer has not hashed the file yet: go on, and check what we can.
-            (Phase::AwaitInfo { .. }, Reply::Error(ErrorCode::ReadError)) => {
+            (Phase::AwaitInfo { .. }, Answer::Error(ErrorCode::ReadError)) => {
                 job.phase = Phase::AwaitLength { conn: id };
                 Ok(())
             }
-            (Phase::AwaitLength { .. }, Reply::Length(n)) => {
+            (Phase::AwaitLength { .. }, Answer::Length(n)) => {
                 let want = job.rec.total_size - job.rec.downloaded_size;
                 if n != want {
                     return Err(format!(
@@ -746,7 +746,7 @@ impl Fetches {
                 }
                 Ok(())
             }
-            (_, Reply::Error(code)) => Err(match code {
+            (_, Answer::Error(code)) => Err(match code {
                 ErrorCode::NotFound => format!("{host} no longer publishes the file"),
                 ErrorCode::FileNotFound => format!("{host} no longer has the file on disk"),
                 ErrorCode::ReadError => format!("{host} could not read the file"),
@@ -848,7 +848,7 @@ impl Fetches {
         }
         for done in self.work.drain().into_iter().chain(self.saver.drain()) {
             match done {
-                Done::Saved { covers, result } => {
+                ChoreDone::Saved { covers, result } => {
                     self.saving = false;
                     self.saved_durably(covers, &result);
                     if let Err(e) = result {
@@ -858,7 +858,7 @@ impl Fetches {
                         self.save();
                     }
                 }
-                Done::Hashed { id, result } => self.on_hashed(cx, &id, result),
+                ChoreDone::Hashed { id, result } => self.on_hashed(cx, &id, result),
             }
         }
     }
@@ -1231,7 +1231,7 @@ impl Fetches {
         if let Some(job) = self.jobs.get_mut(fid) {
             job.place = Some(place.clone());
         }
-        let submitted = self.work.submit(move || Done::Hashed {
+        let submitted = self.work.submit(move || ChoreDone::Hashed {
             result: look_on_disk(&place, recorded, total, sha.as_deref()),
             id,
         });
@@ -1346,7 +1346,7 @@ impl Fetches {
         };
         let path = self.records_path.clone();
         let covers = self.durable_asked;
-        let job = move || Done::Saved {
+        let job = move || ChoreDone::Saved {
             covers,
             result: crate::store::write_atomic(&path, &bytes).map_err(|e| e.to_string()),
         };
@@ -1365,7 +1365,7 @@ impl Fetches {
 
 // ----- helpers (no loop state) -----
 
-fn host_name(job: &Job) -> String {
+fn host_name(job: &Download) -> String {
     job.rec
         .hosts
         .get(job.host)
@@ -1373,7 +1373,7 @@ fn host_name(job: &Job) -> String {
         .unwrap_or_else(|| "the peer".into())
 }
 
-fn host_addr(job: &Job) -> String {
+fn host_addr(job: &Download) -> String {
     job.rec
         .hosts
         .get(job.host)
@@ -1382,7 +1382,7 @@ fn host_addr(job: &Job) -> String {
 }
 
 /// The sentence shown when every host failed.
-fn final_error(job: &Job) -> String {
+fn final_error(job: &Download) -> String {
     let last = job
         .last_error
         .clone()
@@ -1405,7 +1405,7 @@ fn final_error(job: &Job) -> String {
     }
 }
 
-fn progress_json(job: &Job, now: Instant) -> Value {
+fn progress_json(job: &Download, now: Instant) -> Value {
     let r = &job.rec;
     let running = matches!(r.status, Status::Downloading);
     let speed = match (r.status, r.finished_at) {

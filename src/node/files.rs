@@ -728,7 +728,7 @@ impl Catalog {
     }
 }
 
-impl peer_server::Catalog for Catalog {
+impl peer_server::PublishedFiles for Catalog {
     fn published(&self, name: &str) -> Option<SharedFile> {
         let f = self.files.get(name)?;
         if !f.is_published || f.status == Status::Missing {
@@ -790,7 +790,7 @@ fn allowed_at_load(sandbox: &Sandbox, user: &str, f: &mut TrackedFile) -> bool {
 mod tests {
     use super::*;
     use crate::node::hashing::{hash_file, observe};
-    use crate::node::peer_server::Catalog as _;
+    use crate::node::peer_server::PublishedFiles as _;
 
     fn sandbox(dir: &Path) -> Arc<Sandbox> {
         let data = dir.join("data");

@@ -2,7 +2,7 @@
 //! file (streamed in 1 MiB reads) and `stat` sweeps over many files. Every
 //! file is opened through the [`Sandbox`] (beneath its share root, no
 //! symlink followed), so a swapped-in symlink cannot redirect a hash or a
-//! rescan; results go back to the loop as [`Done`].
+//! rescan; results go back to the loop as [`WorkDone`].
 
 use crate::util::hex;
 use std::io::{ErrorKind, Read};
@@ -72,7 +72,7 @@ pub struct HashJob {
 
 /// A finished job, handed back to the loop.
 #[derive(Debug)]
-pub enum Done {
+pub enum WorkDone {
     Hash {
         job: HashJob,
         result: HashResult,

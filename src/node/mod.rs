@@ -43,7 +43,7 @@ use crate::http_server::{self, HttpServer};
 // Usernames name a directory, so `persist` refuses others as the coordinator does.
 use crate::proto::names::valid_username;
 use files::{Catalog, Effect};
-use hashing::{Done, HashJob};
+use hashing::{HashJob, WorkDone};
 use heartbeat::Intervals;
 use peer_server::{PeerServer, SharedFile};
 use session::Session;
@@ -160,7 +160,7 @@ pub struct Node {
     peer_server: PeerServer,
     fetches: fetch::Fetches,
     forwards: forward::Forwards,
-    work: Pool<Done>,
+    work: Pool<WorkDone>,
     /// The one thread that reads and durably writes catalogs, in order.
     store: Pool<persist::Stored>,
     saves: persist::Saves,
@@ -175,7 +175,7 @@ pub struct Node {
 /// Serves nothing: peer connections of a user who logged out meanwhile.
 struct NoFiles;
 
-impl peer_server::Catalog for NoFiles {
+impl peer_server::PublishedFiles for NoFiles {
     fn published(&self, _name: &str) -> Option<SharedFile> {
         None
     }
@@ -332,7 +332,7 @@ impl Node {
         let j: HashJob = job;
         let submitted = self.work.submit(move || {
             let result = hashing::hash_file(&j.sandbox, &j.path);
-            Done::Hash { job: j, result }
+            WorkDone::Hash { job: j, result }
         });
         if submitted.is_err() {
             u.catalog.hash_not_started(name);
@@ -366,7 +366,7 @@ impl Node {
         let paths = u.catalog.paths();
         let who = user.to_owned();
         let sandbox = self.settings.sandbox.clone();
-        let submitted = self.work.submit(move || Done::Scan {
+        let submitted = self.work.submit(move || WorkDone::Scan {
             user: who,
             seen: paths
                 .into_iter()
@@ -385,7 +385,7 @@ impl Node {
     fn work_done(&mut self, cx: &mut Ctx) {
         for done in self.work.drain() {
             match done {
-                Done::Hash { job, result } => {
+                WorkDone::Hash { job, result } => {
                     let effects = match self.users.get_mut(&job.user) {
                         Some(u) => u.catalog.hash_done(&job, result),
                         None => continue,
@@ -393,7 +393,7 @@ impl Node {
                     let user = job.user.clone();
                     self.apply_effects(cx, &user, effects);
                 }
-                Done::Scan { user, seen } => {
+                WorkDone::Scan { user, seen } => {
                     let Some(u) = self.users.get_mut(&user) else {
                         continue;
                     };

@@ -1,6 +1,6 @@
 //! Serves the files each user published to other peers (SPEC §3), one
 //! request at a time per connection, from a memory map handed to the reactor.
-//! It looks files up only by exact published name through [`Catalog`]: it
+//! It looks files up only by exact published name through [`PublishedFiles`]: it
 //! never takes a path from a peer, never reveals one, and never reads the
 //! mapped pages itself (only write(2) does, which turns a truncated file into
 //! EFAULT on that connection instead of SIGBUS for the process). Files are
@@ -22,7 +22,7 @@ use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
 
 use super::sandbox::Sandbox;
 use super::Timer;
-use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+use crate::proto::peer::{self, Answer, Decoded, ErrorCode, Request};
 
 /// A published file as the catalog knows it.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub struct SharedFile {
 }
 
 /// The node's view of what a user published.
-pub trait Catalog {
+pub trait PublishedFiles {
     /// The published file of that exact name, or None.
     fn published(&self, name: &str) -> Option<SharedFile>;
     /// Called when serving found the file gone or changed on disk (size/mtime differ).
@@ -278,12 +278,12 @@ impl PeerServer {
         }
     }
 
-    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn PublishedFiles) {
         self.serve(cx, id, catalog);
     }
 
     /// The queued range went out: the next request may be parsed.
-    pub fn on_drained(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+    pub fn on_drained(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn PublishedFiles) {
         if let Some(c) = self.conns.get_mut(id) {
             if matches!(c.state, State::Sending) {
                 c.state = State::Ready;
@@ -417,7 +417,7 @@ impl PeerServer {
     }
 
     /// Answers whole request lines until one starts a transfer.
-    fn serve(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+    fn serve(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn PublishedFiles) {
         loop {
             match self.conns.get(id) {
                 Some(c) if matches!(c.state, State::Ready) => {}
@@ -446,19 +446,19 @@ impl PeerServer {
         }
     }
 
-    fn answer(&mut self, cx: &mut Ctx, id: ConnId, req: Request, catalog: &mut dyn Catalog) {
+    fn answer(&mut self, cx: &mut Ctx, id: ConnId, req: Request, catalog: &mut dyn PublishedFiles) {
         let (name, offset, length) = match req {
             Request::Ping => return cx.send_static(id, b"PONG\n"),
             Request::Info { name } => {
                 let reply = match lookup(catalog, &name) {
-                    Err(code) => Reply::Error(code),
+                    Err(code) => Answer::Error(code),
                     Ok(f) => match (
                         check_on_disk(&self.sandbox, catalog, &f).map(|_| ()),
                         f.sha256,
                     ) {
-                        (Err(code), _) => Reply::Error(code),
-                        (Ok(_), None) => Reply::Error(ErrorCode::ReadError),
-                        (Ok(_), Some(sha256)) => Reply::Info {
+                        (Err(code), _) => Answer::Error(code),
+                        (Ok(_), None) => Answer::Error(ErrorCode::ReadError),
+                        (Ok(_), Some(sha256)) => Answer::Info {
                             size: f.size,
                             sha256,
                         },
@@ -511,7 +511,7 @@ impl PeerServer {
         } else {
             1024 * 1024
         };
-        cx.send_vec(id, peer::encode_reply(&Reply::Length(n)));
+        cx.send_vec(id, peer::encode_reply(&Answer::Length(n)));
         let paced = self.throttle_bps.is_some();
         let timer = if paced {
             let key = self.next_timer_key();
@@ -539,7 +539,7 @@ impl PeerServer {
 
 /// The published file of exactly that name. A name that could be a path
 /// is refused before the catalog is even asked.
-fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
+fn lookup(catalog: &dyn PublishedFiles, name: &str) -> Result<SharedFile, ErrorCode> {
     if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
         return Err(ErrorCode::NotFound);
     }
@@ -556,7 +556,7 @@ fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
 /// it) answers `filenotfound` and tells the catalog, which looks again.
 fn check_on_disk(
     sandbox: &Sandbox,
-    catalog: &mut dyn Catalog,
+    catalog: &mut dyn PublishedFiles,
     f: &SharedFile,
 ) -> Result<(File, Metadata), ErrorCode> {
     let (file, meta) = match sandbox.open_read(&f.path, libc::O_RDONLY) {
@@ -623,7 +623,7 @@ mod tests {
     use super::*;
 
     struct One(Option<SharedFile>, Vec<String>);
-    impl Catalog for One {
+    impl PublishedFiles for One {
         fn published(&self, name: &str) -> Option<SharedFile> {
             self.0.clone().filter(|f| f.name == name)
         }

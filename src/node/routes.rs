@@ -20,9 +20,9 @@ use super::{Node, OpId};
 use crate::proto::names::check_file_name;
 use crate::util::unix_now;
 
-type Body = Map<String, Value>;
+type Fields = Map<String, Value>;
 
-fn str_field<'a>(b: &'a Body, key: &str) -> Result<Option<&'a str>, Reply> {
+fn str_field<'a>(b: &'a Fields, key: &str) -> Result<Option<&'a str>, Reply> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -30,7 +30,7 @@ fn str_field<'a>(b: &'a Body, key: &str) -> Result<Option<&'a str>, Reply> {
     }
 }
 
-fn bool_field(b: &Body, key: &str) -> Result<bool, Reply> {
+fn bool_field(b: &Fields, key: &str) -> Result<bool, Reply> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(v)) => Ok(*v),
@@ -38,7 +38,7 @@ fn bool_field(b: &Body, key: &str) -> Result<bool, Reply> {
     }
 }
 
-fn required<'a>(b: &'a Body, key: &str) -> Result<&'a str, Reply> {
+fn required<'a>(b: &'a Fields, key: &str) -> Result<&'a str, Reply> {
     match str_field(b, key)? {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(Reply::error(400, &format!("Missing '{key}' (a string)"))),
@@ -83,7 +83,7 @@ impl Node {
             .join("downloads")
     }
 
-    pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
         if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
             if s.ever_up {
                 return self.client_info(user).into();
@@ -187,7 +187,13 @@ impl Node {
         Reply::ok(json!({"success": true, "files": files}))
     }
 
-    pub(super) fn api_add_file(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_add_file(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        b: &Fields,
+    ) -> Outcome {
         let path = try_reply!(required(b, "path"));
         let Some(u) = self.users.get_mut(user) else {
             return Reply::error(404, "Unknown user").into();
@@ -233,7 +239,7 @@ impl Node {
         cx: &mut Ctx,
         op: OpId,
         user: &str,
-        b: &Body,
+        b: &Fields,
     ) -> Outcome {
         let name = try_reply!(required(b, "fname"));
         let Some(u) = self.users.get_mut(user) else {
@@ -301,7 +307,7 @@ impl Node {
     }
 
     /// Name of the file a publish/unpublish body means (`fname`, or `path`).
-    fn named_file(&self, user: &str, b: &Body) -> Result<String, Reply> {
+    fn named_file(&self, user: &str, b: &Fields) -> Result<String, Reply> {
         let u = self
             .users
             .get(user)
@@ -327,7 +333,13 @@ impl Node {
         Err(Reply::error(400, "Missing 'fname' (or 'path')"))
     }
 
-    pub(super) fn api_publish(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_publish(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        b: &Fields,
+    ) -> Outcome {
         let force = try_reply!(bool_field(b, "force"));
         let name = try_reply!(self.named_file(user, b));
         // Look at the disk now, not at what the last sweep saw.
@@ -465,7 +477,7 @@ impl Node {
         cx: &mut Ctx,
         op: OpId,
         user: &str,
-        b: &Body,
+        b: &Fields,
     ) -> Outcome {
         let name = try_reply!(self.named_file(user, b));
         let Some(u) = self.users.get_mut(user) else {
@@ -492,7 +504,7 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Fields) -> Outcome {
         let fname = try_reply!(required(b, "fname")).to_owned();
         if let Err(why) = check_file_name(&fname) {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
