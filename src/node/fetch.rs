@@ -464,7 +464,7 @@ impl Fetches {
         Ok(id)
     }
 
-    /// SPEC §5 progress of one of `user`'s fetches.
+    /// Progress of one of `user`'s fetches, as `docs/client-api.md` shows it.
     pub fn progress(&self, user: &str, id: &str) -> Option<Value> {
         let job = self.jobs.get(id).filter(|j| j.rec.user == user)?;
         Some(progress_json(job, Instant::now()))

@@ -1,4 +1,4 @@
-//! Serves the files each user published to other peers (SPEC §3), one
+//! Serves the files each user published to other peers (`docs/peer-protocol.md`), one
 //! request at a time per connection, from a memory map handed to the reactor.
 //! It looks files up only by exact published name through [`PublishedFiles`]: it
 //! never takes a path from a peer, never reveals one, and never reads the
@@ -59,7 +59,8 @@ pub const MAX_CONNS_PER_IP: usize = 32;
 pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer connection with no traffic this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Files under this size go out in 256 KiB writes, larger ones in 1 MiB (SPEC §3).
+/// Files under this size go out in 256 KiB writes, larger ones in 1 MiB
+/// (`docs/peer-protocol.md`).
 const SMALL_FILE: u64 = 100 * 1024 * 1024;
 /// Test-only pacing (bytes per second), so fault tests can act mid-transfer.
 pub const THROTTLE_ENV: &str = "P2PSHARE_TEST_THROTTLE_BPS";

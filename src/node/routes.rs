@@ -1,4 +1,4 @@
-//! What each client-API endpoint does for its user (SPEC §5, notes/API.md),
+//! What each client-API endpoint does for its user (`docs/client-api.md`),
 //! and how requests that wait on the registry go on when its answers come.
 //! HTTP framing, the Host check and authentication happen before, in `api`.
 
