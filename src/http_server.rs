@@ -258,10 +258,6 @@ impl HttpServer {
         );
     }
 
-    pub fn owns(&self, id: ConnId) -> bool {
-        self.conns.get(id).is_some()
-    }
-
     /// The connection is gone; returns the op it was waiting on, whose answer
     /// will be dropped when it comes.
     pub fn closed(&mut self, id: ConnId) -> Option<OpId> {
@@ -275,11 +271,6 @@ impl HttpServer {
     /// about it needs keeping).
     pub fn answered_early(&self, op: OpId) -> bool {
         self.early.contains_key(&op)
-    }
-
-    /// Whether `op` still waits for its answer on an open connection.
-    pub fn is_waiting(&self, op: OpId) -> bool {
-        self.waiting.contains_key(&op)
     }
 
     fn write(&mut self, cx: &mut Ctx, id: ConnId, keep: bool, head: bool, reply: Reply) {
@@ -399,6 +390,105 @@ pub fn answer<S: HttpService>(svc: &mut S, cx: &mut Ctx, op: OpId, reply: Reply)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reactor::{CloseReason, ConnOptions, ListenerId, Reactor, Service};
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    /// Answers `/wait` from a timer 30 ms later, anything else at once with
+    /// its path; stops the loop when the client's connection closes.
+    struct Echo {
+        http: HttpServer,
+        parked: Vec<OpId>,
+    }
+
+    impl HttpService for Echo {
+        fn http(&mut self) -> &mut HttpServer {
+            &mut self.http
+        }
+        fn handle(&mut self, cx: &mut Ctx, call: Call, req: Request) -> Handled {
+            if req.path == "/wait" {
+                self.parked.push(call.op);
+                cx.timer(0, Duration::from_millis(30), call.op);
+                return Handled::Pending;
+            }
+            Reply::ok(json!({ "path": req.path })).into()
+        }
+    }
+
+    impl Service for Echo {
+        fn on_accept(&mut self, _: &mut Ctx, _: ListenerId, id: ConnId, peer: SocketAddr) {
+            self.http.accept(id, peer.ip());
+        }
+        fn on_input(&mut self, cx: &mut Ctx, id: ConnId) {
+            on_input(self, cx, id);
+        }
+        fn on_timer(&mut self, cx: &mut Ctx, op: u64) {
+            self.parked.retain(|o| *o != op);
+            answer(self, cx, op, Reply::ok(json!({ "path": "/wait" })));
+        }
+        fn on_close(&mut self, cx: &mut Ctx, id: ConnId, _: CloseReason) {
+            self.http.closed(id);
+            cx.stop();
+        }
+    }
+
+    /// Sends `input` on one connection to a fresh driver, returns all it got.
+    fn exchange(input: Vec<u8>) -> String {
+        let mut r = Reactor::new().unwrap();
+        let opts = ConnOptions {
+            max_input: MAX_INPUT,
+            ..ConnOptions::default()
+        };
+        let (_, addr) = r
+            .ctx()
+            .listen("127.0.0.1:0".parse().unwrap(), 0, opts)
+            .unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&input).unwrap();
+            let mut out = Vec::new();
+            let _ = s.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        });
+        let mut svc = Echo {
+            http: HttpServer::new(),
+            parked: Vec::new(),
+        };
+        r.run(&mut [&mut svc]).unwrap();
+        client.join().unwrap()
+    }
+
+    #[test]
+    fn pipelined_answers_keep_request_order_behind_one_that_waits() {
+        let got = exchange(
+            b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\nGET /now HTTP/1.1\r\nHost: x\r\n\r\nHEAD /head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n"
+                .to_vec(),
+        );
+        let wait = got.find(r#"{"path":"/wait"}"#).expect("the waiting answer");
+        let now = got.find(r#"{"path":"/now"}"#).expect("the next answer");
+        assert!(wait < now, "{got}");
+        assert_eq!(got.matches("HTTP/1.1 200").count(), 3, "{got}");
+        assert!(!got.contains("/head\""), "HEAD sends no body: {got}");
+        assert!(
+            !got.contains("/never"),
+            "nothing after Connection: close: {got}"
+        );
+        assert!(got.contains("X-Frame-Options: DENY"), "{got}");
+        assert!(got.contains("Date: "), "{got}");
+    }
+
+    #[test]
+    fn a_malformed_or_oversized_head_is_refused_and_closed() {
+        let got = exchange(b"GARBAGE\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec());
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+        assert_eq!(got.matches("HTTP/1.1").count(), 1, "{got}");
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 17 * 1024));
+        big.extend_from_slice(b"\r\n\r\n");
+        assert!(exchange(big).starts_with("HTTP/1.1 431"));
+        let both = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\nx";
+        assert!(exchange(both.to_vec()).starts_with("HTTP/1.1 400"));
+    }
 
     #[test]
     fn the_date_follows_the_tick_without_reading_the_clock_each_time() {

@@ -1,7 +1,9 @@
 //! The server API over the reactor's HTTP layer: accounts, tokens (and their
 //! revocation at logout), the per-address limit on register and login,
 //! admin views of the registry, the live peer probe, stats, and the admin UI.
-//! Password work and fsyncs run on the worker pool; answers keep request order.
+//! Password work and fsyncs run on the worker pool and answer by op id;
+//! HTTP itself (caps, pipelining in order, reply heads) is `crate::http_server`.
+//! What each endpoint answers: `docs/server-api.md`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
