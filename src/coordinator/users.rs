@@ -15,6 +15,7 @@
 //! compactly, atomically (temp file, fsync, rename).
 
 use crate::auth::password;
+use crate::util::unix_secs;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -218,8 +219,6 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-use crate::util::unix_secs as unix_now;
-
 /// What reading the log found.
 struct Loaded {
     users: Users,
@@ -362,7 +361,7 @@ impl UserStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read user store {}: {e}", path.display())),
         }
-        let loaded = parse_log(&bytes, unix_now()).map_err(|d| corrupt(&path, d))?;
+        let loaded = parse_log(&bytes, unix_secs()).map_err(|d| corrupt(&path, d))?;
         let mut file = open_append(&path)
             .map_err(|e| format!("cannot open user store {}: {e}", path.display()))?;
         if let Some(n) = loaded.torn {
@@ -477,7 +476,7 @@ impl UserStore {
         if log.records <= COMPACT_MIN_RECORDS.max(live.saturating_mul(2)) || log.broken.is_some() {
             return;
         }
-        let now = unix_now();
+        let now = unix_secs();
         log.revoked.retain(|_, exp| *exp > now);
         let mut out = Vec::new();
         let mut records = 0u64;
@@ -866,7 +865,7 @@ mod tests {
             prev = now;
         }
         s.login("user3", "password1").unwrap();
-        s.persist_revocation("j:abc", unix_now() + 100).unwrap();
+        s.persist_revocation("j:abc", unix_secs() + 100).unwrap();
         s.persist_revocation("j:old", 5).unwrap();
         assert!(fs::read(&file).unwrap().len() - prev.len() < 300);
         drop(s);
@@ -883,7 +882,7 @@ mod tests {
     fn many_logins_are_compacted_away() {
         let (d, s) = store();
         s.register("alice", "correct horse", "", IT).unwrap();
-        s.persist_revocation("j:live", unix_now() + 1000).unwrap();
+        s.persist_revocation("j:live", unix_secs() + 1000).unwrap();
         s.persist_revocation("j:dead", 1).unwrap();
         for _ in 0..(COMPACT_MIN_RECORDS + 10) {
             s.login("alice", "correct horse").unwrap();

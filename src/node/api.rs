@@ -420,7 +420,7 @@ impl Node {
         &mut self,
         cx: &mut Ctx,
         op: OpId,
-        answer: Result<http::Response, String>,
+        answer: super::forward::ServerAnswer,
     ) {
         let Some(kind) = self.take_op(op) else {
             return;
