@@ -107,11 +107,7 @@ pub fn utc_millis(secs: u64, millis: u32) -> String {
 
 /// The current time as `2025-11-06T10:30:00Z`.
 pub fn now_iso8601() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    utc_iso8601(secs)
+    utc_iso8601(crate::util::unix_secs())
 }
 
 #[macro_export]

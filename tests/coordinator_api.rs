@@ -1,4 +1,4 @@
-//! The server API (SPEC §4) through the binary: accounts, tokens, admin views,
+//! The server API (`docs/server-api.md`) through the binary: accounts, tokens, admin views,
 //! the live probe, stats, and the process-level behaviour (durability,
 //! signals, flags, descriptor exhaustion).
 

@@ -1,4 +1,4 @@
-//! The registry protocol (SPEC §2) through the real binary: every action,
+//! The registry protocol (`docs/registry-protocol.md`) through the real binary: every action,
 //! identity binding, liveness and paging.
 
 mod support;

@@ -1,4 +1,4 @@
-//! The peer protocol (SPEC §3) as a real node serves it: raw TCP against a
+//! The peer protocol (`docs/peer-protocol.md`) as a real node serves it: raw TCP against a
 //! user's peer listener, with a coordinator and a node process.
 
 mod support;

@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 
 use mio::Waker;
 
-type Job<T> = Box<dyn FnOnce() -> T + Send>;
+type Task<T> = Box<dyn FnOnce() -> T + Send>;
 
 /// The queue is full: answer "busy" (HTTP 503) rather than wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Busy;
 
 pub struct Pool<T: Send + 'static> {
-    tx: SyncSender<Job<T>>,
+    tx: SyncSender<Task<T>>,
     done: Arc<Mutex<Vec<T>>>,
 }
 
@@ -27,7 +27,7 @@ impl<T: Send + 'static> Pool<T> {
         queue: usize,
         waker: Arc<Waker>,
     ) -> std::io::Result<Self> {
-        let (tx, rx) = sync_channel::<Job<T>>(queue);
+        let (tx, rx) = sync_channel::<Task<T>>(queue);
         let rx = Arc::new(Mutex::new(rx));
         let done = Arc::new(Mutex::new(Vec::new()));
         for i in 0..threads.max(1) {

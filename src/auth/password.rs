@@ -111,9 +111,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
+    use crate::util::hex;
 
     fn spaced(s: &str) -> String {
         s.split_whitespace().collect()

@@ -1,46 +1,30 @@
 //! The server API over the reactor's HTTP layer: accounts, tokens (and their
 //! revocation at logout), the per-address limit on register and login,
 //! admin views of the registry, the live peer probe, stats, and the admin UI.
-//! Password work and fsyncs run on the worker pool; answers keep request order.
+//! Password work and fsyncs run on the worker pool and answer by op id;
+//! HTTP itself (caps, pipelining in order, reply heads) is `crate::http_server`.
+//! What each endpoint answers: `docs/server-api.md`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use reactor::http::{self, Limits, Parse, Request};
+use reactor::http::{self, Request};
 use reactor::line::{next_line, Line};
 use reactor::{CloseReason, ConnId, ConnOptions, Ctx, TimerId};
 use serde_json::{json, Value};
 
 use super::registry::Host;
 use super::users::{LoginError, RegisterError, User, UserStore};
-use super::{unix_now, Coordinator, Kind, T_PROBE_BASE};
+use super::{Coordinator, Kind, Timer};
 use crate::auth::{jwt, password};
+use crate::http_server::{self, Call, Handled, HttpServer, HttpService, OpId, Reply};
 use crate::proto::registry::{Action, FileMeta};
 use crate::web::{self, Site};
 
-/// Headers every answer carries: the UI is same-origin and script-only.
-pub const SECURITY_HEADERS: [(&str, &str); 4] = [
-    (
-        "Content-Security-Policy",
-        "default-src 'self'; frame-ancestors 'none'",
-    ),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-];
-
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Default)]
-pub struct HttpConn {
-    /// An answer is being prepared off the loop; later requests wait.
-    pub waiting: Option<u64>,
-    pub keep_alive: bool,
-    /// The source address, as rate limits count it.
-    pub peer: Option<IpAddr>,
-}
-
-pub enum Job {
+/// Slow account work for the worker pool.
+pub enum AccountJob {
     Register {
         username: String,
         password: String,
@@ -61,58 +45,65 @@ pub enum Job {
     },
 }
 
-pub enum JobResult {
+/// What the account work found.
+pub enum AccountResult {
     Registered(Result<User, RegisterError>),
     LoggedIn(Result<User, LoginError>),
     Admin(bool),
     Revoked(Result<(), String>),
 }
 
-pub struct JobDone {
-    pub op: u64,
-    pub result: JobResult,
+/// Account work done, for the request that waits as `op`.
+pub struct AccountDone {
+    pub op: OpId,
+    pub result: AccountResult,
 }
 
 /// Runs on a worker thread: the slow password work.
 pub fn run_job(
     op: u64,
-    job: Job,
+    job: AccountJob,
     users: &UserStore,
     admin_hash: &str,
     admin_name: &str,
     iterations: u32,
-) -> JobDone {
+) -> AccountDone {
     let result = match job {
-        Job::Register {
+        AccountJob::Register {
             username,
             password,
             display_name,
-        } => JobResult::Registered(users.register(&username, &password, &display_name, iterations)),
-        Job::Login { username, password } => JobResult::LoggedIn(users.login(&username, &password)),
-        Job::AdminLogin { username, password } => {
+        } => AccountResult::Registered(users.register(
+            &username,
+            &password,
+            &display_name,
+            iterations,
+        )),
+        AccountJob::Login { username, password } => {
+            AccountResult::LoggedIn(users.login(&username, &password))
+        }
+        AccountJob::AdminLogin { username, password } => {
             // Always hash, so a wrong username costs the same time.
             let pw_ok = password::verify_password(&password, admin_hash).unwrap_or(false);
             let name_ok = password::constant_time_eq(username.as_bytes(), admin_name.as_bytes());
-            JobResult::Admin(pw_ok && name_ok)
+            AccountResult::Admin(pw_ok && name_ok)
         }
-        Job::Revoke { id, exp } => JobResult::Revoked(users.persist_revocation(&id, exp)),
+        AccountJob::Revoke { id, exp } => {
+            AccountResult::Revoked(users.persist_revocation(&id, exp))
+        }
     };
-    JobDone { op, result }
+    AccountDone { op, result }
 }
 
 pub struct Probe {
-    pub op: u64,
-    pub http: ConnId,
+    pub op: OpId,
     pub started: Instant,
     pub timer: TimerId,
     pub hostname: String,
 }
 
-/// An answer: status and JSON body.
-type Answer = (u16, Value);
-
-fn err(status: u16, msg: impl Into<String>) -> Answer {
-    (status, json!({"success": false, "error": msg.into()}))
+fn err(status: u16, msg: impl AsRef<str>) -> Reply {
+    Reply::error(status, msg.as_ref())
 }
 
 fn meta_json(m: &FileMeta) -> Value {
@@ -155,7 +146,7 @@ fn client_json(h: &Host) -> Value {
 }
 
 /// Parses a JSON object body into string fields.
-fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Answer> {
+fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Reply> {
     match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(err(400, "Request body must be a JSON object")),
@@ -167,7 +158,7 @@ fn str_field(
     m: &serde_json::Map<String, Value>,
     name: &str,
     required: bool,
-) -> Result<String, Answer> {
+) -> Result<String, Reply> {
     match m.get(name) {
         Some(Value::String(s)) => Ok(s.clone()),
         None | Some(Value::Null) if !required => Ok(String::new()),
@@ -176,80 +167,21 @@ fn str_field(
     }
 }
 
+impl HttpService for Coordinator {
+    fn http(&mut self) -> &mut HttpServer {
+        &mut self.http
+    }
+
+    fn handle(&mut self, cx: &mut Ctx, call: Call, req: Request) -> Handled {
+        self.route(cx, call, req)
+    }
+}
+
 impl Coordinator {
-    pub(super) fn http_input(&mut self, cx: &mut Ctx, id: ConnId) {
-        let limits = Limits::default();
-        loop {
-            match self.conns.get(id) {
-                Some(Kind::Http(h)) if h.waiting.is_none() => {}
-                _ => return,
-            }
-            match http::parse_request(cx.input(id), &limits) {
-                Parse::Partial => return,
-                Parse::Reject { status, message } => {
-                    self.respond(cx, id, err(status, message), false);
-                    cx.close_after_flush(id);
-                    return;
-                }
-                Parse::Done(req, used) => {
-                    cx.consume(id, used);
-                    if let Some(Kind::Http(h)) = self.conns.get_mut(id) {
-                        h.keep_alive = req.keep_alive;
-                    }
-                    self.route(cx, id, req);
-                }
-            }
-        }
-    }
-
-    /// Sends a JSON answer and, without keep-alive, closes after it.
-    fn respond(&mut self, cx: &mut Ctx, id: ConnId, answer: Answer, keep_alive: bool) {
-        self.respond_with(cx, id, answer, keep_alive, &[]);
-    }
-
-    fn respond_with(
-        &mut self,
-        cx: &mut Ctx,
-        id: ConnId,
-        (status, body): Answer,
-        keep_alive: bool,
-        headers: &[(&str, &str)],
-    ) {
-        let body = body.to_string().into_bytes();
-        let mut head = Vec::with_capacity(512);
-        let date = self.date().to_string();
-        let mut extra: Vec<(&str, &str)> = SECURITY_HEADERS.to_vec();
-        extra.push(("Cache-Control", "no-store"));
-        extra.extend_from_slice(headers);
-        http::write_head(
-            &mut head,
-            status,
-            "application/json",
-            body.len(),
-            keep_alive,
-            &date,
-            &extra,
-        );
-        head.extend_from_slice(&body);
-        cx.send_vec(id, head);
-        if !keep_alive {
-            cx.close_after_flush(id);
-        }
-    }
-
-    fn keep_alive(&self, id: ConnId) -> bool {
-        matches!(self.conns.get(id), Some(Kind::Http(h)) if h.keep_alive)
-    }
-
-    fn answer(&mut self, cx: &mut Ctx, id: ConnId, a: Answer) {
-        let ka = self.keep_alive(id);
-        self.respond(cx, id, a, ka);
-    }
-
-    fn route(&mut self, cx: &mut Ctx, id: ConnId, req: Request) {
+    fn route(&mut self, cx: &mut Ctx, call: Call, req: Request) -> Handled {
         let path = req.path.clone();
         if !path.starts_with("/api/") {
-            return self.serve_static(cx, id, &req);
+            return self.serve_static(&req).into();
         }
         let method = req.method.as_str();
         let limited = method == "POST"
@@ -258,21 +190,24 @@ impl Coordinator {
                 "/api/user/register" | "/api/user/login" | "/api/admin/login"
             );
         if limited {
-            if let Err(wait) = self.take_attempt(id) {
-                let ka = self.keep_alive(id);
-                let secs = wait.to_string();
-                let a = err(
+            if let Err(wait) = self
+                .rate
+                .take(super::guard::addr_key(call.peer), Instant::now())
+            {
+                return err(
                     429,
                     format!("Too many attempts from your address; try again in {wait} s"),
-                );
-                return self.respond_with(cx, id, a, ka, &[("Retry-After", &secs)]);
+                )
+                .with_header("Retry-After", wait.to_string())
+                .into();
             }
         }
-        let result: Result<Option<Answer>, Answer> = match (method, path.as_str()) {
-            ("POST", "/api/user/register") => self.start_register(cx, id, &req),
-            ("POST", "/api/user/logout") => self.start_logout(cx, id, &req),
-            ("POST", "/api/user/login") => self.start_login(cx, id, &req, false),
-            ("POST", "/api/admin/login") => self.start_login(cx, id, &req, true),
+        let op = call.op;
+        let result: Result<Option<Reply>, Reply> = match (method, path.as_str()) {
+            ("POST", "/api/user/register") => self.start_register(op, &req),
+            ("POST", "/api/user/logout") => self.start_logout(op, &req),
+            ("POST", "/api/user/login") => self.start_login(op, &req, false),
+            ("POST", "/api/admin/login") => self.start_login(op, &req, true),
             ("POST", "/api/user/verify") => self.verify(&req).map(Some),
             ("GET", "/api/stats") => Ok(Some(self.stats_json(cx))),
             ("GET", "/api/admin/registry") => {
@@ -284,64 +219,31 @@ impl Coordinator {
                 .map(Some),
             ("GET", p) if p.starts_with("/api/admin/ping/") => self
                 .admin(&req)
-                .and_then(|_| self.start_probe(cx, id, &p["/api/admin/ping/".len()..])),
+                .and_then(|_| self.start_probe(cx, op, &p["/api/admin/ping/".len()..])),
             (_, p) if known_path(p) => {
                 Err(err(405, format!("Method {method} is not allowed on {p}")))
             }
             _ => Err(err(404, format!("No such endpoint: {path}"))),
         };
         match result {
-            Ok(Some(a)) | Err(a) => self.answer(cx, id, a),
-            Ok(None) => {}
+            Ok(Some(a)) | Err(a) => Handled::Now(a),
+            Ok(None) => Handled::Pending,
         }
     }
 
-    fn serve_static(&mut self, cx: &mut Ctx, id: ConnId, req: &Request) {
+    fn serve_static(&self, req: &Request) -> Reply {
         if req.method != "GET" && req.method != "HEAD" {
-            return self.answer(cx, id, err(405, "Only GET is allowed for pages"));
+            return err(405, "Only GET is allowed for pages");
         }
-        let Some(asset) = web::lookup(Site::Admin, &req.path) else {
-            return self.answer(cx, id, err(404, format!("No such page: {}", req.path)));
-        };
-        let ka = self.keep_alive(id);
-        let date = self.date().to_string();
-        let mut extra: Vec<(&str, &str)> = SECURITY_HEADERS.to_vec();
-        extra.push(("Cache-Control", asset.cache_control));
-        let mut head = Vec::with_capacity(512);
-        http::write_head(
-            &mut head,
-            200,
-            asset.content_type,
-            asset.body.len(),
-            ka,
-            &date,
-            &extra,
-        );
-        cx.send_vec(id, head);
-        if req.method == "GET" {
-            cx.send_static(id, asset.body);
-        }
-        if !ka {
-            cx.close_after_flush(id);
-        }
-    }
-
-    /// One register or login attempt from this connection's address:
-    /// Err(seconds to wait) past the limit.
-    fn take_attempt(&mut self, id: ConnId) -> Result<(), u64> {
-        let peer = match self.conns.get(id) {
-            Some(Kind::Http(h)) => h.peer,
-            _ => None,
-        };
-        match peer {
-            Some(ip) => self.rate.take(ip, Instant::now()),
-            None => Ok(()),
+        match web::lookup(Site::Admin, &req.path) {
+            Some(asset) => Reply::asset(&asset),
+            None => err(404, format!("No such page: {}", req.path)),
         }
     }
 
     /// A token's claims and id, refused when invalid or revoked.
-    fn check_token(&self, token: &str) -> Result<(jwt::Claims, String), Answer> {
-        let (c, tid) = jwt::verify_with_id(&self.jwt_secret, token, unix_now() as u64)
+    fn check_token(&self, token: &str) -> Result<(jwt::Claims, String), Reply> {
+        let (c, tid) = jwt::verify_with_id(&self.jwt_secret, token, crate::util::unix_secs())
             .map_err(|e| err(401, format!("Invalid token: {e}")))?;
         if self.revoked.contains_key(&tid) {
             return Err(err(401, "Invalid token: it was revoked at logout"));
@@ -349,7 +251,7 @@ impl Coordinator {
         Ok((c, tid))
     }
 
-    fn bearer(req: &Request) -> Result<&str, Answer> {
+    fn bearer(req: &Request) -> Result<&str, Reply> {
         let Some(auth) = req.header("authorization") else {
             return Err(err(401, "Missing Authorization: Bearer token"));
         };
@@ -358,25 +260,19 @@ impl Coordinator {
             .ok_or_else(|| err(401, "Authorization must be 'Bearer <token>'"))
     }
 
-    fn claims(&self, req: &Request) -> Result<jwt::Claims, Answer> {
+    fn claims(&self, req: &Request) -> Result<jwt::Claims, Reply> {
         self.check_token(Self::bearer(req)?).map(|(c, _)| c)
     }
 
     /// Revokes the Bearer token until it expires: at once in memory (the
     /// registry and verify refuse it from now on), answered once the log
     /// holds it.
-    fn start_logout(
-        &mut self,
-        cx: &mut Ctx,
-        id: ConnId,
-        req: &Request,
-    ) -> Result<Option<Answer>, Answer> {
+    fn start_logout(&mut self, op: OpId, req: &Request) -> Result<Option<Reply>, Reply> {
         let (c, tid) = self.check_token(Self::bearer(req)?)?;
         self.revoked.insert(tid.clone(), c.exp);
         if !self.submit(
-            cx,
-            id,
-            Job::Revoke {
+            op,
+            AccountJob::Revoke {
                 id: tid,
                 exp: c.exp,
             },
@@ -386,7 +282,7 @@ impl Coordinator {
         Ok(None)
     }
 
-    fn admin(&self, req: &Request) -> Result<(), Answer> {
+    fn admin(&self, req: &Request) -> Result<(), Reply> {
         let c = self.claims(req)?;
         if c.role != "admin" {
             return Err(err(403, "This needs an admin token"));
@@ -395,7 +291,7 @@ impl Coordinator {
     }
 
     fn token_for(&self, sub: &str, role: &str) -> String {
-        let now = unix_now() as u64;
+        let now = crate::util::unix_secs();
         jwt::sign(
             &self.jwt_secret,
             &jwt::Claims {
@@ -408,12 +304,7 @@ impl Coordinator {
         )
     }
 
-    fn start_register(
-        &mut self,
-        cx: &mut Ctx,
-        id: ConnId,
-        req: &Request,
-    ) -> Result<Option<Answer>, Answer> {
+    fn start_register(&mut self, op: OpId, req: &Request) -> Result<Option<Reply>, Reply> {
         let m = body_json(req)?;
         let username = str_field(&m, "username", true)?;
         let password = str_field(&m, "password", true)?;
@@ -424,12 +315,12 @@ impl Coordinator {
         if self.users.get(&username).is_some() {
             return Err(err(409, format!("Username '{username}' is already taken")));
         }
-        let job = Job::Register {
+        let job = AccountJob::Register {
             username,
             password,
             display_name,
         };
-        if !self.submit(cx, id, job) {
+        if !self.submit(op, job) {
             return Err(err(503, "The server is busy; try again in a moment"));
         }
         Ok(None)
@@ -437,32 +328,30 @@ impl Coordinator {
 
     fn start_login(
         &mut self,
-        cx: &mut Ctx,
-        id: ConnId,
+        op: OpId,
         req: &Request,
         admin: bool,
-    ) -> Result<Option<Answer>, Answer> {
+    ) -> Result<Option<Reply>, Reply> {
         let m = body_json(req)?;
         let username = str_field(&m, "username", true)?;
         let password = str_field(&m, "password", true)?;
         let job = if admin {
-            Job::AdminLogin { username, password }
+            AccountJob::AdminLogin { username, password }
         } else {
-            Job::Login { username, password }
+            AccountJob::Login { username, password }
         };
-        if !self.submit(cx, id, job) {
+        if !self.submit(op, job) {
             return Err(err(503, "The server is busy; try again in a moment"));
         }
         Ok(None)
     }
 
-    fn verify(&self, req: &Request) -> Result<Answer, Answer> {
+    fn verify(&self, req: &Request) -> Result<Reply, Reply> {
         let m = body_json(req)?;
         let token = str_field(&m, "token", true)?;
         let (c, _) = self.check_token(&token)?;
         if c.role == "admin" {
-            return Ok((
-                200,
+            return Ok(Reply::ok(
                 json!({"success": true, "user": {"username": c.sub, "role": "admin"}, "exp": c.exp}),
             ));
         }
@@ -470,76 +359,58 @@ impl Coordinator {
             Some(u) => {
                 let mut user = u.public_json();
                 user["role"] = json!("user");
-                Ok((200, json!({"success": true, "user": user, "exp": c.exp})))
+                Ok(Reply::ok(
+                    json!({"success": true, "user": user, "exp": c.exp}),
+                ))
             }
             None => Err(err(401, "Invalid token: the user no longer exists")),
         }
     }
 
-    pub(super) fn job_done(&mut self, cx: &mut Ctx, done: JobDone) {
-        let Some(id) = self.pending.remove(&done.op) else {
-            return;
-        };
+    pub(super) fn job_done(&mut self, cx: &mut Ctx, done: AccountDone) {
         let answer = match done.result {
-            JobResult::Registered(Ok(u)) => {
+            AccountResult::Registered(Ok(u)) => {
                 crate::log_info!("registered user '{}'", u.username);
                 let token = self.token_for(&u.username, "user");
-                (
-                    200,
-                    json!({"success": true, "token": token, "user": u.public_json()}),
-                )
+                Reply::ok(json!({"success": true, "token": token, "user": u.public_json()}))
             }
-            JobResult::Registered(Err(RegisterError::Taken)) => {
+            AccountResult::Registered(Err(RegisterError::Taken)) => {
                 err(409, "That username is already taken")
             }
-            JobResult::Registered(Err(RegisterError::Invalid(m))) => err(400, m),
-            JobResult::Registered(Err(RegisterError::Io(m))) => {
+            AccountResult::Registered(Err(RegisterError::Invalid(m))) => err(400, m),
+            AccountResult::Registered(Err(RegisterError::Io(m))) => {
                 crate::log_error!("could not store a new user: {m}");
                 err(500, "Could not save the account; try again")
             }
-            JobResult::LoggedIn(Ok(u)) => {
+            AccountResult::LoggedIn(Ok(u)) => {
                 let token = self.token_for(&u.username, "user");
-                (
-                    200,
-                    json!({"success": true, "token": token, "user": u.public_json()}),
-                )
+                Reply::ok(json!({"success": true, "token": token, "user": u.public_json()}))
             }
-            JobResult::LoggedIn(Err(LoginError::Invalid)) => {
+            AccountResult::LoggedIn(Err(LoginError::Invalid)) => {
                 err(401, "Invalid username or password")
             }
-            JobResult::LoggedIn(Err(LoginError::Io(m))) => {
+            AccountResult::LoggedIn(Err(LoginError::Io(m))) => {
                 crate::log_error!("could not record a login: {m}");
                 err(500, "Could not complete the login; try again")
             }
-            JobResult::Admin(true) => {
+            AccountResult::Admin(true) => {
                 let token = self.token_for(&self.cfg.admin_username, "admin");
-                (
-                    200,
+                Reply::ok(
                     json!({"success": true, "token": token, "user": {"username": self.cfg.admin_username, "role": "admin"}}),
                 )
             }
-            JobResult::Admin(false) => err(401, "Invalid username or password"),
-            JobResult::Revoked(Ok(())) => (200, json!({"success": true})),
-            JobResult::Revoked(Err(m)) => {
+            AccountResult::Admin(false) => err(401, "Invalid username or password"),
+            AccountResult::Revoked(Ok(())) => Reply::ok(json!({"success": true})),
+            AccountResult::Revoked(Err(m)) => {
                 crate::log_error!("could not record a logout: {m}");
                 err(500, "Could not record the logout; try again")
             }
         };
-        self.finish_async(cx, id, answer);
+        // A request whose connection closed meanwhile is dropped by the driver.
+        http_server::answer(self, cx, done.op, answer);
     }
 
-    /// Answers a request that waited, then goes on with pipelined ones.
-    fn finish_async(&mut self, cx: &mut Ctx, id: ConnId, answer: Answer) {
-        if let Some(Kind::Http(h)) = self.conns.get_mut(id) {
-            h.waiting = None;
-        } else {
-            return;
-        }
-        self.answer(cx, id, answer);
-        self.http_input(cx, id);
-    }
-
-    fn stats_json(&mut self, cx: &mut Ctx) -> Answer {
+    fn stats_json(&mut self, cx: &mut Ctx) -> Reply {
         let now = Instant::now();
         let mut ops = serde_json::Map::new();
         let mut total = 0.0;
@@ -552,24 +423,21 @@ impl Coordinator {
             );
         }
         let online = self.registry.online_count();
-        (
-            200,
-            json!({
-                "success": true,
-                "uptime_s": self.started.elapsed().as_secs_f64(),
-                "users": self.users.count(),
-                "clients_total": self.registry.len(),
-                "clients_online": online,
-                "clients_offline": self.registry.len() - online,
-                "files_total": self.registry.published_count(),
-                "connections_open": cx.conn_count(),
-                "ops_per_s": total,
-                "ops": ops,
-            }),
-        )
+        Reply::ok(json!({
+            "success": true,
+            "uptime_s": self.started.elapsed().as_secs_f64(),
+            "users": self.users.count(),
+            "clients_total": self.registry.len(),
+            "clients_online": online,
+            "clients_offline": self.registry.len() - online,
+            "files_total": self.registry.published_count(),
+            "connections_open": cx.conn_count(),
+            "ops_per_s": total,
+            "ops": ops,
+        }))
     }
 
-    fn admin_registry(&mut self, req: &Request) -> Answer {
+    fn admin_registry(&mut self, req: &Request) -> Reply {
         let q = req.query_param("q");
         let offset = req
             .query_param("offset")
@@ -586,23 +454,20 @@ impl Coordinator {
             .filter_map(|k| self.registry.get(k).map(client_json))
             .collect();
         let online = self.registry.online_count();
-        (
-            200,
-            json!({
-                "success": true,
-                "stats": {
-                    "total_clients": self.registry.len(),
-                    "total_files": self.registry.published_count(),
-                    "active_clients": online,
-                },
-                "clients": clients,
-                "total": total,
-                "next_offset": next,
-            }),
-        )
+        Reply::ok(json!({
+            "success": true,
+            "stats": {
+                "total_clients": self.registry.len(),
+                "total_files": self.registry.published_count(),
+                "active_clients": online,
+            },
+            "clients": clients,
+            "total": total,
+            "next_offset": next,
+        }))
     }
 
-    fn host_by_path(&self, raw: &str) -> Result<&Host, Answer> {
+    fn host_by_path(&self, raw: &str) -> Result<&Host, Reply> {
         let name =
             http::percent_decode(raw).ok_or_else(|| err(400, "Malformed host name in the path"))?;
         self.registry
@@ -611,20 +476,14 @@ impl Coordinator {
             .ok_or_else(|| err(404, format!("Unknown host '{name}'")))
     }
 
-    fn admin_discover(&self, raw: &str) -> Result<Answer, Answer> {
+    fn admin_discover(&self, raw: &str) -> Result<Reply, Reply> {
         let h = self.host_by_path(raw)?;
-        Ok((
-            200,
+        Ok(Reply::ok(
             json!({"success": true, "hostname": &*h.name, "addr": [h.ip, h.port], "status": if h.online {"online"} else {"offline"}, "files": files_json(h)}),
         ))
     }
 
-    fn start_probe(
-        &mut self,
-        cx: &mut Ctx,
-        id: ConnId,
-        raw: &str,
-    ) -> Result<Option<Answer>, Answer> {
+    fn start_probe(&mut self, cx: &mut Ctx, op: OpId, raw: &str) -> Result<Option<Reply>, Reply> {
         let h = self.host_by_path(raw)?;
         let hostname = h.name.to_string();
         let addr =
@@ -632,8 +491,7 @@ impl Coordinator {
                 .map(|ip| SocketAddr::new(ip, h.port))
                 .map_err(|_| err(200, "unused"));
         let Ok(addr) = addr else {
-            return Ok(Some((
-                200,
+            return Ok(Some(Reply::ok(
                 json!({"success": true, "hostname": hostname, "status": "offline", "rtt_ms": null, "error": "the host's address is not an IP address"}),
             )));
         };
@@ -645,24 +503,17 @@ impl Coordinator {
         let probe_conn = match cx.connect(addr, self.svc, opts) {
             Ok(c) => c,
             Err(e) => {
-                return Ok(Some((
-                    200,
+                return Ok(Some(Reply::ok(
                     json!({"success": true, "hostname": hostname, "status": "offline", "rtt_ms": null, "error": e.to_string()}),
                 )))
             }
         };
-        let op = self.op_id();
-        let timer = cx.timer(self.svc, PROBE_TIMEOUT, T_PROBE_BASE + op);
-        self.pending.insert(op, id);
+        let timer = cx.timer(self.svc, PROBE_TIMEOUT, Timer::Probe(op).to_key());
         self.probes.insert(op, probe_conn);
-        if let Some(Kind::Http(hc)) = self.conns.get_mut(id) {
-            hc.waiting = Some(op);
-        }
         self.conns.insert(
             probe_conn,
             Kind::Probe(Probe {
                 op,
-                http: id,
                 started: Instant::now(),
                 timer,
                 hostname,
@@ -688,7 +539,7 @@ impl Coordinator {
         }
     }
 
-    pub(super) fn probe_timeout(&mut self, cx: &mut Ctx, op: u64) {
+    pub(super) fn probe_timeout(&mut self, cx: &mut Ctx, op: OpId) {
         let Some(conn) = self.probes.get(&op).copied() else {
             return;
         };
@@ -701,14 +552,10 @@ impl Coordinator {
     pub(super) fn probe_done(&mut self, cx: &mut Ctx, p: Probe, result: Result<(), CloseReason>) {
         cx.cancel_timer(p.timer);
         self.probes.remove(&p.op);
-        let Some(http_id) = self.pending.remove(&p.op) else {
-            return;
-        };
         let answer = match result {
             Ok(()) => {
                 let rtt = p.started.elapsed().as_secs_f64() * 1000.0;
-                (
-                    200,
+                Reply::ok(
                     json!({"success": true, "hostname": p.hostname, "status": "online", "rtt_ms": rtt}),
                 )
             }
@@ -720,14 +567,12 @@ impl Coordinator {
                     CloseReason::Error(e) => e,
                     other => format!("{other:?}"),
                 };
-                (
-                    200,
+                Reply::ok(
                     json!({"success": true, "hostname": p.hostname, "status": "offline", "rtt_ms": null, "error": reason}),
                 )
             }
         };
-        let _ = p.http;
-        self.finish_async(cx, http_id, answer);
+        http_server::answer(self, cx, p.op, answer);
     }
 }
 

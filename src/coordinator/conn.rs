@@ -11,9 +11,10 @@ use reactor::{ConnId, Ctx};
 
 use super::guard::{addr_key, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
 use super::registry::HostKey;
-use super::{unix_now, Coordinator, Kind, T_CONN_BASE};
+use super::{Coordinator, Kind, Timer};
 use crate::auth::jwt;
 use crate::proto::registry::{self, error_line, Request, MAX_LINE};
+use crate::util::unix_now;
 
 /// Queued answers above this make a connection wait until they drain.
 const MAX_QUEUED: u64 = 4 * 1024 * 1024;
@@ -49,15 +50,9 @@ pub struct RegConn {
     pub timer_armed: bool,
 }
 
-/// The timer key of a connection's stranger deadline. Slot indexes stay far
-/// below 2^31 (they are bounded by the descriptor limit), so index and
-/// generation fit beside the tag bit.
+/// The timer key of a connection's stranger deadline.
 fn conn_timer_key(id: ConnId) -> u64 {
-    T_CONN_BASE | ((id.index() as u64 & 0x7fff_ffff) << 32) | u64::from(id.generation())
-}
-
-pub(super) fn conn_of_timer_key(key: u64) -> ConnId {
-    ConnId::from_parts(((key >> 32) & 0x7fff_ffff) as u32, key as u32)
+    Timer::Stranger(id).to_key()
 }
 
 /// Time marks for one batch of request lines.

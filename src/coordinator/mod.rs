@@ -14,35 +14,81 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use reactor::{
     CloseReason, ConnId, ConnMap, ConnOptions, Ctx, ListenerId, Pool, Reactor, Service, ServiceId,
 };
 
 use crate::config::Config;
+use crate::http_server::{self, HttpServer, OpId};
+use crate::util::unix_now;
 use crate::{log_info, log_warn};
 
-use api::{HttpConn, Job, JobDone, Probe};
+use api::{AccountDone, AccountJob, Probe};
 use conn::RegConn;
 use guard::{RateLimit, UnboundCount};
 use registry::Registry;
 use stats::OpStats;
 use users::UserStore;
 
-/// Timer keys of this service.
-const T_SWEEP: u64 = 1;
-/// Expired revocations and refilled rate buckets are dropped.
-const T_HOUSEKEEP: u64 = 2;
 const HOUSEKEEP_EVERY: Duration = Duration::from_secs(10);
-/// Admin probes: the base plus the op id.
-const T_PROBE_BASE: u64 = 1 << 32;
-/// A stranger connection's deadline: the tag bit plus its id (see conn.rs).
-const T_CONN_BASE: u64 = 1 << 63;
+
+/// Every timer of this service. The reactor carries a `u64` key; this is
+/// the one place that packs and unpacks it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Timer {
+    /// The inactivity sweep of the registry.
+    Sweep,
+    /// Expired revocations and refilled rate buckets are dropped.
+    Housekeep,
+    /// An admin probe's deadline, by the op id of the request it answers.
+    Probe(OpId),
+    /// A stranger registry connection's deadline (see conn.rs).
+    Stranger(ConnId),
+}
+
+/// Key layout: the top bit tags a stranger deadline (slot index and
+/// generation below it: indexes stay far below 2^31, bounded by the
+/// descriptor limit); the next bit tags a probe (op ids below 2^62);
+/// small constants are the periodic timers.
+const KEY_STRANGER: u64 = 1 << 63;
+const KEY_PROBE: u64 = 1 << 62;
+
+impl Timer {
+    fn to_key(self) -> u64 {
+        match self {
+            Timer::Sweep => 1,
+            Timer::Housekeep => 2,
+            Timer::Probe(op) => KEY_PROBE | (op & (KEY_PROBE - 1)),
+            Timer::Stranger(id) => {
+                KEY_STRANGER
+                    | ((id.index() as u64 & 0x7fff_ffff) << 32)
+                    | u64::from(id.generation())
+            }
+        }
+    }
+
+    fn from_key(key: u64) -> Option<Timer> {
+        if key & KEY_STRANGER != 0 {
+            let id = ConnId::from_parts(((key >> 32) & 0x7fff_ffff) as u32, key as u32);
+            Some(Timer::Stranger(id))
+        } else if key & KEY_PROBE != 0 {
+            Some(Timer::Probe(key & (KEY_PROBE - 1)))
+        } else {
+            match key {
+                1 => Some(Timer::Sweep),
+                2 => Some(Timer::Housekeep),
+                _ => None,
+            }
+        }
+    }
+}
 
 enum Kind {
     Registry(RegConn),
-    Http(HttpConn),
+    /// A server-API connection; its HTTP state is in `http`.
+    Http,
     Probe(Probe),
 }
 
@@ -52,7 +98,7 @@ pub struct Coordinator {
     jwt_secret: Vec<u8>,
     admin_password_hash: Arc<String>,
     users: Arc<UserStore>,
-    pool: Pool<JobDone>,
+    pool: Pool<AccountDone>,
     registry: Registry,
     stats: OpStats,
     conns: ConnMap<Kind>,
@@ -61,11 +107,10 @@ pub struct Coordinator {
     pub registry_addr: SocketAddr,
     pub api_addr: SocketAddr,
     started: Instant,
-    /// Async HTTP work waiting for a worker or a probe: op id → the connection.
-    pending: HashMap<u64, ConnId>,
+    /// The server API's connections, requests and answers in order.
+    http: HttpServer,
     /// Live admin probes: op id → the probe connection.
-    probes: HashMap<u64, ConnId>,
-    next_op: u64,
+    probes: HashMap<OpId, ConnId>,
     /// Builds full-LIST snapshots off the loop, one at a time.
     snapshot_pool: Pool<(f64, u64, Arc<Vec<u8>>)>,
     building_snapshot: bool,
@@ -73,7 +118,6 @@ pub struct Coordinator {
     list_waiters: Vec<ConnId>,
     /// Reused reply buffer for registry lines.
     scratch: Vec<u8>,
-    date: (u64, String),
     /// Unbound registry connections per source address.
     unbound: UnboundCount,
     /// Register and login attempts per source address.
@@ -84,14 +128,6 @@ pub struct Coordinator {
     /// Hostnames a token has registered since start: never taken over by
     /// an anonymous REGISTER. Grows only with valid tokens.
     token_bound: HashSet<Box<str>>,
-}
-
-/// Unix time now, as float seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// The inactivity sweep's period. Config keeps it within (0, one year];
@@ -129,7 +165,7 @@ fn registry_options() -> ConnOptions {
 
 fn http_options() -> ConnOptions {
     ConnOptions {
-        max_input: 16 * 1024 + 1024 * 1024 + 1,
+        max_input: http_server::MAX_INPUT,
         max_output: 8 * 1024 * 1024,
         partial_timeout: Some(Duration::from_secs(30)),
         idle_timeout: Some(Duration::from_secs(120)),
@@ -189,8 +225,8 @@ impl Coordinator {
                 ""
             }
         );
-        cx.timer(svc, sweep_every(cfg), T_SWEEP);
-        cx.timer(svc, HOUSEKEEP_EVERY, T_HOUSEKEEP);
+        cx.timer(svc, sweep_every(cfg), Timer::Sweep.to_key());
+        cx.timer(svc, HOUSEKEEP_EVERY, Timer::Housekeep.to_key());
         let revoked = users.take_revocations().into_iter().collect();
         Ok(Coordinator {
             svc,
@@ -206,14 +242,12 @@ impl Coordinator {
             registry_addr: reg_local,
             api_addr: api_local,
             started: Instant::now(),
-            pending: HashMap::new(),
+            http: HttpServer::new(),
             probes: HashMap::new(),
-            next_op: 1,
             scratch: Vec::with_capacity(64 * 1024),
             snapshot_pool,
             building_snapshot: false,
             list_waiters: Vec::new(),
-            date: (0, String::new()),
             unbound: UnboundCount::default(),
             rate: RateLimit::default(),
             revoked,
@@ -238,20 +272,6 @@ impl Coordinator {
         log_info!("coordinator stopped");
         Ok(())
     }
-
-    fn op_id(&mut self) -> u64 {
-        self.next_op += 1;
-        self.next_op
-    }
-
-    /// The `Date` header value, formatted once a second.
-    fn date(&mut self) -> &str {
-        let now = unix_now() as u64;
-        if self.date.0 != now {
-            self.date = (now, reactor::http::http_date(now));
-        }
-        &self.date.1
-    }
 }
 
 impl Service for Coordinator {
@@ -259,13 +279,8 @@ impl Service for Coordinator {
         if listener == self.registry_listener {
             self.registry_accept(cx, id, peer);
         } else {
-            self.conns.insert(
-                id,
-                Kind::Http(HttpConn {
-                    peer: Some(guard::addr_key(peer.ip())),
-                    ..HttpConn::default()
-                }),
-            );
+            self.conns.insert(id, Kind::Http);
+            self.http.accept(id, peer.ip());
         }
     }
 
@@ -278,7 +293,7 @@ impl Service for Coordinator {
     fn on_input(&mut self, cx: &mut Ctx, id: ConnId) {
         match self.conns.get(id) {
             Some(Kind::Registry(_)) => self.registry_input(cx, id),
-            Some(Kind::Http(_)) => self.http_input(cx, id),
+            Some(Kind::Http) => http_server::on_input(self, cx, id),
             Some(Kind::Probe(_)) => self.probe_input(cx, id),
             None => {}
         }
@@ -293,10 +308,9 @@ impl Service for Coordinator {
     fn on_close(&mut self, cx: &mut Ctx, id: ConnId, why: CloseReason) {
         match self.conns.remove(id) {
             Some(Kind::Registry(rc)) => self.registry_closed(id, rc),
-            Some(Kind::Http(hc)) => {
-                if let Some(op) = hc.waiting {
-                    self.pending.remove(&op);
-                }
+            Some(Kind::Http) => {
+                // A worker's answer for it is dropped when it comes.
+                self.http.closed(id);
             }
             Some(Kind::Probe(p)) => self.probe_done(cx, p, Err(why)),
             None => {}
@@ -304,18 +318,20 @@ impl Service for Coordinator {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        if key & T_CONN_BASE != 0 {
-            self.stranger_deadline(cx, conn::conn_of_timer_key(key));
-        } else if key == T_HOUSEKEEP {
-            let now = unix_now() as u64;
-            self.revoked.retain(|_, exp| *exp > now);
-            self.rate.purge(Instant::now());
-            cx.timer(self.svc, HOUSEKEEP_EVERY, T_HOUSEKEEP);
-        } else if key == T_SWEEP {
-            self.sweep(cx);
-            cx.timer(self.svc, sweep_every(&self.cfg), T_SWEEP);
-        } else if key >= T_PROBE_BASE {
-            self.probe_timeout(cx, key - T_PROBE_BASE);
+        match Timer::from_key(key) {
+            Some(Timer::Stranger(id)) => self.stranger_deadline(cx, id),
+            Some(Timer::Housekeep) => {
+                let now = crate::util::unix_secs();
+                self.revoked.retain(|_, exp| *exp > now);
+                self.rate.purge(Instant::now());
+                cx.timer(self.svc, HOUSEKEEP_EVERY, Timer::Housekeep.to_key());
+            }
+            Some(Timer::Sweep) => {
+                self.sweep(cx);
+                cx.timer(self.svc, sweep_every(&self.cfg), Timer::Sweep.to_key());
+            }
+            Some(Timer::Probe(op)) => self.probe_timeout(cx, op),
+            None => {}
         }
     }
 
@@ -350,23 +366,36 @@ impl Coordinator {
         }
     }
 
-    fn submit(&mut self, cx: &mut Ctx, id: ConnId, job: Job) -> bool {
-        let op = self.op_id();
+    /// Hands slow account work to the pool; its answer goes to the request
+    /// that waits as `op`. False when the pool is full.
+    fn submit(&mut self, op: OpId, job: AccountJob) -> bool {
         let users = self.users.clone();
         let admin_hash = self.admin_password_hash.clone();
         let iterations = self.cfg.pbkdf2_iterations;
         let admin_name = self.cfg.admin_username.clone();
-        let ok = self
-            .pool
+        self.pool
             .submit(move || api::run_job(op, job, &users, &admin_hash, &admin_name, iterations))
-            .is_ok();
-        if ok {
-            self.pending.insert(op, id);
-            if let Some(Kind::Http(h)) = self.conns.get_mut(id) {
-                h.waiting = Some(op);
-            }
+            .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_keys_round_trip() {
+        let id = ConnId::from_parts(0x7fff_fffe, u32::MAX);
+        for t in [
+            Timer::Sweep,
+            Timer::Housekeep,
+            Timer::Probe(1),
+            Timer::Probe(KEY_PROBE - 1),
+            Timer::Stranger(id),
+            Timer::Stranger(ConnId::from_parts(0, 0)),
+        ] {
+            assert_eq!(Timer::from_key(t.to_key()), Some(t));
         }
-        let _ = cx;
-        ok
+        assert_eq!(Timer::from_key(0), None);
     }
 }

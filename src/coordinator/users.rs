@@ -15,6 +15,7 @@
 //! compactly, atomically (temp file, fsync, rename).
 
 use crate::auth::password;
+use crate::util::unix_secs;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -101,16 +102,12 @@ impl fmt::Display for LoginError {
 
 impl std::error::Error for LoginError {}
 
-/// 3–32 characters of `A-Za-z0-9_.-`.
+/// 3–32 characters of `A-Za-z0-9_.-`, not only dots (`proto::names`).
 pub fn validate_username(username: &str) -> Result<(), String> {
-    let ok_len = (3..=32).contains(&username.len());
-    let ok_chars = username
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok_len && ok_chars {
+    if crate::proto::names::valid_username(username) {
         Ok(())
     } else {
-        Err("Username must be 3 to 32 characters: letters, digits, '_', '.' or '-'".into())
+        Err(crate::proto::names::USERNAME_RULE.into())
     }
 }
 
@@ -220,13 +217,6 @@ fn check_user(u: &User) -> Result<(), String> {
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// What reading the log found.
@@ -371,7 +361,7 @@ impl UserStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot read user store {}: {e}", path.display())),
         }
-        let loaded = parse_log(&bytes, unix_now()).map_err(|d| corrupt(&path, d))?;
+        let loaded = parse_log(&bytes, unix_secs()).map_err(|d| corrupt(&path, d))?;
         let mut file = open_append(&path)
             .map_err(|e| format!("cannot open user store {}: {e}", path.display()))?;
         if let Some(n) = loaded.torn {
@@ -486,7 +476,7 @@ impl UserStore {
         if log.records <= COMPACT_MIN_RECORDS.max(live.saturating_mul(2)) || log.broken.is_some() {
             return;
         }
-        let now = unix_now();
+        let now = unix_secs();
         log.revoked.retain(|_, exp| *exp > now);
         let mut out = Vec::new();
         let mut records = 0u64;
@@ -875,7 +865,7 @@ mod tests {
             prev = now;
         }
         s.login("user3", "password1").unwrap();
-        s.persist_revocation("j:abc", unix_now() + 100).unwrap();
+        s.persist_revocation("j:abc", unix_secs() + 100).unwrap();
         s.persist_revocation("j:old", 5).unwrap();
         assert!(fs::read(&file).unwrap().len() - prev.len() < 300);
         drop(s);
@@ -892,7 +882,7 @@ mod tests {
     fn many_logins_are_compacted_away() {
         let (d, s) = store();
         s.register("alice", "correct horse", "", IT).unwrap();
-        s.persist_revocation("j:live", unix_now() + 1000).unwrap();
+        s.persist_revocation("j:live", unix_secs() + 1000).unwrap();
         s.persist_revocation("j:dead", 1).unwrap();
         for _ in 0..(COMPACT_MIN_RECORDS + 10) {
             s.login("alice", "correct horse").unwrap();

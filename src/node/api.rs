@@ -1,105 +1,27 @@
-//! The client API's HTTP side: parsing with caps, keep-alive and pipelining
-//! (a request that waits on the registry, the coordinator or a worker stops
-//! the parsing of later ones, so answers stay in order), the Host check
-//! against DNS rebinding, bearer-token authentication, routing, static pages
-//! and response heads. What each endpoint does lives in `routes`.
+//! The client API's front (`docs/client-api.md`): the Host check against DNS
+//! rebinding, bearer-token authentication, routing, static pages, and the
+//! requests that wait (on the registry, the coordinator or a worker) by op
+//! id. Parsing, pipelining and writing replies are the shared driver's
+//! (`crate::http_server`); what each endpoint does lives in `routes`.
 
 use std::net::{IpAddr, SocketAddr};
 
-use reactor::http::{self, Limits, Parse, Request};
-use reactor::{ConnId, Ctx};
+use reactor::http::{self, Request};
+use reactor::Ctx;
 use serde_json::{json, Value};
 
 use super::network::NetHost;
 use super::persist::SaveOp;
 use super::tokens::{self, Check};
 use super::{Kind, Node, OpId};
+/// The crate's one reply type, re-exported for the endpoint modules.
+pub use crate::http_server::Reply;
+use crate::http_server::{self, Call, Handled, HttpServer, HttpService};
 use crate::web::{self, Site};
-
-pub const LIMITS: Limits = Limits {
-    max_head: 16 * 1024,
-    max_body: 1024 * 1024,
-    max_headers: 64,
-};
 
 const API_PREFIX: &str = "/api/client/";
 
-/// Per client-API connection.
-#[derive(Default)]
-pub struct ApiConn {
-    /// A request is being worked on; later ones wait in the read buffer.
-    pub waiting: Option<OpId>,
-    /// `Connection: close` was answered: nothing more is parsed.
-    pub closing: bool,
-}
-
-#[derive(Debug)]
-pub enum Body {
-    Owned(Vec<u8>),
-    Static(&'static [u8]),
-}
-
-/// An answer before it is written.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Body,
-    pub content_type: &'static str,
-    pub cache_control: &'static str,
-    pub allow: Option<&'static str>,
-}
-
-const JSON: &str = "application/json";
-
-impl Reply {
-    pub fn json(status: u16, v: &Value) -> Reply {
-        Reply {
-            status,
-            body: Body::Owned(serde_json::to_vec(v).unwrap_or_default()),
-            content_type: JSON,
-            cache_control: "no-store",
-            allow: None,
-        }
-    }
-
-    pub fn ok(v: Value) -> Reply {
-        Reply::json(200, &v)
-    }
-
-    pub fn error(status: u16, msg: &str) -> Reply {
-        Reply::json(status, &json!({"success": false, "error": msg}))
-    }
-
-    /// An error with more fields (duplicates, hashing).
-    pub fn error_with(status: u16, msg: &str, extra: Value) -> Reply {
-        let mut v = json!({"success": false, "error": msg});
-        if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        Reply::json(status, &v)
-    }
-
-    fn method_not_allowed(allow: &'static str) -> Reply {
-        let mut r = Reply::error(
-            405,
-            &format!(
-                "Method not allowed here; use {}",
-                allow.replace(", ", " or ")
-            ),
-        );
-        r.allow = Some(allow);
-        r
-    }
-}
-
-/// A request that is not answered yet, and what it waits for.
-pub struct Op {
-    pub conn: ConnId,
-    pub keep_alive: bool,
-    pub head: bool,
-    pub kind: OpKind,
-}
-
+/// A request that is not answered yet: what it waits for.
 pub enum OpKind {
     /// /register or /login forwarded to the server API.
     Forward {
@@ -240,80 +162,43 @@ fn is_passive(method: &str, rest: &str) -> bool {
         && (rest == "status" || rest == "fetches" || rest.starts_with("fetch-progress/"))
 }
 
-impl Node {
-    /// Parses and handles what waits on a client-API connection, in order.
-    pub(super) fn api_input(&mut self, cx: &mut Ctx, id: ConnId) {
-        loop {
-            match self.conns.get(id) {
-                Some(Kind::Api(c)) if c.waiting.is_none() && !c.closing => {}
-                _ => return,
-            }
-            match http::parse_request(cx.input(id), &LIMITS) {
-                Parse::Partial => return,
-                Parse::Reject { status, message } => {
-                    self.write_reply(cx, id, false, false, Reply::error(status, message));
-                    return;
-                }
-                Parse::Done(req, used) => {
-                    cx.consume(id, used);
-                    self.handle_request(cx, id, req);
-                }
-            }
-        }
+impl HttpService for Node {
+    fn http(&mut self) -> &mut HttpServer {
+        &mut self.http
     }
 
-    fn handle_request(&mut self, cx: &mut Ctx, id: ConnId, req: Request) {
-        let op = self.next_op;
-        self.next_op += 1;
-        let (keep, head) = (req.keep_alive, req.method == "HEAD");
-        match self.route(cx, op, req) {
-            Outcome::Now(reply) => self.write_reply(cx, id, keep, head, reply),
+    fn handle(&mut self, cx: &mut Ctx, call: Call, req: Request) -> Handled {
+        match self.route(cx, call.op, req) {
+            Outcome::Now(reply) => Handled::Now(reply),
             Outcome::Later(kind) => {
-                self.ops.insert(
-                    op,
-                    Op {
-                        conn: id,
-                        keep_alive: keep,
-                        head,
-                        kind,
-                    },
-                );
-                if let Some(Kind::Api(c)) = self.conns.get_mut(id) {
-                    c.waiting = Some(op);
+                // Decided already while starting (a connect that failed at
+                // once): the driver writes that answer, nothing waits.
+                if !self.http.answered_early(call.op) {
+                    self.ops.insert(call.op, kind);
                 }
-                // Decided already while starting (e.g. a connect that failed at once).
-                if let Some(reply) = self.early.remove(&op) {
-                    self.finish(cx, op, reply);
-                }
+                Handled::Pending
             }
         }
     }
+}
 
-    /// Answers a waiting request and goes on with the connection's next ones.
+impl Node {
+    /// Answers a waiting request; the driver goes on with the connection's
+    /// next ones (or drops the answer if the connection closed).
     pub(super) fn finish(&mut self, cx: &mut Ctx, op: OpId, reply: Reply) {
-        let Some(o) = self.ops.remove(&op) else {
-            // Possibly the op of a request still being routed: answered
-            // once it is registered (stale entries are cleared by the cron).
-            self.early.insert(op, reply);
-            return;
-        };
-        match self.conns.get_mut(o.conn) {
-            Some(Kind::Api(c)) if c.waiting == Some(op) => c.waiting = None,
-            _ => return,
-        }
-        self.write_reply(cx, o.conn, o.keep_alive, o.head, reply);
-        self.api_input(cx, o.conn);
+        self.ops.remove(&op);
+        http_server::answer(self, cx, op, reply);
     }
 
     /// The kind of a waiting op, taken out to be continued (put back with `resume`).
     pub(super) fn take_op(&mut self, op: OpId) -> Option<OpKind> {
         let o = self.ops.get_mut(&op)?;
-        Some(std::mem::replace(&mut o.kind, OpKind::Init))
+        Some(std::mem::replace(o, OpKind::Init))
     }
 
     pub(super) fn resume_op(&mut self, op: OpId, kind: OpKind) {
         if let Some(o) = self.ops.get_mut(&op) {
-            o.kind = kind;
+            *o = kind;
         }
     }
 
@@ -322,49 +207,6 @@ impl Node {
         match out {
             Outcome::Now(r) => self.finish(cx, op, r),
             Outcome::Later(k) => self.resume_op(op, k),
-        }
-    }
-
-    fn write_reply(&mut self, cx: &mut Ctx, id: ConnId, keep: bool, head: bool, reply: Reply) {
-        let now = super::files::now_unix() as u64;
-        if self.date.0 != now {
-            self.date = (now, http::http_date(now));
-        }
-        let len = match &reply.body {
-            Body::Owned(b) => b.len(),
-            Body::Static(b) => b.len(),
-        };
-        let mut extra: Vec<(&str, &str)> = super::guard::SECURITY_HEADERS.to_vec();
-        extra.push(("Cache-Control", reply.cache_control));
-        if let Some(a) = reply.allow {
-            extra.push(("Allow", a));
-        }
-        let mut out = Vec::with_capacity(320 + if head { 0 } else { len.min(64 * 1024) });
-        http::write_head(
-            &mut out,
-            reply.status,
-            reply.content_type,
-            len,
-            keep,
-            &self.date.1,
-            &extra,
-        );
-        match reply.body {
-            Body::Owned(b) if !head => {
-                out.extend_from_slice(&b);
-                cx.send_vec(id, out);
-            }
-            Body::Static(b) if !head => {
-                cx.send_vec(id, out);
-                cx.send_static(id, b);
-            }
-            _ => cx.send_vec(id, out),
-        }
-        if !keep {
-            if let Some(Kind::Api(c)) = self.conns.get_mut(id) {
-                c.closing = true;
-            }
-            cx.close_after_flush(id);
         }
     }
 
@@ -419,10 +261,7 @@ impl Node {
             .into();
         };
         let now = cx.now();
-        match self
-            .tokens
-            .check(&token, super::files::now_unix() as u64, now)
-        {
+        match self.tokens.check(&token, crate::util::unix_secs(), now) {
             Check::User(user) => self.route_user(cx, op, &req, &rest, &user),
             Check::Expired => Reply::error(401, "The token has expired; log in again").into(),
             Check::Revoked => Reply::error(401, "This token was logged out; log in again").into(),
@@ -448,13 +287,7 @@ impl Node {
             return Reply::method_not_allowed("GET, HEAD");
         }
         match web::lookup(Site::Client, &req.path) {
-            Some(a) => Reply {
-                status: 200,
-                body: Body::Static(a.body),
-                content_type: a.content_type,
-                cache_control: a.cache_control,
-                allow: None,
-            },
+            Some(a) => Reply::asset(&a),
             None => Reply::error(404, &format!("No such page: {}", req.path)),
         }
     }
@@ -587,7 +420,7 @@ impl Node {
         &mut self,
         cx: &mut Ctx,
         op: OpId,
-        answer: Result<http::Response, String>,
+        answer: super::forward::ServerAnswer,
     ) {
         let Some(kind) = self.take_op(op) else {
             return;

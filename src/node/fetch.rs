@@ -27,7 +27,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::sandbox::{Place, Sandbox};
-use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+use super::Timer;
+use crate::proto::names::valid_file_name;
+use crate::proto::peer::{self, Answer, Decoded, ErrorCode, Request};
+use crate::util::{hex, unix_now};
 pub use disk::part_path;
 use disk::{Buf, DiskLane, Event, PartFiles};
 use part::PartId;
@@ -55,8 +58,6 @@ pub struct FetchRequest {
     pub hosts: Vec<HostOffer>,
 }
 
-/// Timer keys of this module carry this top byte (NODE.md).
-pub const TIMER_TAG: u64 = 0x01 << 56;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer that sends nothing for this long is given up on.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -139,7 +140,8 @@ enum Phase {
     Connecting {
         conn: ConnId,
         timer: TimerId,
-        key: u64,
+        /// Its entry in `Fetches::timers`.
+        seq: u64,
     },
     /// `INFO` and `GET`/`RANGE` sent together; checking the peer has the
     /// same size and hash.
@@ -168,7 +170,7 @@ impl Phase {
     }
 }
 
-struct Job {
+struct Download {
     rec: Record,
     phase: Phase,
     /// Index into `rec.hosts` being tried.
@@ -212,7 +214,7 @@ enum OnDisk {
 }
 
 /// Results of worker jobs.
-enum Done {
+enum ChoreDone {
     Hashed {
         id: String,
         result: Result<OnDisk, String>,
@@ -228,16 +230,16 @@ pub struct Fetches {
     svc: ServiceId,
     sandbox: Arc<Sandbox>,
     records_path: PathBuf,
-    jobs: HashMap<String, Job>,
+    jobs: HashMap<String, Download>,
     /// Fetch ids, oldest first.
     order: Vec<String>,
     conns: ConnMap<String>,
     timers: HashMap<u64, (String, TimerKind)>,
     next_key: u64,
     /// Hashing a resumed `.part`.
-    work: Pool<Done>,
+    work: Pool<ChoreDone>,
     /// Saving the records, one at a time and in order.
-    saver: Pool<Done>,
+    saver: Pool<ChoreDone>,
     /// Hashes, writes and finishes downloads off the loop thread.
     lane: DiskLane,
     saving: bool,
@@ -309,7 +311,7 @@ impl Fetches {
             f.order.push(rec.fetch_id.clone());
             f.jobs.insert(
                 rec.fetch_id.clone(),
-                Job {
+                Download {
                     rec,
                     phase: if resume { Phase::Waiting } else { Phase::Done },
                     host: 0,
@@ -375,7 +377,7 @@ impl Fetches {
 
     /// Starts a download in the background; returns its id.
     pub fn start(&mut self, cx: &mut Ctx, req: FetchRequest) -> Result<String, (u16, String)> {
-        if !valid_name(&req.fname) {
+        if !valid_file_name(&req.fname) {
             return Err((400, format!("{:?} is not a valid file name", req.fname)));
         }
         let Some(first) = req.hosts.first() else {
@@ -441,7 +443,7 @@ impl Fetches {
         self.order.push(id.clone());
         self.jobs.insert(
             id.clone(),
-            Job {
+            Download {
                 rec,
                 phase: Phase::Waiting,
                 host: 0,
@@ -462,7 +464,7 @@ impl Fetches {
         Ok(id)
     }
 
-    /// SPEC §5 progress of one of `user`'s fetches.
+    /// Progress of one of `user`'s fetches, as `docs/client-api.md` shows it.
     pub fn progress(&self, user: &str, id: &str) -> Option<Value> {
         let job = self.jobs.get(id).filter(|j| j.rec.user == user)?;
         Some(progress_json(job, Instant::now()))
@@ -519,14 +521,14 @@ impl Fetches {
         let Some(job) = self.jobs.get_mut(&fid) else {
             return;
         };
-        let Phase::Connecting { conn, timer, key } = job.phase else {
+        let Phase::Connecting { conn, timer, seq } = job.phase else {
             return;
         };
         if conn != id {
             return;
         }
         cx.cancel_timer(timer);
-        self.timers.remove(&key);
+        self.timers.remove(&seq);
         // INFO and the data request leave in one write: a round trip less.
         // Should INFO show another version, the connection is dropped
         // before any payload is used.
@@ -684,14 +686,14 @@ impl Fetches {
         cx: &mut Ctx,
         fid: &str,
         id: ConnId,
-        reply: Reply,
+        reply: Answer,
     ) -> Result<(), String> {
         let Some(job) = self.jobs.get_mut(fid) else {
             return Ok(());
         };
         let host = host_name(job);
         match (&job.phase, reply) {
-            (Phase::AwaitInfo { .. }, Reply::Info { size, sha256 }) => {
+            (Phase::AwaitInfo { .. }, Answer::Info { size, sha256 }) => {
                 if size != job.rec.total_size {
                     return Err(format!(
                         "{host} has a different version of the file ({size} bytes, not {})",
@@ -711,11 +713,11 @@ impl Fetches {
                 Ok(())
             }
             // The peer has not hashed the file yet: go on, and check what we can.
-            (Phase::AwaitInfo { .. }, Reply::Error(ErrorCode::ReadError)) => {
+            (Phase::AwaitInfo { .. }, Answer::Error(ErrorCode::ReadError)) => {
                 job.phase = Phase::AwaitLength { conn: id };
                 Ok(())
             }
-            (Phase::AwaitLength { .. }, Reply::Length(n)) => {
+            (Phase::AwaitLength { .. }, Answer::Length(n)) => {
                 let want = job.rec.total_size - job.rec.downloaded_size;
                 if n != want {
                     return Err(format!(
@@ -744,7 +746,7 @@ impl Fetches {
                 }
                 Ok(())
             }
-            (_, Reply::Error(code)) => Err(match code {
+            (_, Answer::Error(code)) => Err(match code {
                 ErrorCode::NotFound => format!("{host} no longer publishes the file"),
                 ErrorCode::FileNotFound => format!("{host} no longer has the file on disk"),
                 ErrorCode::ReadError => format!("{host} could not read the file"),
@@ -764,9 +766,9 @@ impl Fetches {
         if job.phase.conn() != Some(id) {
             return;
         }
-        if let Phase::Connecting { timer, key, .. } = job.phase {
+        if let Phase::Connecting { timer, seq, .. } = job.phase {
             cx.cancel_timer(timer);
-            self.timers.remove(&key);
+            self.timers.remove(&seq);
         }
         let host = host_name(job);
         let addr = host_addr(job);
@@ -787,8 +789,9 @@ impl Fetches {
         self.host_failed(cx, &fid, msg);
     }
 
-    pub fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        let Some((fid, kind)) = self.timers.remove(&key) else {
+    /// A timer of this module fired (`Timer::Fetch(seq)`).
+    pub fn on_timer(&mut self, cx: &mut Ctx, seq: u64) {
+        let Some((fid, kind)) = self.timers.remove(&seq) else {
             return;
         };
         if matches!(kind, TimerKind::Save) {
@@ -845,7 +848,7 @@ impl Fetches {
         }
         for done in self.work.drain().into_iter().chain(self.saver.drain()) {
             match done {
-                Done::Saved { covers, result } => {
+                ChoreDone::Saved { covers, result } => {
                     self.saving = false;
                     self.saved_durably(covers, &result);
                     if let Err(e) = result {
@@ -855,7 +858,7 @@ impl Fetches {
                         self.save();
                     }
                 }
-                Done::Hashed { id, result } => self.on_hashed(cx, &id, result),
+                ChoreDone::Hashed { id, result } => self.on_hashed(cx, &id, result),
             }
         }
     }
@@ -987,8 +990,8 @@ impl Fetches {
                 if job.round == 0 && !job.rec.hosts.is_empty() {
                     job.round = 1;
                     job.host = 0;
-                    let key = self.timer_key(fid, TimerKind::Backoff);
-                    cx.timer(self.svc, RETRY_BACKOFF, key);
+                    let seq = self.timer_seq(fid, TimerKind::Backoff);
+                    cx.timer(self.svc, RETRY_BACKOFF, Timer::Fetch(seq).to_key());
                     return;
                 }
                 let msg = match (peers::dropped_summary(&job.rec.peers), &job.last_error) {
@@ -1024,10 +1027,10 @@ impl Fetches {
             match cx.connect(addr, self.svc, Self::conn_options()) {
                 Ok(conn) => {
                     self.conns.insert(conn, fid.to_owned());
-                    let key = self.timer_key(fid, TimerKind::Connect);
-                    let timer = cx.timer(self.svc, CONNECT_TIMEOUT, key);
+                    let seq = self.timer_seq(fid, TimerKind::Connect);
+                    let timer = cx.timer(self.svc, CONNECT_TIMEOUT, Timer::Fetch(seq).to_key());
                     if let Some(job) = self.jobs.get_mut(fid) {
-                        job.phase = Phase::Connecting { conn, timer, key };
+                        job.phase = Phase::Connecting { conn, timer, seq };
                     }
                     return;
                 }
@@ -1052,9 +1055,9 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        if let Phase::Connecting { timer, key, .. } = job.phase {
+        if let Phase::Connecting { timer, seq, .. } = job.phase {
             cx.cancel_timer(timer);
-            self.timers.remove(&key);
+            self.timers.remove(&seq);
         }
         if matches!(job.phase, Phase::Streaming { .. }) {
             job.interrupted = Some(msg.clone());
@@ -1181,9 +1184,9 @@ impl Fetches {
             self.conns.remove(conn);
             cx.close(conn);
         }
-        if let Phase::Connecting { timer, key, .. } = job.phase {
+        if let Phase::Connecting { timer, seq, .. } = job.phase {
             cx.cancel_timer(timer);
-            self.timers.remove(&key);
+            self.timers.remove(&seq);
         }
         job.phase = Phase::Done;
         job.files = None;
@@ -1228,7 +1231,7 @@ impl Fetches {
         if let Some(job) = self.jobs.get_mut(fid) {
             job.place = Some(place.clone());
         }
-        let submitted = self.work.submit(move || Done::Hashed {
+        let submitted = self.work.submit(move || ChoreDone::Hashed {
             result: look_on_disk(&place, recorded, total, sha.as_deref()),
             id,
         });
@@ -1279,11 +1282,13 @@ impl Fetches {
 
     // ----- bookkeeping -----
 
-    fn timer_key(&mut self, fid: &str, kind: TimerKind) -> u64 {
-        let key = TIMER_TAG | (self.next_key & 0x00ff_ffff_ffff_ffff);
+    /// A new timer of this module: its sequence number, remembered with
+    /// what it is for (the reactor's key is `Timer::Fetch(seq).to_key()`).
+    fn timer_seq(&mut self, fid: &str, kind: TimerKind) -> u64 {
+        let seq = self.next_key & Timer::SEQ_MASK;
         self.next_key += 1;
-        self.timers.insert(key, (fid.to_owned(), kind));
-        key
+        self.timers.insert(seq, (fid.to_owned(), kind));
+        seq
     }
 
     /// Drops the oldest finished records of `user` beyond the keep limit.
@@ -1313,8 +1318,8 @@ impl Fetches {
     /// fsyncs do not compete with theirs).
     fn save_soon(&mut self, cx: &mut Ctx) {
         if self.save_timer.is_none() {
-            let key = self.timer_key("", TimerKind::Save);
-            self.save_timer = Some(cx.timer(self.svc, SAVE_DELAY, key));
+            let seq = self.timer_seq("", TimerKind::Save);
+            self.save_timer = Some(cx.timer(self.svc, SAVE_DELAY, Timer::Fetch(seq).to_key()));
         }
     }
 
@@ -1341,7 +1346,7 @@ impl Fetches {
         };
         let path = self.records_path.clone();
         let covers = self.durable_asked;
-        let job = move || Done::Saved {
+        let job = move || ChoreDone::Saved {
             covers,
             result: crate::store::write_atomic(&path, &bytes).map_err(|e| e.to_string()),
         };
@@ -1360,7 +1365,7 @@ impl Fetches {
 
 // ----- helpers (no loop state) -----
 
-fn host_name(job: &Job) -> String {
+fn host_name(job: &Download) -> String {
     job.rec
         .hosts
         .get(job.host)
@@ -1368,7 +1373,7 @@ fn host_name(job: &Job) -> String {
         .unwrap_or_else(|| "the peer".into())
 }
 
-fn host_addr(job: &Job) -> String {
+fn host_addr(job: &Download) -> String {
     job.rec
         .hosts
         .get(job.host)
@@ -1377,7 +1382,7 @@ fn host_addr(job: &Job) -> String {
 }
 
 /// The sentence shown when every host failed.
-fn final_error(job: &Job) -> String {
+fn final_error(job: &Download) -> String {
     let last = job
         .last_error
         .clone()
@@ -1400,7 +1405,7 @@ fn final_error(job: &Job) -> String {
     }
 }
 
-fn progress_json(job: &Job, now: Instant) -> Value {
+fn progress_json(job: &Download, now: Instant) -> Value {
     let r = &job.rec;
     let running = matches!(r.status, Status::Downloading);
     let speed = match (r.status, r.finished_at) {
@@ -1496,15 +1501,6 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
-}
-
 fn new_id() -> String {
     let bytes = crate::auth::random::bytes(8).unwrap_or_else(|_| {
         let t = SystemTime::now()
@@ -1516,17 +1512,6 @@ fn new_id() -> String {
             .to_vec()
     });
     hex(&bytes)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    disk::hex(bytes)
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Worker: after a restart, what is there to go on from. Every file is
@@ -1644,13 +1629,5 @@ mod tests {
         // Clock steps must not give nonsense.
         assert_eq!(average_bps(10, -1.0), 0);
         assert_eq!(average_bps(10, f64::NAN), 0);
-    }
-
-    #[test]
-    fn names_that_are_paths_are_refused() {
-        assert!(valid_name("a b.txt"));
-        for bad in ["", ".", "..", "a/b", "a\\b", "a\nb"] {
-            assert!(!valid_name(bad), "{bad:?}");
-        }
     }
 }

@@ -7,6 +7,8 @@
 //! writes: [`Snapshot::write`] runs on the node's store thread, and the
 //! catalog returns [`Effect`]s for the node.
 
+use crate::proto::names::check_file_name;
+use crate::util::unix_now;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::ErrorKind;
@@ -230,20 +232,6 @@ pub struct Catalog {
     suspects: Vec<String>,
 }
 
-/// Whether a name may be published (SPEC §2 "Names").
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 255 {
-        return Err("names must be 1 to 255 bytes long".into());
-    }
-    if name == "." || name == ".." {
-        return Err("'.' and '..' are not file names".into());
-    }
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
-        return Err("names may not contain '/', '\\' or control characters".into());
-    }
-    Ok(())
-}
-
 impl Catalog {
     /// Loads `<dir>/files.json` (creating `dir`). A file that cannot be
     /// parsed is moved aside, never overwritten, and the catalog starts empty.
@@ -264,7 +252,7 @@ impl Catalog {
                     }
                 }
                 Err(e) => {
-                    let aside = dir.join(format!("files.json.corrupt-{}", now_unix() as u64));
+                    let aside = dir.join(format!("files.json.corrupt-{}", unix_now() as u64));
                     crate::log_error!(
                         "{}: unreadable ({e}); moved to {} and starting empty",
                         store.display(),
@@ -417,7 +405,7 @@ impl Catalog {
             Some(n) => n.to_owned(),
             None => return Err((400, format!("{path} has no usable file name"))),
         };
-        if let Err(why) = check_name(&name) {
+        if let Err(why) = check_file_name(&name) {
             return Err((
                 400,
                 format!("The file name '{name}' cannot be shared: {why}"),
@@ -635,7 +623,7 @@ impl Catalog {
             HashResult::Changed => {
                 // Never straight again: that looped forever on a file that
                 // changes all the time (2.4 s of CPU every 3 s on a /proc file).
-                f.change_seen(now_unix(), true).into_iter().collect()
+                f.change_seen(unix_now(), true).into_iter().collect()
             }
             HashResult::Failed(e) => {
                 f.hash_error = Some(e);
@@ -709,7 +697,7 @@ impl Catalog {
                     }
                     // Already waiting out a backoff: the wait stands.
                     if f.next_hash_at.is_none() {
-                        effects.extend(f.change_seen(now_unix(), false));
+                        effects.extend(f.change_seen(unix_now(), false));
                     }
                     self.version += 1;
                 }
@@ -740,7 +728,7 @@ impl Catalog {
     }
 }
 
-impl peer_server::Catalog for Catalog {
+impl peer_server::PublishedFiles for Catalog {
     fn published(&self, name: &str) -> Option<SharedFile> {
         let f = self.files.get(name)?;
         if !f.is_published || f.status == Status::Missing {
@@ -798,18 +786,11 @@ fn allowed_at_load(sandbox: &Sandbox, user: &str, f: &mut TrackedFile) -> bool {
     }
 }
 
-pub fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::node::hashing::{hash_file, observe};
-    use crate::node::peer_server::Catalog as _;
+    use crate::node::peer_server::PublishedFiles as _;
 
     fn sandbox(dir: &Path) -> Arc<Sandbox> {
         let data = dir.join("data");
@@ -1008,18 +989,18 @@ mod tests {
         assert!(cat.hash_done(&job, HashResult::Changed).is_empty());
         let f = cat.get("log").unwrap();
         assert!(f.changing && !f.hashing);
-        let first = f.next_hash_at.unwrap() - now_unix();
+        let first = f.next_hash_at.unwrap() - unix_now();
         assert!((5.0..=10.5).contains(&first), "{first}");
-        assert!(cat.due_hashes(now_unix()).is_empty());
+        assert!(cat.due_hashes(unix_now()).is_empty());
         assert!(cat.needing_hash().is_empty(), "not at a restart either");
         // Due: hashed again; moving again doubles the wait.
         assert_eq!(
-            cat.due_hashes(now_unix() + 11.0),
+            cat.due_hashes(unix_now() + 11.0),
             vec![Effect::Hash("log".into())]
         );
         let job = cat.begin_hash("log").unwrap();
         cat.hash_done(&job, HashResult::Changed);
-        let second = cat.get("log").unwrap().next_hash_at.unwrap() - now_unix();
+        let second = cat.get("log").unwrap().next_hash_at.unwrap() - unix_now();
         assert!((15.0..=20.5).contains(&second), "{second}");
         // A change seen by a rescan while waiting keeps the wait.
         fs::write(&p, b"12").unwrap();
@@ -1076,9 +1057,9 @@ mod tests {
 
     #[test]
     fn names_follow_the_spec() {
-        assert!(check_name("report 2024 ü.pdf").is_ok());
+        assert!(check_file_name("report 2024 ü.pdf").is_ok());
         for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(256)] {
-            assert!(check_name(bad).is_err(), "{bad:?}");
+            assert!(check_file_name(bad).is_err(), "{bad:?}");
         }
     }
 }

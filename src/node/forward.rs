@@ -65,7 +65,7 @@ impl Target {
 }
 
 /// A finished request: the HTTP answer, or why there is none.
-pub type Outcome = Result<http::Response, String>;
+pub type ServerAnswer = Result<http::Response, String>;
 
 struct Pending {
     op: OpId,
@@ -159,7 +159,7 @@ impl Forwards {
     }
 
     /// A whole answer arrived: the op it belongs to and the answer.
-    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId) -> Option<(OpId, Outcome)> {
+    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId) -> Option<(OpId, ServerAnswer)> {
         let p = self.conns.get_mut(&id)?;
         if p.done {
             let n = cx.input(id).len();

@@ -9,18 +9,6 @@
 
 use reactor::http::Request;
 
-/// Headers sent with every client-API answer: no framing by other pages
-/// (clickjacking), no content sniffing, nothing loaded from elsewhere.
-pub const SECURITY_HEADERS: [(&str, &str); 4] = [
-    (
-        "Content-Security-Policy",
-        "default-src 'self'; frame-ancestors 'none'",
-    ),
-    ("X-Frame-Options", "DENY"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-];
-
 /// Why a request is refused before routing: (status, sentence).
 pub type Refusal = (u16, String);
 

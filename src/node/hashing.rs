@@ -2,8 +2,9 @@
 //! file (streamed in 1 MiB reads) and `stat` sweeps over many files. Every
 //! file is opened through the [`Sandbox`] (beneath its share root, no
 //! symlink followed), so a swapped-in symlink cannot redirect a hash or a
-//! rescan; results go back to the loop as [`Done`].
+//! rescan; results go back to the loop as [`WorkDone`].
 
+use crate::util::hex;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ pub struct HashJob {
 
 /// A finished job, handed back to the loop.
 #[derive(Debug)]
-pub enum Done {
+pub enum WorkDone {
     Hash {
         job: HashJob,
         result: HashResult,
@@ -126,16 +127,6 @@ pub fn hash_file(sandbox: &Sandbox, path: &Path) -> HashResult {
         dev: before.dev(),
         ino: before.ino(),
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
 }
 
 #[cfg(test)]

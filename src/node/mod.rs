@@ -39,17 +39,64 @@ use reactor::{
 };
 
 use crate::config::Config;
+use crate::http_server::{self, HttpServer};
+// Usernames name a directory, so `persist` refuses others as the coordinator does.
+use crate::proto::names::valid_username;
 use files::{Catalog, Effect};
-use hashing::{Done, HashJob};
+use hashing::{HashJob, WorkDone};
 use heartbeat::Intervals;
 use peer_server::{PeerServer, SharedFile};
 use session::Session;
 
 /// A client request waiting for something (registry, coordinator, worker).
-pub type OpId = u64;
+pub use crate::http_server::OpId;
 
-/// The node's own timer key (fetch and peer-server keys carry their tags).
-const CRON: u64 = 1;
+/// Every timer of the node. The reactor carries a `u64` key; this is the
+/// one place that packs and unpacks it: a tag in the top byte, a sequence
+/// number of the owning module below it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Timer {
+    /// The one periodic tick.
+    Cron,
+    /// A download's connect timeout, retry backoff or records save, by its
+    /// sequence number in `fetch`.
+    Fetch(u64),
+    /// A peer connection's first-line deadline or pacing tick, by its
+    /// sequence number in `peer_server`.
+    Peer(u64),
+    /// The peer server's sweep of idle memory maps.
+    PeerSweep,
+}
+
+const TAG_FETCH: u64 = 0x01 << 56;
+const TAG_PEER: u64 = 0x02 << 56;
+const TAG_PEER_SWEEP: u64 = 0x03 << 56;
+
+impl Timer {
+    /// Sequence numbers wrap within the bits below the tag.
+    pub const SEQ_MASK: u64 = (1 << 56) - 1;
+
+    pub fn to_key(self) -> u64 {
+        match self {
+            Timer::Cron => 1,
+            Timer::Fetch(seq) => TAG_FETCH | (seq & Timer::SEQ_MASK),
+            Timer::Peer(seq) => TAG_PEER | (seq & Timer::SEQ_MASK),
+            Timer::PeerSweep => TAG_PEER_SWEEP,
+        }
+    }
+
+    pub fn from_key(key: u64) -> Option<Timer> {
+        let seq = key & Timer::SEQ_MASK;
+        match key & !Timer::SEQ_MASK {
+            0 if key == 1 => Some(Timer::Cron),
+            TAG_FETCH => Some(Timer::Fetch(seq)),
+            TAG_PEER => Some(Timer::Peer(seq)),
+            TAG_PEER_SWEEP => Some(Timer::PeerSweep),
+            _ => None,
+        }
+    }
+}
+
 const CRON_TICK: Duration = Duration::from_millis(250);
 /// Every tracked file is stat'ed this often (on a worker: a stat may block).
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
@@ -89,7 +136,8 @@ pub struct User {
 
 /// What a connection of this service is, for those the node itself runs.
 enum Kind {
-    Api(api::ApiConn),
+    /// A client-API connection; its HTTP state is in `http`.
+    Api,
     /// The registry connection of that user.
     Registry(String),
     /// An outbound request to the server API (see `forward`).
@@ -102,24 +150,23 @@ pub struct Node {
     api_addr: SocketAddr,
     api_listener: ListenerId,
     conns: ConnMap<Kind>,
-    ops: HashMap<OpId, api::Op>,
-    /// Answers decided before their op was registered (a synchronous failure).
-    early: HashMap<OpId, api::Reply>,
-    next_op: OpId,
+    /// The client API's connections, requests and answers in order.
+    http: HttpServer,
+    /// What each waiting client request waits for.
+    ops: HashMap<OpId, api::OpKind>,
     tokens: tokens::Tokens,
     users: HashMap<String, User>,
     peer_listeners: HashMap<ListenerId, String>,
     peer_server: PeerServer,
     fetches: fetch::Fetches,
     forwards: forward::Forwards,
-    work: Pool<Done>,
+    work: Pool<WorkDone>,
     /// The one thread that reads and durably writes catalogs, in order.
     store: Pool<persist::Stored>,
     saves: persist::Saves,
     net: network::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
-    date: (u64, String),
     last_rescan: Instant,
     last_purge: Instant,
     rng: u64,
@@ -128,7 +175,7 @@ pub struct Node {
 /// Serves nothing: peer connections of a user who logged out meanwhile.
 struct NoFiles;
 
-impl peer_server::Catalog for NoFiles {
+impl peer_server::PublishedFiles for NoFiles {
     fn published(&self, _name: &str) -> Option<SharedFile> {
         None
     }
@@ -141,15 +188,6 @@ fn resolve(what: &str, hostport: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {what} '{hostport}': {e}"))?
         .next()
         .ok_or_else(|| format!("{what} '{hostport}' resolves to nothing"))
-}
-
-/// Usernames as the coordinator allows them (3–32 of `A-Za-z0-9_.-`); they
-/// name a directory, so anything else is refused here too.
-fn valid_username(u: &str) -> bool {
-    (3..=32).contains(&u.len())
-        && u.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-        && u.bytes().any(|b| b != b'.')
 }
 
 /// Binds the client API (printing its address), sets everything up. Several
@@ -182,7 +220,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
     let store = Pool::new("store", 1, STORE_QUEUE, cx.waker())
         .map_err(|e| format!("cannot start the store thread: {e}"))?;
     let opts = ConnOptions {
-        max_input: api::LIMITS.max_head + api::LIMITS.max_body + 1024,
+        max_input: http_server::MAX_INPUT,
         idle_timeout: Some(Duration::from_secs(120)),
         ..ConnOptions::default()
     };
@@ -204,7 +242,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
             .collect::<Vec<_>>()
             .join(", ")
     );
-    cx.timer(svc, CRON_TICK, CRON);
+    cx.timer(svc, CRON_TICK, Timer::Cron.to_key());
     let now = cx.now();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -235,9 +273,8 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         api_addr,
         api_listener,
         conns: ConnMap::new(),
+        http: HttpServer::new(),
         ops: HashMap::new(),
-        early: HashMap::new(),
-        next_op: 1,
         tokens: tokens::Tokens::default(),
         users: HashMap::new(),
         peer_listeners: HashMap::new(),
@@ -249,7 +286,6 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         saves: persist::Saves::default(),
         net: network::NetCache::default(),
         backlog: VecDeque::new(),
-        date: (0, String::new()),
         last_rescan: now,
         last_purge: now,
         rng: seed | 1,
@@ -296,7 +332,7 @@ impl Node {
         let j: HashJob = job;
         let submitted = self.work.submit(move || {
             let result = hashing::hash_file(&j.sandbox, &j.path);
-            Done::Hash { job: j, result }
+            WorkDone::Hash { job: j, result }
         });
         if submitted.is_err() {
             u.catalog.hash_not_started(name);
@@ -330,7 +366,7 @@ impl Node {
         let paths = u.catalog.paths();
         let who = user.to_owned();
         let sandbox = self.settings.sandbox.clone();
-        let submitted = self.work.submit(move || Done::Scan {
+        let submitted = self.work.submit(move || WorkDone::Scan {
             user: who,
             seen: paths
                 .into_iter()
@@ -349,7 +385,7 @@ impl Node {
     fn work_done(&mut self, cx: &mut Ctx) {
         for done in self.work.drain() {
             match done {
-                Done::Hash { job, result } => {
+                WorkDone::Hash { job, result } => {
                     let effects = match self.users.get_mut(&job.user) {
                         Some(u) => u.catalog.hash_done(&job, result),
                         None => continue,
@@ -357,7 +393,7 @@ impl Node {
                     let user = job.user.clone();
                     self.apply_effects(cx, &user, effects);
                 }
-                Done::Scan { user, seen } => {
+                WorkDone::Scan { user, seen } => {
                     let Some(u) = self.users.get_mut(&user) else {
                         continue;
                     };
@@ -386,8 +422,6 @@ impl Node {
     /// The one periodic tick: sessions (retries, heartbeats), sweeps, saves.
     fn cron(&mut self, cx: &mut Ctx) {
         let now = cx.now();
-        // Early answers are taken within the call that made them; any left are stale.
-        self.early.clear();
         self.sessions_tick(cx);
         for _ in 0..self.backlog.len() {
             let Some((user, name)) = self.backlog.pop_front() else {
@@ -417,7 +451,7 @@ impl Node {
         }
         if rescan {
             // Files whose hashing backed off (they kept changing) and are due.
-            let wall = files::now_unix();
+            let wall = crate::util::unix_now();
             let due: Vec<(String, Vec<Effect>)> = self
                 .users
                 .iter_mut()
@@ -430,21 +464,22 @@ impl Node {
         }
         if now.saturating_duration_since(self.last_purge) >= PURGE_EVERY {
             self.last_purge = now;
-            self.tokens.purge(files::now_unix() as u64, now);
+            self.tokens.purge(crate::util::unix_secs(), now);
         }
         self.saves_tick(cx);
         self.net.sweep(now);
         for (user, path) in self.fetches.take_completed() {
             crate::log_debug!("{user}: download finished at {}", path.display());
         }
-        cx.timer(self.svc, CRON_TICK, CRON);
+        cx.timer(self.svc, CRON_TICK, Timer::Cron.to_key());
     }
 }
 
 impl Service for Node {
     fn on_accept(&mut self, cx: &mut Ctx, listener: ListenerId, id: ConnId, peer: SocketAddr) {
         if listener == self.api_listener {
-            self.conns.insert(id, Kind::Api(api::ApiConn::default()));
+            self.conns.insert(id, Kind::Api);
+            self.http.accept(id, peer.ip());
             return;
         }
         match self.peer_listeners.get(&listener) {
@@ -464,7 +499,7 @@ impl Service for Node {
                 self.registry_connected(cx, &user, id);
             }
             Some(Kind::Forward) => self.forwards.on_connect(cx, id),
-            Some(Kind::Api(_)) => {}
+            Some(Kind::Api) => {}
             None => {
                 if self.fetches.owns(id) {
                     self.fetches.on_connect(cx, id);
@@ -475,7 +510,7 @@ impl Service for Node {
 
     fn on_input(&mut self, cx: &mut Ctx, id: ConnId) {
         match self.conns.get(id) {
-            Some(Kind::Api(_)) => self.api_input(cx, id),
+            Some(Kind::Api) => http_server::on_input(self, cx, id),
             Some(Kind::Registry(user)) => {
                 let user = user.clone();
                 self.registry_input(cx, id, &user);
@@ -514,7 +549,10 @@ impl Service for Node {
 
     fn on_close(&mut self, cx: &mut Ctx, id: ConnId, why: CloseReason) {
         match self.conns.remove(id) {
-            Some(Kind::Api(_)) => {}
+            Some(Kind::Api) => {
+                // Its waiting request goes on; the answer is dropped.
+                self.http.closed(id);
+            }
             Some(Kind::Registry(user)) => self.registry_closed(cx, id, &user, &why),
             Some(Kind::Forward) => {
                 if let Some((op, msg)) = self.forwards.on_close(id, &why) {
@@ -532,11 +570,11 @@ impl Service for Node {
     }
 
     fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        match key >> 56 {
-            0x01 => self.fetches.on_timer(cx, key),
-            0x02 => self.peer_server.on_timer(cx, key),
-            _ if key == CRON => self.cron(cx),
-            _ => {}
+        match Timer::from_key(key) {
+            Some(Timer::Cron) => self.cron(cx),
+            Some(Timer::Fetch(seq)) => self.fetches.on_timer(cx, seq),
+            Some(t @ (Timer::Peer(_) | Timer::PeerSweep)) => self.peer_server.on_timer(cx, t),
+            None => {}
         }
     }
 
@@ -559,13 +597,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn usernames_that_can_name_a_directory() {
-        assert!(valid_username("alice"));
-        assert!(valid_username("a.b-c_9"));
-        assert!(!valid_username("..."));
-        assert!(!valid_username(".."));
-        assert!(!valid_username("ab"));
-        assert!(!valid_username("a/bc"));
-        assert!(!valid_username(&"x".repeat(33)));
+    fn timer_keys_round_trip() {
+        for t in [
+            Timer::Cron,
+            Timer::Fetch(0),
+            Timer::Fetch(Timer::SEQ_MASK),
+            Timer::Peer(7),
+            Timer::PeerSweep,
+        ] {
+            assert_eq!(Timer::from_key(t.to_key()), Some(t));
+        }
+        assert_ne!(Timer::Peer(0).to_key(), Timer::PeerSweep.to_key());
+        assert_eq!(Timer::from_key(0), None);
     }
 }

@@ -1,6 +1,6 @@
-//! Serves the files each user published to other peers (SPEC §3), one
+//! Serves the files each user published to other peers (`docs/peer-protocol.md`), one
 //! request at a time per connection, from a memory map handed to the reactor.
-//! It looks files up only by exact published name through [`Catalog`]: it
+//! It looks files up only by exact published name through [`PublishedFiles`]: it
 //! never takes a path from a peer, never reveals one, and never reads the
 //! mapped pages itself (only write(2) does, which turns a truncated file into
 //! EFAULT on that connection instead of SIGBUS for the process). Files are
@@ -21,7 +21,8 @@ use memmap2::{Mmap, MmapOptions};
 use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
 
 use super::sandbox::Sandbox;
-use crate::proto::peer::{self, Decoded, ErrorCode, Reply, Request};
+use super::Timer;
+use crate::proto::peer::{self, Answer, Decoded, ErrorCode, Request};
 
 /// A published file as the catalog knows it.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ pub struct SharedFile {
 }
 
 /// The node's view of what a user published.
-pub trait Catalog {
+pub trait PublishedFiles {
     /// The published file of that exact name, or None.
     fn published(&self, name: &str) -> Option<SharedFile>;
     /// Called when serving found the file gone or changed on disk (size/mtime differ).
@@ -58,15 +59,12 @@ pub const MAX_CONNS_PER_IP: usize = 32;
 pub const FIRST_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer connection with no traffic this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Files under this size go out in 256 KiB writes, larger ones in 1 MiB (SPEC §3).
+/// Files under this size go out in 256 KiB writes, larger ones in 1 MiB
+/// (`docs/peer-protocol.md`).
 const SMALL_FILE: u64 = 100 * 1024 * 1024;
 /// Test-only pacing (bytes per second), so fault tests can act mid-transfer.
 pub const THROTTLE_ENV: &str = "P2PSHARE_TEST_THROTTLE_BPS";
 const PACE_TICK: Duration = Duration::from_millis(50);
-/// Timer keys of this module carry this top byte (NODE.md).
-pub const TIMER_TAG: u64 = 0x02 << 56;
-/// The map-cache sweep's timer key (pacing keys start at 1).
-const SWEEP_KEY: u64 = TIMER_TAG;
 /// A map no transfer uses is dropped after this long.
 const MAP_LINGER: Duration = Duration::from_secs(10);
 /// Maps kept at most; the least recently used idle one goes first.
@@ -281,12 +279,12 @@ impl PeerServer {
         }
     }
 
-    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+    pub fn on_input(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn PublishedFiles) {
         self.serve(cx, id, catalog);
     }
 
     /// The queued range went out: the next request may be parsed.
-    pub fn on_drained(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+    pub fn on_drained(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn PublishedFiles) {
         if let Some(c) = self.conns.get_mut(id) {
             if matches!(c.state, State::Sending) {
                 c.state = State::Ready;
@@ -315,9 +313,11 @@ impl PeerServer {
         }
     }
 
-    /// A pacing tick or the map sweep (keys tagged [`TIMER_TAG`]).
-    pub fn on_timer(&mut self, cx: &mut Ctx, key: u64) {
-        if key == SWEEP_KEY {
+    /// A first-line deadline, a pacing tick (`Timer::Peer`) or the map
+    /// sweep (`Timer::PeerSweep`).
+    pub fn on_timer(&mut self, cx: &mut Ctx, t: Timer) {
+        let key = t.to_key();
+        if t == Timer::PeerSweep {
             self.sweep = None;
             self.maps.evict(cx.now());
             return self.arm_sweep(cx);
@@ -407,18 +407,18 @@ impl PeerServer {
     /// While maps are kept, a sweep drops the idle ones.
     fn arm_sweep(&mut self, cx: &mut Ctx) {
         if self.sweep.is_none() && !self.maps.maps.is_empty() {
-            self.sweep = Some(cx.timer(self.svc, MAP_LINGER, SWEEP_KEY));
+            self.sweep = Some(cx.timer(self.svc, MAP_LINGER, Timer::PeerSweep.to_key()));
         }
     }
 
     fn next_timer_key(&mut self) -> u64 {
-        let k = TIMER_TAG | (self.next_key & 0x00ff_ffff_ffff_ffff);
+        let k = Timer::Peer(self.next_key & Timer::SEQ_MASK).to_key();
         self.next_key += 1;
         k
     }
 
     /// Answers whole request lines until one starts a transfer.
-    fn serve(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn Catalog) {
+    fn serve(&mut self, cx: &mut Ctx, id: ConnId, catalog: &mut dyn PublishedFiles) {
         loop {
             match self.conns.get(id) {
                 Some(c) if matches!(c.state, State::Ready) => {}
@@ -447,19 +447,19 @@ impl PeerServer {
         }
     }
 
-    fn answer(&mut self, cx: &mut Ctx, id: ConnId, req: Request, catalog: &mut dyn Catalog) {
+    fn answer(&mut self, cx: &mut Ctx, id: ConnId, req: Request, catalog: &mut dyn PublishedFiles) {
         let (name, offset, length) = match req {
             Request::Ping => return cx.send_static(id, b"PONG\n"),
             Request::Info { name } => {
                 let reply = match lookup(catalog, &name) {
-                    Err(code) => Reply::Error(code),
+                    Err(code) => Answer::Error(code),
                     Ok(f) => match (
                         check_on_disk(&self.sandbox, catalog, &f).map(|_| ()),
                         f.sha256,
                     ) {
-                        (Err(code), _) => Reply::Error(code),
-                        (Ok(_), None) => Reply::Error(ErrorCode::ReadError),
-                        (Ok(_), Some(sha256)) => Reply::Info {
+                        (Err(code), _) => Answer::Error(code),
+                        (Ok(_), None) => Answer::Error(ErrorCode::ReadError),
+                        (Ok(_), Some(sha256)) => Answer::Info {
                             size: f.size,
                             sha256,
                         },
@@ -512,7 +512,7 @@ impl PeerServer {
         } else {
             1024 * 1024
         };
-        cx.send_vec(id, peer::encode_reply(&Reply::Length(n)));
+        cx.send_vec(id, peer::encode_reply(&Answer::Length(n)));
         let paced = self.throttle_bps.is_some();
         let timer = if paced {
             let key = self.next_timer_key();
@@ -540,7 +540,7 @@ impl PeerServer {
 
 /// The published file of exactly that name. A name that could be a path
 /// is refused before the catalog is even asked.
-fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
+fn lookup(catalog: &dyn PublishedFiles, name: &str) -> Result<SharedFile, ErrorCode> {
     if name.is_empty() || name.contains(['/', '\\', '\0']) || name == "." || name == ".." {
         return Err(ErrorCode::NotFound);
     }
@@ -557,7 +557,7 @@ fn lookup(catalog: &dyn Catalog, name: &str) -> Result<SharedFile, ErrorCode> {
 /// it) answers `filenotfound` and tells the catalog, which looks again.
 fn check_on_disk(
     sandbox: &Sandbox,
-    catalog: &mut dyn Catalog,
+    catalog: &mut dyn PublishedFiles,
     f: &SharedFile,
 ) -> Result<(File, Metadata), ErrorCode> {
     let (file, meta) = match sandbox.open_read(&f.path, libc::O_RDONLY) {
@@ -624,7 +624,7 @@ mod tests {
     use super::*;
 
     struct One(Option<SharedFile>, Vec<String>);
-    impl Catalog for One {
+    impl PublishedFiles for One {
         fn published(&self, name: &str) -> Option<SharedFile> {
             self.0.clone().filter(|f| f.name == name)
         }

@@ -1,4 +1,4 @@
-//! What each client-API endpoint does for its user (SPEC §5, notes/API.md),
+//! What each client-API endpoint does for its user (`docs/client-api.md`),
 //! and how requests that wait on the registry go on when its answers come.
 //! HTTP framing, the Host check and authentication happen before, in `api`.
 
@@ -10,17 +10,19 @@ use serde_json::{json, Map, Value};
 
 use super::api::{FetchOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
 use super::fetch::{FetchRequest, HostOffer};
-use super::files::{self, now_unix, Status};
+use super::files::Status;
 use super::hashing::observe;
 use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
 use super::persist::AfterSave;
 use super::pick;
 use super::session::Wait;
 use super::{Node, OpId};
+use crate::proto::names::check_file_name;
+use crate::util::unix_now;
 
-type Body = Map<String, Value>;
+type Fields = Map<String, Value>;
 
-fn str_field<'a>(b: &'a Body, key: &str) -> Result<Option<&'a str>, Reply> {
+fn str_field<'a>(b: &'a Fields, key: &str) -> Result<Option<&'a str>, Reply> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -28,7 +30,7 @@ fn str_field<'a>(b: &'a Body, key: &str) -> Result<Option<&'a str>, Reply> {
     }
 }
 
-fn bool_field(b: &Body, key: &str) -> Result<bool, Reply> {
+fn bool_field(b: &Fields, key: &str) -> Result<bool, Reply> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(v)) => Ok(*v),
@@ -36,7 +38,7 @@ fn bool_field(b: &Body, key: &str) -> Result<bool, Reply> {
     }
 }
 
-fn required<'a>(b: &'a Body, key: &str) -> Result<&'a str, Reply> {
+fn required<'a>(b: &'a Fields, key: &str) -> Result<&'a str, Reply> {
     match str_field(b, key)? {
         Some(s) if !s.is_empty() => Ok(s),
         _ => Err(Reply::error(400, &format!("Missing '{key}' (a string)"))),
@@ -81,7 +83,7 @@ impl Node {
             .join("downloads")
     }
 
-    pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
         if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
             if s.ever_up {
                 return self.client_info(user).into();
@@ -185,12 +187,18 @@ impl Node {
         Reply::ok(json!({"success": true, "files": files}))
     }
 
-    pub(super) fn api_add_file(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_add_file(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        b: &Fields,
+    ) -> Outcome {
         let path = try_reply!(required(b, "path"));
         let Some(u) = self.users.get_mut(user) else {
             return Reply::error(404, "Unknown user").into();
         };
-        let added_at = now_unix();
+        let added_at = unix_now();
         let (name, new) = match u.catalog.add(path, added_at) {
             Ok(x) => x,
             Err((status, msg)) => return Reply::error(status, &msg).into(),
@@ -231,7 +239,7 @@ impl Node {
         cx: &mut Ctx,
         op: OpId,
         user: &str,
-        b: &Body,
+        b: &Fields,
     ) -> Outcome {
         let name = try_reply!(required(b, "fname"));
         let Some(u) = self.users.get_mut(user) else {
@@ -299,7 +307,7 @@ impl Node {
     }
 
     /// Name of the file a publish/unpublish body means (`fname`, or `path`).
-    fn named_file(&self, user: &str, b: &Body) -> Result<String, Reply> {
+    fn named_file(&self, user: &str, b: &Fields) -> Result<String, Reply> {
         let u = self
             .users
             .get(user)
@@ -325,7 +333,13 @@ impl Node {
         Err(Reply::error(400, "Missing 'fname' (or 'path')"))
     }
 
-    pub(super) fn api_publish(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_publish(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        b: &Fields,
+    ) -> Outcome {
         let force = try_reply!(bool_field(b, "force"));
         let name = try_reply!(self.named_file(user, b));
         // Look at the disk now, not at what the last sweep saw.
@@ -373,7 +387,7 @@ impl Node {
         let Some(s) = u.session.as_ref() else {
             return Reply::error(409, NOT_INITIALISED).into();
         };
-        let at = now_unix();
+        let at = unix_now();
         if !s.is_up() {
             return self.publish_locally(cx, op, user, &name, at);
         }
@@ -463,7 +477,7 @@ impl Node {
         cx: &mut Ctx,
         op: OpId,
         user: &str,
-        b: &Body,
+        b: &Fields,
     ) -> Outcome {
         let name = try_reply!(self.named_file(user, b));
         let Some(u) = self.users.get_mut(user) else {
@@ -490,9 +504,9 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Body) -> Outcome {
+    pub(super) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Fields) -> Outcome {
         let fname = try_reply!(required(b, "fname")).to_owned();
-        if let Err(why) = files::check_name(&fname) {
+        if let Err(why) = check_file_name(&fname) {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
         }
         let overwrite = try_reply!(bool_field(b, "overwrite"));

@@ -202,7 +202,7 @@ impl Node {
 
     /// TCP is up: say who we are.
     pub(super) fn registry_connected(&mut self, cx: &mut Ctx, user: &str, id: ConnId) {
-        let now_unix = super::files::now_unix() as u64;
+        let now_unix = crate::util::unix_secs();
         let token = self.tokens.freshest(user, now_unix).map(|(t, _)| t);
         let advertise = self.settings.advertise_ip;
         let (Some(u), Some(token)) = (self.users.get(user), token) else {

@@ -1,4 +1,4 @@
-//! The peer protocol codec (SPEC §3): request lines and answer lines, both
+//! The peer protocol codec (`docs/peer-protocol.md`): request lines and answer lines, both
 //! directions. Pure: it never touches sockets or files, and the payload bytes
 //! after `LENGTH` are the caller's business.
 
@@ -81,7 +81,7 @@ impl fmt::Display for ErrorCode {
 
 /// One answer line (the payload of `LENGTH` follows it on the wire).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum Answer {
     Length(u64),
     Info { size: u64, sha256: String },
     Pong,
@@ -179,7 +179,7 @@ pub fn parse_u64(s: &[u8]) -> Option<u64> {
 ///
 /// Anything unexpected is `Invalid(ReadError, used)`: the peer is not
 /// speaking this protocol and the caller should drop it.
-pub fn decode_reply(buf: &[u8]) -> Decoded<Reply> {
+pub fn decode_reply(buf: &[u8]) -> Decoded<Answer> {
     let (line, used) = match next_line(buf) {
         Line::Partial => return Decoded::Partial,
         Line::TooLong => return Decoded::TooLong,
@@ -191,15 +191,15 @@ pub fn decode_reply(buf: &[u8]) -> Decoded<Reply> {
     }
 }
 
-fn parse_reply(line: &[u8]) -> Option<Reply> {
+fn parse_reply(line: &[u8]) -> Option<Answer> {
     if line == b"PONG" {
-        return Some(Reply::Pong);
+        return Some(Answer::Pong);
     }
     if let Some(rest) = line.strip_prefix(b"LENGTH ") {
-        return parse_u64(rest).map(Reply::Length);
+        return parse_u64(rest).map(Answer::Length);
     }
     if let Some(rest) = line.strip_prefix(b"ERROR ") {
-        return ErrorCode::parse(std::str::from_utf8(rest).ok()?).map(Reply::Error);
+        return ErrorCode::parse(std::str::from_utf8(rest).ok()?).map(Answer::Error);
     }
     if let Some(rest) = line.strip_prefix(b"INFO ") {
         let (size, hash) = split_word(rest)?;
@@ -208,7 +208,7 @@ fn parse_reply(line: &[u8]) -> Option<Reply> {
             return None;
         }
         let sha256 = std::str::from_utf8(hash).ok()?.to_ascii_lowercase();
-        return Some(Reply::Info { size, sha256 });
+        return Some(Answer::Info { size, sha256 });
     }
     None
 }
@@ -235,12 +235,12 @@ pub fn encode_request(req: &Request) -> Option<Vec<u8>> {
 }
 
 /// The answer line for `reply`, newline included.
-pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+pub fn encode_reply(reply: &Answer) -> Vec<u8> {
     match reply {
-        Reply::Length(n) => format!("LENGTH {n}\n").into_bytes(),
-        Reply::Info { size, sha256 } => format!("INFO {size} {sha256}\n").into_bytes(),
-        Reply::Pong => b"PONG\n".to_vec(),
-        Reply::Error(code) => code.line().to_vec(),
+        Answer::Length(n) => format!("LENGTH {n}\n").into_bytes(),
+        Answer::Info { size, sha256 } => format!("INFO {size} {sha256}\n").into_bytes(),
+        Answer::Pong => b"PONG\n".to_vec(),
+        Answer::Error(code) => code.line().to_vec(),
     }
 }
 
@@ -372,22 +372,22 @@ mod tests {
         let h = "ab".repeat(32);
         assert_eq!(
             decode_reply(b"LENGTH 42\n"),
-            Decoded::Frame(Reply::Length(42), 10)
+            Decoded::Frame(Answer::Length(42), 10)
         );
         assert_eq!(
             decode_reply(format!("INFO 7 {}\n", h.to_uppercase()).as_bytes()),
             Decoded::Frame(
-                Reply::Info {
+                Answer::Info {
                     size: 7,
                     sha256: h.clone()
                 },
                 72
             )
         );
-        assert_eq!(decode_reply(b"PONG\n"), Decoded::Frame(Reply::Pong, 5));
+        assert_eq!(decode_reply(b"PONG\n"), Decoded::Frame(Answer::Pong, 5));
         assert_eq!(
             decode_reply(b"ERROR filenotfound\n"),
-            Decoded::Frame(Reply::Error(ErrorCode::FileNotFound), 19)
+            Decoded::Frame(Answer::Error(ErrorCode::FileNotFound), 19)
         );
         for bad in [
             &b"LENGTH -1\n"[..],
@@ -422,13 +422,13 @@ mod tests {
         assert_eq!(encode_request(&get("a\nb")), None);
         assert_eq!(encode_request(&get(&"x".repeat(MAX_LINE))), None);
         let replies = [
-            Reply::Length(0),
-            Reply::Info {
+            Answer::Length(0),
+            Answer::Info {
                 size: 9,
                 sha256: "0".repeat(64),
             },
-            Reply::Pong,
-            Reply::Error(ErrorCode::TooLong),
+            Answer::Pong,
+            Answer::Error(ErrorCode::TooLong),
         ];
         for r in replies {
             let wire = encode_reply(&r);

@@ -2,6 +2,7 @@
 //! line into a typed [`Request`] with every bad-input rule applied, and writes
 //! replies. Pure: no I/O, no registry state.
 
+use super::names::valid_file_name;
 use std::borrow::Cow;
 
 use serde::Deserialize;
@@ -373,20 +374,8 @@ fn clean(e: &serde_json::Error) -> String {
     }
 }
 
-/// File names are base names: no `/`, `\`, control characters, not `.`/`..`,
-/// 1–255 bytes.
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == '\\' || c.is_control())
-}
-
 fn check_name(name: &str) -> Result<(), String> {
-    if valid_name(name) {
+    if valid_file_name(name) {
         Ok(())
     } else {
         Err("invalid name".into())
@@ -395,7 +384,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Hostnames follow the same rule as names (they are usernames in practice).
 fn check_hostname(h: &str) -> Result<(), String> {
-    if valid_name(h) {
+    if valid_file_name(h) {
         Ok(())
     } else {
         Err("invalid hostname".into())

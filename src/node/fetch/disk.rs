@@ -8,6 +8,7 @@
 //! never following a symlink). It owns no fetch state: results go back
 //! through [`DiskLane::drain`] and the loop's waker.
 
+use crate::util::hex;
 use std::alloc::{self, Layout};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -665,10 +666,6 @@ pub fn finalize(file: &File, place: &Place, overwrite: bool) -> Result<(), Strin
         crate::log_warn!("could not fsync the folder of {}: {e}", target.display());
     }
     Ok(())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    crate::node::hashing::hex(bytes)
 }
 
 #[cfg(test)]
