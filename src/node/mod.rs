@@ -241,7 +241,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         tokens: tokens::Tokens::default(),
         users: HashMap::new(),
         peer_listeners: HashMap::new(),
-        peer_server: PeerServer::new(svc, sandbox),
+        peer_server: PeerServer::new(svc, sandbox, cfg.max_upload_rate),
         fetches,
         forwards: forward::Forwards::new(svc, target),
         work,
