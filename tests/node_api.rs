@@ -767,6 +767,8 @@ fn heartbeat_follows_activity() {
     });
     assert_eq!(hb["interval_s"], 60.0);
     let sent = status()["sent"].as_u64().unwrap();
+    // An observation window, not a wait: over two ACTIVE intervals (0.5 s)
+    // nothing may be sent; no event marks "a PING did not happen".
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(
         status()["sent"].as_u64().unwrap(),

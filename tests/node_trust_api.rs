@@ -91,16 +91,15 @@ fn progress(n: &Node, token: &str, id: &str) -> Value {
 
 /// Polls a fetch until it is final (60 s at most).
 fn wait_final(n: &Node, token: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = progress(n, token, id);
-        let st = v["status"].as_str().unwrap_or("");
-        if matches!(st, "completed" | "failed" | "cancelled") {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "fetch {id} never ended: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("fetch {id} to end"),
+        Duration::from_secs(60),
+        || {
+            let v = progress(n, token, id);
+            let st = v["status"].as_str().unwrap_or("");
+            matches!(st, "completed" | "failed" | "cancelled").then_some(v)
+        },
+    )
 }
 
 // ----- 1. a foreign web page calling the client API -----
@@ -626,19 +625,11 @@ fn three_hundred_idle_connections_from_one_address_cannot_stop_another_from_down
     assert!(closed <= 300 - 32 + 1, "{closed} closed: the cap is not 32");
 
     // The ones kept are closed once they have sent no request for 10 s.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let open = idle.iter().filter(|s| !is_closed(s)).count();
-        if open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} idle connections still open after {:?}",
-            opened.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "every idle connection closed (first-line timeout)",
+        Duration::from_secs(20),
+        || idle.iter().all(is_closed).then_some(()),
+    );
     let took = opened.elapsed();
     assert!(
         took >= Duration::from_secs(9),

@@ -514,6 +514,7 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
             let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = f.write_all(b"line\n");
+                // Pacing the writer (a line a millisecond), not a wait.
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
@@ -538,7 +539,8 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
     let wait = f["next_hash_at"].as_f64().unwrap() - now;
     assert!(wait > 5.0, "the next hash waits: {f}");
     assert_eq!(f["hashing"], false, "{f}");
-    // For a while nothing is hashing it.
+    // For a while nothing is hashing it: an observation window (nothing
+    // marks "no hash started"), checked every 100 ms for 2 s.
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(2) {
         let f = entry(&n, &alice).unwrap();
@@ -576,17 +578,19 @@ fn a_missing_share_root_stops_the_node_with_a_clear_error() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
+    // Some(None) after 15 s: the child is killed before the test fails.
+    let started = Instant::now();
+    let status = wait_for("the node to exit without its share root", || {
+        match child.try_wait().unwrap() {
+            Some(st) => Some(Some(st)),
+            None if started.elapsed() > Duration::from_secs(14) => Some(None),
+            None => None,
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the node started without its share root");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node started without its share root");
     };
     assert!(!status.success());
     assert_ne!(status.code(), Some(101), "no panic");

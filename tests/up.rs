@@ -139,14 +139,11 @@ fn up_runs_both_services_and_they_talk() {
 
     // SIGTERM: a clean exit.
     unsafe { libc::kill(p.pid() as i32, libc::SIGTERM) };
-    let t0 = std::time::Instant::now();
-    while p.is_running() {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(10),
-            "up exits on SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "up to exit on SIGTERM",
+        std::time::Duration::from_secs(10),
+        || (!p.is_running()).then_some(()),
+    );
 }
 
 #[test]
