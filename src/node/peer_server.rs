@@ -390,16 +390,14 @@ impl PeerServer {
             return;
         };
         bucket.refill(cx.now());
-        let mut ready: Vec<ConnId> = Vec::new();
-        for _ in 0..self.paced.len() {
-            let Some(id) = self.paced.pop_front() else {
-                break;
-            };
-            self.paced.push_back(id);
-            if cx.output_total(id) == 0 {
-                ready.push(id);
-            }
-        }
+        let ready: Vec<ConnId> = self
+            .paced
+            .iter()
+            .copied()
+            .filter(|&id| cx.output_total(id) == 0)
+            .collect();
+        // Who goes first turns each tick, so rounding favours nobody.
+        self.paced.rotate_left(1.min(self.paced.len()));
         let mut left = ready.len() as u64;
         for id in ready {
             if bucket.tokens == 0 {
