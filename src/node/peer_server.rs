@@ -743,6 +743,31 @@ mod tests {
     }
 
     #[test]
+    fn the_upload_bucket_refills_with_time_and_keeps_at_most_two_ticks() {
+        let t0 = Instant::now();
+        let mut b = Bucket {
+            rate: 2_000_000,
+            tokens: 0,
+            refilled: t0,
+        };
+        b.refill(t0 + PACE_TICK);
+        assert_eq!(b.tokens, 100_000, "one tick at 2 MB/s");
+        b.tokens = 0;
+        b.refill(t0 + Duration::from_secs(10));
+        assert_eq!(b.tokens, 200_000, "a long pause is no burst");
+        // Under a byte's worth of time adds nothing, and is not lost.
+        let mut slow = Bucket {
+            rate: 1,
+            tokens: 0,
+            refilled: t0,
+        };
+        slow.refill(t0 + Duration::from_millis(600));
+        assert_eq!(slow.tokens, 0);
+        slow.refill(t0 + Duration::from_millis(1200));
+        assert_eq!(slow.tokens, 1);
+    }
+
+    #[test]
     fn lookup_refuses_paths_before_asking() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = shared(dir.path(), "a", b"x");
