@@ -2,20 +2,20 @@
 //! the live probe, stats, and the process-level behaviour (durability,
 //! signals, flags, descriptor exhaustion).
 
-mod support;
+mod harness;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use harness::*;
 use serde_json::json;
-use support::*;
 
 #[test]
 fn accounts_register_login_verify() {
-    let c = Coord::start();
-    let (s, v) = c.http(
+    let c = Coordinator::start();
+    let (s, v) = c.call(
         "POST",
         "/api/user/register",
         None,
@@ -29,7 +29,7 @@ fn accounts_register_login_verify() {
     assert!(v["user"].get("password_hash").is_none());
     let token = v["token"].as_str().unwrap().to_string();
 
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/register",
         None,
@@ -37,14 +37,14 @@ fn accounts_register_login_verify() {
     );
     assert_eq!((s, v["success"].clone()), (409, json!(false)));
     assert!(v["error"].as_str().unwrap().contains("taken"));
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/register",
         None,
         Some(json!({"username":"bo","password":"long enough"})),
     );
     assert_eq!(s, 400, "{v}");
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/register",
         None,
@@ -52,7 +52,7 @@ fn accounts_register_login_verify() {
     );
     assert_eq!(s, 400);
     assert!(v["error"].as_str().unwrap().contains("8"));
-    let (s, _) = c.http(
+    let (s, _) = c.call(
         "POST",
         "/api/user/register",
         None,
@@ -60,7 +60,7 @@ fn accounts_register_login_verify() {
     );
     assert_eq!(s, 400);
 
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/login",
         None,
@@ -68,7 +68,7 @@ fn accounts_register_login_verify() {
     );
     assert_eq!(s, 200);
     assert!(v["user"]["last_login"].is_string());
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/login",
         None,
@@ -79,7 +79,7 @@ fn accounts_register_login_verify() {
         v,
         json!({"success": false, "error": "Invalid username or password"})
     );
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/login",
         None,
@@ -90,7 +90,7 @@ fn accounts_register_login_verify() {
         (401, json!("Invalid username or password"))
     );
 
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/verify",
         None,
@@ -98,14 +98,14 @@ fn accounts_register_login_verify() {
     );
     assert_eq!(s, 200);
     assert_eq!(v["user"]["username"], "alice");
-    let (s, _) = c.http(
+    let (s, _) = c.call(
         "POST",
         "/api/user/verify",
         None,
         Some(json!({"token": token_exp("alice", now() - 1)})),
     );
     assert_eq!(s, 401);
-    let (s, _) = c.http(
+    let (s, _) = c.call(
         "POST",
         "/api/user/verify",
         None,
@@ -126,19 +126,19 @@ fn accounts_register_login_verify() {
 
 #[test]
 fn admin_endpoints_need_an_admin_token() {
-    let c = Coord::start();
-    let (s, _) = c.http(
+    let c = Coordinator::start();
+    let (s, _) = c.call(
         "POST",
         "/api/admin/login",
         None,
         Some(json!({"username":"admin","password":"not the password"})),
     );
     assert_eq!(s, 401);
-    let (s, _) = c.http(
+    let (s, _) = c.call(
         "POST",
         "/api/admin/login",
         None,
-        Some(json!({"username":"root","password":ADMIN_PW})),
+        Some(json!({"username":"root","password":ADMIN_PASSWORD})),
     );
     assert_eq!(s, 401);
     let admin = c.admin_token();
@@ -149,36 +149,36 @@ fn admin_endpoints_need_an_admin_token() {
         "/api/admin/ping/alice",
     ] {
         assert_eq!(
-            c.http("GET", path, None, None).0,
+            c.call("GET", path, None, None).0,
             401,
             "{path} without a token"
         );
         assert_eq!(
-            c.http("GET", path, Some(&user), None).0,
+            c.call("GET", path, Some(&user), None).0,
             403,
             "{path} with a user token"
         );
     }
-    let (s, v) = c.http("GET", "/api/admin/registry", Some(&admin), None);
+    let (s, v) = c.call("GET", "/api/admin/registry", Some(&admin), None);
     assert_eq!(s, 200);
     assert_eq!(
         v["stats"],
         json!({"total_clients":0,"total_files":0,"active_clients":0})
     );
     assert_eq!(
-        c.http("GET", "/api/admin/discover/ghost", Some(&admin), None)
+        c.call("GET", "/api/admin/discover/ghost", Some(&admin), None)
             .0,
         404
     );
     assert_eq!(
-        c.http("GET", "/api/admin/ping/ghost", Some(&admin), None).0,
+        c.call("GET", "/api/admin/ping/ghost", Some(&admin), None).0,
         404
     );
 }
 
 #[test]
 fn admin_sees_clients_discovers_and_pings_live() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let admin = c.admin_token();
     // A fake peer that answers PING with PONG.
     let peer = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -201,9 +201,13 @@ fn admin_sees_clients_discovers_and_pings_live() {
         json!({"hostname":"zed","port":1,"ip":"127.0.0.1","token":token("zed")}),
     );
     drop(r2);
-    std::thread::sleep(Duration::from_millis(100));
+    // The close reaches the coordinator a moment later: zed goes offline.
+    wait_for("zed offline after its connection closed", || {
+        let (s, v) = c.call("GET", "/api/admin/registry", Some(&admin), None);
+        (s == 200 && v["stats"]["active_clients"] == 1).then_some(())
+    });
 
-    let (s, v) = c.http("GET", "/api/admin/registry", Some(&admin), None);
+    let (s, v) = c.call("GET", "/api/admin/registry", Some(&admin), None);
     assert_eq!(s, 200);
     assert_eq!(v["stats"]["total_clients"], 2);
     assert_eq!(v["stats"]["active_clients"], 1);
@@ -213,7 +217,7 @@ fn admin_sees_clients_discovers_and_pings_live() {
     assert_eq!(clients[0]["status"], "online");
     assert_eq!(clients[0]["file_count"], 1);
     assert_eq!(clients[1]["status"], "offline");
-    let (_, v) = c.http(
+    let (_, v) = c.call(
         "GET",
         "/api/admin/registry?q=ZE&offset=0&limit=10",
         Some(&admin),
@@ -222,23 +226,23 @@ fn admin_sees_clients_discovers_and_pings_live() {
     assert_eq!(v["total"], 1);
     assert_eq!(v["clients"][0]["hostname"], "zed");
 
-    let (s, v) = c.http("GET", "/api/admin/discover/alice", Some(&admin), None);
+    let (s, v) = c.call("GET", "/api/admin/discover/alice", Some(&admin), None);
     assert_eq!(s, 200);
     assert_eq!(v["files"]["a.txt"]["size"], 3);
 
-    let (s, v) = c.http("GET", "/api/admin/ping/alice", Some(&admin), None);
+    let (s, v) = c.call("GET", "/api/admin/ping/alice", Some(&admin), None);
     assert_eq!(s, 200);
     assert_eq!(v["status"], "online", "{v}");
     assert!(v["rtt_ms"].as_f64().unwrap() >= 0.0);
     // zed's port has nobody listening: offline, with a reason.
-    let (_, v) = c.http("GET", "/api/admin/ping/zed", Some(&admin), None);
+    let (_, v) = c.call("GET", "/api/admin/ping/zed", Some(&admin), None);
     assert_eq!(v["status"], "offline");
     assert!(v["rtt_ms"].is_null());
 }
 
 #[test]
 fn the_probe_times_out_after_two_seconds() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let admin = c.admin_token();
     // Accepts but never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -249,7 +253,7 @@ fn the_probe_times_out_after_two_seconds() {
         json!({"hostname":"mute","port":port,"ip":"127.0.0.1","token":token("mute")}),
     );
     let t0 = std::time::Instant::now();
-    let (_, v) = c.http("GET", "/api/admin/ping/mute", Some(&admin), None);
+    let (_, v) = c.call("GET", "/api/admin/ping/mute", Some(&admin), None);
     let took = t0.elapsed();
     assert_eq!(v["status"], "offline", "{v}");
     assert!(
@@ -257,19 +261,19 @@ fn the_probe_times_out_after_two_seconds() {
         "{took:?}"
     );
     // The loop kept serving meanwhile: stats answers at once.
-    assert_eq!(c.http("GET", "/api/stats", None, None).0, 200);
+    assert_eq!(c.call("GET", "/api/stats", None, None).0, 200);
     drop(silent);
 }
 
 #[test]
 fn stats_count_operations_and_latency() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut r = c.reg();
     r.register("s1");
     for _ in 0..10 {
         r.req("PING", json!({"hostname":"s1"}));
     }
-    let (s, v) = c.http("GET", "/api/stats", None, None);
+    let (s, v) = c.call("GET", "/api/stats", None, None);
     assert_eq!(s, 200);
     assert_eq!(v["clients_total"], 1);
     assert_eq!(v["clients_online"], 1);
@@ -282,11 +286,12 @@ fn stats_count_operations_and_latency() {
 
 #[test]
 fn pages_carry_security_headers() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let (s, head, body) = http_raw(
         c.api,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    )
+    .parts();
     assert_eq!(s, 200);
     let h = head.to_ascii_lowercase();
     assert!(h.contains("content-security-policy: default-src 'self'"));
@@ -299,21 +304,21 @@ fn pages_carry_security_headers() {
 fn a_registration_survives_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
-    let mut c = Coord::spawn_in(&data, &[], &[], None);
-    let (s, _) = c.http(
+    let mut c = Coordinator::start_in(&data, &[], &[]);
+    let (s, _) = c.call(
         "POST",
         "/api/user/register",
         None,
-        Some(json!({"username":"durable","password":"password123","display_name":"D"})),
+        Some(json!({"username":"durable","password":PASSWORD,"display_name":"D"})),
     );
     assert_eq!(s, 200);
-    c.kill9();
-    let c2 = Coord::spawn_in(&data, &[], &[], None);
-    let (s, v) = c2.http(
+    c.kill();
+    let c2 = Coordinator::start_in(&data, &[], &[]);
+    let (s, v) = c2.call(
         "POST",
         "/api/user/login",
         None,
-        Some(json!({"username":"durable","password":"password123"})),
+        Some(json!({"username":"durable","password":PASSWORD})),
     );
     assert_eq!(s, 200, "{v}");
 }
@@ -335,7 +340,7 @@ fn a_corrupt_user_store_is_reported_not_replaced() {
         ])
         .arg(&data)
         .env("JWT_SECRET_KEY", SECRET)
-        .env("ADMIN_PASSWORD", ADMIN_PW)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -438,7 +443,7 @@ fn bad_flags_and_busy_ports_fail_with_one_line() {
         ])
         .arg(tmp.path())
         .env("JWT_SECRET_KEY", SECRET)
-        .env("ADMIN_PASSWORD", ADMIN_PW)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("P2PSHARE_LOG", "error")
         .stdin(Stdio::null())
         .output()
@@ -456,11 +461,11 @@ fn bad_flags_and_busy_ports_fail_with_one_line() {
 fn thousands_of_connections_then_past_the_descriptor_limit() {
     // The coordinator gets a 1,024-descriptor limit so the test can go past it.
     let tmp = tempfile::tempdir().unwrap();
-    let c = Coord::spawn_in(&tmp.path().join("d"), &[], &[], Some(1024));
+    let c = Coordinator::start_in_with_nofile(&tmp.path().join("d"), 1024);
     let mut conns = Vec::new();
     // Several hundred at once, all answered (the limit here is 1,024).
     for _ in 0..900 {
-        conns.push(TcpStream::connect(c.reg).unwrap());
+        conns.push(TcpStream::connect(c.registry).unwrap());
     }
     let ping = b"{\"action\":\"PING\",\"data\":{\"hostname\":\"x\"}}\n";
     // Registered, since one address may hold only 256 unbound connections.
@@ -486,11 +491,17 @@ fn thousands_of_connections_then_past_the_descriptor_limit() {
     // coordinator cannot take them all; it must not spin or die.
     let mut extra = Vec::new();
     for _ in 0..400 {
-        if let Ok(s) = TcpStream::connect(c.reg) {
+        if let Ok(s) = TcpStream::connect(c.registry) {
             extra.push(s);
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // The coordinator has taken connections up to its limit (900 held and
+    // a few of its own are below 1,000 descriptors; the extra ones go past).
+    let pid = c.proc.pid();
+    wait_for("the coordinator at its descriptor limit", || {
+        let open = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+        (open >= 1000).then_some(())
+    });
     for s in conns.iter_mut().take(50) {
         s.write_all(ping).unwrap();
         let mut l = String::new();
@@ -500,17 +511,23 @@ fn thousands_of_connections_then_past_the_descriptor_limit() {
     // Free descriptors; new connections are served again.
     drop(extra);
     conns.truncate(100);
-    std::thread::sleep(Duration::from_millis(500));
-    let mut fresh = c.reg();
-    assert_eq!(fresh.req("PING", json!({"hostname":"x"}))["status"], "DEAD");
+    // Until the coordinator has seen those closes, a new connection may be
+    // closed at once (the reserve descriptor) or refused with an ERROR (one
+    // address's cap on unregistered connections): try until one is served.
+    let answer = wait_for("a fresh connection served", || {
+        let mut fresh = c.reg();
+        fresh.send_raw(ping);
+        fresh.line().filter(|v| v["status"] == "DEAD")
+    });
+    assert_eq!(answer["status"], "DEAD");
 }
 
 #[test]
 fn five_thousand_registry_connections_at_once_are_all_answered() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut conns = Vec::with_capacity(5000);
     for i in 0..5000 {
-        let mut s = TcpStream::connect(c.reg).unwrap();
+        let mut s = TcpStream::connect(c.registry).unwrap();
         let line = json!({"action":"REGISTER","data":{"hostname":format!("h{i}"),"port":7000,"token":token(&format!("h{i}"))}}).to_string() + "\n";
         s.write_all(line.as_bytes()).unwrap();
         conns.push(s);
@@ -521,7 +538,7 @@ fn five_thousand_registry_connections_at_once_are_all_answered() {
         BufReader::new(&*s).read_line(&mut l).unwrap();
         assert_eq!(l.trim(), r#"{"status":"OK"}"#);
     }
-    let (_, v) = c.http("GET", "/api/stats", None, None);
+    let (_, v) = c.call("GET", "/api/stats", None, None);
     assert_eq!(v["clients_online"], 5000);
     assert!(v["connections_open"].as_u64().unwrap() >= 5000);
 }

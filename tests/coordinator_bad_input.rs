@@ -1,16 +1,16 @@
 //! Bad input on both coordinator protocols; after each, the same connection
 //! (where it should survive) and another connection still work.
 
-mod support;
+mod harness;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use harness::*;
 use serde_json::json;
-use support::*;
 
-fn still_works(c: &Coord, r: &mut Reg) {
+fn still_works(c: &Coordinator, r: &mut RegistryClient) {
     assert_eq!(
         r.req("PING", json!({"hostname":"nobody"}))["status"],
         "DEAD"
@@ -24,7 +24,7 @@ fn still_works(c: &Coord, r: &mut Reg) {
 
 #[test]
 fn registry_bad_lines_get_a_reason_and_the_connection_lives() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut r = c.reg();
     r.register("alice");
     let cases: Vec<(&[u8], &str)> = vec![
@@ -76,7 +76,7 @@ fn registry_bad_lines_get_a_reason_and_the_connection_lives() {
 
 #[test]
 fn a_line_over_one_mib_is_refused_and_closed() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut r = c.reg();
     let mut other = c.reg();
     // No newline at all: the cap applies before one arrives.
@@ -90,7 +90,7 @@ fn a_line_over_one_mib_is_refused_and_closed() {
 
 #[test]
 fn a_slow_client_with_half_a_line_disturbs_nobody() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut slow = c.reg();
     slow.send_raw(br#"{"action":"PING","da"#);
     let mut other = c.reg();
@@ -105,7 +105,7 @@ fn a_slow_client_with_half_a_line_disturbs_nobody() {
 
 #[test]
 fn five_hundred_pipelined_requests_are_answered_in_order() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut r = c.reg();
     r.register("pipe");
     let mut batch = Vec::new();
@@ -136,7 +136,7 @@ fn five_hundred_pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn a_client_that_does_not_read_is_bounded_and_disturbs_nobody() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut r = c.reg();
     r.register("hoarder");
     for i in 0..200 {
@@ -159,7 +159,7 @@ fn a_client_that_does_not_read_is_bounded_and_disturbs_nobody() {
         "the coordinator stopped reading from a client that does not read"
     );
     // Each page answer is ~20 KB: had it kept reading, it would hold gigabytes.
-    let status = std::fs::read_to_string(format!("/proc/{}/status", c.child.id())).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.proc.pid())).unwrap();
     let rss_kb: u64 = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
@@ -179,15 +179,15 @@ fn a_client_that_does_not_read_is_bounded_and_disturbs_nobody() {
     }
 }
 
-fn raw_http(c: &Coord, bytes: &[u8]) -> (u16, String, Vec<u8>) {
-    http_raw(c.api, bytes)
+fn raw_http(c: &Coordinator, bytes: &[u8]) -> (u16, String, Vec<u8>) {
+    http_raw(c.api, bytes).parts()
 }
 
 #[test]
 fn http_bad_requests_get_clear_errors_and_others_are_served() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let check_others = || {
-        let (s, v) = c.http("GET", "/api/stats", None, None);
+        let (s, v) = c.call("GET", "/api/stats", None, None);
         assert_eq!(s, 200, "{v}");
     };
     // Huge headers: 431.
@@ -217,7 +217,7 @@ fn http_bad_requests_get_clear_errors_and_others_are_served() {
     let (s, _, body) = raw_http(&c, b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\n{x}");
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&body).contains("not valid JSON"));
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/user/login",
         None,
@@ -225,8 +225,8 @@ fn http_bad_requests_get_clear_errors_and_others_are_served() {
     );
     assert_eq!((s, v["success"].clone()), (400, json!(false)));
     // Unknown path, wrong method.
-    assert_eq!(c.http("GET", "/api/nope", None, None).0, 404);
-    assert_eq!(c.http("GET", "/api/user/login", None, None).0, 405);
+    assert_eq!(c.call("GET", "/api/nope", None, None).0, 404);
+    assert_eq!(c.call("GET", "/api/user/login", None, None).0, 405);
     // Static paths never leave www/.
     for p in ["/../Cargo.toml", "/%2e%2e/Cargo.toml", "/..%2fCargo.toml"] {
         let (s, _, _) = raw_http(
@@ -240,7 +240,7 @@ fn http_bad_requests_get_clear_errors_and_others_are_served() {
 
 #[test]
 fn a_body_shorter_than_its_length_waits_without_blocking_others() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut s = TcpStream::connect(c.api).unwrap();
     s.write_all(b"POST /api/user/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user")
         .unwrap();
@@ -248,13 +248,13 @@ fn a_body_shorter_than_its_length_waits_without_blocking_others() {
         .unwrap();
     let mut buf = [0u8; 64];
     assert!(s.read(&mut buf).is_err(), "no answer to an incomplete body");
-    let (st, _) = c.http("GET", "/api/stats", None, None);
+    let (st, _) = c.call("GET", "/api/stats", None, None);
     assert_eq!(st, 200);
 }
 
 #[test]
 fn pipelined_http_is_answered_in_order() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut req = Vec::new();
     for _ in 0..3 {
         req.extend_from_slice(b"GET /api/stats HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -1,10 +1,10 @@
 //! The registry protocol (`docs/registry-protocol.md`) through the real binary: every action,
 //! identity binding, liveness and paging.
 
-mod support;
+mod harness;
 
+use harness::*;
 use serde_json::json;
-use support::*;
 
 fn sha(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
@@ -12,7 +12,7 @@ fn sha(c: char) -> String {
 
 #[test]
 fn every_action_succeeds_and_fails_as_specified() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut a = c.reg();
     let mut other = c.reg();
 
@@ -127,7 +127,7 @@ fn every_action_succeeds_and_fails_as_specified() {
 
 #[test]
 fn a_token_for_alice_cannot_act_as_bob() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut bob = c.reg();
     assert_eq!(bob.register("bob")["status"], "OK");
     assert_eq!(
@@ -178,7 +178,7 @@ fn a_token_for_alice_cannot_act_as_bob() {
 
 #[test]
 fn bad_tokens_are_unauthorized() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut r = c.reg();
     let good = token("alice");
     let mut parts: Vec<String> = good.split('.').map(String::from).collect();
@@ -239,7 +239,7 @@ fn bad_tokens_are_unauthorized() {
 
 #[test]
 fn anonymous_mode_accepts_seed_style_clients() {
-    let c = Coord::start_with(&["--allow-anonymous"], &[]);
+    let c = Coordinator::start_with(&["--allow-anonymous"], &[]);
     let mut r = c.reg();
     assert_eq!(
         r.req("REGISTER", json!({"hostname":"seed","port":6001}))["status"],
@@ -264,7 +264,7 @@ fn anonymous_mode_accepts_seed_style_clients() {
 
 #[test]
 fn closing_marks_offline_and_offline_hosts_come_last() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut a = c.reg();
     a.register("a-host");
     a.req(
@@ -280,15 +280,12 @@ fn closing_marks_offline_and_offline_hosts_come_last() {
     let mut q = c.reg();
     // a-host goes away without UNREGISTER.
     drop(a);
-    let mut dead = false;
-    for _ in 0..100 {
-        if q.req("PING", json!({"hostname":"a-host"}))["status"] == "DEAD" {
-            dead = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(dead, "a closed connection marks its host offline at once");
+    // "At once": as soon as the coordinator reads the close (2 s at most).
+    wait_until(
+        "a closed connection to mark its host offline",
+        std::time::Duration::from_secs(2),
+        || (q.req("PING", json!({"hostname":"a-host"}))["status"] == "DEAD").then_some(()),
+    );
     let r = q.req("REQUEST", json!({"fname":"same.bin"}));
     let hosts = r["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2, "offline hosts are kept");
@@ -305,7 +302,7 @@ fn closing_marks_offline_and_offline_hosts_come_last() {
 
 #[test]
 fn the_sweep_removes_inactive_hosts() {
-    let c = Coord::start_with(
+    let c = Coordinator::start_with(
         &[],
         &[
             ("CLIENT_INACTIVE_TIMEOUT", "1"),
@@ -319,11 +316,16 @@ fn the_sweep_removes_inactive_hosts() {
         q.req("DISCOVER", json!({"hostname":"quiet"}))["status"],
         "OK"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1800));
-    assert_eq!(
-        q.req("DISCOVER", json!({"hostname":"quiet"}))["reason"],
-        "unknown host"
+    // Inactive for 1 s, swept every 0.2 s: gone well within 10 s.
+    let v = wait_until(
+        "the sweep to remove quiet",
+        std::time::Duration::from_secs(10),
+        || {
+            let v = q.req("DISCOVER", json!({"hostname":"quiet"}));
+            (v["status"] != "OK").then_some(v)
+        },
     );
+    assert_eq!(v["reason"], "unknown host");
     // The swept connection is no longer registered.
     assert_eq!(
         a.req(
@@ -336,7 +338,7 @@ fn the_sweep_removes_inactive_hosts() {
 
 #[test]
 fn list_pages_in_hostname_order_with_query() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut conns = Vec::new();
     for i in (0..30).rev() {
         let mut r = c.reg();
@@ -388,7 +390,7 @@ fn list_pages_in_hostname_order_with_query() {
 
 #[test]
 fn a_full_list_built_off_the_loop_keeps_answer_order_and_sees_changes() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut a = c.reg();
     let mut b = c.reg();
     // In one write: a change, a full LIST that must show it, then a PING.

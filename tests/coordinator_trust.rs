@@ -2,14 +2,14 @@
 //! through the real binary: what a stranger may cost it, what a host may
 //! claim, and what an account may do with its tokens.
 
-mod support;
+mod harness;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use harness::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn sha(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
@@ -58,13 +58,13 @@ fn lan_ip() -> Option<IpAddr> {
 
 #[test]
 fn an_idle_unregistered_connection_is_closed_after_30_seconds() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut host = c.reg();
     assert_eq!(host.register("kept")["status"], "OK");
     let started = Instant::now();
-    let mut idle = TcpStream::connect(c.reg).unwrap();
+    let mut idle = TcpStream::connect(c.registry).unwrap();
     // A slow loris: a byte every second, never a whole line.
-    let mut loris = TcpStream::connect(c.reg).unwrap();
+    let mut loris = TcpStream::connect(c.registry).unwrap();
     loris.write_all(b"{\"action\":").unwrap();
     let (mut idle_closed, mut loris_closed) = (None, None);
     while (idle_closed.is_none() || loris_closed.is_none())
@@ -99,12 +99,12 @@ fn an_idle_unregistered_connection_is_closed_after_30_seconds() {
 
 #[test]
 fn the_257th_unbound_connection_from_one_address_is_refused() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut early = c.reg();
     assert_eq!(early.register("early")["status"], "OK");
     let mut held = Vec::new();
     for _ in 0..256 {
-        let mut s = TcpStream::connect(c.reg).unwrap();
+        let mut s = TcpStream::connect(c.registry).unwrap();
         send(&mut s, "PING", json!({"hostname":"x"}));
         held.push(s);
     }
@@ -112,7 +112,7 @@ fn the_257th_unbound_connection_from_one_address_is_refused() {
         assert_eq!(read_line(s).unwrap()["status"], "DEAD");
     }
     // The 257th is refused at its first line, and closed.
-    let mut extra = TcpStream::connect(c.reg).unwrap();
+    let mut extra = TcpStream::connect(c.registry).unwrap();
     send(&mut extra, "PING", json!({"hostname":"x"}));
     assert_eq!(
         read_line(&mut extra),
@@ -120,7 +120,7 @@ fn the_257th_unbound_connection_from_one_address_is_refused() {
     );
     assert!(!still_open(&mut extra, Duration::from_secs(5)));
     // One that says nothing is refused too, within seconds.
-    let mut silent = TcpStream::connect(c.reg).unwrap();
+    let mut silent = TcpStream::connect(c.registry).unwrap();
     let t = Instant::now();
     assert_eq!(
         read_line(&mut silent),
@@ -128,7 +128,7 @@ fn the_257th_unbound_connection_from_one_address_is_refused() {
     );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     // Registering hosts are not capped per address (a NAT): REGISTER first is served.
-    let mut node = TcpStream::connect(c.reg).unwrap();
+    let mut node = TcpStream::connect(c.registry).unwrap();
     send(
         &mut node,
         "REGISTER",
@@ -149,22 +149,17 @@ fn the_257th_unbound_connection_from_one_address_is_refused() {
     );
     // A held one leaves: a new stranger is served again.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut s = TcpStream::connect(c.reg).unwrap();
+    wait_until("a slot to come free", Duration::from_secs(10), || {
+        let mut s = TcpStream::connect(c.registry).unwrap();
         send(&mut s, "PING", json!({"hostname":"x"}));
         let r = read_line(&mut s).unwrap();
-        if r["status"] == "DEAD" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no slot came free: {r}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        (r["status"] == "DEAD").then_some(())
+    });
 }
 
 #[test]
 fn a_host_cannot_publish_past_max_files_per_host() {
-    let c = Coord::start_with(&["--max-files-per-host", "3"], &[]);
+    let c = Coordinator::start_with(&["--max-files-per-host", "3"], &[]);
     let mut r = c.reg();
     let r1 = r.req(
         "REGISTER",
@@ -172,7 +167,7 @@ fn a_host_cannot_publish_past_max_files_per_host() {
                "files_metadata":{"a":{"size":1,"modified":1},"b":{"size":1,"modified":1,"is_published":false}}}),
     );
     assert_eq!(r1["status"], "OK");
-    let publish = |r: &mut Reg, name: &str, size: u64| {
+    let publish = |r: &mut RegistryClient, name: &str, size: u64| {
         r.req(
             "PUBLISH",
             json!({"hostname":"hoarder","fname":name,"size":size,"modified":1}),
@@ -203,14 +198,14 @@ fn a_host_cannot_publish_past_max_files_per_host() {
 
 #[test]
 fn register_cannot_claim_another_display_name_or_ip() {
-    let c = Coord::start_on_all(&[]);
+    let c = Coordinator::start_on_all(&[]);
     let token = c.account("mallory", "Mallory");
     let lan = lan_ip();
     let reg_addr = match lan {
-        Some(ip) => SocketAddr::new(ip, c.reg.port()),
-        None => c.reg,
+        Some(ip) => SocketAddr::new(ip, c.registry.port()),
+        None => c.registry,
     };
-    let mut r = Reg::connect(reg_addr);
+    let mut r = RegistryClient::connect(reg_addr);
     let ok = r.req(
         "REGISTER",
         json!({"hostname":"mallory","port":6001,"ip":"10.66.66.66",
@@ -234,7 +229,7 @@ fn register_cannot_claim_another_display_name_or_ip() {
     assert_eq!(list["registry"]["mallory"]["display_name"], "Mallory");
 
     // From loopback (a node on the coordinator's machine) the claim stands.
-    let mut local = Reg::connect(c.reg);
+    let mut local = RegistryClient::connect(c.registry);
     let t2 = c.account("local", "Local");
     local.req(
         "REGISTER",
@@ -244,11 +239,14 @@ fn register_cannot_claim_another_display_name_or_ip() {
     assert_eq!(d["addr"], json!(["10.1.2.3", 6002]));
 
     // Under --trust-claimed-ip the claim stands from anywhere.
-    let c2 = Coord::start_on_all(&["--trust-claimed-ip"]);
-    let mut r = Reg::connect(SocketAddr::new(lan.unwrap_or(c2.reg.ip()), c2.reg.port()));
+    let c2 = Coordinator::start_on_all(&["--trust-claimed-ip"]);
+    let mut r = RegistryClient::connect(SocketAddr::new(
+        lan.unwrap_or(c2.registry.ip()),
+        c2.registry.port(),
+    ));
     r.req(
         "REGISTER",
-        json!({"hostname":"trusted","port":6003,"ip":"10.9.9.9","token":support::token("trusted")}),
+        json!({"hostname":"trusted","port":6003,"ip":"10.9.9.9","token":harness::token("trusted")}),
     );
     let d = r.req("DISCOVER", json!({"hostname":"trusted"}));
     assert_eq!(d["addr"], json!(["10.9.9.9", 6003]));
@@ -256,7 +254,7 @@ fn register_cannot_claim_another_display_name_or_ip() {
 
 #[test]
 fn an_anonymous_register_cannot_take_over_a_token_bound_host() {
-    let c = Coord::start_with(&["--allow-anonymous"], &[]);
+    let c = Coordinator::start_with(&["--allow-anonymous"], &[]);
     let mut alice = c.reg();
     assert_eq!(alice.register("alice")["status"], "OK");
     alice.req(
@@ -296,23 +294,23 @@ fn an_anonymous_register_cannot_take_over_a_token_bound_host() {
 
 #[test]
 fn a_logged_out_token_is_refused_by_the_registry_and_verify_even_after_restart() {
-    let mut c = Coord::start();
+    let mut c = Coordinator::start();
     let token = c.account("leaver", "Leaver");
-    let login = |c: &Coord| {
-        let (s, v) = c.http(
+    let login = |c: &Coordinator| {
+        let (s, v) = c.call(
             "POST",
             "/api/user/login",
             None,
-            Some(json!({"username":"leaver","password":"password123"})),
+            Some(json!({"username":"leaver","password":PASSWORD})),
         );
         assert_eq!(s, 200, "{v}");
         v["token"].as_str().unwrap().to_string()
     };
     let other = login(&c);
-    let (s, v) = c.http("POST", "/api/user/logout", Some(&token), None);
+    let (s, v) = c.call("POST", "/api/user/logout", Some(&token), None);
     assert_eq!((s, v["success"].clone()), (200, json!(true)), "{v}");
-    let refused = |c: &Coord, t: &str| {
-        let (s, v) = c.http("POST", "/api/user/verify", None, Some(json!({"token": t})));
+    let refused = |c: &Coordinator, t: &str| {
+        let (s, v) = c.call("POST", "/api/user/verify", None, Some(json!({"token": t})));
         assert_eq!(s, 401, "{v}");
         assert_eq!(v["success"], false);
         let r = c.reg().req(
@@ -321,8 +319,8 @@ fn a_logged_out_token_is_refused_by_the_registry_and_verify_even_after_restart()
         );
         assert_eq!(r, json!({"status":"ERROR","reason":"unauthorized"}));
     };
-    let accepted = |c: &Coord, t: &str| {
-        let (s, v) = c.http("POST", "/api/user/verify", None, Some(json!({"token": t})));
+    let accepted = |c: &Coordinator, t: &str| {
+        let (s, v) = c.call("POST", "/api/user/verify", None, Some(json!({"token": t})));
         assert_eq!(s, 200, "{v}");
         let r = c.reg().req(
             "REGISTER",
@@ -335,26 +333,27 @@ fn a_logged_out_token_is_refused_by_the_registry_and_verify_even_after_restart()
     accepted(&c, &other);
     // A revoked token cannot log out again, nor be used for the API.
     assert_eq!(
-        c.http("POST", "/api/user/logout", Some(&token), None).0,
+        c.call("POST", "/api/user/logout", Some(&token), None).0,
         401
     );
-    c.kill9();
-    let c2 = Coord::spawn_in(&c.data, &[], &[], None);
+    c.kill();
+    let c2 = Coordinator::start_in(&c.data, &[], &[]);
     refused(&c2, &token);
     accepted(&c2, &other);
 }
 
 #[test]
 fn the_21st_login_in_a_burst_gets_429_with_retry_after() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let body = json!({"username":"nobody","password":"wrong-password"}).to_string();
     let raw = format!(
         "POST /api/user/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let started = Instant::now();
-    let statuses: Vec<(u16, String, Vec<u8>)> =
-        (0..21).map(|_| http_raw(c.api, raw.as_bytes())).collect();
+    let statuses: Vec<(u16, String, Vec<u8>)> = (0..21)
+        .map(|_| http_raw(c.api, raw.as_bytes()).parts())
+        .collect();
     let took = started.elapsed();
     for (i, (s, _, _)) in statuses[..20].iter().enumerate() {
         assert_eq!(*s, 401, "attempt {}", i + 1);
@@ -369,7 +368,7 @@ fn the_21st_login_in_a_burst_gets_429_with_retry_after() {
         (*s, head.clone(), body.clone())
     } else {
         (0..5)
-            .map(|_| http_raw(c.api, raw.as_bytes()))
+            .map(|_| http_raw(c.api, raw.as_bytes()).parts())
             .find(|r| r.0 == 429)
             .expect("a 429 within the next five attempts")
     };
@@ -391,11 +390,11 @@ fn the_21st_login_in_a_burst_gets_429_with_retry_after() {
     // Register is limited from the same address (one may slip through if a
     // second passed meanwhile); the registry is not.
     let register_refused = (0..3).any(|_| {
-        let (s, _) = c.http(
+        let (s, _) = c.call(
             "POST",
             "/api/user/register",
             None,
-            Some(json!({"username":"late","password":"password123"})),
+            Some(json!({"username":"late","password":PASSWORD})),
         );
         s == 429
     });
@@ -403,12 +402,12 @@ fn the_21st_login_in_a_burst_gets_429_with_retry_after() {
     for i in 0..30 {
         assert_eq!(c.reg().register(&format!("h{i}"))["status"], "OK");
     }
-    assert_eq!(c.http("GET", "/api/stats", None, None).0, 200);
+    assert_eq!(c.call("GET", "/api/stats", None, None).0, 200);
 }
 
 #[test]
 fn register_writes_one_record_not_the_whole_store() {
-    let mut c = Coord::start();
+    let mut c = Coordinator::start();
     for i in 0..5 {
         c.account(&format!("user{i}"), "");
     }
@@ -430,13 +429,13 @@ fn register_writes_one_record_not_the_whole_store() {
     assert!(added.len() < 1024, "{} bytes", added.len());
     // Acknowledged means on disk: kill -9 right after the 200.
     c.account("last", "Last");
-    c.kill9();
-    let c2 = Coord::spawn_in(&c.data, &[], &[], None);
-    let (s, v) = c2.http(
+    c.kill();
+    let c2 = Coordinator::start_in(&c.data, &[], &[]);
+    let (s, v) = c2.call(
         "POST",
         "/api/user/login",
         None,
-        Some(json!({"username":"last","password":"password123"})),
+        Some(json!({"username":"last","password":PASSWORD})),
     );
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["user"]["display_name"], "Last");
@@ -444,7 +443,7 @@ fn register_writes_one_record_not_the_whole_store() {
 
 #[test]
 fn request_with_sha256_returns_only_that_content() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let mut alice = c.reg();
     let mut erin = c.reg();
     alice.register("alice");
@@ -488,11 +487,11 @@ fn request_with_sha256_returns_only_that_content() {
 
 #[test]
 fn re_registering_one_host_on_many_connections_does_not_escape_the_cap() {
-    let c = Coord::start();
+    let c = Coordinator::start();
     let t = token("mallory");
     let mut conns = Vec::new();
     for _ in 0..300 {
-        let mut s = TcpStream::connect(c.reg).unwrap();
+        let mut s = TcpStream::connect(c.registry).unwrap();
         send(
             &mut s,
             "REGISTER",

@@ -1,17 +1,16 @@
 //! Fetch faults through real processes: a serving node dies, a served file
 //! is truncated or rewritten, the fetching node is killed and restarted, a
-//! fetch is cancelled. Serving nodes are slowed with the test throttle
-//! (P2PSHARE_TEST_THROTTLE_BPS) so that faults land mid-transfer.
+//! fetch is cancelled. Serving nodes are slowed with `--max-upload-rate` so
+//! that faults land mid-transfer.
 
-mod support;
-mod xfer;
+mod harness;
 
 use std::path::{Path, PathBuf};
 
+use harness::*;
 use serde_json::json;
-use xfer::{files_like, pattern, Coord, Node, PeerConn, User};
 
-const SLOW: &[(&str, &str)] = &[("P2PSHARE_TEST_THROTTLE_BPS", "4000000")];
+const SLOW: &[&str] = &["--max-upload-rate", "4000000"];
 const SIZE: usize = 12_000_000;
 
 fn status(p: &serde_json::Value) -> &str {
@@ -27,6 +26,13 @@ fn put(dir: &Path, sub: &str, name: &str, body: &[u8]) -> PathBuf {
     p
 }
 
+/// A node on `data` (kept across restarts), its peers advertised on loopback.
+fn node(coord: &Coordinator, data: &Path, extra: &[&str]) -> Node {
+    let mut args = vec!["--host", "127.0.0.1", "--advertise-ip", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    Node::start_in(data, coord.registry, coord.api, &args, &[])
+}
+
 /// Waits until the fetch has moved at least `bytes` (and is still going).
 fn wait_some(node: &Node, u: &User, id: &str, bytes: u64) -> serde_json::Value {
     node.wait_fetch(u, id, 60, |p| {
@@ -37,11 +43,11 @@ fn wait_some(node: &Node, u: &User, id: &str, bytes: u64) -> serde_json::Value {
 
 #[test]
 fn a_dying_peer_is_replaced_by_the_next_host_with_the_same_file() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let b = Node::start(&coord, &tmp.path().join("b"), &[]);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let a = node(&coord, &tmp.path().join("a"), SLOW);
+    let b = node(&coord, &tmp.path().join("b"), &[]);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, bob, carol) = (a.user("alice"), b.user("bob"), c.user("carol"));
     let body = pattern(SIZE, 1);
     let name = a.publish(&alice, &put(tmp.path(), "fa", "shared.bin", &body));
@@ -58,7 +64,7 @@ fn a_dying_peer_is_replaced_by_the_next_host_with_the_same_file() {
     assert_eq!(p["peer"], "alice", "{p}");
     assert!(p["speed_bps"].as_u64().unwrap() > 0, "{p}");
     let mut a = a;
-    a.kill9();
+    a.kill();
 
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "completed", "{p}");
@@ -74,10 +80,10 @@ fn a_dying_peer_is_replaced_by_the_next_host_with_the_same_file() {
 
 #[test]
 fn a_dying_peer_with_no_other_host_fails_and_leaves_no_file() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let mut a = node(&coord, &tmp.path().join("a"), SLOW);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, carol) = (a.user("alice"), c.user("carol"));
     let body = pattern(SIZE, 2);
     let name = a.publish(&alice, &put(tmp.path(), "fa", "only.bin", &body));
@@ -88,7 +94,7 @@ fn a_dying_peer_with_no_other_host_fails_and_leaves_no_file() {
         json!({"fname": name, "save_path": out.join("only.bin")}),
     );
     wait_some(&c, &carol, &id, 1_000_000);
-    a.kill9();
+    a.kill();
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "failed", "{p}");
     let err = p["error"].as_str().unwrap_or("");
@@ -104,10 +110,10 @@ fn a_dying_peer_with_no_other_host_fails_and_leaves_no_file() {
 
 #[test]
 fn truncating_a_served_file_fails_the_fetch_and_the_server_lives_on() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let mut a = node(&coord, &tmp.path().join("a"), SLOW);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, carol) = (a.user("alice"), c.user("carol"));
     let body = pattern(SIZE, 3);
     let src = put(tmp.path(), "fa", "shrinks.bin", &body);
@@ -129,23 +135,23 @@ fn truncating_a_served_file_fails_the_fetch_and_the_server_lives_on() {
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "failed", "{p}");
     assert!(files_like(&out, "shrinks.bin").is_empty());
-    assert!(a.is_alive(), "the serving node died");
+    assert!(a.is_running(), "the serving node died");
     let mut pc = PeerConn::connect(alice.peer);
     pc.send(b"PING\n");
     assert_eq!(pc.line(), "PONG");
     pc.send(format!("GET {name}\n").as_bytes());
     let l = pc.line();
     assert!(l == "ERROR filenotfound" || l == "ERROR notfound", "{l}");
-    let (s, _) = a.http("GET", "/api/client/status", Some(&alice.token), None);
+    let (s, _) = a.call("GET", "/api/client/status", Some(&alice.token), None);
     assert_eq!(s, 200);
 }
 
 #[test]
 fn a_file_rewritten_while_served_fails_verification() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let a = node(&coord, &tmp.path().join("a"), SLOW);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, carol) = (a.user("alice"), c.user("carol"));
     let body = pattern(SIZE, 4);
     let src = put(tmp.path(), "fa", "zeroed.bin", &body);
@@ -173,10 +179,10 @@ fn a_file_rewritten_while_served_fails_verification() {
 
 #[test]
 fn a_fetching_node_killed_mid_transfer_resumes_after_restart() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let mut c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let a = node(&coord, &tmp.path().join("a"), SLOW);
+    let mut c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, carol) = (a.user("alice"), c.user("carol"));
     let body = pattern(SIZE, 5);
     let name = a.publish(&alice, &put(tmp.path(), "fa", "resume.bin", &body));
@@ -185,15 +191,15 @@ fn a_fetching_node_killed_mid_transfer_resumes_after_restart() {
 
     let id = c.fetch(&carol, json!({"fname": name, "save_path": target}));
     wait_some(&c, &carol, &id, 2_000_000);
-    c.kill9();
+    c.kill();
     assert!(
         !target.exists(),
         "no file under the final name after kill -9"
     );
 
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
-    let token = c.login("carol");
-    let (s, v) = c.http("GET", "/api/client/fetches", Some(&token), None);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
+    let token = c.login("carol", "carol");
+    let (s, v) = c.call("GET", "/api/client/fetches", Some(&token), None);
     assert_eq!(s, 200, "{v}");
     let list = v
         .as_array()
@@ -217,10 +223,10 @@ fn a_fetching_node_killed_mid_transfer_resumes_after_restart() {
 
 #[test]
 fn cancel_and_overwrite_rules() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let a = node(&coord, &tmp.path().join("a"), SLOW);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, carol) = (a.user("alice"), c.user("carol"));
     let body = pattern(SIZE, 6);
     let name = a.publish(&alice, &put(tmp.path(), "fa", "c.bin", &body));
@@ -230,7 +236,7 @@ fn cancel_and_overwrite_rules() {
     // Cancel mid-way: no final file, no .part.
     let id = c.fetch(&carol, json!({"fname": name, "save_path": target}));
     wait_some(&c, &carol, &id, 500_000);
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "DELETE",
         &format!("/api/client/fetch/{id}"),
         Some(&carol.token),
@@ -243,7 +249,7 @@ fn cancel_and_overwrite_rules() {
 
     // An existing file is never replaced unless asked.
     std::fs::write(&target, b"mine").unwrap();
-    let (s, v) = c.http(
+    let (s, v) = c.call(
         "POST",
         "/api/client/fetch",
         Some(&carol.token),
@@ -260,7 +266,7 @@ fn cancel_and_overwrite_rules() {
     assert!(std::fs::read(&target).unwrap() == body);
     // Another user's fetch is not visible.
     let dave = c.user("dave");
-    let (s, _) = c.http(
+    let (s, _) = c.call(
         "GET",
         &format!("/api/client/fetch-progress/{id}"),
         Some(&dave.token),
@@ -271,11 +277,11 @@ fn cancel_and_overwrite_rules() {
 
 #[test]
 fn another_version_of_the_file_is_never_used_to_go_on() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Node::start(&coord, &tmp.path().join("a"), SLOW);
-    let b = Node::start(&coord, &tmp.path().join("b"), &[]);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let mut a = node(&coord, &tmp.path().join("a"), SLOW);
+    let b = node(&coord, &tmp.path().join("b"), &[]);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, bob, carol) = (a.user("alice"), b.user("bob"), c.user("carol"));
     // Same name and size, other bytes.
     let name = a.publish(&alice, &put(tmp.path(), "fa", "v.bin", &pattern(SIZE, 8)));
@@ -286,10 +292,10 @@ fn another_version_of_the_file_is_never_used_to_go_on() {
     let id = c.fetch(
         &carol,
         json!({"fname": name, "save_path": out.join("v.bin"), "hostname": "alice",
-               "sha256": xfer::sha256_hex(&pattern(SIZE, 8))}),
+               "sha256": sha256_hex(&pattern(SIZE, 8))}),
     );
     wait_some(&c, &carol, &id, 1_000_000);
-    a.kill9();
+    a.kill();
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "failed", "{p}");
     assert!(files_like(&out, "v.bin").is_empty());
@@ -297,10 +303,10 @@ fn another_version_of_the_file_is_never_used_to_go_on() {
 
 #[test]
 fn empty_files_and_names_with_spaces_arrive_intact() {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let tmp = tempfile::tempdir().unwrap();
-    let a = Node::start(&coord, &tmp.path().join("a"), &[]);
-    let c = Node::start(&coord, &tmp.path().join("c"), &[]);
+    let a = node(&coord, &tmp.path().join("a"), &[]);
+    let c = node(&coord, &tmp.path().join("c"), &[]);
     let (alice, carol) = (a.user("alice"), c.user("carol"));
     let out = tmp.path().join("down");
     for (fname, body) in [

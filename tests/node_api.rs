@@ -2,28 +2,28 @@
 //! headers, authentication and users kept apart, bad input with clear errors,
 //! crash safety of acknowledged changes, coordinator loss and the heartbeat.
 
-mod common;
+mod harness;
 
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
+use harness::*;
 use serde_json::{json, Value};
 
 /// A node whose coordinator does not exist (only local behaviour is tested).
-fn lonely_node() -> NodeProc {
+fn lonely_node() -> Node {
     let dead: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("node");
-    let n = NodeProc::start_in(&data, dead, dead, &["--allowed-hosts", "share.lan"], &[]);
+    let n = Node::start_in(&data, dead, dead, &["--allowed-hosts", "share.lan"], &[]);
     // Keep the directory for the node's lifetime.
     std::mem::forget(tmp);
     n
 }
 
-fn with_host(n: &NodeProc, method: &str, path: &str, host: &str) -> HttpResponse {
+fn with_host(n: &Node, method: &str, path: &str, host: &str) -> HttpResponse {
     let raw = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     http_raw(n.api, raw.as_bytes())
 }
@@ -149,7 +149,7 @@ fn host_check_headers_and_http_rules() {
 #[test]
 fn users_are_kept_apart_and_bad_input_is_explained() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     let (alice, _) = n.session("alice", "Alice");
     let (bob, _) = n.session("bobby", "Bob");
     let dir = tempfile::tempdir().unwrap();
@@ -330,7 +330,7 @@ fn users_are_kept_apart_and_bad_input_is_explained() {
     assert_eq!(s, 401);
 
     // A token this node never saw (login elsewhere) is verified once, then works.
-    let other = NodeProc::start(&coord);
+    let other = Node::start(&coord);
     let (s, v) = other.call(
         "POST",
         "/api/client/login",
@@ -368,7 +368,7 @@ fn users_are_kept_apart_and_bad_input_is_explained() {
 #[test]
 fn acknowledged_changes_survive_kill_9() {
     let coord = Coordinator::start();
-    let mut n = NodeProc::start(&coord);
+    let mut n = Node::start(&coord);
     let (alice, _) = n.session("alice", "Alice");
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("kept.txt");
@@ -395,12 +395,12 @@ fn acknowledged_changes_survive_kill_9() {
     assert_eq!(kept["path"], a.to_str().unwrap());
     // And the re-REGISTER after init offers it again.
     let mut reg = RegistryClient::connect(coord.registry);
-    let v = reg.ask("REQUEST", json!({"fname": name}));
+    let v = reg.req("REQUEST", json!({"fname": name}));
     assert_eq!(v["status"], "FOUND", "{v}");
 }
 
 /// The user's catalog as it is on disk now, by file name.
-fn catalog_on_disk(n: &NodeProc, user: &str) -> std::collections::HashMap<String, Value> {
+fn catalog_on_disk(n: &Node, user: &str) -> std::collections::HashMap<String, Value> {
     let path = n.data.join("users").join(user).join("files.json");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: Value = serde_json::from_slice(&bytes).expect("files.json is JSON");
@@ -415,7 +415,7 @@ fn catalog_on_disk(n: &NodeProc, user: &str) -> std::collections::HashMap<String
 #[test]
 fn answers_wait_for_the_disk_and_a_failed_write_is_undone() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     let (alice, _) = n.session("alice", "Alice");
     let dir = tempfile::tempdir().unwrap();
     let post = |path: &str, body: Value| n.call("POST", path, Some(&alice), Some(body));
@@ -513,7 +513,7 @@ fn answers_wait_for_the_disk_and_a_failed_write_is_undone() {
         "the unpublish was undone"
     );
     let mut reg = RegistryClient::connect(coord.registry);
-    assert_eq!(reg.ask("REQUEST", json!({"fname": a}))["status"], "FOUND");
+    assert_eq!(reg.req("REQUEST", json!({"fname": a}))["status"], "FOUND");
     // A publish the registry acknowledged but the disk refused is withdrawn there too.
     n.wait_hashed(&alice, &names[2]);
     let (s, v) = post(
@@ -524,7 +524,7 @@ fn answers_wait_for_the_disk_and_a_failed_write_is_undone() {
     let (_, l) = n.call("GET", "/api/client/published-files", Some(&alice), None);
     assert_eq!(l["files"].as_array().unwrap().len(), 1, "{l}");
     wait_for("the refused publish withdrawn from the registry", || {
-        (reg.ask("REQUEST", json!({"fname": names[2]}))["status"] == "NOTFOUND").then_some(())
+        (reg.req("REQUEST", json!({"fname": names[2]}))["status"] == "NOTFOUND").then_some(())
     });
 
     // The disk is back: changes are saved again, and disk and memory agree.
@@ -551,11 +551,11 @@ fn answers_wait_for_the_disk_and_a_failed_write_is_undone() {
 #[test]
 fn one_walk_of_the_registry_serves_many_requests() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     let (alice, _) = n.session("alice", "Alice");
     let (bob, _) = n.session("bob", "Bob");
     let dir = tempfile::tempdir().unwrap();
-    let walks = |n: &NodeProc| n.proc.stderr_text().matches("network index:").count();
+    let walks = |n: &Node| n.proc.stderr_text().matches("network index:").count();
     let started = Instant::now();
     // Two users, four clients polling at once, and publishes checking duplicates.
     std::thread::scope(|s| {
@@ -573,7 +573,7 @@ fn one_walk_of_the_registry_serves_many_requests() {
     });
     for i in 0..3 {
         let p = dir.path().join(format!("photo {i}.jpg"));
-        std::fs::write(&p, pattern(1000 + i, i as u8)).unwrap();
+        std::fs::write(&p, pattern(1000 + i, i as u64)).unwrap();
         n.add_and_publish(&bob, &p);
     }
     let took = started.elapsed();
@@ -596,7 +596,7 @@ fn one_walk_of_the_registry_serves_many_requests() {
 #[test]
 fn files_changed_or_deleted_on_disk_are_unpublished() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     let (alice, _) = n.session("alice", "Alice");
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("draft.txt");
@@ -604,7 +604,7 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
     let name = n.add_and_publish(&alice, &a);
     let mut reg = RegistryClient::connect(coord.registry);
     assert_eq!(
-        reg.ask("REQUEST", json!({"fname": name}))["status"],
+        reg.req("REQUEST", json!({"fname": name}))["status"],
         "FOUND"
     );
 
@@ -624,7 +624,7 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
     assert_eq!(f["is_published"], false);
     assert_eq!(f["size"], 19);
     wait_for("unpublished after a change", || {
-        (reg.ask("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
+        (reg.req("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
     });
 
     // Deleted: the periodic rescan marks it missing and unpublishes it.
@@ -646,7 +646,7 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
     assert_eq!(f["is_published"], false);
     assert!(started.elapsed() < Duration::from_secs(12));
     wait_for("gone from the registry", || {
-        (reg.ask("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
+        (reg.req("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
     });
     let (s, v) = n.call(
         "POST",
@@ -662,7 +662,7 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
     std::fs::write(&b, b"here for a moment").unwrap();
     let other = n.add_and_publish(&alice, &b);
     assert_eq!(
-        reg.ask("REQUEST", json!({"fname": other}))["status"],
+        reg.req("REQUEST", json!({"fname": other}))["status"],
         "FOUND"
     );
     for fname in [&other, &name] {
@@ -677,7 +677,7 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
     let (_, l) = n.call("GET", "/api/client/local-files", Some(&alice), None);
     assert!(l["files"].as_array().unwrap().is_empty(), "{l}");
     wait_for("unpublished before it stopped being tracked", || {
-        (reg.ask("REQUEST", json!({"fname": other}))["status"] == "NOTFOUND").then_some(())
+        (reg.req("REQUEST", json!({"fname": other}))["status"] == "NOTFOUND").then_some(())
     });
     let (s, _) = n.call(
         "POST",
@@ -690,8 +690,10 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
 
 #[test]
 fn a_restarted_coordinator_gets_the_files_back() {
-    let mut coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    // Behind relays: the restarted coordinator binds new ports (port 0) and
+    // the node, pointed at the relays, reaches it there.
+    let mut coord = Coordinator::start_relayed();
+    let n = Node::start(&coord);
     let (alice, _) = n.session("alice", "Alice");
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("survivor file.bin");
@@ -703,8 +705,9 @@ fn a_restarted_coordinator_gets_the_files_back() {
     let mut reg = RegistryClient::connect(coord.registry);
     let started = Instant::now();
     let v = wait_for("re-REGISTER after a coordinator restart", || {
-        let v = reg.ask("REQUEST", json!({"fname": name}));
-        (v["status"] == "FOUND").then_some(v)
+        let v = reg.req("REQUEST", json!({"fname": name}));
+        // Online: registered again, not only remembered from before the restart.
+        (v["status"] == "FOUND" && v["hosts"][0]["online"] == true).then_some(v)
     });
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(v["hosts"][0]["hostname"], "alice");
@@ -737,7 +740,7 @@ fn a_restarted_coordinator_gets_the_files_back() {
 #[test]
 fn heartbeat_follows_activity() {
     let coord = Coordinator::start();
-    let n = NodeProc::start_with(
+    let n = Node::start_with(
         &coord,
         &[],
         &[
@@ -767,6 +770,8 @@ fn heartbeat_follows_activity() {
     });
     assert_eq!(hb["interval_s"], 60.0);
     let sent = status()["sent"].as_u64().unwrap();
+    // An observation window, not a wait: over two ACTIVE intervals (0.5 s)
+    // nothing may be sent; no event marks "a PING did not happen".
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(
         status()["sent"].as_u64().unwrap(),
@@ -792,18 +797,16 @@ fn heartbeat_is_busy_while_a_transfer_runs() {
         ("P2PSHARE_HEARTBEAT_BUSY", "0.25"),
         ("P2PSHARE_ACTIVE_WINDOW", "0.5"),
     ];
-    // The uploader is slowed down (a test-only setting) so the transfer lasts.
-    let mut slow = hb_env.to_vec();
-    slow.push(("P2PSHARE_TEST_THROTTLE_BPS", "400000"));
-    let n1 = NodeProc::start_with(&coord, &[], &slow);
-    let n2 = NodeProc::start_with(&coord, &[], &hb_env);
+    // The uploader is slowed down so the transfer lasts.
+    let n1 = Node::start_with(&coord, &["--max-upload-rate", "400000"], &hb_env);
+    let n2 = Node::start_with(&coord, &[], &hb_env);
     let (alice, _) = n1.session("alice", "Alice");
     let (bob, _) = n2.session("bob", "Bob");
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("slow.bin");
     std::fs::write(&a, pattern(1_200_000, 8)).unwrap();
     let name = n1.add_and_publish(&alice, &a);
-    let hb = |n: &NodeProc, t: &str| {
+    let hb = |n: &Node, t: &str| {
         let (s, v) = n.call("GET", "/api/client/status", Some(t), None);
         assert_eq!(s, 200, "{v}");
         v

@@ -1,11 +1,11 @@
 //! The seed's whole user journey through the client API, with real
 //! processes: one coordinator, two nodes, two users sharing a file.
 
-mod common;
+mod harness;
 
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use harness::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -14,7 +14,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// Polls a fetch until it is final; returns the last progress answer.
-fn wait_fetch(node: &NodeProc, token: &str, id: &str) -> Value {
+fn wait_fetch(node: &Node, token: &str, id: &str) -> Value {
     wait_for(&format!("fetch {id} to finish"), || {
         let (s, v) = node.call(
             "GET",
@@ -28,7 +28,7 @@ fn wait_fetch(node: &NodeProc, token: &str, id: &str) -> Value {
     })
 }
 
-fn network_names(node: &NodeProc, token: &str, q: &str) -> Vec<Value> {
+fn network_names(node: &Node, token: &str, q: &str) -> Vec<Value> {
     let (s, v) = node.call(
         "GET",
         &format!("/api/client/network-files?q={q}&offset=0&limit=50"),
@@ -42,8 +42,8 @@ fn network_names(node: &NodeProc, token: &str, q: &str) -> Vec<Value> {
 #[test]
 fn two_users_share_a_file_end_to_end() {
     let coord = Coordinator::start();
-    let n1 = NodeProc::start(&coord);
-    let n2 = NodeProc::start(&coord);
+    let n1 = Node::start(&coord);
+    let n2 = Node::start(&coord);
 
     // Register alice on node 1 (forwarded to the coordinator).
     let (s, v) = n1.call(
@@ -229,7 +229,7 @@ fn two_users_share_a_file_end_to_end() {
     let (s, _) = n1.call("GET", "/api/client/status", Some(&alice), None);
     assert_eq!(s, 401);
     let mut reg = RegistryClient::connect(coord.registry);
-    let list = reg.ask("LIST", json!({}));
+    let list = reg.req("LIST", json!({}));
     assert!(list["registry"].get("alice").is_none(), "{list}");
     assert!(list["registry"].get("bob").is_some(), "{list}");
 }
@@ -237,8 +237,8 @@ fn two_users_share_a_file_end_to_end() {
 #[test]
 fn duplicates_on_the_network_need_force() {
     let coord = Coordinator::start();
-    let n1 = NodeProc::start(&coord);
-    let n2 = NodeProc::start(&coord);
+    let n1 = Node::start(&coord);
+    let n2 = Node::start(&coord);
     let (alice, _) = n1.session("alice", "Alice");
     let (bob, _) = n2.session("bob", "Bob");
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 //! file's hash, a crash right after `/fetch` answered, a token still valid
 //! after logout, idle connections filling a peer port.
 
-mod common;
+mod harness;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use harness::*;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -36,13 +36,11 @@ fn share_dir() -> tempfile::TempDir {
 }
 
 /// A node whose users may share files under `share`.
-fn node(coord: &Coordinator, share: &Path, env: &[(&'static str, &str)]) -> NodeProc {
+fn node(coord: &Coordinator, share: &Path, extra: &[&str]) -> Node {
     let root = share.display().to_string();
-    NodeProc::start_with(
-        coord,
-        &["--share-root", &root, "--advertise-ip", "127.0.0.1"],
-        env,
-    )
+    let mut args = vec!["--share-root", &root, "--advertise-ip", "127.0.0.1"];
+    args.extend_from_slice(extra);
+    Node::start_with(coord, &args, &[])
 }
 
 fn put(dir: &Path, sub: &str, name: &str, body: &[u8]) -> PathBuf {
@@ -54,7 +52,7 @@ fn put(dir: &Path, sub: &str, name: &str, body: &[u8]) -> PathBuf {
 }
 
 /// add-file, wait for the hash, publish even if the name is taken.
-fn share(n: &NodeProc, token: &str, path: &Path) -> String {
+fn share(n: &Node, token: &str, path: &Path) -> String {
     let (s, v) = n.call(
         "POST",
         "/api/client/add-file",
@@ -74,13 +72,13 @@ fn share(n: &NodeProc, token: &str, path: &Path) -> String {
     name
 }
 
-fn start_fetch(n: &NodeProc, token: &str, body: Value) -> String {
+fn start_fetch(n: &Node, token: &str, body: Value) -> String {
     let (s, v) = n.call("POST", "/api/client/fetch", Some(token), Some(body));
     assert_eq!(s, 200, "fetch: {v}");
     v["fetch_id"].as_str().expect("fetch_id").to_owned()
 }
 
-fn progress(n: &NodeProc, token: &str, id: &str) -> Value {
+fn progress(n: &Node, token: &str, id: &str) -> Value {
     let (s, v) = n.call(
         "GET",
         &format!("/api/client/fetch-progress/{id}"),
@@ -92,17 +90,16 @@ fn progress(n: &NodeProc, token: &str, id: &str) -> Value {
 }
 
 /// Polls a fetch until it is final (60 s at most).
-fn wait_final(n: &NodeProc, token: &str, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = progress(n, token, id);
-        let st = v["status"].as_str().unwrap_or("");
-        if matches!(st, "completed" | "failed" | "cancelled") {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "fetch {id} never ended: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_final(n: &Node, token: &str, id: &str) -> Value {
+    wait_until(
+        &format!("fetch {id} to end"),
+        Duration::from_secs(60),
+        || {
+            let v = progress(n, token, id);
+            let st = v["status"].as_str().unwrap_or("");
+            matches!(st, "completed" | "failed" | "cancelled").then_some(v)
+        },
+    )
 }
 
 // ----- 1. a foreign web page calling the client API -----
@@ -110,7 +107,7 @@ fn wait_final(n: &NodeProc, token: &str, id: &str) -> Value {
 #[test]
 fn a_cross_site_text_plain_post_to_register_or_login_is_refused() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     let api = n.api;
     let body = r#"{"username":"victim","password":"correct horse battery","display_name":"V"}"#;
     let raw = |path: &str, headers: &str| {
@@ -173,7 +170,7 @@ fn a_cross_site_text_plain_post_to_register_or_login_is_refused() {
 #[test]
 fn the_client_ui_cannot_be_framed_by_another_page() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     for path in ["/", "/api/client/status"] {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -335,7 +332,7 @@ impl FakeHost {
             );
         }
         let mut reg = RegistryClient::connect(coord.registry);
-        let v = reg.ask(
+        let v = reg.req(
             "REGISTER",
             json!({"hostname": hostname, "port": port, "ip": "127.0.0.1",
                    "token": token, "files_metadata": meta}),
@@ -471,7 +468,7 @@ fn a_fake_host_with_a_real_files_hash_is_dropped_and_the_honest_host_finishes_th
 fn a_fetch_answered_just_before_kill_9_resumes_after_restart_and_orphan_parts_are_removed() {
     let coord = Coordinator::start();
     let dir = share_dir();
-    let slow = [("P2PSHARE_TEST_THROTTLE_BPS", "3000000")];
+    let slow = ["--max-upload-rate", "3000000"];
     let n1 = node(&coord, dir.path(), &slow);
     let mut n2 = node(&coord, dir.path(), &[]);
     let (alice, _) = n1.session("alice", "Alice");
@@ -520,7 +517,7 @@ fn a_fetch_answered_just_before_kill_9_resumes_after_restart_and_orphan_parts_ar
 #[test]
 fn logging_out_through_the_node_revokes_the_token_at_the_coordinator() {
     let coord = Coordinator::start();
-    let n = NodeProc::start(&coord);
+    let n = Node::start(&coord);
     let (token, _) = n.session("carol", "Carol");
     let (s, v) = http_json(
         coord.api,
@@ -628,19 +625,11 @@ fn three_hundred_idle_connections_from_one_address_cannot_stop_another_from_down
     assert!(closed <= 300 - 32 + 1, "{closed} closed: the cap is not 32");
 
     // The ones kept are closed once they have sent no request for 10 s.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let open = idle.iter().filter(|s| !is_closed(s)).count();
-        if open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{open} idle connections still open after {:?}",
-            opened.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        "every idle connection closed (first-line timeout)",
+        Duration::from_secs(20),
+        || idle.iter().all(is_closed).then_some(()),
+    );
     let took = opened.elapsed();
     assert!(
         took >= Duration::from_secs(9),

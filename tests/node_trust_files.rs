@@ -4,7 +4,7 @@
 //! write (downloads folder, download roots, share roots; `.part` files and
 //! renames that never follow a symlink).
 
-mod common;
+mod harness;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -12,7 +12,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::*;
+use harness::*;
 use serde_json::{json, Value};
 
 /// A non-hidden temporary base (`trust-…`) with a share root and a folder
@@ -40,19 +40,14 @@ fn dirs() -> Dirs {
     }
 }
 
-fn rooted(
-    coord: &Coordinator,
-    root: &Path,
-    extra: &[&str],
-    env: &[(&'static str, &str)],
-) -> NodeProc {
+fn rooted(coord: &Coordinator, root: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
     let root = root.display().to_string();
     let mut args = vec!["--share-root", root.as_str()];
     args.extend_from_slice(extra);
-    NodeProc::start_with(coord, &args, env)
+    Node::start_with(coord, &args, env)
 }
 
-fn add(n: &NodeProc, token: &str, path: impl serde::Serialize) -> (u16, Value) {
+fn add(n: &Node, token: &str, path: impl serde::Serialize) -> (u16, Value) {
     n.call(
         "POST",
         "/api/client/add-file",
@@ -78,12 +73,12 @@ fn peer_get(port: u16, name: &str) -> (String, Vec<u8>) {
     (line.trim().to_owned(), body)
 }
 
-fn fetch(n: &NodeProc, token: &str, body: Value) -> (u16, Value) {
+fn fetch(n: &Node, token: &str, body: Value) -> (u16, Value) {
     n.call("POST", "/api/client/fetch", Some(token), Some(body))
 }
 
 /// Polls a fetch until it is completed, failed or cancelled.
-fn fetch_end(n: &NodeProc, token: &str, id: &str) -> Value {
+fn fetch_end(n: &Node, token: &str, id: &str) -> Value {
     wait_for(&format!("fetch {id} to end"), || {
         let (s, v) = n.call(
             "GET",
@@ -100,14 +95,15 @@ fn fetch_end(n: &NodeProc, token: &str, id: &str) -> Value {
 /// share root, and a second node for bob; both share `d.share`.
 struct Pair {
     coord: Coordinator,
-    n1: NodeProc,
-    n2: NodeProc,
+    n1: Node,
+    n2: Node,
     bob: String,
 }
 
-fn pair(d: &Dirs, name: &str, body: &[u8], env1: &[(&'static str, &str)]) -> Pair {
+/// `extra1`: flags of the serving node (an upload rate, so a transfer lasts).
+fn pair(d: &Dirs, name: &str, body: &[u8], extra1: &[&str]) -> Pair {
     let coord = Coordinator::start();
-    let n1 = rooted(&coord, &d.share, &[], env1);
+    let n1 = rooted(&coord, &d.share, extra1, &[]);
     let n2 = rooted(&coord, &d.share, &[], &[]);
     let (alice, _) = n1.session("alice", "Alice");
     let (bob, _) = n2.session("bob", "Bob");
@@ -412,12 +408,7 @@ fn a_folder_swapped_for_a_symlink_before_a_fetch_resumes_is_not_followed() {
     let d = dirs();
     let body = pattern(2_000_000, 11);
     // Alice uploads slowly, so bob's fetch is interrupted mid-way.
-    let p = pair(
-        &d,
-        "big.bin",
-        &body,
-        &[("P2PSHARE_TEST_THROTTLE_BPS", "200000")],
-    );
+    let p = pair(&d, "big.bin", &body, &["--max-upload-rate", "200000"]);
     let mut n2 = p.n2;
     let sub = d.share.join("dl/sub");
     std::fs::create_dir_all(&sub).unwrap();
@@ -523,13 +514,14 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
             let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = f.write_all(b"line\n");
+                // Pacing the writer (a line a millisecond), not a wait.
                 std::thread::sleep(Duration::from_millis(1));
             }
         })
     };
     let (s, v) = add(&n, &alice, &log);
     assert_eq!(s, 200, "{v}");
-    let entry = |n: &NodeProc, token: &str| -> Option<Value> {
+    let entry = |n: &Node, token: &str| -> Option<Value> {
         let (_, v) = n.call("GET", "/api/client/local-files", Some(token), None);
         v["files"]
             .as_array()?
@@ -547,7 +539,8 @@ fn a_file_that_keeps_changing_is_not_rehashed_in_a_loop() {
     let wait = f["next_hash_at"].as_f64().unwrap() - now;
     assert!(wait > 5.0, "the next hash waits: {f}");
     assert_eq!(f["hashing"], false, "{f}");
-    // For a while nothing is hashing it.
+    // For a while nothing is hashing it: an observation window (nothing
+    // marks "no hash started"), checked every 100 ms for 2 s.
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(2) {
         let f = entry(&n, &alice).unwrap();
@@ -585,17 +578,19 @@ fn a_missing_share_root_stops_the_node_with_a_clear_error() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
+    // Some(None) after 15 s: the child is killed before the test fails.
+    let started = Instant::now();
+    let status = wait_for("the node to exit without its share root", || {
+        match child.try_wait().unwrap() {
+            Some(st) => Some(Some(st)),
+            None if started.elapsed() > Duration::from_secs(14) => Some(None),
+            None => None,
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the node started without its share root");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the node started without its share root");
     };
     assert!(!status.success());
     assert_ne!(status.code(), Some(101), "no panic");
@@ -621,7 +616,7 @@ fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
     let coord = Coordinator::start();
     let data = d.share.join("node-data");
     let old_root = d.outside.display().to_string();
-    let n = NodeProc::start_in(
+    let n = Node::start_in(
         &data,
         coord.registry,
         coord.api,
@@ -636,7 +631,7 @@ fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
     let new_root = d.share.join("pub");
     std::fs::create_dir(&new_root).unwrap();
     let root = new_root.display().to_string();
-    let n = NodeProc::start_in(
+    let n = Node::start_in(
         &data,
         coord.registry,
         coord.api,
@@ -649,7 +644,7 @@ fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
     let (line, _) = peer_get(port, "old.txt");
     assert_eq!(line, "ERROR notfound");
     let mut r = RegistryClient::connect(coord.registry);
-    let found = r.ask("REQUEST", json!({"fname": "old.txt"}));
+    let found = r.req("REQUEST", json!({"fname": "old.txt"}));
     assert_eq!(found["status"], "NOTFOUND", "{found}");
 }
 
@@ -657,12 +652,7 @@ fn files_tracked_before_the_roots_changed_are_dropped_at_start() {
 fn a_folder_swapped_for_a_symlink_during_a_fetch_does_not_redirect_the_rename() {
     let d = dirs();
     let body = pattern(1_000_000, 13);
-    let p = pair(
-        &d,
-        "swap.bin",
-        &body,
-        &[("P2PSHARE_TEST_THROTTLE_BPS", "400000")],
-    );
+    let p = pair(&d, "swap.bin", &body, &["--max-upload-rate", "400000"]);
     let sub = d.share.join("dl/sub");
     std::fs::create_dir_all(&sub).unwrap();
     let (s, v) = fetch(

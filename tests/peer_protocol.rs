@@ -1,17 +1,16 @@
 //! The peer protocol (`docs/peer-protocol.md`) as a real node serves it: raw TCP against a
 //! user's peer listener, with a coordinator and a node process.
 
-mod support;
-mod xfer;
+mod harness;
 
 use std::time::Duration;
 
-use xfer::{pattern, sha256_hex, Coord, Node, PeerConn};
+use harness::*;
 
 struct World {
-    _coord: Coord,
+    _coord: Coordinator,
     node: Node,
-    user: xfer::User,
+    user: User,
     dir: tempfile::TempDir,
     name: String,
     body: Vec<u8>,
@@ -20,9 +19,15 @@ struct World {
 /// A node whose user alice published "my file.bin" (a name with a space)
 /// and tracks "secret.txt" without publishing it.
 fn world() -> World {
-    let coord = Coord::start();
+    let coord = Coordinator::start();
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(&coord, &dir.path().join("node"), &[]);
+    let node = Node::start_in(
+        &dir.path().join("node"),
+        coord.registry,
+        coord.api,
+        &["--host", "127.0.0.1", "--advertise-ip", "127.0.0.1"],
+        &[],
+    );
     let user = node.user("alice");
     let files = dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
@@ -32,7 +37,7 @@ fn world() -> World {
     let name = node.publish(&user, &path);
     let secret = files.join("secret.txt");
     std::fs::write(&secret, b"not for peers").unwrap();
-    let (s, v) = node.http(
+    let (s, v) = node.call(
         "POST",
         "/api/client/add-file",
         Some(&user.token),
@@ -222,17 +227,9 @@ fn peer_connections_beyond_the_cap_are_closed_at_once() {
     assert!(extra.closed(), "connection 33 was served");
     // Room again once one leaves (the node notices the close first).
     drop(open.pop());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until("room after a close", Duration::from_secs(20), || {
         let mut c = PeerConn::connect(w.user.peer);
         c.send(b"PING\n");
-        if c.line() == "PONG" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no room after a close"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        (c.line() == "PONG").then_some(())
+    });
 }

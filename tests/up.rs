@@ -1,8 +1,8 @@
 //! `p2pshare up`: the coordinator and a node on one reactor in one process.
 
-mod common;
+mod harness;
 
-use common::*;
+use harness::*;
 use serde_json::json;
 
 #[test]
@@ -87,7 +87,7 @@ fn up_runs_both_services_and_they_talk() {
     assert_eq!(published["success"], true);
 
     let mut r = RegistryClient::connect(registry);
-    let found = r.ask("REQUEST", json!({"fname":"shared notes.txt"}));
+    let found = r.req("REQUEST", json!({"fname":"shared notes.txt"}));
     assert_eq!(found["status"], "FOUND");
     assert_eq!(found["hosts"][0]["hostname"], "uma");
 
@@ -139,14 +139,11 @@ fn up_runs_both_services_and_they_talk() {
 
     // SIGTERM: a clean exit.
     unsafe { libc::kill(p.pid() as i32, libc::SIGTERM) };
-    let t0 = std::time::Instant::now();
-    while p.is_running() {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(10),
-            "up exits on SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until(
+        "up to exit on SIGTERM",
+        std::time::Duration::from_secs(10),
+        || (!p.is_running()).then_some(()),
+    );
 }
 
 #[test]

@@ -66,11 +66,14 @@ pub enum Timer {
     Peer(u64),
     /// The peer server's sweep of idle memory maps.
     PeerSweep,
+    /// The upload-rate tick (`--max-upload-rate`).
+    PeerPace,
 }
 
 const TAG_FETCH: u64 = 0x01 << 56;
 const TAG_PEER: u64 = 0x02 << 56;
 const TAG_PEER_SWEEP: u64 = 0x03 << 56;
+const TAG_PEER_PACE: u64 = 0x04 << 56;
 
 impl Timer {
     /// Sequence numbers wrap within the bits below the tag.
@@ -82,6 +85,7 @@ impl Timer {
             Timer::Fetch(seq) => TAG_FETCH | (seq & Timer::SEQ_MASK),
             Timer::Peer(seq) => TAG_PEER | (seq & Timer::SEQ_MASK),
             Timer::PeerSweep => TAG_PEER_SWEEP,
+            Timer::PeerPace => TAG_PEER_PACE,
         }
     }
 
@@ -92,6 +96,7 @@ impl Timer {
             TAG_FETCH => Some(Timer::Fetch(seq)),
             TAG_PEER => Some(Timer::Peer(seq)),
             TAG_PEER_SWEEP => Some(Timer::PeerSweep),
+            TAG_PEER_PACE => Some(Timer::PeerPace),
             _ => None,
         }
     }
@@ -278,7 +283,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         tokens: tokens::Tokens::default(),
         users: HashMap::new(),
         peer_listeners: HashMap::new(),
-        peer_server: PeerServer::new(svc, sandbox),
+        peer_server: PeerServer::new(svc, sandbox, cfg.max_upload_rate),
         fetches,
         forwards: forward::Forwards::new(svc, target),
         work,
@@ -573,7 +578,9 @@ impl Service for Node {
         match Timer::from_key(key) {
             Some(Timer::Cron) => self.cron(cx),
             Some(Timer::Fetch(seq)) => self.fetches.on_timer(cx, seq),
-            Some(t @ (Timer::Peer(_) | Timer::PeerSweep)) => self.peer_server.on_timer(cx, t),
+            Some(t @ (Timer::Peer(_) | Timer::PeerSweep | Timer::PeerPace)) => {
+                self.peer_server.on_timer(cx, t)
+            }
             None => {}
         }
     }

@@ -9,7 +9,7 @@
 //! (device, inode, size, mtime). Transfers of the same file share one map,
 //! kept a little after its last use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, Metadata};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
@@ -62,8 +62,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Files under this size go out in 256 KiB writes, larger ones in 1 MiB
 /// (`docs/peer-protocol.md`).
 const SMALL_FILE: u64 = 100 * 1024 * 1024;
-/// Test-only pacing (bytes per second), so fault tests can act mid-transfer.
-pub const THROTTLE_ENV: &str = "P2PSHARE_TEST_THROTTLE_BPS";
+/// With `--max-upload-rate`, the bucket is refilled and shared out this often
+/// while uploads wait: 20 grants a second keep each one small (a tenth of a
+/// megabyte at 2 MB/s) without waking the loop more than the cron would.
 const PACE_TICK: Duration = Duration::from_millis(50);
 /// A map no transfer uses is dropped after this long.
 const MAP_LINGER: Duration = Duration::from_secs(10);
@@ -76,14 +77,45 @@ enum State {
     Ready,
     /// A file range is queued; the next request waits for `on_drained`.
     Sending,
-    /// Test throttle: `map[pos..end]` is queued a slice per tick.
+    /// Under `--max-upload-rate`: `map[pos..end]` is queued a grant of the
+    /// shared bucket at a time, on the pacing tick.
     Paced {
         map: Arc<Mmap>,
         pos: usize,
         end: usize,
         step: usize,
-        timer: TimerId,
     },
+}
+
+/// `--max-upload-rate`: a token bucket shared by every upload of the node.
+/// Tokens are bytes that may be queued; the pacing tick refills it from the
+/// time that passed and shares it out among the waiting uploads, so the
+/// loop never sleeps and one upload cannot take another's share.
+struct Bucket {
+    /// Bytes per second.
+    rate: u64,
+    /// Bytes that may be queued now.
+    tokens: u64,
+    /// When the bucket was last refilled.
+    refilled: Instant,
+}
+
+impl Bucket {
+    /// At most two ticks' worth is kept: a pause (no uploads waiting) must
+    /// not turn into a burst above the rate afterwards.
+    fn cap(&self) -> u64 {
+        (u128::from(self.rate) * 2 * PACE_TICK.as_millis() / 1000).max(1) as u64
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.refilled);
+        let add = u128::from(self.rate) * dt.as_micros() / 1_000_000;
+        // Whole bytes only: the remainder of the time carries over.
+        if add > 0 {
+            self.tokens = (u128::from(self.tokens) + add).min(u128::from(self.cap())) as u64;
+            self.refilled = now;
+        }
+    }
 }
 
 struct PeerConn {
@@ -100,9 +132,12 @@ pub struct PeerServer {
     sandbox: Arc<Sandbox>,
     conns: ConnMap<PeerConn>,
     max_conns: usize,
-    throttle_bps: Option<u64>,
-    /// Pacing timer key → connection.
-    paced: HashMap<u64, ConnId>,
+    /// `--max-upload-rate`; None: uploads are queued whole, unpaced.
+    bucket: Option<Bucket>,
+    /// Uploads waiting for tokens, served round-robin from the front.
+    paced: VecDeque<ConnId>,
+    /// The pacing tick, armed while `paced` is not empty.
+    pace_timer: Option<TimerId>,
     /// First-line deadline timer key → connection.
     deadlines: HashMap<u64, ConnId>,
     /// Open connections per source address.
@@ -188,24 +223,27 @@ impl MapCache {
 }
 
 impl PeerServer {
-    pub fn new(svc: ServiceId, sandbox: Arc<Sandbox>) -> Self {
-        let throttle_bps = std::env::var(THROTTLE_ENV)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .filter(|&n| n > 0);
-        if let Some(bps) = throttle_bps {
-            crate::log_warn!("{THROTTLE_ENV}={bps}: peer uploads are slowed down (test setting)");
+    /// `max_upload_rate`: bytes per second for all uploads together
+    /// (`--max-upload-rate`), None for no limit.
+    pub fn new(svc: ServiceId, sandbox: Arc<Sandbox>, max_upload_rate: Option<u64>) -> Self {
+        if let Some(rate) = max_upload_rate {
+            crate::log_info!("peer uploads limited to {rate} bytes/s in all");
         }
         PeerServer {
             svc,
             sandbox,
             conns: ConnMap::new(),
             max_conns: MAX_PEER_CONNS,
-            throttle_bps,
-            paced: HashMap::new(),
+            bucket: max_upload_rate.filter(|&r| r > 0).map(|rate| Bucket {
+                rate,
+                tokens: 0,
+                refilled: Instant::now(),
+            }),
+            paced: VecDeque::new(),
+            pace_timer: None,
             deadlines: HashMap::new(),
             per_ip: HashMap::new(),
-            next_key: 1,
+            next_key: 2,
             maps: MapCache::default(),
             sweep: None,
         }
@@ -295,9 +333,8 @@ impl PeerServer {
 
     pub fn on_close(&mut self, cx: &mut Ctx, id: ConnId) {
         if let Some(c) = self.conns.remove(id) {
-            if let State::Paced { timer, .. } = c.state {
-                cx.cancel_timer(timer);
-                self.paced.retain(|_, v| *v != id);
+            if matches!(c.state, State::Paced { .. }) {
+                self.paced.retain(|v| *v != id);
             }
             if let Some(timer) = c.first_line {
                 cx.cancel_timer(timer);
@@ -313,8 +350,8 @@ impl PeerServer {
         }
     }
 
-    /// A first-line deadline, a pacing tick (`Timer::Peer`) or the map
-    /// sweep (`Timer::PeerSweep`).
+    /// The pacing tick (`Timer::PeerPace`), the map sweep (`Timer::PeerSweep`)
+    /// or a first-line deadline (`Timer::Peer`).
     pub fn on_timer(&mut self, cx: &mut Ctx, t: Timer) {
         let key = t.to_key();
         if t == Timer::PeerSweep {
@@ -336,37 +373,66 @@ impl PeerServer {
             }
             return;
         }
-        let Some(id) = self.paced.remove(&key) else {
+        if t == Timer::PeerPace {
+            self.pace_timer = None;
+            self.pace(cx);
+        }
+    }
+
+    /// The pacing tick: refills the bucket and shares it out among the
+    /// waiting uploads, an equal part each (round-robin for the remainder).
+    /// An upload whose last grant is still queued is skipped: a stalled
+    /// reader must not hold tokens the others could use.
+    fn pace(&mut self, cx: &mut Ctx) {
+        let Some(bucket) = self.bucket.as_mut() else {
             return;
         };
-        let per_tick = self
-            .throttle_bps
-            .map(|b| (u128::from(b) * PACE_TICK.as_millis() / 1000) as usize)
-            .unwrap_or(usize::MAX)
-            .max(1);
-        let next_key = self.next_timer_key();
-        let Some(c) = self.conns.get_mut(id) else {
-            return;
-        };
-        let State::Paced {
-            map,
-            pos,
-            end,
-            step,
-            timer,
-        } = &mut c.state
-        else {
-            return;
-        };
-        let stop = (*pos).saturating_add(per_tick).min(*end);
-        cx.send_map(id, map.clone(), *pos, stop, *step);
-        *pos = stop;
-        if *pos >= *end {
-            c.state = State::Sending;
-            cx.notify_drained(id);
-        } else {
-            *timer = cx.timer(self.svc, PACE_TICK, next_key);
-            self.paced.insert(next_key, id);
+        bucket.refill(cx.now());
+        let ready: Vec<ConnId> = self
+            .paced
+            .iter()
+            .copied()
+            .filter(|&id| cx.output_total(id) == 0)
+            .collect();
+        // Who goes first turns each tick, so rounding favours nobody.
+        self.paced.rotate_left(1.min(self.paced.len()));
+        let mut left = ready.len() as u64;
+        for id in ready {
+            if bucket.tokens == 0 {
+                break;
+            }
+            let share = bucket.tokens.div_ceil(left).max(1);
+            left = left.saturating_sub(1);
+            let Some(c) = self.conns.get_mut(id) else {
+                continue;
+            };
+            let State::Paced {
+                map,
+                pos,
+                end,
+                step,
+            } = &mut c.state
+            else {
+                continue;
+            };
+            let grant = usize::try_from(share).unwrap_or(usize::MAX);
+            let stop = (*pos).saturating_add(grant).min(*end);
+            cx.send_map(id, map.clone(), *pos, stop, *step);
+            bucket.tokens -= (stop - *pos) as u64;
+            *pos = stop;
+            if *pos >= *end {
+                c.state = State::Sending;
+                cx.notify_drained(id);
+                self.paced.retain(|v| *v != id);
+            }
+        }
+        self.arm_pace(cx);
+    }
+
+    /// While uploads wait for tokens, the pacing tick runs.
+    fn arm_pace(&mut self, cx: &mut Ctx) {
+        if self.pace_timer.is_none() && !self.paced.is_empty() {
+            self.pace_timer = Some(cx.timer(self.svc, PACE_TICK, Timer::PeerPace.to_key()));
         }
     }
 
@@ -513,28 +579,25 @@ impl PeerServer {
             1024 * 1024
         };
         cx.send_vec(id, peer::encode_reply(&Answer::Length(n)));
-        let paced = self.throttle_bps.is_some();
-        let timer = if paced {
-            let key = self.next_timer_key();
-            self.paced.insert(key, id);
-            Some(cx.timer(self.svc, Duration::ZERO, key))
-        } else {
-            cx.send_map(id, map.clone(), start, end, step);
-            cx.notify_drained(id);
-            None
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
         };
-        if let Some(c) = self.conns.get_mut(id) {
-            c.state = match timer {
-                Some(timer) => State::Paced {
-                    map,
-                    pos: start,
-                    end,
-                    step,
-                    timer,
-                },
-                None => State::Sending,
-            };
+        if self.bucket.is_none() {
+            cx.send_map(id, map, start, end, step);
+            cx.notify_drained(id);
+            c.state = State::Sending;
+            return;
         }
+        c.state = State::Paced {
+            map,
+            pos: start,
+            end,
+            step,
+        };
+        self.paced.push_back(id);
+        // The first grant goes out at once if the bucket holds tokens; the
+        // rest follow on the tick.
+        self.pace(cx);
     }
 }
 
@@ -675,6 +738,31 @@ mod tests {
         assert_eq!(cache.maps.len(), MAP_CACHE);
         assert!(cache.get((9, 0, 5, 0), t0).is_none());
         assert!(cache.get((9, 1, 5, 0), t0).is_some());
+    }
+
+    #[test]
+    fn the_upload_bucket_refills_with_time_and_keeps_at_most_two_ticks() {
+        let t0 = Instant::now();
+        let mut b = Bucket {
+            rate: 2_000_000,
+            tokens: 0,
+            refilled: t0,
+        };
+        b.refill(t0 + PACE_TICK);
+        assert_eq!(b.tokens, 100_000, "one tick at 2 MB/s");
+        b.tokens = 0;
+        b.refill(t0 + Duration::from_secs(10));
+        assert_eq!(b.tokens, 200_000, "a long pause is no burst");
+        // Under a byte's worth of time adds nothing, and is not lost.
+        let mut slow = Bucket {
+            rate: 1,
+            tokens: 0,
+            refilled: t0,
+        };
+        slow.refill(t0 + Duration::from_millis(600));
+        assert_eq!(slow.tokens, 0);
+        slow.refill(t0 + Duration::from_millis(1200));
+        assert_eq!(slow.tokens, 1);
     }
 
     #[test]

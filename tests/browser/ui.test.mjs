@@ -292,11 +292,12 @@ before(async () => {
     "--share-root",
     tmpRoot,
   ];
-  // Alice's node uploads at a test-only pace, so the download is seen mid-way
-  // (progress, speed, ETA, cancel) instead of finishing within one poll.
-  const paced = { ...common, P2PSHARE_TEST_THROTTLE_BPS: String(UPLOAD_BPS) };
+  // Alice's node uploads at a limited rate (--max-upload-rate), so the
+  // download is seen mid-way (progress, speed, ETA, cancel) instead of
+  // finishing within one poll.
+  const paced = [...nodeArgs("node-a"), "--max-upload-rate", String(UPLOAD_BPS)];
   const [[a], [b]] = await Promise.all([
-    startProcess("node-a", bin, nodeArgs("node-a"), paced, [/client api listening on (\S+)/]),
+    startProcess("node-a", bin, paced, common, [/client api listening on (\S+)/]),
     startProcess("node-b", bin, nodeArgs("node-b"), common, [/client api listening on (\S+)/]),
   ]);
   env.nodeA = loopback(a).replace(/\/$/, "");

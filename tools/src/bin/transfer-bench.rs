@@ -30,6 +30,7 @@ POST to the moment /fetch-progress reads completed, and its bytes are checked by
   --reference nginx        also serve the files with nginx (sendfile) and fetch with curl
   --dir DIR                work directory (a new one under the temp dir by default)
   --keep                   keep the work directory
+  --max-upload-rate RATE   start the nodes with this upload limit (20MB, 512KB; unlimited)
   --json FILE              write the report as JSON
 MB/s here is 10^6 bytes per second. K, M, G sizes are 1024-based.";
 
@@ -43,6 +44,8 @@ struct Cfg {
     dir: Option<PathBuf>,
     keep: bool,
     json: Option<PathBuf>,
+    /// Passed to every node as `--max-upload-rate` (bytes per second, as the node parses it).
+    max_upload_rate: Option<String>,
 }
 
 fn parse() -> Cfg {
@@ -76,6 +79,7 @@ fn parse() -> Cfg {
         dir: a.value("--dir").map(Into::into),
         keep: a.flag("--keep"),
         json: a.value("--json").map(Into::into),
+        max_upload_rate: a.value("--max-upload-rate"),
     };
     a.finish();
     cfg
@@ -113,7 +117,7 @@ fn start_node(cfg: &Cfg, dir: &Path, name: &str, reg: &str, admin: &str) -> Node
     // The generated files and the downloads live in `dir`: it is the share root.
     let root =
         std::fs::canonicalize(dir).unwrap_or_else(|e| die(TOOL, format!("{}: {e}", dir.display())));
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "node",
         "--data-dir",
         &data.to_string_lossy(),
@@ -131,6 +135,9 @@ fn start_node(cfg: &Cfg, dir: &Path, name: &str, reg: &str, admin: &str) -> Node
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if let Some(rate) = &cfg.max_upload_rate {
+        args.extend(["--max-upload-rate".to_string(), rate.clone()]);
+    }
     let proc = spawn::start(
         name,
         &cfg.bin,
