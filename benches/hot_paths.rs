@@ -84,13 +84,14 @@ fn main() {
     bench("registry REQUEST parse+lookup 10k", 1000, || {
         out.clear();
         if let Ok(Request::Request { fname, sha256 }) = parse_request(black_box(request)) {
-            reg.request_reply(&fname, sha256.as_deref(), &mut out);
+            reg.request_reply(&fname, sha256.as_deref())
+                .encode(&mut out);
         }
         black_box(out.len());
     });
     bench("registry LIST page of 100 at 10k", 100, || {
         out.clear();
-        reg.list_page_reply(5000, 100, None, &mut out);
+        reg.list_page_reply(5000, 100, None).encode(&mut out);
         black_box(out.len());
     });
     let mut t = 2.0;

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod conn;
 pub mod guard;
+mod handle;
 pub mod registry;
 pub mod secrets;
 pub mod stats;

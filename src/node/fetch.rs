@@ -9,8 +9,8 @@
 //! work in a loop turn.
 
 mod disk;
-mod part;
 mod orphans;
+mod part;
 mod peers;
 
 use std::collections::{HashMap, VecDeque};
