@@ -272,7 +272,7 @@ impl Service for Coordinator {
 
     fn on_connect(&mut self, cx: &mut Ctx, id: ConnId) {
         if let Some(Kind::Probe(_)) = self.conns.get(id) {
-            cx.send(id, b"PING\n");
+            cx.send(id, crate::proto::peer::Request::PING_LINE);
         }
     }
 

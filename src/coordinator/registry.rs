@@ -640,20 +640,17 @@ mod tests {
         );
         let b = r.register("bob", "Bob", "1.2.3.5", 6002, vec![], None, 1.0);
         r.publish(b, "x", meta(1));
-        let mut out = Vec::new();
-        out = r.request_reply("x", None).line();
+        let out = r.request_reply("x", None).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
         r.set_offline(a);
-        out.clear();
-        out = r.request_reply("x", None).line();
+        let out = r.request_reply("x", None).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["hosts"][0]["hostname"], "bob", "online hosts first");
         assert!(r.unpublish(b, "x"));
         assert!(!r.unpublish(b, "nope"));
         r.remove(a);
-        out.clear();
-        out = r.request_reply("x", None).line();
+        let out = r.request_reply("x", None).line();
         assert!(out.starts_with(b"{\"status\":\"NOTFOUND\""));
         assert_eq!(r.published_count(), 0);
     }
@@ -744,15 +741,13 @@ mod tests {
         }
         let full: serde_json::Value = serde_json::from_slice(&r.list_full(2.0)).unwrap();
         assert_eq!(full["registry"].as_object().unwrap().len(), 25);
-        let mut out = Vec::new();
-        out = r.list_page_reply(20, 10, None).line();
+        let out = r.list_page_reply(20, 10, None).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["total"], 25);
         assert!(v["next_offset"].is_null());
         let names: Vec<&String> = v["registry"].as_object().unwrap().keys().collect();
         assert_eq!(names.len(), 5);
-        out.clear();
-        out = r.list_page_reply(0, 10, Some("F1")).line();
+        let out = r.list_page_reply(0, 10, Some("F1")).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["total"], 11, "f1 and f10..f19");
     }
