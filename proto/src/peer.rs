@@ -1,4 +1,4 @@
-//! The peer protocol codec (SPEC §3): request lines and answer lines, both
+//! The peer protocol codec (docs/peer-protocol.md): request lines and answer lines, both
 //! directions. Pure: it never touches sockets or files, and the payload bytes
 //! after `LENGTH` are the caller's business.
 

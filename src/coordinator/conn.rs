@@ -244,7 +244,7 @@ impl Coordinator {
         out: &mut Vec<u8>,
         clock: &mut Clock,
     ) -> Extra {
-        let req = match registry::parse_request(line) {
+        let req = match registry::decode_request(line) {
             Ok(r) => r,
             Err(reason) => {
                 Reply::Error(reason.into()).encode(out);

@@ -133,7 +133,7 @@ impl Node {
         else {
             return;
         };
-        let next = match network::parse_list(v) {
+        let next = match network::listed_hosts(v) {
             Ok((hosts, next)) => {
                 w.index.add_page(hosts);
                 next.filter(|_| w.pages < MAX_LIST_PAGES)

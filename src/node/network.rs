@@ -46,7 +46,7 @@ fn file_from(name: String, m: FileMeta) -> Option<NetFile> {
 }
 
 /// One LIST reply: its hosts and the next offset (None at the end or unpaged).
-pub fn parse_list(v: Reply<'static>) -> Result<(Vec<NetHost>, Option<u64>), String> {
+pub fn listed_hosts(v: Reply<'static>) -> Result<(Vec<NetHost>, Option<u64>), String> {
     let (listed, page) = match v {
         Reply::List(Listing::Hosts { hosts, page }) => (hosts, page),
         Reply::Error(reason) => return Err(format!("the coordinator answered: {reason}")),
@@ -82,7 +82,7 @@ pub fn parse_list(v: Reply<'static>) -> Result<(Vec<NetHost>, Option<u64>), Stri
 }
 
 /// A REQUEST reply's hosts as (host, its file); NOTFOUND is an empty list.
-pub fn parse_request(v: &Reply<'_>, fname: &str) -> Vec<NetHost> {
+pub fn found_hosts(v: &Reply<'_>, fname: &str) -> Vec<NetHost> {
     let Reply::Found(offers) = v else {
         return Vec::new();
     };
@@ -609,14 +609,14 @@ mod tests {
 
     #[test]
     fn reads_list_pages() {
-        let (hosts, next) = parse_list(list()).unwrap();
+        let (hosts, next) = listed_hosts(list()).unwrap();
         assert_eq!(next, None);
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[1].port, 6002);
         assert!(!hosts[1].online);
-        assert_eq!(parse_list(list_with(Some(2))).unwrap().1, Some(2));
-        assert!(parse_list(Reply::Ok).is_err());
-        assert!(parse_list(Reply::Error("busy".into()))
+        assert_eq!(listed_hosts(list_with(Some(2))).unwrap().1, Some(2));
+        assert!(listed_hosts(Reply::Ok).is_err());
+        assert!(listed_hosts(Reply::Error("busy".into()))
             .unwrap_err()
             .contains("busy"));
     }
@@ -627,7 +627,7 @@ mod tests {
 
     #[test]
     fn groups_by_name_and_content_with_search() {
-        let (hosts, _) = parse_list(list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         let idx = Index::build(hosts);
         let (all, total) = idx.page("", 0, 100);
         assert_eq!(names(&all), ["a.txt", "b.txt", "same.bin"]);
@@ -656,7 +656,7 @@ mod tests {
 
     #[test]
     fn own_changes_patch_the_index() {
-        let (hosts, _) = parse_list(list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         let mut idx = Index::build(hosts);
         let new = NetFile {
             name: "new.txt".into(),
@@ -711,13 +711,13 @@ mod tests {
         // patched, so it is dropped rather than left stale.
         cache.own_change(reg, file("x", None));
         assert!(cache.fresh(reg, t0).is_none());
-        cache.store(reg, t0, Index::build(parse_list(list()).unwrap().0));
+        cache.store(reg, t0, Index::build(listed_hosts(list()).unwrap().0));
         cache.own_change(reg, host("carol", vec![new.clone()]));
         assert!(
             cache.fresh(reg, t0).is_none(),
             "an unknown host drops the index"
         );
-        let (hosts, _) = parse_list(list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         cache.store(reg, t0, Index::build(hosts));
         assert!(cache.fresh(reg, t0 + INDEX_TTL).is_none(), "stale");
         cache.sweep(t0 + INDEX_TTL);
@@ -728,7 +728,7 @@ mod tests {
         cache.walks.insert(reg, Walk::new("alice", t0, 7));
         cache.own_change(reg, host("alice", vec![]));
         w.own = cache.walks.remove(&reg).unwrap().own;
-        w.index.add_page(parse_list(list()).unwrap().0);
+        w.index.add_page(listed_hosts(list()).unwrap().0);
         let (idx, waiters, exact) = w.finish();
         assert_eq!((waiters, exact), (vec![7], true));
         assert_eq!(names(&idx.page("", 0, 100).0), ["b.txt", "same.bin"]);
@@ -736,7 +736,7 @@ mod tests {
 
     #[test]
     fn finds_duplicates_on_other_hosts_only() {
-        let (hosts, _) = parse_list(list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         let idx = Index::build(hosts.clone());
         let mine = |h, size, modified, sha256| Mine {
             hostname: h,
@@ -780,9 +780,9 @@ mod tests {
              "modified":1.0,"is_published":true,"sha256":"ss","online":true}]}"#,
         )
         .unwrap();
-        let h = parse_request(&v, "same.bin");
+        let h = found_hosts(&v, "same.bin");
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].files[0].name, "same.bin");
-        assert!(parse_request(&Reply::NotFound, "x").is_empty());
+        assert!(found_hosts(&Reply::NotFound, "x").is_empty());
     }
 }

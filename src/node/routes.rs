@@ -691,12 +691,11 @@ impl Node {
         let Some(kind) = self.take_op(op) else {
             return;
         };
-        let status = v.status();
         let reason = v.reason().unwrap_or("no reason given").to_owned();
         let out = match kind {
             OpKind::Publish(p) => self.publish_step(cx, op, p, &v),
             OpKind::Unpublish { name, .. } => {
-                if status == "ACK" || reason.contains("not found") {
+                if v == registry::Reply::Ack || reason.contains("not found") {
                     Reply::ok(json!({"success": true})).into()
                 } else {
                     Reply::ok(json!({"success": true, "note": format!("Unpublished here; the coordinator answered: {reason} ('{name}')")})).into()
@@ -715,11 +714,10 @@ impl Node {
         mut p: PublishOp,
         v: &registry::Reply<'_>,
     ) -> Outcome {
-        let status = v.status();
         let reason = v.reason().unwrap_or("no reason given");
         match p.stage {
             PublishStage::AwaitRequest => {
-                p.found.extend(network::parse_request(v, &p.name));
+                p.found.extend(network::found_hosts(v, &p.name));
                 match self.index_or_walk(cx, op, &p.user) {
                     Ok(Some(idx)) => self.publish_checked(cx, op, p, Some(&idx)),
                     Ok(None) => {
@@ -732,7 +730,7 @@ impl Node {
             // The index comes through `publish_checked`, not as a registry answer.
             PublishStage::AwaitList => Outcome::Later(OpKind::Publish(p)),
             PublishStage::AwaitAck => {
-                if status == "ACK" {
+                if *v == registry::Reply::Ack {
                     self.mark_published(cx, op, &p.user, &p.name, p.published_at, true)
                 } else {
                     let code = if reason.contains("invalid") { 400 } else { 502 };
@@ -824,7 +822,7 @@ impl Node {
                 &format!("The coordinator could not look up '{}': {reason}", f.fname),
             ));
         }
-        let hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
+        let hosts: Vec<NetHost> = network::found_hosts(v, &f.fname);
         let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
             Ok(h) => h,
             Err(pick::Refused::None) => {

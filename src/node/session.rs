@@ -316,10 +316,10 @@ impl Node {
         wait: Wait,
         v: registry::Reply<'static>,
     ) {
-        let status = v.status();
+        use registry::Reply as R;
         let reason = v.reason().unwrap_or("no reason given").to_owned();
         match wait {
-            Wait::Register if status == "OK" => {
+            Wait::Register if v == R::Ok => {
                 let now = cx.now();
                 let iv = self.settings.intervals;
                 let ops = match self.session_mut(user) {
@@ -364,16 +364,16 @@ impl Node {
                 }
             }
             Wait::Ping => {
-                if status == "DEAD" {
+                if v == R::Dead {
                     // The registry lost us although the connection lives: register again.
                     crate::log_warn!("{user}: the coordinator answered DEAD; registering again");
                     cx.close(id);
-                } else if status != "ALIVE" {
+                } else if v != R::Alive {
                     crate::log_warn!("{user}: heartbeat refused: {reason}");
                 }
             }
             Wait::Quiet(what) => {
-                if status == "ERROR" {
+                if matches!(v, R::Error(_)) {
                     crate::log_warn!("{user}: {what}: the coordinator answered: {reason}");
                 }
             }

@@ -335,7 +335,7 @@ struct ListData<'a> {
 
 /// Decodes one request line (without its newline), the server's side. `Err` is the reason for
 /// an ERROR reply; the connection stays usable.
-pub fn parse_request(line: &[u8]) -> Result<Request<'_>, String> {
+pub fn decode_request(line: &[u8]) -> Result<Request<'_>, String> {
     let text = std::str::from_utf8(line)
         .map_err(|_| "invalid JSON: the line is not valid UTF-8".to_string())?;
     let env: Envelope =

@@ -4,9 +4,9 @@ use super::*;
 
 #[test]
 fn parses_every_action() {
-    let r = parse_request(br#"{"action":"PUBLISH","data":{"hostname":"alice","fname":"a b.txt","size":10,"modified":1.5,"sha256":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}}"#).unwrap();
+    let r = decode_request(br#"{"action":"PUBLISH","data":{"hostname":"alice","fname":"a b.txt","size":10,"modified":1.5,"sha256":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}}"#).unwrap();
     assert_eq!(r.action(), Action::Publish);
-    let r = parse_request(br#"{"action":"LIST"}"#).unwrap();
+    let r = decode_request(br#"{"action":"LIST"}"#).unwrap();
     assert_eq!(
         r,
         Request::List {
@@ -15,7 +15,7 @@ fn parses_every_action() {
             query: None
         }
     );
-    let r = parse_request(br#"{"action":"LIST","data":{"offset":5,"limit":5000}}"#).unwrap();
+    let r = decode_request(br#"{"action":"LIST","data":{"offset":5,"limit":5000}}"#).unwrap();
     assert_eq!(
         r,
         Request::List {
@@ -24,7 +24,7 @@ fn parses_every_action() {
             query: None
         }
     );
-    let r = parse_request(br#"{"data":{"hostname":"b\u00e9","state":"busy"},"action":"PING"}"#)
+    let r = decode_request(br#"{"data":{"hostname":"b\u00e9","state":"busy"},"action":"PING"}"#)
         .unwrap();
     assert_eq!(
         r,
@@ -33,7 +33,7 @@ fn parses_every_action() {
             state: Some(HeartbeatState::Busy)
         }
     );
-    let r = parse_request(br#"{"action":"REGISTER","data":{"hostname":"h","port":6001,"files_metadata":{"x":{"size":1,"modified":2,"is_published":false}},"token":"t"}}"#).unwrap();
+    let r = decode_request(br#"{"action":"REGISTER","data":{"hostname":"h","port":6001,"files_metadata":{"x":{"size":1,"modified":2,"is_published":false}},"token":"t"}}"#).unwrap();
     match r {
         Request::Register { files, .. } => assert!(!files[0].1.is_published),
         other => panic!("{other:?}"),
@@ -44,32 +44,32 @@ fn parses_every_action() {
 fn request_takes_an_optional_sha256_and_publish_a_root() {
     let h = "ABCDEF".repeat(10) + "0123";
     let line = format!(r#"{{"action":"REQUEST","data":{{"fname":"x","sha256":"{h}"}}}}"#);
-    match parse_request(line.as_bytes()).unwrap() {
+    match decode_request(line.as_bytes()).unwrap() {
         Request::Request { sha256, .. } => assert_eq!(sha256, Some(h.to_lowercase())),
         other => panic!("{other:?}"),
     }
     let line = format!(
         r#"{{"action":"PUBLISH","data":{{"hostname":"a","fname":"x","size":1,"modified":1,"root":"{h}"}}}}"#
     );
-    match parse_request(line.as_bytes()).unwrap() {
+    match decode_request(line.as_bytes()).unwrap() {
         Request::Publish { meta, .. } => assert_eq!(meta.root, Some(h.to_lowercase())),
         other => panic!("{other:?}"),
     }
     let bad = r#"{"action":"PUBLISH","data":{"hostname":"a","fname":"x","size":1,"modified":1,"root":"zz"}}"#;
-    assert!(parse_request(bad.as_bytes())
+    assert!(decode_request(bad.as_bytes())
         .unwrap_err()
         .contains("invalid root"));
     let bad = r#"{"action":"REQUEST","data":{"fname":"x","sha256":7}}"#;
-    assert!(parse_request(bad.as_bytes()).is_err());
+    assert!(decode_request(bad.as_bytes()).is_err());
     let bad = r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"x":{"size":1,"modified":2,"root":"00"}}}}"#;
-    assert!(parse_request(bad.as_bytes())
+    assert!(decode_request(bad.as_bytes())
         .unwrap_err()
         .contains("invalid root"));
 }
 
 #[test]
 fn refuses_bad_input_with_a_reason() {
-    let err = |l: &[u8]| parse_request(l).unwrap_err();
+    let err = |l: &[u8]| decode_request(l).unwrap_err();
     assert!(err(b"{nope").starts_with("invalid JSON"));
     assert!(err(b"\xff\xfe").contains("UTF-8"));
     assert!(err(br#"{"action":"FROB","data":{}}"#).contains("unknown action"));
@@ -291,7 +291,7 @@ fn every_request_round_trips() {
     for req in every_request() {
         let line = req.line();
         assert_eq!(line.last(), Some(&b'\n'));
-        let back = parse_request(&line[..line.len() - 1]).unwrap();
+        let back = decode_request(&line[..line.len() - 1]).unwrap();
         assert_eq!(back, req, "{}", String::from_utf8_lossy(&line));
     }
 }
@@ -380,7 +380,7 @@ fn requests_decode_the_same_whatever_the_split() {
     let reqs = every_request();
     let stream: Vec<u8> = reqs.iter().flat_map(|r| r.line()).collect();
     for frames in frames_at_every_split(&stream) {
-        let back: Vec<Request> = frames.iter().map(|l| parse_request(l).unwrap()).collect();
+        let back: Vec<Request> = frames.iter().map(|l| decode_request(l).unwrap()).collect();
         assert_eq!(back, reqs);
     }
 }
