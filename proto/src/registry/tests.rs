@@ -429,3 +429,27 @@ fn odd_replies_are_errors_or_defaults_never_panics() {
         }
     );
 }
+
+#[test]
+fn cut_or_garbled_lines_are_refused_never_panic() {
+    // Whatever a peer sends decodes to a value or a reason: every truncation
+    // of every valid line, and every single byte flipped.
+    let lines: Vec<Vec<u8>> = every_request()
+        .iter()
+        .map(Request::line)
+        .chain(every_reply().iter().map(Reply::line))
+        .collect();
+    for line in &lines {
+        let line = &line[..line.len() - 1];
+        for cut in 0..line.len() {
+            let _ = decode_request(&line[..cut]);
+            let _ = decode_reply(&line[..cut]);
+        }
+        for i in (0..line.len()).step_by(7) {
+            let mut bad = line.to_vec();
+            bad[i] ^= 0x80;
+            let _ = decode_request(&bad);
+            let _ = decode_reply(&bad);
+        }
+    }
+}
