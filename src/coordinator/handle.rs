@@ -18,7 +18,7 @@ pub(super) struct Context {
     pub conn: ConnId,
     /// The host this connection is bound to (after REGISTER).
     pub bound: Option<HostKey>,
-    /// The address the connection comes from.
+    /// The address the connection comes from (filled for REGISTER only).
     pub seen_ip: Option<IpAddr>,
     /// Unix seconds, read once per batch of lines.
     pub now: f64,
