@@ -9,7 +9,7 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use p2pshare::auth::jwt;
 use p2pshare::coordinator::registry::Registry;
-use p2pshare::proto::registry::{parse_request, FileMeta, Request};
+use p2pshare::proto::registry::{decode_request, FileMeta, Request};
 use reactor::http::{parse_request as parse_http, Limits};
 
 /// Runs `f` in batches of `batch` calls and records ns per call.
@@ -45,10 +45,10 @@ fn main() {
     let ping = br#"{"action":"PING","data":{"hostname":"bench-host-00042","state":"active"}}"#;
     let publish = br#"{"action":"PUBLISH","data":{"hostname":"bench-host-00042","fname":"dataset-0042.csv","size":10485760,"modified":1699267500.25,"sha256":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}}"#;
     bench("registry parse PING", 1000, || {
-        black_box(parse_request(black_box(ping)).is_ok());
+        black_box(decode_request(black_box(ping)).is_ok());
     });
     bench("registry parse PUBLISH", 1000, || {
-        black_box(parse_request(black_box(publish)).is_ok());
+        black_box(decode_request(black_box(publish)).is_ok());
     });
 
     // A registry of 10,000 hosts with 5 files each, as the 10k preset builds.
@@ -83,14 +83,15 @@ fn main() {
     let mut out = Vec::with_capacity(4096);
     bench("registry REQUEST parse+lookup 10k", 1000, || {
         out.clear();
-        if let Ok(Request::Request { fname, sha256 }) = parse_request(black_box(request)) {
-            reg.request_reply(&fname, sha256.as_deref(), &mut out);
+        if let Ok(Request::Request { fname, sha256 }) = decode_request(black_box(request)) {
+            reg.request_reply(&fname, sha256.as_deref())
+                .encode(&mut out);
         }
         black_box(out.len());
     });
     bench("registry LIST page of 100 at 10k", 100, || {
         out.clear();
-        reg.list_page_reply(5000, 100, None, &mut out);
+        reg.list_page_reply(5000, 100, None).encode(&mut out);
         black_box(out.len());
     });
     let mut t = 2.0;

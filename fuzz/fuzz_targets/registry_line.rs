@@ -14,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use p2pshare::proto::registry::{
-    error_line, parse_request, push_f64, push_json_str, push_u64, FileMeta, HeartbeatState,
+    error_line, decode_request, push_f64, push_json_str, push_u64, FileMeta, HeartbeatState,
     Request, MAX_LINE,
 };
 use reactor::line::{next_line, Line};
@@ -282,14 +282,14 @@ fn same(a: &Request<'_>, b: &Request<'_>) -> bool {
 }
 
 fn check_request(line: &[u8]) {
-    match parse_request(line) {
+    match decode_request(line) {
         Ok(req) => {
             let again = encode(&req);
             assert!(
                 !again.contains(&b'\n'),
                 "an encoded request holds a newline"
             );
-            match parse_request(&again) {
+            match decode_request(&again) {
                 Ok(back) => assert!(
                     same(&req, &back),
                     "round trip changed the request:\n{req:?}\n{back:?}\n{}",

@@ -8,8 +8,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use crate::proto::peer::{self, Decoded};
 use reactor::http::{self, Request};
-use reactor::line::{next_line, Line};
 use reactor::{CloseReason, ConnId, ConnOptions, Ctx, TimerId};
 use serde_json::{json, Value};
 
@@ -523,10 +523,11 @@ impl Coordinator {
     }
 
     pub(super) fn probe_input(&mut self, cx: &mut Ctx, id: ConnId) {
-        let reply = match next_line(cx.input(id), 64) {
-            Line::Partial => return,
-            Line::Complete(l, _) => l == b"PONG",
-            Line::TooLong => false,
+        let reply = match peer::decode_reply(cx.input(id)) {
+            // A PONG is 5 bytes: a peer still sending more is not answering.
+            Decoded::Partial if cx.input(id).len() <= 64 => return,
+            Decoded::Frame(peer::Answer::Pong, _) => true,
+            _ => false,
         };
         if let Some(Kind::Probe(p)) = self.conns.remove(id) {
             cx.close(id);

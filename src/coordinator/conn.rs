@@ -1,7 +1,7 @@
-//! Registry connections: framing, identity binding (what a host may claim),
+//! Registry connections: framing, which connection speaks for which host,
 //! the cost a stranger may put on us (unbound connections per address, the
-//! 30 s line deadline), dispatch of each action to the registry, and
-//! offline-at-close.
+//! 30 s line deadline), writing each request's encoded reply, and
+//! offline-at-close. What a request does is `handle.rs`'s.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -10,10 +10,10 @@ use reactor::line::{next_line, Line};
 use reactor::{ConnId, Ctx};
 
 use super::guard::{addr_key, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
+use super::handle::{Answer, Context, Effect};
 use super::registry::HostKey;
 use super::{Coordinator, Kind, Timer};
-use crate::auth::jwt;
-use crate::proto::registry::{self, error_line, Request, MAX_LINE};
+use crate::proto::registry::{self, error_line, Listing, Reply, MAX_LINE};
 use crate::util::unix_now;
 
 /// Queued answers above this make a connection wait until they drain.
@@ -239,34 +239,55 @@ impl Coordinator {
         out: &mut Vec<u8>,
         clock: &mut Clock,
     ) -> Extra {
-        let req = match registry::parse_request(line) {
+        let req = match registry::decode_request(line) {
             Ok(r) => r,
             Err(reason) => {
-                out.extend_from_slice(&error_line(&reason));
+                Reply::Error(reason.into()).encode(out);
                 clock.mark = Instant::now();
                 return Extra::None;
             }
         };
         let action = req.action();
-        let over_cap = matches!(
-            self.conns.get(id),
-            Some(Kind::Registry(rc)) if rc.standing == Standing::OverCap
-        );
+        let (bound, over_cap) = match self.conns.get(id) {
+            Some(Kind::Registry(rc)) => (rc.host, rc.standing == Standing::OverCap),
+            _ => (None, false),
+        };
         if over_cap && action != registry::Action::Register {
-            out.extend_from_slice(&error_line("too many connections"));
+            Reply::Error("too many connections".into()).encode(out);
             return Extra::Close;
         }
-        let extra = match self.dispatch(cx, id, req, out, clock.unix) {
-            Ok(extra) => extra,
+        let context = Context {
+            conn: id,
+            bound,
+            // Asked of the kernel (getpeername), so only for the one action
+            // that stores it: once per request cost the held-connection
+            // bench about a tenth of its throughput.
+            seen_ip: if action == registry::Action::Register {
+                cx.peer_addr(id).map(|a| a.ip())
+            } else {
+                None
+            },
+            now: clock.unix,
+        };
+        let (extra, effect) = match self.handle_request(req, &context) {
+            Ok((Answer::Reply(Reply::List(Listing::Shared(line))), effect)) => {
+                (Extra::Shared(line), effect)
+            }
+            Ok((Answer::Reply(reply), effect)) => {
+                reply.encode(out);
+                (Extra::None, effect)
+            }
+            Ok((Answer::AfterSnapshot, effect)) => (Extra::WaitList, effect),
             Err(_) if over_cap => {
-                out.extend_from_slice(&error_line("too many connections"));
-                Extra::Close
+                Reply::Error("too many connections".into()).encode(out);
+                (Extra::Close, Effect::None)
             }
             Err(reason) => {
-                out.extend_from_slice(&error_line(reason));
-                Extra::None
+                Reply::Error(reason.into()).encode(out);
+                (Extra::None, Effect::None)
             }
         };
+        self.apply(cx, id, effect);
         let end = Instant::now();
         self.stats
             .record(action, end, end.duration_since(clock.mark));
@@ -274,215 +295,35 @@ impl Coordinator {
         extra
     }
 
-    /// The host this connection acts for when it names `hostname`.
-    fn acting_host(&self, id: ConnId, hostname: &str) -> Result<HostKey, &'static str> {
-        let bound = match self.conns.get(id) {
-            Some(Kind::Registry(rc)) => rc.host,
-            _ => None,
-        };
-        match bound {
-            Some(k) => match self.registry.get(k) {
-                Some(h) if &*h.name == hostname => Ok(k),
-                Some(_) => Err("forbidden"),
-                None => Err("not registered"),
-            },
-            None if self.cfg.allow_anonymous => {
-                // Seed clients act for a host by naming it; never for one
-                // a token ever spoke for.
-                if self.token_bound.contains(hostname) {
-                    return Err("forbidden");
-                }
-                self.registry.key(hostname).ok_or("not registered")
-            }
-            None => Err("not registered"),
-        }
-    }
-
-    fn bound_host(&self, id: ConnId) -> Option<HostKey> {
-        match self.conns.get(id) {
-            Some(Kind::Registry(rc)) => rc.host,
-            _ => None,
-        }
-    }
-
-    fn dispatch(
-        &mut self,
-        cx: &mut Ctx,
-        id: ConnId,
-        req: Request,
-        out: &mut Vec<u8>,
-        now: f64,
-    ) -> Result<Extra, &'static str> {
-        // Every message refreshes the sender's last_seen.
-        if let Some(k) = self.bound_host(id) {
-            self.registry.touch(k, now);
-        }
-        match req {
-            Request::Register {
-                hostname,
-                port,
-                ip,
-                display_name,
-                files,
-                token,
+    /// Applies what a request changed about who speaks for which host.
+    fn apply(&mut self, cx: &mut Ctx, id: ConnId, effect: Effect) {
+        match effect {
+            Effect::None => {}
+            Effect::Bound {
+                host,
+                anonymous,
+                replaced,
             } => {
-                if let Some(k) = self.bound_host(id) {
-                    if self.registry.get(k).is_some_and(|h| *h.name != *hostname) {
-                        return Err("forbidden");
-                    }
+                if let Some(old) = replaced {
+                    self.unbind(cx, old);
                 }
-                // The display name is the account's, never the claim; a host
-                // without a token has no account, and keeps its claim.
-                let (anonymous, display_name) = match token.as_deref() {
-                    None if self.cfg.allow_anonymous => {
-                        // No anonymous takeover of a name a token holds or
-                        // held, nor of an account's name.
-                        if self.token_bound.contains(&*hostname) || self.users.exists(&hostname) {
-                            return Err("forbidden");
-                        }
-                        (
-                            true,
-                            display_name.map(|d| d.into_owned()).unwrap_or_default(),
-                        )
-                    }
-                    None => return Err("unauthorized"),
-                    Some(t) => {
-                        let (claims, token_id) =
-                            jwt::verify_with_id(&self.jwt_secret, t, now as u64)
-                                .map_err(|_| "unauthorized")?;
-                        if self.revoked.contains_key(&token_id) {
-                            return Err("unauthorized");
-                        }
-                        if claims.sub != *hostname {
-                            return Err("forbidden");
-                        }
-                        let dn = self.users.display_name(&hostname).unwrap_or_default();
-                        (false, dn)
-                    }
-                };
-                if files.len() > self.cfg.max_files_per_host {
-                    return Err("too many files");
-                }
-                if !anonymous && !self.token_bound.contains(&*hostname) {
-                    self.token_bound.insert(hostname.as_ref().into());
-                }
-                let ip = self.stored_ip(cx, id, ip.as_deref());
-                // A host that registers again from a new connection takes
-                // over; the old connection no longer speaks for it.
-                if let Some(old) = self
-                    .registry
-                    .key(&hostname)
-                    .and_then(|k| self.registry.get(k))
-                    .and_then(|h| h.conn)
-                {
-                    if old != id {
-                        self.unbind(cx, old);
-                    }
-                }
-                let key = self.registry.register(
-                    &hostname,
-                    &display_name,
-                    &ip,
-                    port,
-                    files,
-                    Some(id),
-                    now,
-                );
                 if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
-                    rc.host = Some(key);
+                    rc.host = Some(host);
                     rc.anonymous = anonymous;
                 }
                 self.now_known(id);
-                out.extend_from_slice(b"{\"status\":\"OK\"}\n");
             }
-            Request::Publish {
-                hostname,
-                fname,
-                meta,
-            } => {
-                let k = self.acting_host(id, &hostname)?;
-                self.registry.touch(k, now);
-                if !self.registry.has_file(k, &fname)
-                    && self.registry.file_count(k) >= self.cfg.max_files_per_host
-                {
-                    return Err("too many files");
-                }
-                self.registry.publish(k, &fname, meta);
-                out.extend_from_slice(b"{\"status\":\"ACK\"}\n");
-            }
-            Request::Unpublish { hostname, fname } => {
-                let k = self.acting_host(id, &hostname)?;
-                self.registry.touch(k, now);
-                if !self.registry.unpublish(k, &fname) {
-                    return Err("file not found");
-                }
-                out.extend_from_slice(b"{\"status\":\"ACK\"}\n");
-            }
-            Request::Request { fname, sha256 } => {
-                self.registry.request_reply(&fname, sha256.as_deref(), out)
-            }
-            Request::Discover { hostname } => {
-                if !self.registry.discover_reply(&hostname, out) {
-                    return Err("unknown host");
-                }
-            }
-            Request::Ping { hostname, state } => {
-                let asked = self.registry.key(&hostname);
-                let own = self.bound_host(id);
-                let sender = match own {
-                    Some(k) => Some(k),
-                    // Seed clients heartbeat on a fresh connection, naming
-                    // themselves (never a host a token speaks for).
-                    None if self.cfg.allow_anonymous && !self.token_bound.contains(&*hostname) => {
-                        asked
-                    }
-                    None => None,
-                };
-                if let (Some(k), Some(st)) = (sender, state) {
-                    if asked == Some(k) {
-                        self.registry.set_state(k, st);
-                    }
-                }
-                if let Some(k) = sender {
-                    self.registry.touch(k, now);
-                }
-                if self.registry.is_online(&hostname) {
-                    out.extend_from_slice(b"{\"status\":\"ALIVE\"}\n");
-                } else {
-                    out.extend_from_slice(b"{\"status\":\"DEAD\"}\n");
-                }
-            }
-            Request::List {
-                offset,
-                limit,
-                query,
-            } => {
-                if offset.is_none() && limit.is_none() && query.is_none() {
-                    return Ok(match self.registry.fresh_snapshot(now) {
-                        Some(snap) => Extra::Shared(snap),
-                        None => Extra::WaitList,
-                    });
-                }
-                let limit = limit.unwrap_or(registry::MAX_PAGE);
-                self.registry
-                    .list_page_reply(offset.unwrap_or(0), limit, query.as_deref(), out);
-            }
-            Request::Unregister { hostname } => {
-                let k = self.acting_host(id, &hostname)?;
-                // The connection bound to the host (this one, or under
-                // --allow-anonymous possibly another) speaks for nobody now.
-                if let Some(c) = self.registry.remove(k) {
+            Effect::Removed { host, conn } => {
+                if let Some(c) = conn {
                     self.unbind(cx, c);
                 }
                 if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
-                    if rc.host == Some(k) {
+                    if rc.host == Some(host) {
                         rc.host = None;
                     }
                 }
-                out.extend_from_slice(b"{\"status\":\"OK\"}\n");
             }
         }
-        Ok(Extra::None)
     }
 
     /// Starts building a full-LIST snapshot on the snapshot worker, unless
@@ -498,7 +339,7 @@ impl Coordinator {
             (
                 built_at,
                 version,
-                std::sync::Arc::new(super::registry::build_snapshot(&parts)),
+                std::sync::Arc::new(super::registry::build_snapshot(parts)),
             )
         };
         match self.snapshot_pool.submit(job) {
@@ -520,19 +361,6 @@ impl Coordinator {
                 cx.send_shared(id, snap.clone());
                 self.registry_input(cx, id);
             }
-        }
-    }
-
-    /// The address stored for a registering host: the one this connection
-    /// comes from. The claimed one only from loopback (a node on this
-    /// machine advertising its LAN address) or under `--trust-claimed-ip`.
-    fn stored_ip(&self, cx: &Ctx, id: ConnId, claimed: Option<&str>) -> String {
-        let seen = cx.peer_addr(id).map(|a| a.ip().to_canonical());
-        let may_claim = self.cfg.trust_claimed_ip || seen.is_some_and(|ip| ip.is_loopback());
-        match (claimed.filter(|c| !c.is_empty()), seen) {
-            (Some(c), _) if may_claim => c.to_string(),
-            (_, Some(ip)) => ip.to_string(),
-            (_, None) => String::new(),
         }
     }
 

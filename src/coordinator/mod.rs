@@ -5,6 +5,7 @@
 pub mod api;
 pub mod conn;
 pub mod guard;
+mod handle;
 pub mod registry;
 pub mod secrets;
 pub mod stats;
@@ -286,7 +287,7 @@ impl Service for Coordinator {
 
     fn on_connect(&mut self, cx: &mut Ctx, id: ConnId) {
         if let Some(Kind::Probe(_)) = self.conns.get(id) {
-            cx.send(id, b"PING\n");
+            cx.send(id, crate::proto::peer::Request::PING_LINE);
         }
     }
 

@@ -2,13 +2,16 @@
 //! REQUEST is an index lookup, never a scan; LIST answers from a cached,
 //! already serialised snapshot rebuilt only after a change. No I/O here.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use reactor::ConnId;
 use slab::Slab;
 
-use crate::proto::registry::{push_f64, push_json_str, push_u64, FileMeta, HeartbeatState};
+use crate::proto::registry::{
+    Discovery, FileMeta, HeartbeatState, HostHead, ListedHost, Listing, Offer, Page, Reply,
+};
 
 pub type HostKey = usize;
 
@@ -40,15 +43,14 @@ impl Host {
     fn fragment(&mut self) -> Arc<[u8]> {
         if self.frag.is_none() {
             let mut out = Vec::with_capacity(128);
-            push_json_str(&mut out, &self.name);
-            out.extend_from_slice(b":{\"addr\":[");
-            push_json_str(&mut out, &self.ip);
-            out.push(b',');
-            push_u64(&mut out, u64::from(self.port));
-            out.extend_from_slice(b"],\"display_name\":");
-            push_json_str(&mut out, &self.display_name);
-            out.extend_from_slice(b",\"files\":");
-            push_files(&mut out, self.published());
+            HostHead::encode_fields(
+                &mut out,
+                &self.name,
+                &self.ip,
+                self.port,
+                &self.display_name,
+                self.published(),
+            );
             self.frag = Some(out.into());
         }
         self.frag.clone().unwrap_or_else(|| Arc::from(&b""[..]))
@@ -62,45 +64,6 @@ impl Host {
     }
 }
 
-/// Appends `{"name":{meta},...}`.
-pub fn push_files<'a>(out: &mut Vec<u8>, files: impl Iterator<Item = (&'a str, &'a FileMeta)>) {
-    out.push(b'{');
-    for (i, (name, m)) in files.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_json_str(out, name);
-        out.push(b':');
-        push_meta(out, m);
-    }
-    out.push(b'}');
-}
-
-pub fn push_meta(out: &mut Vec<u8>, m: &FileMeta) {
-    out.extend_from_slice(b"{\"size\":");
-    push_u64(out, m.size);
-    out.extend_from_slice(b",\"modified\":");
-    push_f64(out, m.modified);
-    if let Some(p) = m.published_at {
-        out.extend_from_slice(b",\"published_at\":");
-        push_f64(out, p);
-    }
-    out.extend_from_slice(if m.is_published {
-        b",\"is_published\":true"
-    } else {
-        b",\"is_published\":false"
-    });
-    if let Some(s) = &m.sha256 {
-        out.extend_from_slice(b",\"sha256\":");
-        push_json_str(out, s);
-    }
-    if let Some(r) = &m.root {
-        out.extend_from_slice(b",\"root\":");
-        push_json_str(out, r);
-    }
-    out.push(b'}');
-}
-
 /// ASCII-case-insensitive substring test (names are mostly ASCII; other
 /// letters match exactly).
 pub fn contains_ci(hay: &str, needle: &str) -> bool {
@@ -108,51 +71,35 @@ pub fn contains_ci(hay: &str, needle: &str) -> bool {
     n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
-/// One host's entry in a full-LIST snapshot.
-pub struct SnapshotPart {
-    head: Arc<[u8]>,
-    last_seen: f64,
-    connected_at: f64,
-    online: bool,
-}
+/// One host's entry in a LIST reply: its cached head and the fields that
+/// change on every message.
+pub type SnapshotPart = ListedHost<'static>;
 
-impl SnapshotPart {
-    fn of(h: &mut Host) -> SnapshotPart {
-        SnapshotPart {
-            head: h.fragment(),
-            last_seen: h.last_seen,
-            connected_at: h.connected_at,
-            online: h.online,
-        }
-    }
-
-    fn push(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.head);
-        out.extend_from_slice(b",\"last_seen\":");
-        push_f64(out, self.last_seen);
-        out.extend_from_slice(b",\"connected_at\":");
-        push_f64(out, self.connected_at);
-        out.extend_from_slice(if self.online {
-            b",\"online\":true}"
-        } else {
-            b",\"online\":false}"
-        });
+fn listed(h: &mut Host) -> SnapshotPart {
+    ListedHost {
+        head: HostHead::Encoded(h.fragment()),
+        last_seen: h.last_seen,
+        connected_at: h.connected_at,
+        online: h.online,
     }
 }
 
 /// Serialises a full-LIST reply line from its parts. Pure; runs on a worker
 /// so that a 100,000-host registry never stalls the loop while it is built.
-pub fn build_snapshot(parts: &[SnapshotPart]) -> Vec<u8> {
-    let size: usize = parts.iter().map(|p| p.head.len() + 80).sum();
+pub fn build_snapshot(parts: Vec<SnapshotPart>) -> Vec<u8> {
+    let size: usize = parts
+        .iter()
+        .map(|p| match &p.head {
+            HostHead::Encoded(b) => b.len() + 80,
+            HostHead::Fields { .. } => 256,
+        })
+        .sum();
     let mut out = Vec::with_capacity(64 + size);
-    out.extend_from_slice(b"{\"status\":\"OK\",\"registry\":{");
-    for (i, p) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        p.push(&mut out);
-    }
-    out.extend_from_slice(b"}}\n");
+    Reply::List(Listing::Hosts {
+        hosts: parts,
+        page: None,
+    })
+    .encode(&mut out);
     out
 }
 
@@ -474,10 +421,9 @@ impl Registry {
 
     /// The REQUEST reply: published offers of `fname`, online hosts first;
     /// with `sha256` (lower-case hex) only the hosts offering that content.
-    pub fn request_reply(&self, fname: &str, sha256: Option<&str>, out: &mut Vec<u8>) {
+    pub fn request_reply(&self, fname: &str, sha256: Option<&str>) -> Reply<'_> {
         let Some(keys) = self.index.shard(fname).get(fname) else {
-            out.extend_from_slice(b"{\"status\":\"NOTFOUND\",\"hosts\":[]}\n");
-            return;
+            return Reply::NotFound;
         };
         let mut hosts: Vec<&Host> = keys
             .iter()
@@ -488,79 +434,45 @@ impl Registry {
                 .cmp(&a.online)
                 .then(b.last_seen.total_cmp(&a.last_seen))
         });
-        let start = out.len();
-        out.extend_from_slice(b"{\"status\":\"FOUND\",\"hosts\":[");
-        let mut first = true;
-        for h in hosts {
-            let Some(m) = h.files.get(fname) else {
-                continue;
-            };
-            if sha256.is_some() && m.sha256.as_deref() != sha256 {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(b"{\"hostname\":");
-            push_json_str(out, &h.name);
-            out.extend_from_slice(b",\"display_name\":");
-            push_json_str(out, &h.display_name);
-            out.extend_from_slice(b",\"ip\":");
-            push_json_str(out, &h.ip);
-            out.extend_from_slice(b",\"port\":");
-            push_u64(out, u64::from(h.port));
-            out.extend_from_slice(b",\"size\":");
-            push_u64(out, m.size);
-            out.extend_from_slice(b",\"modified\":");
-            push_f64(out, m.modified);
-            out.extend_from_slice(b",\"is_published\":true");
-            if let Some(s) = &m.sha256 {
-                out.extend_from_slice(b",\"sha256\":");
-                push_json_str(out, s);
-            }
-            if let Some(r) = &m.root {
-                out.extend_from_slice(b",\"root\":");
-                push_json_str(out, r);
-            }
-            out.extend_from_slice(if h.online {
-                b",\"online\":true}"
-            } else {
-                b",\"online\":false}"
-            });
+        let offers: Vec<Offer<'_>> = hosts
+            .into_iter()
+            .filter_map(|h| {
+                let m = h.files.get(fname)?;
+                if sha256.is_some() && m.sha256.as_deref() != sha256 {
+                    return None;
+                }
+                Some(Offer {
+                    hostname: Cow::Borrowed(&h.name),
+                    display_name: Cow::Borrowed(&h.display_name),
+                    ip: Cow::Borrowed(&h.ip),
+                    port: h.port,
+                    size: m.size,
+                    modified: m.modified,
+                    sha256: m.sha256.as_deref().map(Cow::Borrowed),
+                    root: m.root.as_deref().map(Cow::Borrowed),
+                    online: h.online,
+                })
+            })
+            .collect();
+        if offers.is_empty() {
+            // Hosts offer the name, none the content asked for.
+            return Reply::NotFound;
         }
-        if first {
-            // Hosts offer the name, none the content asked for. `out` may
-            // hold earlier answers of the batch: drop only this one.
-            out.truncate(start);
-            out.extend_from_slice(b"{\"status\":\"NOTFOUND\",\"hosts\":[]}\n");
-            return;
-        }
-        out.extend_from_slice(b"]}\n");
+        Reply::Found(offers)
     }
 
-    /// The DISCOVER reply, or false for an unknown host.
-    pub fn discover_reply(&mut self, name: &str, out: &mut Vec<u8>) -> bool {
-        let Some(k) = self.key(name) else {
-            return false;
-        };
-        let h = &mut self.hosts[k];
-        out.extend_from_slice(b"{\"status\":\"OK\",\"files\":");
-        push_files(out, h.published());
-        out.extend_from_slice(b",\"addr\":[");
-        push_json_str(out, &h.ip);
-        out.push(b',');
-        push_u64(out, u64::from(h.port));
-        out.extend_from_slice(if h.online {
-            b"],\"online\":true}\n"
-        } else {
-            b"],\"online\":false}\n"
-        });
-        true
-    }
-
-    fn push_host_entry(h: &mut Host, out: &mut Vec<u8>) {
-        SnapshotPart::of(h).push(out);
+    /// The DISCOVER reply, or None for an unknown host.
+    pub fn discover_reply(&self, name: &str) -> Option<Reply<'_>> {
+        let h = &self.hosts[self.key(name)?];
+        Some(Reply::Discover(Discovery {
+            files: h
+                .published()
+                .map(|(n, m)| (Cow::Borrowed(n), Cow::Borrowed(m)))
+                .collect(),
+            ip: Cow::Borrowed(&h.ip),
+            port: h.port,
+            online: h.online,
+        }))
     }
 
     fn ordered(&self) -> &[HostKey] {
@@ -595,7 +507,7 @@ impl Registry {
     pub fn snapshot_parts(&mut self) -> Vec<SnapshotPart> {
         let mut parts = Vec::with_capacity(self.order.len());
         for &k in &self.order {
-            parts.push(SnapshotPart::of(&mut self.hosts[k]));
+            parts.push(listed(&mut self.hosts[k]));
         }
         parts
     }
@@ -607,7 +519,7 @@ impl Registry {
             return s;
         }
         let version = self.version;
-        let snap = Arc::new(build_snapshot(&self.snapshot_parts()));
+        let snap = Arc::new(build_snapshot(self.snapshot_parts()));
         self.store_snapshot(now, version, snap.clone());
         snap
     }
@@ -687,24 +599,15 @@ impl Registry {
         offset: u64,
         limit: u64,
         query: Option<&str>,
-        out: &mut Vec<u8>,
-    ) {
-        let (keys, total, next) = self.page(offset, limit, query);
-        out.extend_from_slice(b"{\"status\":\"OK\",\"registry\":{");
-        for (i, k) in keys.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            Self::push_host_entry(&mut self.hosts[k], out);
-        }
-        out.extend_from_slice(b"},\"total\":");
-        push_u64(out, total);
-        out.extend_from_slice(b",\"next_offset\":");
-        match next {
-            Some(n) => push_u64(out, n),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b"}\n");
+    ) -> Reply<'static> {
+        let (keys, total, next_offset) = self.page(offset, limit, query);
+        Reply::List(Listing::Hosts {
+            hosts: keys
+                .into_iter()
+                .map(|k| listed(&mut self.hosts[k]))
+                .collect(),
+            page: Some(Page { total, next_offset }),
+        })
     }
 }
 
@@ -737,20 +640,17 @@ mod tests {
         );
         let b = r.register("bob", "Bob", "1.2.3.5", 6002, vec![], None, 1.0);
         r.publish(b, "x", meta(1));
-        let mut out = Vec::new();
-        r.request_reply("x", None, &mut out);
+        let out = r.request_reply("x", None).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["hosts"].as_array().unwrap().len(), 2);
         r.set_offline(a);
-        out.clear();
-        r.request_reply("x", None, &mut out);
+        let out = r.request_reply("x", None).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["hosts"][0]["hostname"], "bob", "online hosts first");
         assert!(r.unpublish(b, "x"));
         assert!(!r.unpublish(b, "nope"));
         r.remove(a);
-        out.clear();
-        r.request_reply("x", None, &mut out);
+        let out = r.request_reply("x", None).line();
         assert!(out.starts_with(b"{\"status\":\"NOTFOUND\""));
         assert_eq!(r.published_count(), 0);
     }
@@ -841,15 +741,13 @@ mod tests {
         }
         let full: serde_json::Value = serde_json::from_slice(&r.list_full(2.0)).unwrap();
         assert_eq!(full["registry"].as_object().unwrap().len(), 25);
-        let mut out = Vec::new();
-        r.list_page_reply(20, 10, None, &mut out);
+        let out = r.list_page_reply(20, 10, None).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["total"], 25);
         assert!(v["next_offset"].is_null());
         let names: Vec<&String> = v["registry"].as_object().unwrap().keys().collect();
         assert_eq!(names.len(), 5);
-        out.clear();
-        r.list_page_reply(0, 10, Some("F1"), &mut out);
+        let out = r.list_page_reply(0, 10, Some("F1")).line();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["total"], 11, "f1 and f10..f19");
     }

@@ -9,19 +9,24 @@ use std::rc::Rc;
 
 use reactor::http::Request;
 use reactor::Ctx;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::api::{NetworkOp, OpKind, Outcome, PublishStage, Reply};
 use super::network::{self, Index, NetFile, OwnChange, Walk};
 use super::session::Wait;
 use super::{Node, OpId};
+use crate::proto::registry;
 
 /// LIST pages are walked this far at most (1000 hosts each).
 const MAX_LIST_PAGES: u32 = 200;
 const LIST_PAGE: u64 = 1000;
 
-fn list_page(offset: u64) -> Value {
-    json!({"action": "LIST", "data": {"offset": offset, "limit": LIST_PAGE}})
+fn list_page(offset: u64) -> registry::Request<'static> {
+    registry::Request::List {
+        offset: Some(offset),
+        limit: Some(LIST_PAGE),
+        query: None,
+    }
 }
 
 /// How a walk ended without an index.
@@ -100,7 +105,7 @@ impl Node {
             w.waiters.push(op);
             return Ok(None);
         }
-        if !self.registry_send(cx, user, list_page(0), Wait::Walk) {
+        if !self.registry_send(cx, user, &list_page(0), Wait::Walk) {
             return Err(Reply::error(
                 503,
                 "Lost the connection to the coordinator; try again in a moment",
@@ -111,7 +116,7 @@ impl Node {
     }
 
     /// A LIST page of the walk `user`'s connection carries.
-    pub(super) fn walk_page(&mut self, cx: &mut Ctx, user: &str, v: Value) {
+    pub(super) fn walk_page(&mut self, cx: &mut Ctx, user: &str, v: registry::Reply<'static>) {
         let Some(registry) = self
             .users
             .get(user)
@@ -128,17 +133,13 @@ impl Node {
         else {
             return;
         };
-        let next = match network::parse_list(&v) {
+        let next = match network::listed_hosts(v) {
             Ok((hosts, next)) => {
                 w.index.add_page(hosts);
                 next.filter(|_| w.pages < MAX_LIST_PAGES)
             }
             Err(e) => {
-                let reason = v
-                    .get("reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason given");
-                let msg = format!("The coordinator's LIST answer was unusable: {e}; {reason}");
+                let msg = format!("The coordinator's LIST answer was unusable: {e}");
                 let waiters = self.net.walks.remove(&registry).map(|w| w.waiters);
                 self.walk_failed(cx, waiters.unwrap_or_default(), WalkFailed::Unusable(msg));
                 return;
@@ -146,7 +147,7 @@ impl Node {
         };
         if let Some(next) = next {
             w.pages += 1;
-            if !self.registry_send(cx, user, list_page(next), Wait::Walk) {
+            if !self.registry_send(cx, user, &list_page(next), Wait::Walk) {
                 let waiters = self.net.walks.remove(&registry).map(|w| w.waiters);
                 self.walk_failed(cx, waiters.unwrap_or_default(), WalkFailed::LinkLost);
             }

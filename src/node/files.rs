@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::sandbox::Sandbox;
+use crate::proto::registry::FileMeta;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -142,15 +143,16 @@ impl TrackedFile {
         })
     }
 
-    /// The registry's view: `{size, modified, published_at, is_published, sha256}`.
-    pub fn registry_meta(&self) -> Value {
-        json!({
-            "size": self.size,
-            "modified": self.modified,
-            "published_at": self.published_at,
-            "is_published": self.is_published && self.status != Status::Missing,
-            "sha256": self.sha256,
-        })
+    /// The registry's view: size, times, whether it is offered, its hash.
+    pub fn registry_meta(&self) -> FileMeta {
+        FileMeta {
+            size: self.size,
+            modified: self.modified,
+            published_at: self.published_at,
+            is_published: self.is_published && self.status != Status::Missing,
+            sha256: self.sha256.clone(),
+            root: None,
+        }
     }
 }
 
@@ -715,12 +717,12 @@ impl Catalog {
     }
 
     /// REGISTER's `files_metadata`.
-    pub fn registry_metadata(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        for f in self.files.values() {
-            m.insert(f.name.clone(), f.registry_meta());
-        }
-        Value::Object(m)
+    /// Every tracked file as REGISTER's `files_metadata` lists it.
+    pub fn registry_metadata(&self) -> Vec<(String, FileMeta)> {
+        self.files
+            .values()
+            .map(|f| (f.name.clone(), f.registry_meta()))
+            .collect()
     }
 
     pub fn take_suspects(&mut self) -> Vec<String> {
@@ -974,7 +976,8 @@ mod tests {
         assert_eq!(fx, vec![Effect::Unpublish("doc".into())]);
         assert_eq!(cat.get("doc").unwrap().status, Status::Missing);
         assert!(cat.begin_hash("doc").is_none());
-        assert_eq!(cat.registry_metadata()["doc"]["is_published"], false);
+        let meta = cat.registry_metadata();
+        assert!(meta.iter().any(|(n, m)| n == "doc" && !m.is_published));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! active, busy) and when the next PING is due. Pure: no I/O, no timers; the
 //! node's cron tick asks it and sends the PING itself.
 
+use crate::proto::registry::HeartbeatState;
+
 use std::time::{Duration, Instant};
 
 /// The seed design's three states, each with its own interval.
@@ -21,6 +23,15 @@ impl State {
             State::Idle => "idle",
             State::Active => "active",
             State::Busy => "busy",
+        }
+    }
+
+    /// The state as a PING carries it.
+    pub fn wire(self) -> HeartbeatState {
+        match self {
+            State::Idle => HeartbeatState::Idle,
+            State::Active => HeartbeatState::Active,
+            State::Busy => HeartbeatState::Busy,
         }
     }
 }

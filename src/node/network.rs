@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::OpId;
+use crate::proto::registry::{FileMeta, HostHead, Listing, Reply};
 
 /// Two modification times this close are "the same" for duplicate detection.
 pub const SAME_MTIME_S: f64 = 2.0;
@@ -35,82 +36,70 @@ pub struct NetHost {
     pub files: Vec<NetFile>,
 }
 
-fn file_from(name: &str, m: &Value) -> Option<NetFile> {
-    if m.get("is_published").and_then(Value::as_bool) == Some(false) {
-        return None;
-    }
-    Some(NetFile {
-        name: name.to_owned(),
-        size: m.get("size")?.as_u64()?,
-        modified: m.get("modified").and_then(Value::as_f64).unwrap_or(0.0),
-        sha256: m.get("sha256").and_then(Value::as_str).map(str::to_owned),
+fn file_from(name: String, m: FileMeta) -> Option<NetFile> {
+    m.is_published.then_some(NetFile {
+        name,
+        size: m.size,
+        modified: m.modified,
+        sha256: m.sha256,
     })
 }
 
 /// One LIST reply: its hosts and the next offset (None at the end or unpaged).
-pub fn parse_list(v: &Value) -> Result<(Vec<NetHost>, Option<u64>), String> {
-    let reg = v
-        .get("registry")
-        .and_then(Value::as_object)
-        .ok_or("LIST answer without a registry object")?;
-    let mut hosts = Vec::with_capacity(reg.len());
-    for (hostname, h) in reg {
-        let addr = h.get("addr").and_then(Value::as_array);
-        let ip = addr
-            .and_then(|a| a.first())
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let port = addr
-            .and_then(|a| a.get(1))
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(0);
-        let mut files = Vec::new();
-        if let Some(fs) = h.get("files").and_then(Value::as_object) {
-            for (name, m) in fs {
-                if let Some(f) = file_from(name, m) {
-                    files.push(f);
-                }
-            }
-        }
-        hosts.push(NetHost {
-            hostname: hostname.clone(),
-            display_name: h
-                .get("display_name")
-                .and_then(Value::as_str)
-                .unwrap_or(hostname)
-                .to_owned(),
-            ip: ip.to_owned(),
+pub fn listed_hosts(v: Reply<'static>) -> Result<(Vec<NetHost>, Option<u64>), String> {
+    let (listed, page) = match v {
+        Reply::List(Listing::Hosts { hosts, page }) => (hosts, page),
+        Reply::Error(reason) => return Err(format!("the coordinator answered: {reason}")),
+        other => return Err(format!("a {} answer, not a LIST page", other.status())),
+    };
+    let mut hosts = Vec::with_capacity(listed.len());
+    for h in listed {
+        // Decoded replies always carry the fields; an encoded head exists
+        // only on the coordinator's side.
+        let HostHead::Fields {
+            hostname,
+            ip,
             port,
-            online: h.get("online").and_then(Value::as_bool).unwrap_or(true),
+            display_name,
             files,
+        } = h.head
+        else {
+            continue;
+        };
+        hosts.push(NetHost {
+            hostname: hostname.into_owned(),
+            display_name: display_name.into_owned(),
+            ip: ip.into_owned(),
+            port,
+            online: h.online,
+            files: files
+                .into_iter()
+                .filter_map(|(n, m)| file_from(n, m))
+                .collect(),
         });
     }
-    let next = v.get("next_offset").and_then(Value::as_u64);
-    Ok((hosts, next))
+    Ok((hosts, page.and_then(|p| p.next_offset)))
 }
 
 /// A REQUEST reply's hosts as (host, its file); NOTFOUND is an empty list.
-pub fn parse_request(v: &Value, fname: &str) -> Vec<NetHost> {
-    let Some(hosts) = v.get("hosts").and_then(Value::as_array) else {
+pub fn found_hosts(v: &Reply<'_>, fname: &str) -> Vec<NetHost> {
+    let Reply::Found(offers) = v else {
         return Vec::new();
     };
-    hosts
+    offers
         .iter()
-        .filter_map(|h| {
-            let f = file_from(fname, h)?;
-            Some(NetHost {
-                hostname: h.get("hostname")?.as_str()?.to_owned(),
-                display_name: h
-                    .get("display_name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                ip: h.get("ip")?.as_str()?.to_owned(),
-                port: u16::try_from(h.get("port")?.as_u64()?).ok()?,
-                online: h.get("online").and_then(Value::as_bool).unwrap_or(true),
-                files: vec![f],
-            })
+        .map(|o| NetHost {
+            hostname: o.hostname.to_string(),
+            display_name: o.display_name.to_string(),
+            ip: o.ip.to_string(),
+            port: o.port,
+            online: o.online,
+            files: vec![NetFile {
+                name: fname.to_owned(),
+                size: o.size,
+                modified: o.modified,
+                sha256: o.sha256.as_deref().map(str::to_owned),
+            }],
         })
         .collect()
 }
@@ -599,8 +588,12 @@ impl NetCache {
 mod tests {
     use super::*;
 
-    fn list() -> Value {
-        json!({"status":"OK","registry":{
+    fn list() -> Reply<'static> {
+        list_with(None)
+    }
+
+    fn list_with(next: Option<u64>) -> Reply<'static> {
+        let mut v = json!({"status":"OK","registry":{
             "alice":{"addr":["10.0.0.1",6001],"display_name":"Alice","files":{
                 "a.txt":{"size":3,"modified":100.0,"is_published":true,"sha256":"aa"},
                 "same.bin":{"size":9,"modified":50.0,"is_published":true,"sha256":"ss"}},
@@ -609,20 +602,23 @@ mod tests {
                 "same.bin":{"size":9,"modified":50.0,"is_published":true,"sha256":"ss"},
                 "b.txt":{"size":3,"modified":101.5,"is_published":true}},
                 "last_seen":1.0,"connected_at":1.0,"online":false}},
-            "total":2,"next_offset":null})
+            "total":2,"next_offset":null});
+        v["next_offset"] = json!(next);
+        crate::proto::registry::decode_reply(v.to_string().as_bytes()).unwrap()
     }
 
     #[test]
     fn reads_list_pages() {
-        let (hosts, next) = parse_list(&list()).unwrap();
+        let (hosts, next) = listed_hosts(list()).unwrap();
         assert_eq!(next, None);
         assert_eq!(hosts.len(), 2);
         assert_eq!(hosts[1].port, 6002);
         assert!(!hosts[1].online);
-        let mut v = list();
-        v["next_offset"] = json!(2);
-        assert_eq!(parse_list(&v).unwrap().1, Some(2));
-        assert!(parse_list(&json!({"status":"OK"})).is_err());
+        assert_eq!(listed_hosts(list_with(Some(2))).unwrap().1, Some(2));
+        assert!(listed_hosts(Reply::Ok).is_err());
+        assert!(listed_hosts(Reply::Error("busy".into()))
+            .unwrap_err()
+            .contains("busy"));
     }
 
     fn names(page: &[Value]) -> Vec<&str> {
@@ -631,7 +627,7 @@ mod tests {
 
     #[test]
     fn groups_by_name_and_content_with_search() {
-        let (hosts, _) = parse_list(&list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         let idx = Index::build(hosts);
         let (all, total) = idx.page("", 0, 100);
         assert_eq!(names(&all), ["a.txt", "b.txt", "same.bin"]);
@@ -660,7 +656,7 @@ mod tests {
 
     #[test]
     fn own_changes_patch_the_index() {
-        let (hosts, _) = parse_list(&list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         let mut idx = Index::build(hosts);
         let new = NetFile {
             name: "new.txt".into(),
@@ -715,13 +711,13 @@ mod tests {
         // patched, so it is dropped rather than left stale.
         cache.own_change(reg, file("x", None));
         assert!(cache.fresh(reg, t0).is_none());
-        cache.store(reg, t0, Index::build(parse_list(&list()).unwrap().0));
+        cache.store(reg, t0, Index::build(listed_hosts(list()).unwrap().0));
         cache.own_change(reg, host("carol", vec![new.clone()]));
         assert!(
             cache.fresh(reg, t0).is_none(),
             "an unknown host drops the index"
         );
-        let (hosts, _) = parse_list(&list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         cache.store(reg, t0, Index::build(hosts));
         assert!(cache.fresh(reg, t0 + INDEX_TTL).is_none(), "stale");
         cache.sweep(t0 + INDEX_TTL);
@@ -732,7 +728,7 @@ mod tests {
         cache.walks.insert(reg, Walk::new("alice", t0, 7));
         cache.own_change(reg, host("alice", vec![]));
         w.own = cache.walks.remove(&reg).unwrap().own;
-        w.index.add_page(parse_list(&list()).unwrap().0);
+        w.index.add_page(listed_hosts(list()).unwrap().0);
         let (idx, waiters, exact) = w.finish();
         assert_eq!((waiters, exact), (vec![7], true));
         assert_eq!(names(&idx.page("", 0, 100).0), ["b.txt", "same.bin"]);
@@ -740,7 +736,7 @@ mod tests {
 
     #[test]
     fn finds_duplicates_on_other_hosts_only() {
-        let (hosts, _) = parse_list(&list()).unwrap();
+        let (hosts, _) = listed_hosts(list()).unwrap();
         let idx = Index::build(hosts.clone());
         let mine = |h, size, modified, sha256| Mine {
             hostname: h,
@@ -778,13 +774,15 @@ mod tests {
 
     #[test]
     fn reads_request_hosts() {
-        let v = json!({"status":"FOUND","hosts":[
+        let v = crate::proto::registry::decode_reply(
+            br#"{"status":"FOUND","hosts":[
             {"hostname":"bob","display_name":"Bob","ip":"10.0.0.2","port":6002,"size":9,
-             "modified":1.0,"is_published":true,"sha256":"ss","online":true},
-            {"hostname":"bad","ip":"x"}]});
-        let h = parse_request(&v, "same.bin");
+             "modified":1.0,"is_published":true,"sha256":"ss","online":true}]}"#,
+        )
+        .unwrap();
+        let h = found_hosts(&v, "same.bin");
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].files[0].name, "same.bin");
-        assert!(parse_request(&json!({"status":"NOTFOUND","hosts":[]}), "x").is_empty());
+        assert!(found_hosts(&Reply::NotFound, "x").is_empty());
     }
 }

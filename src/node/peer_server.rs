@@ -515,7 +515,7 @@ impl PeerServer {
 
     fn answer(&mut self, cx: &mut Ctx, id: ConnId, req: Request, catalog: &mut dyn PublishedFiles) {
         let (name, offset, length) = match req {
-            Request::Ping => return cx.send_static(id, b"PONG\n"),
+            Request::Ping => return cx.send_static(id, Answer::PONG_LINE),
             Request::Info { name } => {
                 let reply = match lookup(catalog, &name) {
                     Err(code) => Answer::Error(code),
@@ -553,7 +553,7 @@ impl PeerServer {
         };
         let n = length.min(f.size - offset);
         if n == 0 {
-            return cx.send_static(id, b"LENGTH 0\n");
+            return cx.send_static(id, Answer::EMPTY_LINE);
         }
         let key = (meta.dev(), meta.ino(), meta.len(), mtime_ns(&meta));
         let map = match self.maps.get(key, cx.now()) {

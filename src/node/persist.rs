@@ -9,12 +9,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use reactor::Ctx;
-use serde_json::json;
 
 use super::api::{OpKind, Outcome, Reply};
 use super::files::{Catalog, Publication, Snapshot, TrackedFile};
 use super::session::Wait;
 use super::{Node, OpId, User};
+use crate::proto::registry::Request;
 
 /// After a failed background write, the next try waits this long (a
 /// request's own change is tried again at once).
@@ -388,10 +388,12 @@ impl Node {
                 let undone = c.restore_publication(&name, &after, &before);
                 if undone && announced && !before.is_published {
                     // The registry has it: take it back, so it agrees with the disk.
-                    let msg =
-                        json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
+                    let msg = Request::Unpublish {
+                        hostname: user.into(),
+                        fname: name.as_str().into(),
+                    };
                     let why = Wait::Quiet("withdrawing a publish that could not be saved");
-                    self.registry_send(cx, user, msg, why);
+                    self.registry_send(cx, user, &msg, why);
                 }
                 if undone {
                     self.net_sync_file(user, &name);

@@ -18,6 +18,7 @@ use super::pick;
 use super::session::Wait;
 use super::{Node, OpId};
 use crate::proto::names::check_file_name;
+use crate::proto::registry::{self, Request};
 use crate::util::unix_now;
 
 type Fields = Map<String, Value>;
@@ -294,8 +295,11 @@ impl Node {
             AfterSave::Unpublished { name, .. } => {
                 crate::log_info!("{user}: unpublished {name:?}");
                 let up = self.session_up(user);
-                let msg = json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
-                if up && self.registry_send(cx, user, msg, Wait::Op(op)) {
+                let msg = Request::Unpublish {
+                    hostname: user.into(),
+                    fname: name.as_str().into(),
+                };
+                if up && self.registry_send(cx, user, &msg, Wait::Op(op)) {
                     return Outcome::Later(OpKind::Unpublish {
                         user: user.to_owned(),
                         name,
@@ -404,8 +408,11 @@ impl Node {
             self.send_publish(cx, op, &p);
         } else {
             // Same name first (always fresh); other names from the network index after.
-            let req = json!({"action": "REQUEST", "data": {"fname": name}});
-            self.registry_send(cx, user, req, Wait::Op(op));
+            let req = Request::Request {
+                fname: name.as_str().into(),
+                sha256: None,
+            };
+            self.registry_send(cx, user, &req, Wait::Op(op));
         }
         Outcome::Later(OpKind::Publish(p))
     }
@@ -414,15 +421,16 @@ impl Node {
         let Some(f) = self.users.get(&p.user).and_then(|u| u.catalog.get(&p.name)) else {
             return false;
         };
-        let msg = json!({"action": "PUBLISH", "data": {
-            "hostname": p.user,
-            "fname": f.name,
-            "size": f.size,
-            "modified": f.modified,
-            "published_at": p.published_at,
-            "sha256": f.sha256,
-        }});
-        self.registry_send(cx, &p.user, msg, Wait::Op(op))
+        let msg = Request::Publish {
+            hostname: p.user.as_str().into(),
+            fname: f.name.clone().into(),
+            meta: registry::FileMeta {
+                published_at: Some(p.published_at),
+                is_published: true,
+                ..f.registry_meta()
+            },
+        };
+        self.registry_send(cx, &p.user, &msg, Wait::Op(op))
     }
 
     /// The registry is unreachable: the state is kept here and re-sent by the next REGISTER.
@@ -577,11 +585,11 @@ impl Node {
         try_reply!(self.require_link(user));
         // A coordinator that knows `sha256` answers only hosts with that
         // content; an older one ignores it, so the answer is filtered here too.
-        let msg = match &sha256 {
-            Some(h) => json!({"action": "REQUEST", "data": {"fname": fname, "sha256": h}}),
-            None => json!({"action": "REQUEST", "data": {"fname": fname}}),
+        let msg = Request::Request {
+            fname: fname.as_str().into(),
+            sha256: sha256.clone(),
         };
-        if !self.registry_send(cx, user, msg, Wait::Op(_op)) {
+        if !self.registry_send(cx, user, &msg, Wait::Op(_op)) {
             return Reply::error(
                 503,
                 "The coordinator is unreachable right now; try again in a moment",
@@ -688,20 +696,20 @@ impl Node {
     }
 
     /// A registry answer for a waiting request.
-    pub(super) fn op_registry_reply(&mut self, cx: &mut Ctx, op: OpId, v: Value) {
+    pub(super) fn op_registry_reply(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        v: registry::Reply<'static>,
+    ) {
         let Some(kind) = self.take_op(op) else {
             return;
         };
-        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
-        let reason = v
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("no reason given")
-            .to_owned();
+        let reason = v.reason().unwrap_or("no reason given").to_owned();
         let out = match kind {
             OpKind::Publish(p) => self.publish_step(cx, op, p, &v),
             OpKind::Unpublish { name, .. } => {
-                if status == "ACK" || reason.contains("not found") {
+                if v == registry::Reply::Ack || reason.contains("not found") {
                     Reply::ok(json!({"success": true})).into()
                 } else {
                     Reply::ok(json!({"success": true, "note": format!("Unpublished here; the coordinator answered: {reason} ('{name}')")})).into()
@@ -713,15 +721,17 @@ impl Node {
         self.settle(cx, op, out);
     }
 
-    fn publish_step(&mut self, cx: &mut Ctx, op: OpId, mut p: PublishOp, v: &Value) -> Outcome {
-        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
-        let reason = v
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("no reason given");
+    fn publish_step(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        mut p: PublishOp,
+        v: &registry::Reply<'_>,
+    ) -> Outcome {
+        let reason = v.reason().unwrap_or("no reason given");
         match p.stage {
             PublishStage::AwaitRequest => {
-                p.found.extend(network::parse_request(v, &p.name));
+                p.found.extend(network::found_hosts(v, &p.name));
                 match self.index_or_walk(cx, op, &p.user) {
                     Ok(Some(idx)) => self.publish_checked(cx, op, p, Some(&idx)),
                     Ok(None) => {
@@ -734,7 +744,7 @@ impl Node {
             // The index comes through `publish_checked`, not as a registry answer.
             PublishStage::AwaitList => Outcome::Later(OpKind::Publish(p)),
             PublishStage::AwaitAck => {
-                if status == "ACK" {
+                if *v == registry::Reply::Ack {
                     self.mark_published(cx, op, &p.user, &p.name, p.published_at, true)
                 } else {
                     let code = if reason.contains("invalid") { 400 } else { 502 };
@@ -802,7 +812,13 @@ impl Node {
         }
     }
 
-    fn fetch_found(&mut self, cx: &mut Ctx, op: OpId, f: FetchOp, v: &Value) -> Outcome {
+    fn fetch_found(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        f: FetchOp,
+        v: &registry::Reply<'_>,
+    ) -> Outcome {
         self.fetch_start(cx, op, f, v).unwrap_or_else(Outcome::Now)
     }
 
@@ -812,20 +828,15 @@ impl Node {
         cx: &mut Ctx,
         op: OpId,
         f: FetchOp,
-        v: &Value,
+        v: &registry::Reply<'_>,
     ) -> Result<Outcome, Reply> {
-        let status = v.get("status").and_then(Value::as_str).unwrap_or("");
-        if status == "ERROR" {
-            let reason = v
-                .get("reason")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given");
+        if let registry::Reply::Error(reason) = v {
             return Err(Reply::error(
                 502,
                 &format!("The coordinator could not look up '{}': {reason}", f.fname),
             ));
         }
-        let hosts: Vec<NetHost> = network::parse_request(v, &f.fname);
+        let hosts: Vec<NetHost> = network::found_hosts(v, &f.fname);
         let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
             Ok(h) => h,
             Err(pick::Refused::None) => {

@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 
 use reactor::line::{self, Line};
 use reactor::{CloseReason, ConnId, ConnOptions, Ctx, ListenerId};
-use serde_json::{json, Value};
 
 use super::api::Reply;
 use super::heartbeat::{Heartbeat, State};
 use super::peer_server::PeerServer;
 use super::{Kind, Node, OpId};
+use crate::proto::registry::{self, Request};
 
 /// Registry answers (a whole LIST) may be this long.
 const MAX_REPLY_LINE: usize = 64 * 1024 * 1024;
@@ -128,12 +128,6 @@ fn registry_options() -> ConnOptions {
     }
 }
 
-fn line_of(v: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec(v).unwrap_or_default();
-    out.push(b'\n');
-    out
-}
-
 impl Node {
     /// Binds the user's peer listener; the caller then connects (`link_connect`).
     pub(super) fn start_session(
@@ -224,25 +218,29 @@ impl Node {
             .or_else(|| local_ip_towards(s.registry))
             .map(|ip| ip.to_string())
             .unwrap_or_else(|| "127.0.0.1".into());
-        let mut data = json!({
-            "hostname": user,
-            "port": s.peer_port,
-            "ip": ip,
-            "display_name": u.display_name,
-            "files_metadata": u.catalog.registry_metadata(),
-            "token": token,
-        });
-        let mut msg = line_of(&json!({"action": "REGISTER", "data": data}));
+        let mut register = Request::Register {
+            hostname: user.into(),
+            port: s.peer_port,
+            ip: Some(ip.into()),
+            display_name: Some(u.display_name.as_str().into()),
+            files: u.catalog.registry_metadata(),
+            token: Some(token.into()),
+        };
+        let mut msg = register.line();
         let mut republish = Vec::new();
         if msg.len() > MAX_REGISTER_LINE {
             // Too many files for one line: register bare, then publish one by one.
-            data["files_metadata"] = json!({});
-            msg = line_of(&json!({"action": "REGISTER", "data": data}));
+            if let Request::Register { files, .. } = &mut register {
+                files.clear();
+            }
+            msg = register.line();
             for f in u.catalog.iter().filter(|f| f.is_published) {
-                let mut m = f.registry_meta();
-                m["hostname"] = json!(user);
-                m["fname"] = json!(f.name);
-                republish.push(line_of(&json!({"action": "PUBLISH", "data": m})));
+                let publish = Request::Publish {
+                    hostname: user.into(),
+                    fname: f.name.as_str().into(),
+                    meta: f.registry_meta(),
+                };
+                republish.push(publish.line());
             }
         }
         cx.send_vec(id, msg);
@@ -265,7 +263,7 @@ impl Node {
         &mut self,
         cx: &mut Ctx,
         user: &str,
-        msg: Value,
+        msg: &Request<'_>,
         wait: Wait,
     ) -> bool {
         let Some(s) = self.session_mut(user) else {
@@ -276,7 +274,7 @@ impl Node {
             _ => return false,
         };
         s.inflight.push_back(wait);
-        cx.send_vec(id, line_of(&msg));
+        cx.send_vec(id, msg.line());
         true
     }
 
@@ -288,7 +286,7 @@ impl Node {
                     cx.close(id);
                     return;
                 }
-                Line::Complete(l, used) => (serde_json::from_slice::<Value>(l), used),
+                Line::Complete(l, used) => (registry::decode_reply(l), used),
             };
             cx.consume(id, used);
             let wait = match self.session_mut(user) {
@@ -303,27 +301,25 @@ impl Node {
                 cx.close(id);
                 return;
             };
-            let v = match value {
-                Ok(v) => v,
-                Err(e) => json!({"status": "ERROR", "reason": format!("unreadable answer: {e}")}),
-            };
+            let v = value.unwrap_or_else(|e| {
+                registry::Reply::Error(format!("unreadable answer: {e}").into())
+            });
             self.registry_reply(cx, user, id, wait, v);
         }
     }
 
-    fn registry_reply(&mut self, cx: &mut Ctx, user: &str, id: ConnId, wait: Wait, v: Value) {
-        let status = v
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let reason = v
-            .get("reason")
-            .and_then(Value::as_str)
-            .unwrap_or("no reason given")
-            .to_owned();
+    fn registry_reply(
+        &mut self,
+        cx: &mut Ctx,
+        user: &str,
+        id: ConnId,
+        wait: Wait,
+        v: registry::Reply<'static>,
+    ) {
+        use registry::Reply as R;
+        let reason = v.reason().unwrap_or("no reason given").to_owned();
         match wait {
-            Wait::Register if status == "OK" => {
+            Wait::Register if v == R::Ok => {
                 let now = cx.now();
                 let iv = self.settings.intervals;
                 let ops = match self.session_mut(user) {
@@ -368,16 +364,16 @@ impl Node {
                 }
             }
             Wait::Ping => {
-                if status == "DEAD" {
+                if v == R::Dead {
                     // The registry lost us although the connection lives: register again.
                     crate::log_warn!("{user}: the coordinator answered DEAD; registering again");
                     cx.close(id);
-                } else if status != "ALIVE" {
+                } else if v != R::Alive {
                     crate::log_warn!("{user}: heartbeat refused: {reason}");
                 }
             }
             Wait::Quiet(what) => {
-                if status == "ERROR" {
+                if matches!(v, R::Error(_)) {
                     crate::log_warn!("{user}: {what}: the coordinator answered: {reason}");
                 }
             }
@@ -458,7 +454,10 @@ impl Node {
             if s.is_up() {
                 cx.send_vec(
                     id,
-                    line_of(&json!({"action": "UNREGISTER", "data": {"hostname": user}})),
+                    Request::Unregister {
+                        hostname: user.into(),
+                    }
+                    .line(),
                 );
                 cx.close_after_flush(id);
             } else {
@@ -498,9 +497,11 @@ impl Node {
             let retry = matches!(s.link, Link::Backoff(at) if now >= at);
             if ping {
                 s.heartbeat.record_sent(&iv, now);
-                let msg =
-                    json!({"action": "PING", "data": {"hostname": user, "state": state.as_str()}});
-                self.registry_send(cx, &user, msg, Wait::Ping);
+                let msg = Request::Ping {
+                    hostname: user.as_str().into(),
+                    state: Some(state.wire()),
+                };
+                self.registry_send(cx, &user, &msg, Wait::Ping);
             } else if retry {
                 self.link_connect(cx, &user);
             }
@@ -523,11 +524,14 @@ impl Node {
 
     /// Tells the registry about a publication change noticed on disk (no one waits).
     pub(super) fn quiet_unpublish(&mut self, cx: &mut Ctx, user: &str, name: &str) {
-        let msg = json!({"action": "UNPUBLISH", "data": {"hostname": user, "fname": name}});
+        let msg = Request::Unpublish {
+            hostname: user.into(),
+            fname: name.into(),
+        };
         self.registry_send(
             cx,
             user,
-            msg,
+            &msg,
             Wait::Quiet("unpublish of a file changed on disk"),
         );
     }

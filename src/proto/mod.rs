@@ -1,5 +1,4 @@
-//! Pure wire codecs: no I/O. Each turns bytes into frames or a reason.
+//! The wire codecs live in the `p2pshare-proto` crate (`proto/`), shared with
+//! the bench tools; re-exported here so the crate says `crate::proto::…`.
 
-pub mod names;
-pub mod peer;
-pub mod registry;
+pub use p2pshare_proto::{names, peer, registry};

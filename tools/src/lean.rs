@@ -15,8 +15,9 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-/// Good answers of PING and REQUEST, and the echo server's line. Anything else (ERROR in
-/// particular) goes to `net::classify`.
+/// Good answers of PING and REQUEST, and the echo server's line: the first bytes of
+/// `p2pshare_proto::registry::Reply`'s encodings (a test holds them to it). Anything
+/// else (ERROR in particular) goes to `net::classify`.
 const GOOD: [&[u8]; 5] = [
     b"{\"status\":\"ALIVE\"",
     b"{\"status\":\"FOUND\"",
@@ -394,6 +395,27 @@ fn flush(c: &mut Conn) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::echo::Echo;
+    use p2pshare_proto::registry::Reply;
+
+    #[test]
+    fn good_prefixes_are_the_protocols_own_replies() {
+        // GOOD is a byte-prefix shortcut; it must follow the encoder in
+        // proto/, and never match an ERROR.
+        for reply in [
+            Reply::Alive,
+            Reply::Found(Vec::new()),
+            Reply::NotFound,
+            Reply::Dead,
+            Reply::Ok,
+        ] {
+            let line = reply.line();
+            assert!(GOOD.iter().any(|g| line.starts_with(g)), "{reply:?}");
+            assert_eq!(judge(&line[..line.len() - 1]), None);
+        }
+        let err = Reply::Error("nope".into()).line();
+        assert!(!GOOD.iter().any(|g| err.starts_with(g)));
+        assert_eq!(judge(&err[..err.len() - 1]).as_deref(), Some("nope"));
+    }
 
     static NAMES: &[&str] = &["A", "B"];
 

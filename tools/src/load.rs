@@ -5,7 +5,7 @@
 use crate::hist::{OpSet, Reasons};
 use crate::net::{ConnId, Net, NetEvent};
 use crate::scenario::{CONNECT, PUBLISH, REGISTER};
-use serde_json::{json, Value};
+use p2pshare_proto::registry::{FileMeta, Request};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -33,10 +33,17 @@ pub fn held_file(prefix: &str, index: usize) -> String {
     format!("{prefix}-{index}.dat")
 }
 
-fn line(action: &str, data: Value) -> Vec<u8> {
-    let mut s = json!({"action": action, "data": data}).to_string();
-    s.push('\n');
-    s.into_bytes()
+/// A held host's file as its REGISTER lists it (not yet published) and its
+/// PUBLISH announces it.
+fn held_meta(now_s: f64, published_at: Option<f64>) -> FileMeta {
+    FileMeta {
+        size: 4096,
+        modified: now_s - 3600.0,
+        published_at,
+        is_published: published_at.is_some(),
+        sha256: None,
+        root: None,
+    }
 }
 
 /// Open, REGISTER and PUBLISH (one file) `count` connections, `connect_burst` at a time.
@@ -92,16 +99,15 @@ pub fn setup(
                     state[tag] = 2;
                     let h = &held[tag];
                     let name = held_file(&plan.prefix, h.index);
-                    let mut d = json!({
-                        "hostname": h.host, "port": 10_000 + (h.index % 50_000),
-                        "ip": "127.0.0.1", "display_name": h.host,
-                        "files_metadata": {name: {"size": 4096, "modified": now_s - 3600.0,
-                            "is_published": false}},
-                    });
-                    if let Some(Some(t)) = plan.tokens.get(tag) {
-                        d["token"] = Value::String(t.clone());
-                    }
-                    net.send(id, REGISTER, &line("REGISTER", d), Instant::now());
+                    let register = Request::Register {
+                        hostname: h.host.as_str().into(),
+                        port: (10_000 + (h.index % 50_000)) as u16,
+                        ip: Some("127.0.0.1".into()),
+                        display_name: Some(h.host.as_str().into()),
+                        files: vec![(name, held_meta(now_s, None))],
+                        token: plan.tokens.get(tag).cloned().flatten().map(Into::into),
+                    };
+                    net.send(id, REGISTER, &register.line(), Instant::now());
                 }
                 NetEvent::Reply {
                     id,
@@ -128,10 +134,12 @@ pub fn setup(
                     if state[tag] == 2 {
                         state[tag] = 3;
                         let hh = &held[tag];
-                        let d = json!({"hostname": hh.host,
-                            "fname": held_file(&plan.prefix, hh.index), "size": 4096,
-                            "modified": now_s - 3600.0, "published_at": now_s});
-                        net.send(id, PUBLISH, &line("PUBLISH", d), Instant::now());
+                        let publish = Request::Publish {
+                            hostname: hh.host.as_str().into(),
+                            fname: held_file(&plan.prefix, hh.index).into(),
+                            meta: held_meta(now_s, Some(now_s)),
+                        };
+                        net.send(id, PUBLISH, &publish.line(), Instant::now());
                     } else {
                         state[tag] = 4;
                         busy -= 1;

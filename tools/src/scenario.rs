@@ -8,7 +8,7 @@ use crate::hist::{OpSet, Reasons};
 use crate::net::{ConnId, Net, NetEvent};
 use crate::pacing::{self, Pacing};
 use crate::prng::SplitMix64;
-use serde_json::{json, Map, Value};
+use p2pshare_proto::registry::{FileMeta, HeartbeatState, Request};
 use sha2::{Digest, Sha256};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -487,69 +487,120 @@ impl Run<'_> {
             return;
         }
         let (op, line) = self.line(i, step);
-        self.net.send(conn, op, line.as_bytes(), t0);
+        self.net.send(conn, op, &line, t0);
     }
 
-    fn line(&mut self, i: usize, step: Step) -> (u8, String) {
+    fn line(&mut self, i: usize, step: Step) -> (u8, Vec<u8>) {
         let p = self.plan;
         let g = p.first + i;
         let me = hostname(&p.run, g);
-        let (op, action, data) = match step {
+        let meta = |size: u64, modified: f64, sha256: String| FileMeta {
+            size,
+            modified,
+            published_at: None,
+            is_published: false,
+            sha256: Some(sha256),
+            root: None,
+        };
+        let (op, req) = match step {
             Step::Register => {
-                let mut files = Map::new();
-                for k in 0..p.files {
-                    let name = file_name(&p.run, g, k);
-                    files.insert(
-                        name.clone(),
-                        json!({"size": file_size(g, k), "modified": self.modified,
-                               "is_published": false, "sha256": fake_sha(&name)}),
-                    );
-                }
-                let mut d = json!({
-                    "hostname": me, "port": 10_000 + (g % 50_000), "ip": "127.0.0.1",
-                    "display_name": format!("Bench client {g}"), "files_metadata": files,
-                });
-                if let Some(Some(t)) = p.tokens.get(i) {
-                    d["token"] = Value::String(t.clone());
-                }
-                (REGISTER, "REGISTER", d)
+                let files = (0..p.files)
+                    .map(|k| {
+                        let name = file_name(&p.run, g, k);
+                        let sha = fake_sha(&name);
+                        (name, meta(file_size(g, k), self.modified, sha))
+                    })
+                    .collect();
+                let token = p.tokens.get(i).cloned().flatten();
+                (
+                    REGISTER,
+                    Request::Register {
+                        hostname: me.into(),
+                        port: (10_000 + (g % 50_000)) as u16,
+                        ip: Some("127.0.0.1".into()),
+                        display_name: Some(format!("Bench client {g}").into()),
+                        files,
+                        token: token.map(Into::into),
+                    },
+                )
             }
             Step::Publish(k) => {
                 let name = file_name(&p.run, g, k);
                 let sha = fake_sha(&name);
-                let d = json!({"hostname": me, "fname": name, "size": file_size(g, k),
-                    "modified": self.modified, "published_at": crate::unix_now(), "sha256": sha});
-                (PUBLISH, "PUBLISH", d)
+                let meta = FileMeta {
+                    published_at: Some(crate::unix_now()),
+                    is_published: true,
+                    ..meta(file_size(g, k), self.modified, sha)
+                };
+                (
+                    PUBLISH,
+                    Request::Publish {
+                        hostname: me.into(),
+                        fname: name.into(),
+                        meta,
+                    },
+                )
             }
             Step::Request => {
                 let t = self.target(i);
                 let k = self.rng.below(p.files.max(1) as u64) as usize;
-                let d = json!({"fname": file_name(&p.run, p.first + t, k)});
-                (REQUEST, "REQUEST", d)
+                (
+                    REQUEST,
+                    Request::Request {
+                        fname: file_name(&p.run, p.first + t, k).into(),
+                        sha256: None,
+                    },
+                )
             }
             Step::Discover => {
                 let t = self.target(i);
                 (
                     DISCOVER,
-                    "DISCOVER",
-                    json!({"hostname": hostname(&p.run, p.first + t)}),
+                    Request::Discover {
+                        hostname: hostname(&p.run, p.first + t).into(),
+                    },
                 )
             }
-            Step::Ping => (PING, "PING", json!({"hostname": me, "state": "active"})),
+            Step::Ping => (
+                PING,
+                Request::Ping {
+                    hostname: me.into(),
+                    state: Some(HeartbeatState::Active),
+                },
+            ),
             Step::ListPage => {
                 let span = (self.present.len() as u64).max(1);
-                let mut d = json!({"offset": self.rng.below(span), "limit": 100});
-                if let Some(q) = &p.list_query {
-                    d["query"] = Value::String(q.clone());
-                }
-                (LIST_PAGE, "LIST", d)
+                (
+                    LIST_PAGE,
+                    Request::List {
+                        offset: Some(self.rng.below(span)),
+                        limit: Some(100),
+                        query: p.list_query.as_deref().map(Into::into),
+                    },
+                )
             }
-            Step::ListFull => (LIST_FULL, "LIST", json!({})),
-            Step::Unregister => (UNREGISTER, "UNREGISTER", json!({"hostname": me})),
-            Step::Connecting | Step::Finished => (PING, "PING", json!({"hostname": me})),
+            Step::ListFull => (
+                LIST_FULL,
+                Request::List {
+                    offset: None,
+                    limit: None,
+                    query: None,
+                },
+            ),
+            Step::Unregister => (
+                UNREGISTER,
+                Request::Unregister {
+                    hostname: me.into(),
+                },
+            ),
+            Step::Connecting | Step::Finished => (
+                PING,
+                Request::Ping {
+                    hostname: me.into(),
+                    state: None,
+                },
+            ),
         };
-        let mut s = json!({"action": action, "data": data}).to_string();
-        s.push('\n');
-        (op, s)
+        (op, req.line())
     }
 }

@@ -3,6 +3,7 @@
 use crate::state_of;
 use crate::Cfg;
 use crate::STATES;
+use p2pshare_proto::registry::Request;
 use p2pshare_tools::hist::{OpSet, Reasons};
 use p2pshare_tools::load::{self, HoldPlan};
 use p2pshare_tools::net::NetEvent;
@@ -65,10 +66,11 @@ pub(crate) fn child(cfg: &Cfg, i: usize, n: usize) {
         .iter()
         .map(|h| {
             STATES.map(|st| {
-                let mut l = json!({"action": "PING", "data": {"hostname": h.host, "state": st}})
-                    .to_string();
-                l.push('\n');
-                l.into_bytes()
+                Request::Ping {
+                    hostname: h.host.as_str().into(),
+                    state: Some(st),
+                }
+                .line()
             })
         })
         .collect();

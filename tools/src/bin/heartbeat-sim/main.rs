@@ -6,6 +6,7 @@
 
 use crate::child::child;
 use crate::parent::parent;
+use p2pshare_proto::registry::HeartbeatState;
 use p2pshare_tools::args::Args;
 use p2pshare_tools::die;
 use p2pshare_tools::tokens::Auth;
@@ -41,7 +42,11 @@ usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file
   --shards N               at least N client processes (default: one per CPU)
   --source-ips N, --connect-burst N, --timeout S, --run ID, --token-threads N";
 
-const STATES: [&str; 3] = ["idle", "active", "busy"];
+const STATES: [HeartbeatState; 3] = [
+    HeartbeatState::Idle,
+    HeartbeatState::Active,
+    HeartbeatState::Busy,
+];
 /// The state shares behind the seed's adaptive figure: 100,000 × (0.8/300 + 0.15/60 +
 /// 0.05/30) = 683.3, its "~684 requests/second".
 const SEED_MIX: [f64; 3] = [0.8, 0.15, 0.05];
@@ -77,7 +82,7 @@ fn parse_triple(s: &str, what: &str) -> [f64; 3] {
         let Some((k, v)) = part.split_once('=') else {
             die(TOOL, format!("{what}: expected state=value, got {part:?}"))
         };
-        let Some(i) = STATES.iter().position(|s| *s == k.trim()) else {
+        let Some(i) = STATES.iter().position(|s| s.as_str() == k.trim()) else {
             die(
                 TOOL,
                 format!("{what}: unknown state {k:?} (idle, active, busy)"),

@@ -1,6 +1,7 @@
 //! The child side: one shard of the load (a scenario slice or held connections), reporting histograms to the parent as JSON lines.
 
 use crate::Cfg;
+use p2pshare_proto::registry::{HeartbeatState, Request};
 use p2pshare_tools::hist::{OpSet, Reasons};
 use p2pshare_tools::lean::{self, Lean};
 use p2pshare_tools::load::{self, HoldPlan};
@@ -129,14 +130,16 @@ pub(crate) fn child_hold(cfg: &Cfg, addr: SocketAddr, total: usize, i: usize, n:
         .iter()
         .filter_map(|h| {
             let stream = net.take(h.id?)?;
-            let mut ping =
-                json!({"action": "PING", "data": {"hostname": h.host, "state": "active"}})
-                    .to_string();
-            ping.push('\n');
+            let ping = Request::Ping {
+                hostname: h.host.as_str().into(),
+                state: Some(HeartbeatState::Active),
+            };
             let target = load::held_file(&prefix, (h.index + 1) % total.max(1));
-            let mut req = json!({"action": "REQUEST", "data": {"fname": target}}).to_string();
-            req.push('\n');
-            Some((stream, [ping.into_bytes(), req.into_bytes()]))
+            let req = Request::Request {
+                fname: target.into(),
+                sha256: None,
+            };
+            Some((stream, [ping.line(), req.line()]))
         })
         .collect();
     let ready = streams.len();

@@ -88,6 +88,19 @@ pub enum Answer {
     Error(ErrorCode),
 }
 
+impl Request {
+    /// `PING\n` as a static line: a liveness probe sends it without
+    /// allocating (the coordinator's admin probe).
+    pub const PING_LINE: &'static [u8] = b"PING\n";
+}
+
+impl Answer {
+    /// [`Answer::Pong`]'s line, static for the server's hot path.
+    pub const PONG_LINE: &'static [u8] = b"PONG\n";
+    /// `Answer::Length(0)`'s line: an empty range or an empty file.
+    pub const EMPTY_LINE: &'static [u8] = b"LENGTH 0\n";
+}
+
 /// The outcome of decoding from the front of a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<T> {
@@ -217,7 +230,7 @@ fn parse_reply(line: &[u8]) -> Option<Answer> {
 /// cannot travel: it holds a newline, or the line would exceed the cap.
 pub fn encode_request(req: &Request) -> Option<Vec<u8>> {
     let line = match req {
-        Request::Ping => "PING".to_owned(),
+        Request::Ping => return Some(Request::PING_LINE.to_vec()),
         Request::Get { name } => format!("GET {name}"),
         Request::Info { name } => format!("INFO {name}"),
         Request::Range {
@@ -239,7 +252,7 @@ pub fn encode_reply(reply: &Answer) -> Vec<u8> {
     match reply {
         Answer::Length(n) => format!("LENGTH {n}\n").into_bytes(),
         Answer::Info { size, sha256 } => format!("INFO {size} {sha256}\n").into_bytes(),
-        Answer::Pong => b"PONG\n".to_vec(),
+        Answer::Pong => Answer::PONG_LINE.to_vec(),
         Answer::Error(code) => code.line().to_vec(),
     }
 }
@@ -510,5 +523,19 @@ mod tests {
             let (a, b) = input.split_at(cut);
             assert_eq!(run(&[a, b]), whole, "split at {cut}");
         }
+    }
+
+    #[test]
+    fn static_lines_are_the_encoders_own() {
+        assert_eq!(encode_reply(&Answer::Pong), Answer::PONG_LINE);
+        assert_eq!(encode_reply(&Answer::Length(0)), Answer::EMPTY_LINE);
+        assert_eq!(
+            encode_request(&Request::Ping).as_deref(),
+            Some(Request::PING_LINE)
+        );
+        assert_eq!(
+            decode_request(Request::PING_LINE),
+            Decoded::Frame(Request::Ping, Request::PING_LINE.len())
+        );
     }
 }

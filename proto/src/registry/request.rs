@@ -1,39 +1,14 @@
-//! The registry protocol: one JSON object per line. Parses a request
-//! line into a typed [`Request`] with every bad-input rule applied, and writes
-//! replies. Pure: no I/O, no registry state.
+//! Requests (client → coordinator): the typed [`Request`], its decoder with
+//! every bad-input rule of docs/registry-protocol.md, and its encoder.
 
-use super::names::valid_file_name;
+use crate::names::valid_file_name;
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// A line longer than this is refused and the connection closed.
-pub const MAX_LINE: usize = 1024 * 1024;
-/// LIST pages hold at most this many hosts.
-pub const MAX_PAGE: u64 = 1000;
-
-/// One file's metadata as a peer reports it.
-/// Unknown fields (a seed client's `path`, `added_at`) are ignored, never stored.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct FileMeta {
-    pub size: u64,
-    pub modified: f64,
-    #[serde(default)]
-    pub published_at: Option<f64>,
-    #[serde(default = "yes")]
-    pub is_published: bool,
-    #[serde(default)]
-    pub sha256: Option<String>,
-    /// SHA-256 (hex) of the file's piece hashes: lets a download check each
-    /// piece from several hosts. Stored and returned as given.
-    #[serde(default)]
-    pub root: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
+use super::json::{push_f64, push_files, push_json_str, push_u64};
+use super::{FileMeta, MAX_PAGE};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request<'a> {
@@ -141,6 +116,145 @@ pub enum HeartbeatState {
     Busy,
 }
 
+impl HeartbeatState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeartbeatState::Idle => "idle",
+            HeartbeatState::Active => "active",
+            HeartbeatState::Busy => "busy",
+        }
+    }
+}
+
+impl Request<'_> {
+    /// The request as one line, newline included.
+    pub fn line(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(96);
+        self.encode(&mut out);
+        out
+    }
+
+    /// Appends the request line, newline included. Optional fields are
+    /// written only when present; a LIST without paging has no `data`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"action\":\"");
+        out.extend_from_slice(self.action().name().as_bytes());
+        out.push(b'"');
+        let field = |out: &mut Vec<u8>, name: &[u8], s: &str| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name);
+            out.extend_from_slice(b"\":");
+            push_json_str(out, s);
+        };
+        match self {
+            Request::Register {
+                hostname,
+                port,
+                ip,
+                display_name,
+                files,
+                token,
+            } => {
+                out.extend_from_slice(b",\"data\":{\"hostname\":");
+                push_json_str(out, hostname);
+                out.extend_from_slice(b",\"port\":");
+                push_u64(out, u64::from(*port));
+                if let Some(ip) = ip {
+                    field(out, b"ip", ip);
+                }
+                if let Some(d) = display_name {
+                    field(out, b"display_name", d);
+                }
+                if !files.is_empty() {
+                    out.extend_from_slice(b",\"files_metadata\":");
+                    push_files(out, files.iter().map(|(n, m)| (n.as_str(), m)));
+                }
+                if let Some(t) = token {
+                    field(out, b"token", t);
+                }
+            }
+            Request::Publish {
+                hostname,
+                fname,
+                meta,
+            } => {
+                out.extend_from_slice(b",\"data\":{\"hostname\":");
+                push_json_str(out, hostname);
+                field(out, b"fname", fname);
+                out.extend_from_slice(b",\"size\":");
+                push_u64(out, meta.size);
+                out.extend_from_slice(b",\"modified\":");
+                push_f64(out, meta.modified);
+                if let Some(p) = meta.published_at {
+                    out.extend_from_slice(b",\"published_at\":");
+                    push_f64(out, p);
+                }
+                if let Some(s) = &meta.sha256 {
+                    field(out, b"sha256", s);
+                }
+                if let Some(r) = &meta.root {
+                    field(out, b"root", r);
+                }
+            }
+            Request::Unpublish { hostname, fname } => {
+                out.extend_from_slice(b",\"data\":{\"hostname\":");
+                push_json_str(out, hostname);
+                field(out, b"fname", fname);
+            }
+            Request::Request { fname, sha256 } => {
+                out.extend_from_slice(b",\"data\":{\"fname\":");
+                push_json_str(out, fname);
+                if let Some(s) = sha256 {
+                    field(out, b"sha256", s);
+                }
+            }
+            Request::Discover { hostname } | Request::Unregister { hostname } => {
+                out.extend_from_slice(b",\"data\":{\"hostname\":");
+                push_json_str(out, hostname);
+            }
+            Request::Ping { hostname, state } => {
+                out.extend_from_slice(b",\"data\":{\"hostname\":");
+                push_json_str(out, hostname);
+                if let Some(st) = state {
+                    field(out, b"state", st.as_str());
+                }
+            }
+            Request::List {
+                offset: None,
+                limit: None,
+                query: None,
+            } => {
+                out.extend_from_slice(b"}\n");
+                return;
+            }
+            Request::List {
+                offset,
+                limit,
+                query,
+            } => {
+                out.extend_from_slice(b",\"data\":{");
+                let mut sep = "";
+                for (name, v) in [("offset", offset), ("limit", limit)] {
+                    if let Some(v) = v {
+                        out.extend_from_slice(sep.as_bytes());
+                        out.push(b'"');
+                        out.extend_from_slice(name.as_bytes());
+                        out.extend_from_slice(b"\":");
+                        push_u64(out, *v);
+                        sep = ",";
+                    }
+                }
+                if let Some(q) = query {
+                    out.extend_from_slice(sep.as_bytes());
+                    out.extend_from_slice(b"\"query\":");
+                    push_json_str(out, q);
+                }
+            }
+        }
+        out.extend_from_slice(b"}}\n");
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow)]
@@ -220,9 +334,9 @@ struct ListData<'a> {
     query: Option<Cow<'a, str>>,
 }
 
-/// Parses one request line (without its newline). `Err` is the reason for
+/// Decodes one request line (without its newline), the server's side. `Err` is the reason for
 /// an ERROR reply; the connection stays usable.
-pub fn parse_request(line: &[u8]) -> Result<Request<'_>, String> {
+pub fn decode_request(line: &[u8]) -> Result<Request<'_>, String> {
     let text = std::str::from_utf8(line)
         .map_err(|_| "invalid JSON: the line is not valid UTF-8".to_string())?;
     let env: Envelope =
@@ -415,197 +529,5 @@ fn check_time(t: f64) -> Result<(), String> {
         Ok(())
     } else {
         Err("invalid modified: expected Unix seconds".into())
-    }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: Option<&[u8]> = match b {
-            b'"' => Some(b"\\\""),
-            b'\\' => Some(b"\\\\"),
-            b'\n' => Some(b"\\n"),
-            b'\r' => Some(b"\\r"),
-            b'\t' => Some(b"\\t"),
-            0..=0x1f | 0x7f => None,
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        match esc {
-            Some(e) => out.extend_from_slice(e),
-            None => out.extend_from_slice(format!("\\u{:04x}", b).as_bytes()),
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
-}
-
-/// Appends a number the way JSON wants it (integral floats without `.0` noise
-/// is not required; serde_json's formatting is used for exactness).
-pub fn push_f64(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
-        if v.fract() == 0.0 && v.abs() < 9.0e15 {
-            if v < 0.0 {
-                out.push(b'-');
-            }
-            push_u64(out, v.abs() as u64);
-        } else {
-            let _ = serde_json::to_writer(&mut *out, &v);
-        }
-    } else {
-        out.extend_from_slice(b"null");
-    }
-}
-
-/// Appends an unsigned integer in decimal, without allocating (replies are
-/// built per request on the hot path).
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
-}
-
-/// `{"status":"ERROR","reason":"..."}\n`
-pub fn error_line(reason: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + reason.len());
-    out.extend_from_slice(b"{\"status\":\"ERROR\",\"reason\":");
-    push_json_str(&mut out, reason);
-    out.extend_from_slice(b"}\n");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_action() {
-        let r = parse_request(br#"{"action":"PUBLISH","data":{"hostname":"alice","fname":"a b.txt","size":10,"modified":1.5,"sha256":"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"}}"#).unwrap();
-        assert_eq!(r.action(), Action::Publish);
-        let r = parse_request(br#"{"action":"LIST"}"#).unwrap();
-        assert_eq!(
-            r,
-            Request::List {
-                offset: None,
-                limit: None,
-                query: None
-            }
-        );
-        let r = parse_request(br#"{"action":"LIST","data":{"offset":5,"limit":5000}}"#).unwrap();
-        assert_eq!(
-            r,
-            Request::List {
-                offset: Some(5),
-                limit: Some(1000),
-                query: None
-            }
-        );
-        let r = parse_request(br#"{"data":{"hostname":"b\u00e9","state":"busy"},"action":"PING"}"#)
-            .unwrap();
-        assert_eq!(
-            r,
-            Request::Ping {
-                hostname: Cow::Borrowed("bé"),
-                state: Some(HeartbeatState::Busy)
-            }
-        );
-        let r = parse_request(br#"{"action":"REGISTER","data":{"hostname":"h","port":6001,"files_metadata":{"x":{"size":1,"modified":2,"is_published":false}},"token":"t"}}"#).unwrap();
-        match r {
-            Request::Register { files, .. } => assert!(!files[0].1.is_published),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn request_takes_an_optional_sha256_and_publish_a_root() {
-        let h = "ABCDEF".repeat(10) + "0123";
-        let line = format!(r#"{{"action":"REQUEST","data":{{"fname":"x","sha256":"{h}"}}}}"#);
-        match parse_request(line.as_bytes()).unwrap() {
-            Request::Request { sha256, .. } => assert_eq!(sha256, Some(h.to_lowercase())),
-            other => panic!("{other:?}"),
-        }
-        let line = format!(
-            r#"{{"action":"PUBLISH","data":{{"hostname":"a","fname":"x","size":1,"modified":1,"root":"{h}"}}}}"#
-        );
-        match parse_request(line.as_bytes()).unwrap() {
-            Request::Publish { meta, .. } => assert_eq!(meta.root, Some(h.to_lowercase())),
-            other => panic!("{other:?}"),
-        }
-        let bad = r#"{"action":"PUBLISH","data":{"hostname":"a","fname":"x","size":1,"modified":1,"root":"zz"}}"#;
-        assert!(parse_request(bad.as_bytes())
-            .unwrap_err()
-            .contains("invalid root"));
-        let bad = r#"{"action":"REQUEST","data":{"fname":"x","sha256":7}}"#;
-        assert!(parse_request(bad.as_bytes()).is_err());
-        let bad = r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"x":{"size":1,"modified":2,"root":"00"}}}}"#;
-        assert!(parse_request(bad.as_bytes())
-            .unwrap_err()
-            .contains("invalid root"));
-    }
-
-    #[test]
-    fn refuses_bad_input_with_a_reason() {
-        let err = |l: &[u8]| parse_request(l).unwrap_err();
-        assert!(err(b"{nope").starts_with("invalid JSON"));
-        assert!(err(b"\xff\xfe").contains("UTF-8"));
-        assert!(err(br#"{"action":"FROB","data":{}}"#).contains("unknown action"));
-        assert!(err(
-            br#"{"action":"PUBLISH","data":{"hostname":"a","fname":"x","size":"10","modified":1}}"#
-        )
-        .contains("invalid type"));
-        assert!(
-            err(br#"{"action":"PUBLISH","data":{"hostname":"a","fname":"x","modified":1}}"#)
-                .contains("size")
-        );
-        assert_eq!(
-            err(br#"{"action":"REQUEST","data":{"fname":"../etc/passwd"}}"#),
-            "invalid name"
-        );
-        assert_eq!(
-            err(br#"{"action":"REQUEST","data":{"fname":".."}}"#),
-            "invalid name"
-        );
-        assert_eq!(
-            err(br#"{"action":"REQUEST","data":{"fname":"a\\b"}}"#),
-            "invalid name"
-        );
-        assert!(err(br#"{"action":"LIST","data":{"offset":-1}}"#).contains("offset"));
-        assert!(err(br#"{"action":"LIST","data":{"limit":0}}"#).contains("limit"));
-        assert!(err(br#"{"action":"REQUEST"}"#).contains("data"));
-    }
-
-    #[test]
-    fn writes_numbers_like_json() {
-        for v in [0u64, 7, 10, 65535, 1_699_267_200, u64::MAX] {
-            let mut out = Vec::new();
-            push_u64(&mut out, v);
-            assert_eq!(out, v.to_string().as_bytes());
-        }
-        for v in [0.0, -3.0, 1_699_267_200.0, 1.5, -0.25] {
-            let mut out = Vec::new();
-            push_f64(&mut out, v);
-            let back: f64 = serde_json::from_slice(&out).unwrap();
-            assert_eq!(back, v);
-        }
-    }
-
-    #[test]
-    fn escapes_json_strings() {
-        let mut out = Vec::new();
-        push_json_str(&mut out, "a\"b\\c\n\u{1}é");
-        let back: String = serde_json::from_slice(&out).unwrap();
-        assert_eq!(back, "a\"b\\c\n\u{1}é");
     }
 }
