@@ -1,0 +1,276 @@
+//! The catalog's decisions without a disk: tracking, hashing, backoff, snapshots, undo.
+
+use super::*;
+use crate::node::hashing::{hash_file, observe};
+use crate::node::peer_server::PublishedFiles as _;
+
+fn sandbox(dir: &Path) -> Arc<Sandbox> {
+    let data = dir.join("data");
+    fs::create_dir_all(&data).unwrap();
+    Arc::new(Sandbox::new(&[dir.to_path_buf()], &[], &data, false).unwrap())
+}
+
+fn load(dir: &Path) -> Catalog {
+    Catalog::load(&dir.join("data/users/alice"), "alice", sandbox(dir)).unwrap()
+}
+
+fn setup() -> (tempfile::TempDir, Catalog) {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = load(dir.path());
+    (dir, cat)
+}
+
+#[test]
+fn add_checks_the_path_clearly() {
+    let (dir, mut cat) = setup();
+    let missing = dir.path().join("nope.txt");
+    let e = cat.add(missing.to_str().unwrap(), 1.0).unwrap_err();
+    assert_eq!(e, (400, format!("No such file: {}", missing.display())));
+    let folder = dir.path().join("folder");
+    fs::create_dir(&folder).unwrap();
+    let e = cat.add(folder.to_str().unwrap(), 1.0).unwrap_err();
+    assert_eq!(e.0, 400);
+    assert!(
+        e.1.ends_with("is a directory, not a regular file"),
+        "{}",
+        e.1
+    );
+    let e = cat.add("relative/file", 1.0).unwrap_err();
+    assert!(e.1.contains("absolute"), "{}", e.1);
+    let p = dir.path().join("a b ü.txt");
+    fs::write(&p, b"hello").unwrap();
+    let ps = p.to_str().unwrap();
+    assert_eq!(cat.add(ps, 1.0).unwrap(), ("a b ü.txt".to_string(), true));
+    assert_eq!(cat.add(ps, 2.0).unwrap(), ("a b ü.txt".to_string(), false));
+    let other = dir.path().join("sub");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("a b ü.txt"), b"x").unwrap();
+    let e = cat
+        .add(other.join("a b ü.txt").to_str().unwrap(), 1.0)
+        .unwrap_err();
+    assert_eq!(e.0, 409);
+    let f = cat.get("a b ü.txt").unwrap();
+    assert_eq!((f.size, f.status), (5, Status::Ok));
+}
+
+#[test]
+fn survives_a_reload_and_sets_aside_a_corrupt_file() {
+    let (dir, mut cat) = setup();
+    let p = dir.path().join("f");
+    fs::write(&p, b"x").unwrap();
+    cat.add(p.to_str().unwrap(), 1.0).unwrap();
+    cat.set_published("f", Some(5.0));
+    cat.save_now().unwrap();
+    let back = load(dir.path());
+    let f = back.get("f").unwrap();
+    assert!(f.is_published);
+    assert_eq!(f.published_at, Some(5.0));
+    assert_eq!(back.needing_hash(), vec!["f".to_string()]);
+    fs::write(dir.path().join("data/users/alice/files.json"), b"{nonsense").unwrap();
+    let fresh = load(dir.path());
+    assert!(fresh.is_empty());
+    let aside = fs::read_dir(dir.path().join("data/users/alice"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("files.json.corrupt")
+        })
+        .count();
+    assert_eq!(aside, 1);
+}
+
+#[test]
+fn snapshots_go_out_one_at_a_time_and_never_go_back() {
+    let (dir, mut cat) = setup();
+    let store = dir.path().join("data/users/alice/files.json");
+    let p = dir.path().join("f");
+    fs::write(&p, b"x").unwrap();
+    assert!(cat.snapshot().is_none(), "nothing to write yet");
+    cat.add(p.to_str().unwrap(), 1.0).unwrap();
+    let first = cat.snapshot().unwrap().unwrap();
+    let v1 = first.version;
+    assert!(cat.snapshot().is_none(), "one write out at a time");
+    cat.set_published("f", Some(2.0));
+    let v2 = cat.version();
+    assert!(v2 > v1 && !cat.is_saved(v1));
+    first.write().unwrap();
+    cat.written(v1, true);
+    assert!(cat.is_saved(v1) && !cat.is_saved(v2) && !cat.is_settled());
+    let second = cat.snapshot().unwrap().unwrap();
+    assert_eq!(second.version, v2);
+    // A failed write leaves the change unsaved, to be written again.
+    cat.written(v2, false);
+    assert!(!cat.is_saved(v2));
+    let again = cat.snapshot().unwrap().unwrap();
+    cat.remove("f");
+    let stale = cat.snapshot();
+    assert!(stale.is_none());
+    cat.written(again.version, false);
+    let newest = cat.snapshot().unwrap().unwrap();
+    newest.write().unwrap();
+    // The older snapshot arriving late is superseded, not written.
+    again.write().unwrap();
+    let on_disk: serde_json::Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    assert_eq!(on_disk["files"].as_array().unwrap().len(), 0, "{on_disk}");
+}
+
+#[test]
+fn failed_changes_can_be_undone_unless_overtaken() {
+    let (dir, mut cat) = setup();
+    let p = dir.path().join("f");
+    fs::write(&p, b"x").unwrap();
+    let ps = p.to_str().unwrap();
+    cat.add(ps, 1.0).unwrap();
+    assert!(!cat.unadd("f", ps, 2.0), "another add");
+    assert!(cat.unadd("f", ps, 1.0));
+    assert!(cat.get("f").is_none());
+    cat.add(ps, 3.0).unwrap();
+    let before = cat.publication("f").unwrap();
+    cat.set_published("f", Some(4.0));
+    let after = cat.publication("f").unwrap();
+    assert!(cat.restore_publication("f", &after, &before));
+    assert!(!cat.get("f").unwrap().is_published);
+    cat.set_published("f", Some(5.0));
+    // Overtaken by a change on disk: the undo does not bring it back.
+    fs::write(&p, b"longer").unwrap();
+    cat.observe("f", observe(&cat.sandbox.clone(), &p));
+    assert!(!cat.restore_publication("f", &after, &before));
+    let f = cat.remove("f").unwrap();
+    assert!(cat.reinsert(f.clone()));
+    assert!(!cat.reinsert(f), "the name is taken");
+}
+
+#[test]
+fn metadata_follows_the_disk() {
+    let (dir, mut cat) = setup();
+    let p = dir.path().join("doc");
+    fs::write(&p, b"one").unwrap();
+    cat.add(p.to_str().unwrap(), 1.0).unwrap();
+    let sb = cat.sandbox.clone();
+    let job = cat.begin_hash("doc").unwrap();
+    let fx = cat.hash_done(&job, hash_file(&sb, &job.path));
+    assert!(fx.is_empty());
+    assert!(cat.get("doc").unwrap().sha256.is_some());
+    cat.set_published("doc", Some(2.0));
+    assert!(cat.published("doc").is_some());
+
+    // Changed on disk: unpublished, rehashed, marked.
+    fs::write(&p, b"longer content").unwrap();
+    let fx = cat.observe("doc", observe(&sb, &p));
+    assert_eq!(
+        fx,
+        vec![Effect::Unpublish("doc".into()), Effect::Hash("doc".into())]
+    );
+    let f = cat.get("doc").unwrap();
+    assert_eq!(
+        (f.status, f.is_published, f.size),
+        (Status::Changed, false, 14)
+    );
+    assert!(cat.published("doc").is_none());
+    // Stable afterwards: nothing more to do.
+    assert!(cat.observe("doc", observe(&sb, &p)).is_empty());
+    // A stale hash result (from before the change) is ignored.
+    assert!(cat
+        .hash_done(&job, HashResult::Failed("x".into()))
+        .is_empty());
+    assert!(cat.get("doc").unwrap().hash_error.is_none());
+
+    cat.set_published("doc", Some(3.0));
+    assert_eq!(cat.get("doc").unwrap().status, Status::Ok);
+    fs::remove_file(&p).unwrap();
+    let fx = cat.observe("doc", observe(&sb, &p));
+    assert_eq!(fx, vec![Effect::Unpublish("doc".into())]);
+    assert_eq!(cat.get("doc").unwrap().status, Status::Missing);
+    assert!(cat.begin_hash("doc").is_none());
+    let meta = cat.registry_metadata();
+    assert!(meta.iter().any(|(n, m)| n == "doc" && !m.is_published));
+}
+
+#[test]
+fn a_file_that_keeps_changing_backs_off_instead_of_looping() {
+    let (dir, mut cat) = setup();
+    let sb = cat.sandbox.clone();
+    let p = dir.path().join("log");
+    fs::write(&p, b"1").unwrap();
+    cat.add(p.to_str().unwrap(), 1.0).unwrap();
+    let job = cat.begin_hash("log").unwrap();
+    // It moved while hashed: no new hash now, a wait, marked changing.
+    assert!(cat.hash_done(&job, HashResult::Changed).is_empty());
+    let f = cat.get("log").unwrap();
+    assert!(f.changing && !f.hashing);
+    let first = f.next_hash_at.unwrap() - unix_now();
+    assert!((5.0..=10.5).contains(&first), "{first}");
+    assert!(cat.due_hashes(unix_now()).is_empty());
+    assert!(cat.needing_hash().is_empty(), "not at a restart either");
+    // Due: hashed again; moving again doubles the wait.
+    assert_eq!(
+        cat.due_hashes(unix_now() + 11.0),
+        vec![Effect::Hash("log".into())]
+    );
+    let job = cat.begin_hash("log").unwrap();
+    cat.hash_done(&job, HashResult::Changed);
+    let second = cat.get("log").unwrap().next_hash_at.unwrap() - unix_now();
+    assert!((15.0..=20.5).contains(&second), "{second}");
+    // A change seen by a rescan while waiting keeps the wait.
+    fs::write(&p, b"12").unwrap();
+    assert!(cat.observe("log", observe(&sb, &p)).is_empty());
+    // It survives a reload.
+    cat.save_now().unwrap();
+    let back = load(dir.path());
+    let f = back.get("log").unwrap();
+    assert!(f.changing && f.next_hash_at.is_some() && f.changes >= 2);
+    // Once hashed and then quiet for a rescan, the next change is hashed at once.
+    let job = cat.begin_hash("log").unwrap();
+    cat.hash_done(&job, hash_file(&sb, &job.path));
+    assert!(!cat.get("log").unwrap().changing);
+    assert!(cat.observe("log", observe(&sb, &p)).is_empty());
+    assert_eq!(cat.get("log").unwrap().changes, 0);
+    fs::write(&p, b"123").unwrap();
+    assert_eq!(
+        cat.observe("log", observe(&sb, &p)),
+        vec![Effect::Hash("log".into())]
+    );
+    assert_eq!(backoff_s(1), 10.0);
+    assert_eq!(backoff_s(2), 20.0);
+    assert_eq!(backoff_s(40), 600.0);
+}
+
+#[test]
+fn entries_outside_the_share_roots_are_dropped_at_load() {
+    let (dir, mut cat) = setup();
+    let p = dir.path().join("ok");
+    fs::write(&p, b"x").unwrap();
+    cat.add(p.to_str().unwrap(), 1.0).unwrap();
+    cat.save_now().unwrap();
+    // An old catalog naming a file outside, in the data dir, and in /proc.
+    let store = dir.path().join("data/users/alice/files.json");
+    let mut v: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    let ok = v["files"][0].clone();
+    for (name, path) in [
+        ("passwd", "/etc/passwd"),
+        ("files.json", store.to_str().unwrap()),
+        ("status", "/proc/self/status"),
+    ] {
+        let mut e = ok.clone();
+        e["name"] = json!(name);
+        e["path"] = json!(path);
+        e.as_object_mut().unwrap().remove("real");
+        v["files"].as_array_mut().unwrap().push(e);
+    }
+    fs::write(&store, serde_json::to_vec(&v).unwrap()).unwrap();
+    let back = load(dir.path());
+    let names: Vec<&str> = back.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, vec!["ok"]);
+    assert!(!back.is_settled(), "the drop is saved");
+}
+
+#[test]
+fn names_follow_the_spec() {
+    assert!(check_file_name("report 2024 ü.pdf").is_ok());
+    for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(256)] {
+        assert!(check_file_name(bad).is_err(), "{bad:?}");
+    }
+}
