@@ -1,0 +1,251 @@
+//! The fetch endpoints: which content and hosts a `/fetch` means, starting
+//! the download once its record is on disk, and progress, list and cancel.
+
+use serde_json::json;
+
+use super::*;
+
+impl Node {
+    pub(crate) fn api_fetch(&mut self, cx: &mut Ctx, _op: OpId, user: &str, b: &Fields) -> Outcome {
+        let fname = try_reply!(required(b, "fname")).to_owned();
+        if let Err(why) = check_file_name(&fname) {
+            return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
+        }
+        let overwrite = try_reply!(bool_field(b, "overwrite"));
+        let sha256 = match try_reply!(str_field(b, "sha256")).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => match pick::parse_sha256(s) {
+                Some(h) => Some(h),
+                None => return Reply::error(400, "'sha256' must be 64 hexadecimal digits").into(),
+            },
+        };
+        let prefer = try_reply!(str_field(b, "hostname"))
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        let target = match try_reply!(str_field(b, "save_path")) {
+            Some(p) if !p.is_empty() => {
+                let p = Path::new(p);
+                if !p.is_absolute() {
+                    return Reply::error(
+                        400,
+                        &format!(
+                            "'save_path' must be an absolute path, not '{}'",
+                            p.display()
+                        ),
+                    )
+                    .into();
+                }
+                if p.is_dir() {
+                    p.join(&fname)
+                } else {
+                    p.to_path_buf()
+                }
+            }
+            _ => self.downloads_dir(user).join(&fname),
+        };
+        // Only inside the user's downloads folder, a download root or a share
+        // root: refused here, before the registry is asked or anything is
+        // created. Resolving stats the existing folders in this loop turn.
+        let place = match self.settings.sandbox.place(user, &target) {
+            Ok(p) => p,
+            Err((status, msg)) => return Reply::error(status, &msg).into(),
+        };
+        let target = place.path;
+        if let Ok(m) = std::fs::symlink_metadata(&target) {
+            if m.is_dir() {
+                return Reply::error(409, &format!("{} is a directory", target.display())).into();
+            }
+            if !m.is_file() {
+                return Reply::error(
+                    409,
+                    &format!(
+                        "{} is not a regular file (a symlink?); a download never replaces one",
+                        target.display()
+                    ),
+                )
+                .into();
+            }
+            if !overwrite {
+                return Reply::error(
+                    409,
+                    &format!(
+                        "{} already exists; pass overwrite:true to replace it",
+                        target.display()
+                    ),
+                )
+                .into();
+            }
+        }
+        try_reply!(self.require_link(user));
+        // A coordinator that knows `sha256` answers only hosts with that
+        // content; an older one ignores it, so the answer is filtered here too.
+        let msg = Request::Request {
+            fname: fname.as_str().into(),
+            sha256: sha256.clone(),
+        };
+        if !self.registry_send(cx, user, &msg, Wait::Op(_op)) {
+            return Reply::error(
+                503,
+                "The coordinator is unreachable right now; try again in a moment",
+            )
+            .into();
+        }
+        Outcome::Later(OpKind::Fetch(FetchOp {
+            user: user.to_owned(),
+            fname,
+            sha256,
+            target,
+            overwrite,
+            prefer,
+        }))
+    }
+
+    pub(crate) fn api_cancel_fetch(&mut self, cx: &mut Ctx, user: &str, id: &str) -> Reply {
+        match self.fetches.cancel(cx, user, id) {
+            Ok(()) => Reply::ok(json!({"success": true})),
+            Err((status, msg)) => Reply::error(status, &msg),
+        }
+    }
+
+    pub(crate) fn api_fetch_progress(&self, user: &str, id: &str) -> Reply {
+        match self.fetches.progress(user, id) {
+            Some(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("success".into(), json!(true));
+                }
+                Reply::ok(v)
+            }
+            None => Reply::error(404, &format!("No download '{id}' for this user")),
+        }
+    }
+
+    pub(crate) fn api_fetches(&self, user: &str) -> Reply {
+        Reply::ok(json!({"success": true, "fetches": self.fetches.list(user)}))
+    }
+
+    pub(super) fn fetch_found(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        f: FetchOp,
+        v: &registry::Reply<'_>,
+    ) -> Outcome {
+        self.fetch_start(cx, op, f, v).unwrap_or_else(Outcome::Now)
+    }
+
+    /// Starts the fetch and waits for its record to be on disk.
+    fn fetch_start(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        f: FetchOp,
+        v: &registry::Reply<'_>,
+    ) -> Result<Outcome, Reply> {
+        if let registry::Reply::Error(reason) = v {
+            return Err(Reply::error(
+                502,
+                &format!("The coordinator could not look up '{}': {reason}", f.fname),
+            ));
+        }
+        let hosts: Vec<NetHost> = network::found_hosts(v, &f.fname);
+        let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
+            Ok(h) => h,
+            Err(pick::Refused::None) => {
+                return Err(Reply::error(
+                    404,
+                    &match &f.sha256 {
+                        Some(h) => format!(
+                            "No peer on the network offers '{}' with SHA-256 {h}",
+                            f.fname
+                        ),
+                        None => format!("No peer on the network offers '{}'", f.fname),
+                    },
+                ))
+            }
+            Err(pick::Refused::Ambiguous(choices)) => {
+                return Err(Reply::error_with(
+                    409,
+                    &format!(
+                        "{} different files are called '{}' on the network; ask again with the 'sha256' of the one you want",
+                        choices.len(),
+                        f.fname
+                    ),
+                    json!({"choices": choices}),
+                ))
+            }
+        };
+        // Online first; the asked-for host first of all.
+        hosts.sort_by_key(|h| !h.online);
+        if let Some(want) = &f.prefer {
+            match hosts.iter().position(|h| &h.hostname == want) {
+                Some(i) => {
+                    let h = hosts.remove(i);
+                    hosts.insert(0, h);
+                }
+                None => {
+                    return Err(Reply::error(
+                        404,
+                        &format!("'{want}' does not offer '{}'", f.fname),
+                    ));
+                }
+            }
+        }
+        let offers: Vec<HostOffer> = hosts
+            .into_iter()
+            .map(|h| HostOffer {
+                hostname: h.hostname,
+                ip: h.ip,
+                port: h.port,
+                size: h.files[0].size,
+                sha256: h.files[0].sha256.clone(),
+                online: h.online,
+            })
+            .collect();
+        let req = FetchRequest {
+            user: f.user.clone(),
+            fname: f.fname.clone(),
+            target: f.target,
+            overwrite: f.overwrite,
+            hosts: offers,
+        };
+        match self.fetches.start(cx, req) {
+            Ok(id) if self.fetches.when_durable(op) => Ok(Outcome::Later(OpKind::FetchRecorded {
+                user: f.user,
+                fetch_id: id,
+            })),
+            Ok(id) => {
+                let _ = self.fetches.cancel(cx, &f.user, &id);
+                Err(Reply::error(
+                    503,
+                    "The node is too busy to record the download; try again in a moment",
+                ))
+            }
+            Err((status, msg)) => Err(Reply::error(status, &msg)),
+        }
+    }
+
+    /// The records holding a new fetch are on disk (or could not be
+    /// written: then the fetch is cancelled, since it would not survive a
+    /// restart, and the request fails).
+    pub(crate) fn fetch_recorded(&mut self, cx: &mut Ctx, op: OpId, result: Result<(), String>) {
+        let Some(kind) = self.take_op(op) else {
+            return;
+        };
+        let OpKind::FetchRecorded { user, fetch_id } = kind else {
+            return self.resume_op(op, kind);
+        };
+        let reply = match result {
+            Ok(()) => Reply::ok(json!({"success": true, "fetch_id": fetch_id})),
+            Err(e) => {
+                let _ = self.fetches.cancel(cx, &user, &fetch_id);
+                Reply::error(
+                    500,
+                    &format!(
+                        "The download could not be recorded on this node ({e}); it was not started"
+                    ),
+                )
+            }
+        };
+        self.finish(cx, op, reply);
+    }
+}
