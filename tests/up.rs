@@ -5,11 +5,10 @@ mod harness;
 use harness::*;
 use serde_json::json;
 
-#[test]
-fn up_runs_both_services_and_they_talk() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let args: Vec<String> = [
+/// `up` on ports 0 in `tmp` (data in `tmp/data`, `tmp` the share root), with
+/// `extra` flags, and the environment every `up` test uses.
+fn spawn_up(tmp: &std::path::Path, extra: &[&str]) -> Proc {
+    let mut args: Vec<String> = [
         "up",
         "--registry-port",
         "0",
@@ -22,19 +21,28 @@ fn up_runs_both_services_and_they_talk() {
         // Tests stay on loopback; `up` would advertise the LAN address.
         "--advertise-ip",
         "127.0.0.1",
-        "--data-dir",
     ]
     .iter()
     .map(|s| s.to_string())
-    .chain([data.display().to_string()])
-    // The shared file lives in the temp folder, which is the share root.
-    .chain(["--share-root".to_string(), tmp.path().display().to_string()])
     .collect();
+    args.extend([
+        "--data-dir".to_string(),
+        tmp.join("data").display().to_string(),
+    ]);
+    // Shared files live in the temp folder, which is the share root.
+    args.extend(["--share-root".to_string(), tmp.display().to_string()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
     let env = [
         ("P2PSHARE_PBKDF2_ITERATIONS", "1000".to_string()),
         ("P2PSHARE_LOG", "warn".to_string()),
     ];
-    let mut p = Proc::spawn("up", &args, &env);
+    Proc::spawn("up", &args, &env)
+}
+
+#[test]
+fn up_runs_both_services_and_they_talk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut p = spawn_up(tmp.path(), &[]);
     let registry = reachable(&p.wait_line("registry listening on "));
     let admin = reachable(&p.wait_line("admin api listening on "));
     let password =
@@ -149,32 +157,7 @@ fn up_runs_both_services_and_they_talk() {
 #[test]
 fn up_with_host_0_0_0_0_keeps_the_client_api_on_loopback() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let args: Vec<String> = [
-        "up",
-        "--host",
-        "0.0.0.0",
-        "--registry-port",
-        "0",
-        "--admin-api-port",
-        "0",
-        "--client-api-port",
-        "0",
-        "--port-range",
-        "0-0",
-        "--advertise-ip",
-        "127.0.0.1",
-        "--data-dir",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([data.display().to_string()])
-    .collect();
-    let env = [
-        ("P2PSHARE_PBKDF2_ITERATIONS", "1000".to_string()),
-        ("P2PSHARE_LOG", "warn".to_string()),
-    ];
-    let mut p = Proc::spawn("up", &args, &env);
+    let mut p = spawn_up(tmp.path(), &["--host", "0.0.0.0"]);
     let registry = p.wait_line("registry listening on ");
     let printed = p.wait_line("client api listening on ");
     // The coordinator's listeners follow --host; the file-reading client API does not.
