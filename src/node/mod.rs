@@ -1,31 +1,28 @@
 //! `p2pshare node`: one reactor service serving the client API and, for each
 //! logged-in user, a peer listener, the registry connection, downloads and
-//! uploads. This module owns the service glue: start-up, dispatch of every
-//! connection, timer and wake-up to its owner, the cron tick, and the users
-//! loaded on this node. Endpoint logic lives in `api`/`routes`, the network
-//! view in `browse`, the registry link in `session`, files in `files` (kept
-//! on disk by `persist`, off the loop), transfers in `peer_server`/`fetch`,
-//! and which paths users may read and write in `sandbox`.
+//! uploads (`docs/architecture.md` draws it). The node is four owners and
+//! this glue:
+//! - `client`: the client API — HTTP front, tokens, endpoints (`routes`).
+//! - `network`: the registry link per user (`session`), its heartbeat, the
+//!   network view (`browse`, `index`).
+//! - `catalog`: each user's tracked files, hashing on workers, persistence.
+//! - `transfers`: the peer server (uploads) and fetches (downloads).
+//! - `sandbox`: which paths users may read and write (used by the catalog
+//!   and by fetches).
+//! - `ops`: the requests that wait, and what each waits for.
+//!
+//! This module owns start-up, dispatch of every connection, timer and
+//! wake-up to its owner, the cron tick, and the users loaded on this node.
 //! Outside start-up, the glue, `routes`, `browse` and `session` never write
 //! to disk in a loop turn; they only `stat` (and open a file being added, to
 //! check it is readable).
 
-pub mod api;
-mod browse;
-pub mod fetch;
-pub mod files;
-pub mod forward;
-mod guard;
-pub mod hashing;
-pub mod heartbeat;
+pub mod catalog;
+pub mod client;
 pub mod network;
-pub mod peer_server;
-pub mod persist;
-mod pick;
-mod routes;
+mod ops;
 pub mod sandbox;
-pub mod session;
-pub mod tokens;
+pub mod transfers;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -42,11 +39,15 @@ use crate::config::Config;
 use crate::http_server::{self, HttpServer};
 // Usernames name a directory, so `persist` refuses others as the coordinator does.
 use crate::proto::names::valid_username;
-use files::{Catalog, Effect};
-use hashing::{HashJob, WorkDone};
-use heartbeat::Intervals;
-use peer_server::{PeerServer, SharedFile};
-use session::Session;
+use catalog::hashing::{HashJob, WorkDone};
+use catalog::persist;
+use catalog::{Catalog, Effect};
+use client::{forward, tokens};
+use network::heartbeat::Intervals;
+use network::index as network_index;
+use network::session::Session;
+use transfers::fetch;
+use transfers::peer_server::{self, PeerServer, SharedFile};
 
 /// A client request waiting for something (registry, coordinator, worker).
 pub use crate::http_server::OpId;
@@ -158,7 +159,7 @@ pub struct Node {
     /// The client API's connections, requests and answers in order.
     http: HttpServer,
     /// What each waiting client request waits for.
-    ops: HashMap<OpId, api::OpKind>,
+    ops: HashMap<OpId, ops::OpKind>,
     tokens: tokens::Tokens,
     users: HashMap<String, User>,
     peer_listeners: HashMap<ListenerId, String>,
@@ -169,7 +170,7 @@ pub struct Node {
     /// The one thread that reads and durably writes catalogs, in order.
     store: Pool<persist::Stored>,
     saves: persist::Saves,
-    net: network::NetCache,
+    net: network_index::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
     last_rescan: Instant,
@@ -289,7 +290,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         work,
         store,
         saves: persist::Saves::default(),
-        net: network::NetCache::default(),
+        net: network_index::NetCache::default(),
         backlog: VecDeque::new(),
         last_rescan: now,
         last_purge: now,
@@ -336,7 +337,7 @@ impl Node {
         };
         let j: HashJob = job;
         let submitted = self.work.submit(move || {
-            let result = hashing::hash_file(&j.sandbox, &j.path);
+            let result = catalog::hashing::hash_file(&j.sandbox, &j.path);
             WorkDone::Hash { job: j, result }
         });
         if submitted.is_err() {
@@ -376,7 +377,7 @@ impl Node {
             seen: paths
                 .into_iter()
                 .map(|(n, p)| {
-                    let o = hashing::observe(&sandbox, &p);
+                    let o = catalog::hashing::observe(&sandbox, &p);
                     (n, o)
                 })
                 .collect(),

@@ -23,6 +23,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
 use fs::*;
 pub use place::{Dir, Entry, Place};
@@ -73,7 +74,7 @@ impl Identity {
             dev: m.dev(),
             ino: m.ino(),
             size: m.len(),
-            modified: super::peer_server::mtime_secs(m),
+            modified: mtime_secs(m),
         }
     }
 }
@@ -409,4 +410,14 @@ fn access_error(path: &str, e: &io::Error) -> Refusal {
         }
         _ => (400, format!("Cannot access {path}: {e}")),
     }
+}
+
+/// A file's modification time in Unix seconds (fractional), as the node
+/// records it when a file is added.
+pub fn mtime_secs(meta: &Metadata) -> f64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

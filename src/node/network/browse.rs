@@ -11,10 +11,10 @@ use reactor::http::Request;
 use reactor::Ctx;
 use serde_json::json;
 
-use super::api::{NetworkOp, OpKind, Outcome, PublishStage, Reply};
-use super::network::{self, Index, NetFile, OwnChange, Walk};
-use super::session::Wait;
-use super::{Node, OpId};
+use crate::node::network::index::{self, Index, NetFile, OwnChange, Walk};
+use crate::node::ops::Wait;
+use crate::node::ops::{NetworkOp, OpKind, Outcome, PublishStage, Reply};
+use crate::node::{Node, OpId};
 use crate::proto::registry;
 
 /// LIST pages are walked this far at most (1000 hosts each).
@@ -38,7 +38,7 @@ enum WalkFailed {
 }
 
 impl Node {
-    pub(super) fn api_network(
+    pub(crate) fn api_network(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -83,7 +83,7 @@ impl Node {
 
     /// The fresh index of the user's registry, or `None` with `op` waiting
     /// for a walk (joined, or started on this user's connection).
-    pub(super) fn index_or_walk(
+    pub(crate) fn index_or_walk(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -96,7 +96,7 @@ impl Node {
             .and_then(|u| u.session.as_ref())
             .map(|s| s.registry)
         else {
-            return Err(Reply::error(409, super::routes::NOT_INITIALISED));
+            return Err(Reply::error(409, crate::node::ops::NOT_INITIALISED));
         };
         if let Some(idx) = self.net.fresh(registry, now) {
             return Ok(Some(idx));
@@ -116,7 +116,7 @@ impl Node {
     }
 
     /// A LIST page of the walk `user`'s connection carries.
-    pub(super) fn walk_page(&mut self, cx: &mut Ctx, user: &str, v: registry::Reply<'static>) {
+    pub(crate) fn walk_page(&mut self, cx: &mut Ctx, user: &str, v: registry::Reply<'static>) {
         let Some(registry) = self
             .users
             .get(user)
@@ -133,7 +133,7 @@ impl Node {
         else {
             return;
         };
-        let next = match network::listed_hosts(v) {
+        let next = match index::listed_hosts(v) {
             Ok((hosts, next)) => {
                 w.index.add_page(hosts);
                 next.filter(|_| w.pages < MAX_LIST_PAGES)
@@ -173,7 +173,7 @@ impl Node {
         for op in waiters {
             let out = match self.take_op(op) {
                 Some(OpKind::Network(n)) => network_page(&idx, &n).into(),
-                Some(OpKind::Publish(p)) if p.stage == PublishStage::AwaitList => {
+                Some(OpKind::Publish(p)) if p.stage == PublishStage::List => {
                     self.publish_checked(cx, op, p, Some(&idx))
                 }
                 Some(other) => Outcome::Later(other),
@@ -185,7 +185,7 @@ impl Node {
 
     /// `user`'s registry connection closed or the session ended: a walk it
     /// carried goes on over a waiter's own connection, if one is up.
-    pub(super) fn walk_driver_gone(
+    pub(crate) fn walk_driver_gone(
         &mut self,
         cx: &mut Ctx,
         registry: std::net::SocketAddr,
@@ -209,7 +209,7 @@ impl Node {
             };
             let user = match &kind {
                 OpKind::Network(n) => n.user.clone(),
-                OpKind::Publish(p) if p.stage == PublishStage::AwaitList => p.user.clone(),
+                OpKind::Publish(p) if p.stage == PublishStage::List => p.user.clone(),
                 _ => {
                     self.resume_op(op, kind);
                     continue;
@@ -251,7 +251,7 @@ impl Node {
 
     /// This node changed what `user` publishes (one file): keep the shared
     /// index in step, so nobody here sees the old state for its lifetime.
-    pub(super) fn net_sync_file(&mut self, user: &str, name: &str) {
+    pub(crate) fn net_sync_file(&mut self, user: &str, name: &str) {
         let Some(u) = self.users.get(user) else {
             return;
         };
@@ -272,7 +272,7 @@ impl Node {
     }
 
     /// All of `user`'s published files (REGISTER sent the whole catalog).
-    pub(super) fn net_sync_own(&mut self, user: &str) {
+    pub(crate) fn net_sync_own(&mut self, user: &str) {
         let Some(u) = self.users.get(user) else {
             return;
         };
@@ -288,7 +288,7 @@ impl Node {
     }
 }
 
-fn net_file(f: &super::files::TrackedFile) -> NetFile {
+fn net_file(f: &crate::node::catalog::TrackedFile) -> NetFile {
     NetFile {
         name: f.name.clone(),
         size: f.size,

@@ -1,8 +1,8 @@
 //! The catalog's decisions without a disk: tracking, hashing, backoff, snapshots, undo.
 
 use super::*;
-use crate::node::hashing::{hash_file, observe};
-use crate::node::peer_server::PublishedFiles as _;
+use crate::node::catalog::hashing::{hash_file, observe};
+use crate::node::transfers::peer_server::PublishedFiles as _;
 
 fn sandbox(dir: &Path) -> Arc<Sandbox> {
     let data = dir.join("data");

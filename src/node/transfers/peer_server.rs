@@ -15,13 +15,14 @@ use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapOptions};
 use reactor::{ConnId, ConnMap, ConnOptions, Ctx, ServiceId, TimerId};
 
-use super::sandbox::Sandbox;
-use super::Timer;
+use crate::node::sandbox::mtime_secs;
+use crate::node::sandbox::Sandbox;
+use crate::node::Timer;
 use crate::proto::peer::{self, Answer, Decoded, ErrorCode, Request};
 
 /// A published file as the catalog knows it.
@@ -653,16 +654,6 @@ fn check_on_disk(
 /// same second still gets a map of its own.
 fn mtime_ns(meta: &Metadata) -> i64 {
     meta.mtime().saturating_mul(1_000_000_000) + meta.mtime_nsec()
-}
-
-/// A file's modification time in Unix seconds (fractional), as the node
-/// records it when a file is added.
-pub fn mtime_secs(meta: &Metadata) -> f64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Recorded times may have been rounded (JSON, whole seconds), so anything

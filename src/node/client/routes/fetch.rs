@@ -123,7 +123,7 @@ impl Node {
         Reply::ok(json!({"success": true, "fetches": self.fetches.list(user)}))
     }
 
-    pub(super) fn fetch_found(
+    pub(crate) fn fetch_found(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -147,7 +147,7 @@ impl Node {
                 &format!("The coordinator could not look up '{}': {reason}", f.fname),
             ));
         }
-        let hosts: Vec<NetHost> = network::found_hosts(v, &f.fname);
+        let hosts: Vec<NetHost> = index::found_hosts(v, &f.fname);
         let mut hosts = match pick::hosts_for(hosts, f.sha256.as_deref()) {
             Ok(h) => h,
             Err(pick::Refused::None) => {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::peer_server::mtime_secs;
-use super::sandbox::Sandbox;
+use crate::node::sandbox::mtime_secs;
+use crate::node::sandbox::Sandbox;
 
 const READ_CHUNK: usize = 1024 * 1024;
 

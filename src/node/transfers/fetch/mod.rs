@@ -26,8 +26,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::sandbox::{Place, Sandbox};
-use super::Timer;
+use crate::node::sandbox::{Place, Sandbox};
+use crate::node::Timer;
 use crate::proto::names::valid_file_name;
 use crate::proto::peer::{self, Answer, Decoded, ErrorCode, Request};
 use crate::util::{hex, unix_now};

@@ -15,14 +15,17 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::sandbox::Sandbox;
+use crate::node::sandbox::Sandbox;
 use crate::proto::registry::FileMeta;
+
+pub mod hashing;
+pub mod persist;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::hashing::{HashJob, HashResult, Observation};
-use super::peer_server::{self, SharedFile};
+use crate::node::transfers::peer_server::{self, SharedFile};
+use hashing::{HashJob, HashResult, Observation};
 
 /// Times within this many seconds are the same mtime (JSON keeps f64 exact;
 /// this only absorbs float noise).

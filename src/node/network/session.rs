@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use reactor::line::{self, Line};
 use reactor::{CloseReason, ConnId, ConnOptions, Ctx, ListenerId};
 
-use super::api::Reply;
-use super::heartbeat::{Heartbeat, State};
-use super::peer_server::PeerServer;
-use super::{Kind, Node, OpId};
+use crate::node::network::heartbeat::{Heartbeat, State};
+use crate::node::ops::{Reply, Wait};
+use crate::node::transfers::peer_server::PeerServer;
+use crate::node::{Kind, Node, OpId};
 use crate::proto::registry::{self, Request};
 
 /// Registry answers (a whole LIST) may be this long.
@@ -36,19 +36,6 @@ pub enum Link {
     Up(ConnId),
     /// Waiting to try again.
     Backoff(Instant),
-}
-
-/// What the next registry answer is for (answers come in request order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    Register,
-    Ping,
-    /// Nobody waits; an ERROR is logged with this context.
-    Quiet(&'static str),
-    /// A client request waits for it.
-    Op(OpId),
-    /// A LIST page of the network walk this connection carries.
-    Walk,
 }
 
 pub struct Session {
@@ -130,7 +117,7 @@ fn registry_options() -> ConnOptions {
 
 impl Node {
     /// Binds the user's peer listener; the caller then connects (`link_connect`).
-    pub(super) fn start_session(
+    pub(crate) fn start_session(
         &mut self,
         cx: &mut Ctx,
         user: &str,
@@ -178,7 +165,7 @@ impl Node {
     }
 
     /// Opens the registry connection (or plans a retry if that fails at once).
-    pub(super) fn link_connect(&mut self, cx: &mut Ctx, user: &str) {
+    pub(crate) fn link_connect(&mut self, cx: &mut Ctx, user: &str) {
         let Some(s) = self.session_mut(user) else {
             return;
         };
@@ -195,7 +182,7 @@ impl Node {
     }
 
     /// TCP is up: say who we are.
-    pub(super) fn registry_connected(&mut self, cx: &mut Ctx, user: &str, id: ConnId) {
+    pub(crate) fn registry_connected(&mut self, cx: &mut Ctx, user: &str, id: ConnId) {
         let now_unix = crate::util::unix_secs();
         let token = self.tokens.freshest(user, now_unix).map(|(t, _)| t);
         let advertise = self.settings.advertise_ip;
@@ -259,7 +246,7 @@ impl Node {
     }
 
     /// Sends one registry request; false when the connection is not usable.
-    pub(super) fn registry_send(
+    pub(crate) fn registry_send(
         &mut self,
         cx: &mut Ctx,
         user: &str,
@@ -278,7 +265,7 @@ impl Node {
         true
     }
 
-    pub(super) fn registry_input(&mut self, cx: &mut Ctx, id: ConnId, user: &str) {
+    pub(crate) fn registry_input(&mut self, cx: &mut Ctx, id: ConnId, user: &str) {
         loop {
             let (value, used) = match line::next_line(cx.input(id), MAX_REPLY_LINE) {
                 Line::Partial => return,
@@ -383,7 +370,7 @@ impl Node {
     }
 
     /// The registry connection closed: answer what waited, plan a retry.
-    pub(super) fn registry_closed(
+    pub(crate) fn registry_closed(
         &mut self,
         cx: &mut Ctx,
         id: ConnId,
@@ -446,7 +433,7 @@ impl Node {
 
     /// Tears a session down (logout, or a failed first REGISTER): waiting
     /// requests get `status`/`msg`, the listener and peer connections close.
-    pub(super) fn end_session(&mut self, cx: &mut Ctx, user: &str, status: u16, msg: &str) {
+    pub(crate) fn end_session(&mut self, cx: &mut Ctx, user: &str, status: u16, msg: &str) {
         let Some(s) = self.users.get_mut(user).and_then(|u| u.session.take()) else {
             return;
         };
@@ -479,7 +466,7 @@ impl Node {
     }
 
     /// Cron: retries that are due, heartbeats that are due.
-    pub(super) fn sessions_tick(&mut self, cx: &mut Ctx) {
+    pub(crate) fn sessions_tick(&mut self, cx: &mut Ctx) {
         let now = cx.now();
         let iv = self.settings.intervals;
         let names: Vec<String> = self.users.keys().cloned().collect();
@@ -509,7 +496,7 @@ impl Node {
     }
 
     /// A new token for `user`: a registration refused for want of one is retried now.
-    pub(super) fn token_renewed(&mut self, cx: &mut Ctx, user: &str) {
+    pub(crate) fn token_renewed(&mut self, cx: &mut Ctx, user: &str) {
         let now = cx.now();
         if let Some(s) = self.session_mut(user) {
             let refused = s
@@ -523,7 +510,7 @@ impl Node {
     }
 
     /// Tells the registry about a publication change noticed on disk (no one waits).
-    pub(super) fn quiet_unpublish(&mut self, cx: &mut Ctx, user: &str, name: &str) {
+    pub(crate) fn quiet_unpublish(&mut self, cx: &mut Ctx, user: &str, name: &str) {
         let msg = Request::Unpublish {
             hostname: user.into(),
             fname: name.into(),
@@ -536,7 +523,7 @@ impl Node {
         );
     }
 
-    pub(super) fn heartbeat_state(&self, user: &str, now: Instant) -> State {
+    pub(crate) fn heartbeat_state(&self, user: &str, now: Instant) -> State {
         let transfers = self.fetches.active(user) + self.peer_server.active_uploads(user);
         match self.users.get(user) {
             Some(u) => self.settings.intervals.classify(transfers, u.last_use, now),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::OpId;
+use crate::node::OpId;
 use crate::proto::registry::{FileMeta, HostHead, Listing, Reply};
 
 /// Two modification times this close are "the same" for duplicate detection.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::network::NetHost;
+use crate::node::network::index::NetHost;
 
 /// Why no host list could be picked.
 #[derive(Debug)]
@@ -98,7 +98,7 @@ pub fn hosts_for(hosts: Vec<NetHost>, want: Option<&str>) -> Result<Vec<NetHost>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::network::NetFile;
+    use crate::node::network::index::NetFile;
 
     fn host(name: &str, size: u64, sha: Option<&str>) -> NetHost {
         NetHost {

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use reactor::Ctx;
 
-use super::api::{OpKind, Outcome, Reply};
-use super::files::{Catalog, Publication, Snapshot, TrackedFile};
-use super::session::Wait;
-use super::{Node, OpId, User};
+use crate::node::catalog::{Catalog, Snapshot};
+use crate::node::ops::Wait;
+use crate::node::ops::{AfterSave, OpKind, Outcome, Reply, SaveOp};
+use crate::node::{Node, OpId, User};
 use crate::proto::registry::Request;
 
 /// After a failed background write, the next try waits this long (a
@@ -31,39 +31,6 @@ pub enum Stored {
         user: String,
         result: Result<Catalog, String>,
     },
-}
-
-/// How a request goes on once its change is on disk, and how the change
-/// is undone if the write fails.
-pub enum AfterSave {
-    /// Nothing of its own to undo: answer this (it waited for earlier changes).
-    Reply(Reply),
-    Added {
-        name: String,
-        path: String,
-        added_at: f64,
-    },
-    Removed(Box<TrackedFile>),
-    Published {
-        name: String,
-        before: Publication,
-        after: Publication,
-        /// The registry already has it (its PUBLISH was acknowledged).
-        announced: bool,
-        note: Option<&'static str>,
-    },
-    Unpublished {
-        name: String,
-        before: Publication,
-        after: Publication,
-    },
-}
-
-pub struct SaveOp {
-    pub user: String,
-    /// The catalog version that holds the change.
-    pub need: u64,
-    pub then: AfterSave,
 }
 
 /// A user whose catalog is being read; requests wait here.
@@ -95,7 +62,7 @@ impl Node {
 
     /// Makes sure `user`'s catalog is in memory: `Ok(true)` when it is,
     /// `Ok(false)` when it is being loaded (wait with [`Node::wait_for_load`]).
-    pub(super) fn ensure_user(
+    pub(crate) fn ensure_user(
         &mut self,
         cx: &mut Ctx,
         user: &str,
@@ -118,7 +85,7 @@ impl Node {
             }
             return Ok(false);
         }
-        if !super::valid_username(user) {
+        if !crate::node::valid_username(user) {
             return Err(Reply::error(
                 500,
                 &format!("'{user}' is not a usable user name on this node"),
@@ -147,7 +114,7 @@ impl Node {
         Ok(false)
     }
 
-    pub(super) fn wait_for_load(&mut self, op: OpId, user: &str) {
+    pub(crate) fn wait_for_load(&mut self, op: OpId, user: &str) {
         if let Some(l) = self.saves.loading.get_mut(user) {
             l.ops.push(op);
         }
@@ -179,7 +146,7 @@ impl Node {
     }
 
     /// Logout: the catalog leaves memory once nothing about it is pending.
-    pub(super) fn retire_catalog(&mut self, cx: &mut Ctx, user: &str, catalog: Catalog) {
+    pub(crate) fn retire_catalog(&mut self, cx: &mut Ctx, user: &str, catalog: Catalog) {
         let waiting = self.saves.waiters.get(user).is_some_and(|w| !w.is_empty());
         if catalog.is_settled() && !waiting {
             return;
@@ -190,7 +157,7 @@ impl Node {
 
     /// Answers `op` once the user's catalog, as it is now, is on disk (at
     /// once if it is already), going on as `then` says.
-    pub(super) fn commit(
+    pub(crate) fn commit(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -246,7 +213,7 @@ impl Node {
     }
 
     /// Results of the store thread (from `on_wake`).
-    pub(super) fn store_done(&mut self, cx: &mut Ctx) {
+    pub(crate) fn store_done(&mut self, cx: &mut Ctx) {
         for done in self.store.drain() {
             match done {
                 Stored::Saved {
@@ -414,7 +381,7 @@ impl Node {
 
     /// Cron: background changes (hashes, rescans) are written in batches, a
     /// full store queue is retried, settled parked catalogs are dropped.
-    pub(super) fn saves_tick(&mut self, cx: &mut Ctx) {
+    pub(crate) fn saves_tick(&mut self, cx: &mut Ctx) {
         let now = cx.now();
         let mut names: Vec<String> = self.users.keys().cloned().collect();
         names.extend(self.saves.parked.keys().cloned());
@@ -436,7 +403,7 @@ impl Node {
 
     /// Shutdown: whatever is unsaved is written now (the loop is ending, so
     /// blocking is fine; a write still out on the store thread is waited for).
-    pub(super) fn save_all_now(&mut self) {
+    pub(crate) fn save_all_now(&mut self) {
         let catalogs = self
             .users
             .values_mut()

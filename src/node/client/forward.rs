@@ -11,7 +11,7 @@ use std::time::Duration;
 use reactor::http::{self, ResponseParse};
 use reactor::{CloseReason, ConnId, ConnOptions, Ctx, ServiceId};
 
-use super::OpId;
+use crate::node::OpId;
 
 /// Coordinator answers larger than this are refused (ours are small).
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;

@@ -10,105 +10,15 @@ use reactor::http::{self, Request};
 use reactor::Ctx;
 use serde_json::{json, Value};
 
-use super::network::NetHost;
-use super::persist::SaveOp;
-use super::tokens::{self, Check};
-use super::{Kind, Node, OpId};
 /// The crate's one reply type, re-exported for the endpoint modules.
 pub use crate::http_server::Reply;
 use crate::http_server::{self, Call, Handled, HttpServer, HttpService};
+use crate::node::client::tokens::{self, Check};
+use crate::node::ops::{OpKind, Outcome};
+use crate::node::{Kind, Node, OpId};
 use crate::web::{self, Site};
 
 const API_PREFIX: &str = "/api/client/";
-
-/// A request that is not answered yet: what it waits for.
-pub enum OpKind {
-    /// /register or /login forwarded to the server API.
-    Forward {
-        login: bool,
-    },
-    /// An unknown token being checked with the coordinator; the request follows.
-    Verify {
-        req: Box<Request>,
-        token: String,
-    },
-    /// /init: the first REGISTER.
-    Init,
-    /// /logout, done here; the coordinator revokes the token next.
-    Logout {
-        user: String,
-    },
-    Publish(PublishOp),
-    Unpublish {
-        user: String,
-        name: String,
-    },
-    Fetch(FetchOp),
-    /// A fetch started; answered once its record is on disk.
-    FetchRecorded {
-        user: String,
-        fetch_id: String,
-    },
-    /// Waiting for the network index (a walk of LIST pages).
-    Network(NetworkOp),
-    /// Waiting for the user's catalog to be on disk with this request's change.
-    Saving(SaveOp),
-    /// The user's catalog is being loaded; the request is routed after.
-    Load {
-        req: Box<Request>,
-        rest: String,
-        user: String,
-    },
-}
-
-pub struct PublishOp {
-    pub user: String,
-    pub name: String,
-    pub force: bool,
-    pub stage: PublishStage,
-    /// Hosts the REQUEST by name found.
-    pub found: Vec<NetHost>,
-    pub published_at: f64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum PublishStage {
-    /// REQUEST by name answered next.
-    AwaitRequest,
-    /// The network index (all LIST pages), for duplicates under other names.
-    AwaitList,
-    /// PUBLISH sent.
-    AwaitAck,
-}
-
-pub struct FetchOp {
-    pub user: String,
-    pub fname: String,
-    /// The content asked for (lowercase hex); None: the name's only content.
-    pub sha256: Option<String>,
-    pub target: std::path::PathBuf,
-    pub overwrite: bool,
-    pub prefer: Option<String>,
-}
-
-pub struct NetworkOp {
-    pub user: String,
-    pub q: String,
-    pub offset: usize,
-    pub limit: usize,
-}
-
-/// What a handler decided: answer now, or wait for `OpKind`.
-pub enum Outcome {
-    Now(Reply),
-    Later(OpKind),
-}
-
-impl From<Reply> for Outcome {
-    fn from(r: Reply) -> Outcome {
-        Outcome::Now(r)
-    }
-}
 
 /// DNS-rebinding protection: the Host header must name this listener's
 /// address, `localhost`, or an allowed name. An IP literal can never be a
@@ -185,25 +95,25 @@ impl HttpService for Node {
 impl Node {
     /// Answers a waiting request; the driver goes on with the connection's
     /// next ones (or drops the answer if the connection closed).
-    pub(super) fn finish(&mut self, cx: &mut Ctx, op: OpId, reply: Reply) {
+    pub(crate) fn finish(&mut self, cx: &mut Ctx, op: OpId, reply: Reply) {
         self.ops.remove(&op);
         http_server::answer(self, cx, op, reply);
     }
 
     /// The kind of a waiting op, taken out to be continued (put back with `resume`).
-    pub(super) fn take_op(&mut self, op: OpId) -> Option<OpKind> {
+    pub(crate) fn take_op(&mut self, op: OpId) -> Option<OpKind> {
         let o = self.ops.get_mut(&op)?;
         Some(std::mem::replace(o, OpKind::Init))
     }
 
-    pub(super) fn resume_op(&mut self, op: OpId, kind: OpKind) {
+    pub(crate) fn resume_op(&mut self, op: OpId, kind: OpKind) {
         if let Some(o) = self.ops.get_mut(&op) {
             *o = kind;
         }
     }
 
     /// Carries a decided outcome to a waiting op.
-    pub(super) fn settle(&mut self, cx: &mut Ctx, op: OpId, out: Outcome) {
+    pub(crate) fn settle(&mut self, cx: &mut Ctx, op: OpId, out: Outcome) {
         match out {
             Outcome::Now(r) => self.finish(cx, op, r),
             Outcome::Later(k) => self.resume_op(op, k),
@@ -232,8 +142,8 @@ impl Node {
             )
             .into();
         }
-        if let Err((status, msg)) =
-            super::guard::check_origin(&req).and_then(|()| super::guard::check_content_type(&req))
+        if let Err((status, msg)) = crate::node::client::guard::check_origin(&req)
+            .and_then(|()| crate::node::client::guard::check_content_type(&req))
         {
             crate::log_warn!("client api: refused {} {}: {msg}", req.method, req.path);
             return Reply::error(status, &msg).into();
@@ -293,7 +203,7 @@ impl Node {
     }
 
     /// Dispatches an authenticated request of `user`.
-    pub(super) fn route_user(
+    pub(crate) fn route_user(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -416,11 +326,11 @@ impl Node {
     }
 
     /// The server API answered (or could not be reached: `Err`).
-    pub(super) fn forward_done(
+    pub(crate) fn forward_done(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
-        answer: super::forward::ServerAnswer,
+        answer: crate::node::client::forward::ServerAnswer,
     ) {
         let Some(kind) = self.take_op(op) else {
             return;

@@ -8,15 +8,16 @@ use std::path::{Path, PathBuf};
 use reactor::Ctx;
 use serde_json::{json, Map, Value};
 
-use super::api::{FetchOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
-use super::fetch::{FetchRequest, HostOffer};
-use super::files::Status;
-use super::hashing::observe;
-use super::network::{self, Duplicates, Index, Mine, NetHost, OwnChange};
-use super::persist::AfterSave;
-use super::pick;
-use super::session::Wait;
-use super::{Node, OpId};
+use crate::node::catalog::hashing::observe;
+use crate::node::catalog::Status;
+use crate::node::client::pick;
+use crate::node::network::index::{self, Duplicates, Index, Mine, NetHost, OwnChange};
+use crate::node::ops::AfterSave;
+use crate::node::ops::Wait;
+use crate::node::ops::NOT_INITIALISED;
+use crate::node::ops::{FetchOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
+use crate::node::transfers::fetch::{FetchRequest, HostOffer};
+use crate::node::{Node, OpId};
 use crate::proto::names::check_file_name;
 use crate::proto::registry::{self, Request};
 use crate::util::unix_now;
@@ -58,11 +59,8 @@ macro_rules! try_reply {
 // After the macro, which the endpoints there use too.
 mod fetch;
 
-pub(super) const NOT_INITIALISED: &str =
-    "Not connected to the network yet: POST /api/client/init first";
-
 impl Node {
-    pub(super) fn client_info(&self, user: &str) -> Reply {
+    pub(crate) fn client_info(&self, user: &str) -> Reply {
         let Some(u) = self.users.get(user) else {
             return Reply::error(404, "Unknown user");
         };
@@ -87,7 +85,7 @@ impl Node {
             .join("downloads")
     }
 
-    pub(super) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
+    pub(crate) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
         if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
             if s.ever_up {
                 return self.client_info(user).into();
@@ -126,7 +124,7 @@ impl Node {
         Outcome::Later(OpKind::Init)
     }
 
-    pub(super) fn api_status(&self, cx: &Ctx, user: &str) -> Reply {
+    pub(crate) fn api_status(&self, cx: &Ctx, user: &str) -> Reply {
         let Some(u) = self.users.get(user) else {
             return Reply::error(404, "Unknown user");
         };
@@ -178,7 +176,7 @@ impl Node {
         }))
     }
 
-    pub(super) fn api_files(&self, user: &str, published_only: bool) -> Reply {
+    pub(crate) fn api_files(&self, user: &str, published_only: bool) -> Reply {
         let Some(u) = self.users.get(user) else {
             return Reply::error(404, "Unknown user");
         };
@@ -191,7 +189,7 @@ impl Node {
         Reply::ok(json!({"success": true, "files": files}))
     }
 
-    pub(super) fn api_add_file(
+    pub(crate) fn api_add_file(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -238,7 +236,7 @@ impl Node {
         }
     }
 
-    pub(super) fn api_remove_file(
+    pub(crate) fn api_remove_file(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -260,7 +258,7 @@ impl Node {
     }
 
     /// A request's change is on disk: log it, tell others, answer.
-    pub(super) fn after_save(
+    pub(crate) fn after_save(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -303,10 +301,7 @@ impl Node {
                     fname: name.as_str().into(),
                 };
                 if up && self.registry_send(cx, user, &msg, Wait::Op(op)) {
-                    return Outcome::Later(OpKind::Unpublish {
-                        user: user.to_owned(),
-                        name,
-                    });
+                    return Outcome::Later(OpKind::Unpublish { name });
                 }
                 Reply::ok(json!({"success": true, "note": "The coordinator is unreachable right now; the change is kept here and sent when the connection is back"})).into()
             }
@@ -340,7 +335,7 @@ impl Node {
         Err(Reply::error(400, "Missing 'fname' (or 'path')"))
     }
 
-    pub(super) fn api_publish(
+    pub(crate) fn api_publish(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -402,12 +397,12 @@ impl Node {
             user: user.to_owned(),
             name: name.clone(),
             force,
-            stage: PublishStage::AwaitRequest,
+            stage: PublishStage::Request,
             found: Vec::new(),
             published_at: at,
         };
         if force {
-            p.stage = PublishStage::AwaitAck;
+            p.stage = PublishStage::Ack;
             self.send_publish(cx, op, &p);
         } else {
             // Same name first (always fresh); other names from the network index after.
@@ -483,7 +478,7 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(super) fn api_unpublish(
+    pub(crate) fn api_unpublish(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -515,7 +510,7 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(super) fn require_link(&self, user: &str) -> Result<(), Reply> {
+    pub(crate) fn require_link(&self, user: &str) -> Result<(), Reply> {
         let s = self
             .users
             .get(user)
@@ -533,7 +528,7 @@ impl Node {
 
     /// Ends the user's session here at once, then asks the coordinator to
     /// revoke `token` (answered once it did, or could not).
-    pub(super) fn api_logout(
+    pub(crate) fn api_logout(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -569,7 +564,7 @@ impl Node {
             .post_as(cx, op, "/api/user/logout", b"{}", Some(token))
         {
             Ok(id) => {
-                self.conns.insert(id, super::Kind::Forward);
+                self.conns.insert(id, crate::node::Kind::Forward);
                 Outcome::Later(OpKind::Logout {
                     user: user.to_owned(),
                 })
@@ -582,7 +577,7 @@ impl Node {
     }
 
     /// A registry answer for a waiting request.
-    pub(super) fn op_registry_reply(
+    pub(crate) fn op_registry_reply(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -616,20 +611,20 @@ impl Node {
     ) -> Outcome {
         let reason = v.reason().unwrap_or("no reason given");
         match p.stage {
-            PublishStage::AwaitRequest => {
-                p.found.extend(network::found_hosts(v, &p.name));
+            PublishStage::Request => {
+                p.found.extend(index::found_hosts(v, &p.name));
                 match self.index_or_walk(cx, op, &p.user) {
                     Ok(Some(idx)) => self.publish_checked(cx, op, p, Some(&idx)),
                     Ok(None) => {
-                        p.stage = PublishStage::AwaitList;
+                        p.stage = PublishStage::List;
                         Outcome::Later(OpKind::Publish(p))
                     }
                     Err(_) => self.publish_locally(cx, op, &p.user, &p.name, p.published_at),
                 }
             }
             // The index comes through `publish_checked`, not as a registry answer.
-            PublishStage::AwaitList => Outcome::Later(OpKind::Publish(p)),
-            PublishStage::AwaitAck => {
+            PublishStage::List => Outcome::Later(OpKind::Publish(p)),
+            PublishStage::Ack => {
                 if *v == registry::Reply::Ack {
                     self.mark_published(cx, op, &p.user, &p.name, p.published_at, true)
                 } else {
@@ -646,7 +641,7 @@ impl Node {
 
     /// Duplicates known (by name, and from the index unless it could not be
     /// had): refuse without `force`, else send PUBLISH.
-    pub(super) fn publish_checked(
+    pub(crate) fn publish_checked(
         &mut self,
         cx: &mut Ctx,
         op: OpId,
@@ -690,7 +685,7 @@ impl Node {
             )
             .into();
         }
-        p.stage = PublishStage::AwaitAck;
+        p.stage = PublishStage::Ack;
         if self.send_publish(cx, op, &p) {
             Outcome::Later(OpKind::Publish(p))
         } else {
@@ -699,7 +694,7 @@ impl Node {
     }
 
     /// The registry connection dropped while a request waited on it.
-    pub(super) fn op_link_lost(&mut self, cx: &mut Ctx, op: OpId) {
+    pub(crate) fn op_link_lost(&mut self, cx: &mut Ctx, op: OpId) {
         let Some(kind) = self.take_op(op) else {
             return;
         };
@@ -716,7 +711,7 @@ impl Node {
         self.settle(cx, op, out);
     }
 
-    pub(super) fn session_up(&self, user: &str) -> bool {
+    pub(crate) fn session_up(&self, user: &str) -> bool {
         self.users
             .get(user)
             .and_then(|u| u.session.as_ref())
@@ -724,7 +719,7 @@ impl Node {
     }
 
     /// Looks at one tracked file on disk now and acts on what changed.
-    pub(super) fn check_file(&mut self, cx: &mut Ctx, user: &str, name: &str) {
+    pub(crate) fn check_file(&mut self, cx: &mut Ctx, user: &str, name: &str) {
         let Some(path) = self
             .users
             .get(user)
