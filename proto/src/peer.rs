@@ -7,6 +7,18 @@ use std::fmt;
 /// Longest request or answer line, without its newline.
 pub const MAX_LINE: usize = 4096;
 
+/// Files are verified in pieces of this size (the last one shorter); the
+/// file's `root` is the SHA-256 of the concatenated piece digests.
+pub const PIECE_SIZE: u64 = 1 << 20;
+
+/// Bytes of one piece digest in a `PIECES` body.
+pub const DIGEST_LEN: usize = 32;
+
+/// How many pieces a file of `size` bytes has (0 for an empty file).
+pub fn piece_count(size: u64) -> u64 {
+    size.div_ceil(PIECE_SIZE)
+}
+
 /// What a fetcher asks of a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -19,6 +31,11 @@ pub enum Request {
     Range {
         offset: u64,
         length: u64,
+        name: String,
+    },
+    /// The piece digests of a file (answered `PIECES <count> <piece_size>`
+    /// and count × 32 bytes).
+    Pieces {
         name: String,
     },
     Ping,
@@ -83,7 +100,15 @@ impl fmt::Display for ErrorCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
     Length(u64),
-    Info { size: u64, sha256: String },
+    Info {
+        size: u64,
+        sha256: String,
+    },
+    /// `count` digests of `DIGEST_LEN` bytes follow the line.
+    Pieces {
+        count: u64,
+        piece_size: u64,
+    },
     Pong,
     Error(ErrorCode),
 }
@@ -141,6 +166,9 @@ fn parse_request(line: &[u8]) -> Result<Request, ErrorCode> {
     }
     if let Some(rest) = line.strip_prefix(b"INFO ") {
         return Ok(Request::Info { name: name(rest)? });
+    }
+    if let Some(rest) = line.strip_prefix(b"PIECES ") {
+        return Ok(Request::Pieces { name: name(rest)? });
     }
     if let Some(rest) = line.strip_prefix(b"RANGE ") {
         let (offset, rest) = split_word(rest).ok_or(ErrorCode::BadRange)?;
@@ -223,6 +251,13 @@ fn parse_reply(line: &[u8]) -> Option<Answer> {
         let sha256 = std::str::from_utf8(hash).ok()?.to_ascii_lowercase();
         return Some(Answer::Info { size, sha256 });
     }
+    if let Some(rest) = line.strip_prefix(b"PIECES ") {
+        let (count, piece_size) = split_word(rest)?;
+        return Some(Answer::Pieces {
+            count: parse_u64(count)?,
+            piece_size: parse_u64(piece_size)?,
+        });
+    }
     None
 }
 
@@ -233,6 +268,7 @@ pub fn encode_request(req: &Request) -> Option<Vec<u8>> {
         Request::Ping => return Some(Request::PING_LINE.to_vec()),
         Request::Get { name } => format!("GET {name}"),
         Request::Info { name } => format!("INFO {name}"),
+        Request::Pieces { name } => format!("PIECES {name}"),
         Request::Range {
             offset,
             length,
@@ -252,6 +288,9 @@ pub fn encode_reply(reply: &Answer) -> Vec<u8> {
     match reply {
         Answer::Length(n) => format!("LENGTH {n}\n").into_bytes(),
         Answer::Info { size, sha256 } => format!("INFO {size} {sha256}\n").into_bytes(),
+        Answer::Pieces { count, piece_size } => {
+            format!("PIECES {count} {piece_size}\n").into_bytes()
+        }
         Answer::Pong => Answer::PONG_LINE.to_vec(),
         Answer::Error(code) => code.line().to_vec(),
     }
@@ -426,6 +465,9 @@ mod tests {
                 length: u64::MAX,
                 name: " lead".into(),
             },
+            Request::Pieces {
+                name: "big file.iso".into(),
+            },
             Request::Ping,
         ];
         for r in reqs {
@@ -440,6 +482,10 @@ mod tests {
                 size: 9,
                 sha256: "0".repeat(64),
             },
+            Answer::Pieces {
+                count: 3,
+                piece_size: PIECE_SIZE,
+            },
             Answer::Pong,
             Answer::Error(ErrorCode::TooLong),
         ];
@@ -447,6 +493,18 @@ mod tests {
             let wire = encode_reply(&r);
             assert_eq!(decode_reply(&wire), Decoded::Frame(r, wire.len()));
         }
+    }
+
+    #[test]
+    fn piece_counts_round_up_and_an_empty_file_has_none() {
+        assert_eq!(piece_count(0), 0);
+        assert_eq!(piece_count(1), 1);
+        assert_eq!(piece_count(PIECE_SIZE), 1);
+        assert_eq!(piece_count(PIECE_SIZE + 1), 2);
+        assert_eq!(
+            decode_reply(b"PIECES 2\n"),
+            Decoded::Invalid(ErrorCode::ReadError, 9)
+        );
     }
 
     /// Feeds `input` in two pieces and collects every outcome, skipping

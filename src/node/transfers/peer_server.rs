@@ -534,6 +534,8 @@ impl PeerServer {
                 };
                 return cx.send_vec(id, peer::encode_reply(&reply));
             }
+            // Piece digests are not kept yet: nothing to answer with.
+            Request::Pieces { .. } => return cx.send_static(id, ErrorCode::NotFound.line()),
             Request::Get { name } => (name, 0, u64::MAX),
             Request::Range {
                 offset,
