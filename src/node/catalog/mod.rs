@@ -20,6 +20,7 @@ use crate::proto::registry::FileMeta;
 
 pub mod hashing;
 pub mod persist;
+pub mod pieces;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
