@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod conn;
+mod credentials;
 pub mod guard;
 mod handle;
 pub mod registry;

@@ -173,6 +173,12 @@ pub struct Node {
     net: network_index::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
+    /// Users registered with a node credential across restarts.
+    standing: HashMap<String, network::standing::Standing>,
+    /// Users whose credential request is out.
+    standing_asked: std::collections::HashSet<String>,
+    /// Op ids of background server-API calls.
+    next_background_op: u64,
     last_rescan: Instant,
     last_purge: Instant,
     rng: u64,
@@ -255,7 +261,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
         ^ (u64::from(std::process::id()) << 32);
-    Ok(Node {
+    let mut node = Node {
         svc,
         settings: Settings {
             data_dir: cfg.data_dir.clone(),
@@ -292,10 +298,15 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         saves: persist::Saves::default(),
         net: network_index::NetCache::default(),
         backlog: VecDeque::new(),
+        standing: HashMap::new(),
+        standing_asked: Default::default(),
+        next_background_op: 0,
         last_rescan: now,
         last_purge: now,
         rng: seed | 1,
-    })
+    };
+    node.restore_standing(cx);
+    Ok(node)
 }
 
 /// `p2pshare node`: a reactor of its own, stopped by SIGINT/SIGTERM.

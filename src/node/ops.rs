@@ -43,6 +43,13 @@ pub enum OpKind {
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.
     Saving(SaveOp),
+    /// A node credential asked of the coordinator (no client waits).
+    Standing {
+        user: String,
+        registry: std::net::SocketAddr,
+    },
+    /// A call to the server API nobody waits for; its answer is logged.
+    Background(&'static str),
     /// The user's catalog is being loaded; the request is routed after.
     Load {
         req: Box<Request>,

@@ -567,6 +567,20 @@ step("admin clients table: search, ping (rtt shown) and discover files", async (
   assert.equal(await page.locator("img").count(), 0);
 });
 
+step("admin sees each user's node credential and can revoke one", async () => {
+  const page = pages.admin;
+  await page.click("#nav-credentials");
+  const rowOf = (user) => page.locator("#cred-body tr").filter({ has: page.locator(".fname", { hasText: user }) });
+  await rowOf(alice.username).locator(".badge", { hasText: "Active" }).waitFor();
+  await rowOf(bob.username).locator(".badge", { hasText: "Active" }).waitFor();
+  await shot(page, "admin-credentials");
+  // Revoking bob's takes his host offline at once (his node connects again
+  // with his login's token, which is still valid, so he comes back).
+  await rowOf(bob.username).locator('button[data-action="revoke"]').click();
+  await rowOf(bob.username).locator(".badge", { hasText: "Revoked" }).waitFor();
+  assert.equal(await rowOf(bob.username).locator('button[data-action="revoke"]').count(), 0);
+});
+
 step("a reload keeps the session (token in sessionStorage)", async () => {
   const page = pages.bob;
   await page.reload();

@@ -31,6 +31,11 @@ pub enum Stored {
         user: String,
         result: Result<Catalog, String>,
     },
+    /// A small file written or removed for `what` (a standing registration).
+    Noted {
+        what: String,
+        result: Result<(), String>,
+    },
 }
 
 /// A user whose catalog is being read; requests wait here.
@@ -143,6 +148,7 @@ impl Node {
         for name in todo {
             self.queue_hash(user, &name);
         }
+        self.resume_standing(cx, user);
     }
 
     /// Logout: the catalog leaves memory once nothing about it is pending.
@@ -221,6 +227,11 @@ impl Node {
                     version,
                     result,
                 } => self.saved(cx, &user, version, result),
+                Stored::Noted { what, result } => {
+                    if let Err(e) = result {
+                        crate::log_error!("{what}: {e}");
+                    }
+                }
                 Stored::Loaded { user, result } => {
                     let l = self.saves.loading.remove(&user).unwrap_or_default();
                     match result {

@@ -339,6 +339,15 @@ impl Node {
             Ok(r) => r,
             Err(e) => {
                 let msg = match kind {
+                    OpKind::Standing { user, .. } => {
+                        self.standing_asked.remove(&user);
+                        crate::log_warn!("{user}: cannot get a node credential: {e}");
+                        return;
+                    }
+                    OpKind::Background(what) => {
+                        crate::log_warn!("{what}: {e}");
+                        return;
+                    }
                     OpKind::Verify { .. } => format!("Cannot check the token: {e}"),
                     OpKind::Logout { user } => {
                         crate::log_warn!("{user}: the token could not be revoked: {e}");
@@ -443,6 +452,12 @@ impl Node {
                     v["note"] = json!(n);
                 }
                 self.finish(cx, op, Reply::ok(v));
+            }
+            OpKind::Standing { user, registry } => {
+                self.standing_answer(cx, &user, registry, resp.status, body.as_ref());
+            }
+            OpKind::Background(what) => {
+                crate::log_info!("{what}: the coordinator answered {}", resp.status);
             }
             other => {
                 // Not a forwarding op: put it back untouched.

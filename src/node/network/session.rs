@@ -184,7 +184,11 @@ impl Node {
     /// TCP is up: say who we are.
     pub(crate) fn registry_connected(&mut self, cx: &mut Ctx, user: &str, id: ConnId) {
         let now_unix = crate::util::unix_secs();
-        let token = self.tokens.freshest(user, now_unix).map(|(t, _)| t);
+        let token = self
+            .tokens
+            .freshest(user, now_unix)
+            .map(|(t, _)| t)
+            .or_else(|| self.standing_credential(user, now_unix));
         let advertise = self.settings.advertise_ip;
         let (Some(u), Some(token)) = (self.users.get(user), token) else {
             let why = "no valid token for this user (log in again)".to_owned();
@@ -211,7 +215,7 @@ impl Node {
             ip: Some(ip.into()),
             display_name: Some(u.display_name.as_str().into()),
             files: u.catalog.registry_metadata(),
-            token: Some(token.into()),
+            token: Some(token.as_str().into()),
         };
         let mut msg = register.line();
         let mut republish = Vec::new();
@@ -231,6 +235,7 @@ impl Node {
             }
         }
         cx.send_vec(id, msg);
+        self.want_standing(cx, user, &token);
         let n = republish.len();
         for m in republish {
             cx.send_vec(id, m);
@@ -330,6 +335,9 @@ impl Node {
             }
             Wait::Register => {
                 let why = format!("the coordinator refused REGISTER: {reason}");
+                if reason.contains("unauthorized") {
+                    self.standing_refused(cx, user);
+                }
                 let first = self.session_mut(user).is_some_and(|s| !s.ever_up);
                 if first {
                     let status = if reason.contains("unauthorized") {

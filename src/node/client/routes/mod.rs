@@ -552,6 +552,9 @@ impl Node {
         self.fetches.cancel_user(cx, user);
         self.peer_server.close_user(cx, user);
         self.tokens.revoke_user(user);
+        if let Some(credential) = self.drop_standing(cx, user) {
+            self.revoke_in_background(cx, user, &credential);
+        }
         if let Some(u) = self.users.remove(user) {
             self.retire_catalog(cx, user, u.catalog);
         }
