@@ -38,3 +38,26 @@ mod tests {
         assert_eq!(hex(&[]), "");
     }
 }
+
+/// Why a listener could not be bound, in words that say what to change:
+/// a busy port names the flag and variable that pick another.
+pub fn listen_failure(
+    what: &str,
+    addr: std::net::SocketAddr,
+    e: &std::io::Error,
+    flag: &str,
+    env: &str,
+) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen for {what} on {addr}: the port is already in use (another p2pshare, or another program); pick another with {flag} PORT or {env}=PORT"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot listen for {what} on {addr}: not allowed to use that port (ports below 1024 need privileges); pick another with {flag} PORT or {env}=PORT"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen for {what} on {addr}: that address is not one of this machine's"
+        ),
+        _ => format!("cannot listen for {what} on {addr}: {e}"),
+    }
+}

@@ -237,9 +237,15 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         ..ConnOptions::default()
     };
     let want = SocketAddr::new(cfg.client_api_host, cfg.client_api_port);
-    let (api_listener, api_addr) = cx
-        .listen(want, svc, opts)
-        .map_err(|e| format!("cannot listen for the client API on {want}: {e}"))?;
+    let (api_listener, api_addr) = cx.listen(want, svc, opts).map_err(|e| {
+        crate::util::listen_failure(
+            "the client API",
+            want,
+            &e,
+            "--client-api-port",
+            "CLIENT_API_PORT",
+        )
+    })?;
     println!("client api listening on http://{api_addr}");
     let _ = std::io::stdout().flush();
     crate::log_info!(
