@@ -28,17 +28,6 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_is_lowercase_and_two_digits_a_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
-        assert_eq!(hex(&[]), "");
-    }
-}
-
 /// Why a listener could not be bound, in words that say what to change:
 /// a busy port names the flag and variable that pick another.
 pub fn listen_failure(
@@ -59,5 +48,16 @@ pub fn listen_failure(
             "cannot listen for {what} on {addr}: that address is not one of this machine's"
         ),
         _ => format!("cannot listen for {what} on {addr}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lowercase_and_two_digits_a_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(hex(&[]), "");
     }
 }
