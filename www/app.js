@@ -450,6 +450,7 @@
   }
 
   function wireFiles() {
+    $("#add-browse").addEventListener("click", () => openPicker());
     $("#add-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const input = $("#add-path");
@@ -478,6 +479,99 @@
       input.focus();
       loadFiles();
     });
+  }
+
+  // ---- File picker: folders beneath the node's share roots -------------
+
+  async function addPath(path) {
+    const res = await authed("POST", "/api/client/add-file", { path });
+    return res;
+  }
+
+  function pickerList(listing, go, pick) {
+    const rows = [];
+    if (listing.parent) {
+      rows.push(el("li", {}, el("button", {
+        type: "button", class: "picker-item picker-dir", dataset: { path: listing.parent },
+        on: { click: () => go(listing.parent) },
+      }, "↑ Up one folder")));
+    } else if (listing.path) {
+      rows.push(el("li", {}, el("button", {
+        type: "button", class: "picker-item picker-dir",
+        on: { click: () => go(null) },
+      }, "↑ All shared folders")));
+    }
+    for (const e of listing.entries || []) {
+      const isDir = e.kind === "dir";
+      rows.push(el("li", {}, el("button", {
+        type: "button",
+        class: "picker-item " + (isDir ? "picker-dir" : "picker-file"),
+        dataset: { path: e.path, kind: e.kind },
+        on: { click: () => (isDir ? go(e.path) : pick(e.path)) },
+      },
+      el("span", { class: "picker-name" }, isDir ? e.name + "/" : e.name),
+      el("span", { class: "picker-size muted" }, isDir ? "folder" : P.formatBytes(e.size)))));
+    }
+    return rows;
+  }
+
+  async function openPicker() {
+    const list = el("ul", { class: "picker-list", id: "picker-list", "aria-live": "polite" });
+    const where = el("p", { class: "picker-where mono", id: "picker-where" }, "");
+    const note = el("p", { class: "form-msg", id: "picker-msg", role: "alert", hidden: true });
+    let current = null;
+    let files = [];
+    async function go(path) {
+      const qs = path ? "?path=" + encodeURIComponent(path) : "";
+      const res = await authed("GET", "/api/client/browse" + qs);
+      if (!res.ok || !res.data) {
+        P.formMessage(note, res.error || "Cannot open that folder.");
+        return;
+      }
+      P.formMessage(note, res.data.truncated ? "This folder holds more entries than can be shown." : "");
+      current = res.data.path || null;
+      files = (res.data.entries || []).filter((e) => e.kind === "file").map((e) => e.path);
+      where.textContent = current ? current : "Folders you may share from";
+      setChildren(list, pickerList(res.data, go, pickOne));
+      const all = document.querySelector("#picker-add-all");
+      if (all) {
+        all.disabled = files.length === 0;
+        all.textContent = files.length ? "Add all " + P.plural(files.length, "file", "files") + " here" : "No files here";
+      }
+    }
+    let finish = null;
+    async function pickOne(path) {
+      $("#add-path").value = path;
+      if (finish) finish();
+      $("#add-form").requestSubmit();
+    }
+    const dialog = P.openDialog({
+      title: "Choose a file to share",
+      id: "picker-dialog",
+      wide: true,
+      body: [where, note, list],
+      actions: [
+        { label: "Add all files here", value: "all", kind: "primary", id: "picker-add-all" },
+        { label: "Cancel", value: null, id: "picker-cancel" },
+      ],
+    });
+    finish = () => {
+      const close = document.querySelector("#picker-cancel");
+      if (close) close.click();
+    };
+    await go(null);
+    const choice = await dialog;
+    if (choice !== "all" || files.length === 0) return;
+    let added = 0;
+    const failed = [];
+    for (const path of files) {
+      const res = await addPath(path);
+      if (res.ok) added += 1;
+      else if (res.status !== 409) failed.push(path.split("/").pop() + ": " + res.error);
+    }
+    if (added) P.toast("Added " + P.plural(added, "file", "files") + " from " + current + ".", "ok");
+    if (failed.length) P.toast("Not added: " + failed.slice(0, 3).join("; ") + (failed.length > 3 ? "…" : ""), "error");
+    loadFiles();
   }
 
   async function publishFile(fname, force, button) {

@@ -48,6 +48,8 @@ pub enum OpKind {
         user: String,
         registry: std::net::SocketAddr,
     },
+    /// A folder being read for the file picker (store thread).
+    Browse,
     /// A call to the server API nobody waits for; its answer is logged.
     Background(&'static str),
     /// The user's catalog is being loaded; the request is routed after.

@@ -389,6 +389,29 @@ step("alice adds files by path and publishes them", async () => {
   await shot(page, "client-files");
 });
 
+step("alice browses for files: the picker shows the share root but never the node's data", async () => {
+  const page = pages.alice;
+  const picks = path.join(tmpRoot, "alice-picks");
+  await fs.mkdir(picks, { recursive: true });
+  await fs.writeFile(path.join(picks, "notes-one.txt"), "one\n");
+  await fs.writeFile(path.join(picks, "notes-two.txt"), "two\n");
+  await page.click("#nav-files");
+  await page.click("#add-browse");
+  const dlg = page.locator("#picker-dialog");
+  await dlg.waitFor();
+  // The share root, then the folder inside it.
+  await dlg.locator(".picker-dir").first().click();
+  await dlg.locator(".picker-dir", { hasText: "alice-picks" }).waitFor();
+  assert.equal(await dlg.locator(".picker-item", { hasText: "node-a" }).count(), 0, "the node's data directory is not listed");
+  await dlg.locator(".picker-dir", { hasText: "alice-picks" }).click();
+  await dlg.locator(".picker-file", { hasText: "notes-two.txt" }).waitFor();
+  await shot(page, "client-picker");
+  await page.locator("#picker-add-all", { hasText: "Add all 2 files here" }).click();
+  await dlg.waitFor({ state: "detached" });
+  await fileRow(page, "notes-one.txt").waitFor();
+  await fileRow(page, "notes-two.txt").waitFor();
+});
+
 step("a taken username is refused with a clear message; bob registers on the second node", async () => {
   const page = await newPage("bob", env.nodeB + "/");
   await registerUser(page, { ...bob, username: alice.username });

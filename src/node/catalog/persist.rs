@@ -36,6 +36,11 @@ pub enum Stored {
         what: String,
         result: Result<(), String>,
     },
+    /// A folder read for the file picker, for the request waiting as `op`.
+    Listed {
+        op: OpId,
+        result: Result<serde_json::Value, (u16, String)>,
+    },
 }
 
 /// A user whose catalog is being read; requests wait here.
@@ -227,6 +232,15 @@ impl Node {
                     version,
                     result,
                 } => self.saved(cx, &user, version, result),
+                Stored::Listed { op, result } => {
+                    if self.take_op(op).is_some() {
+                        let reply = match result {
+                            Ok(v) => Reply::ok(v),
+                            Err((status, msg)) => Reply::error(status, &msg),
+                        };
+                        self.finish(cx, op, reply);
+                    }
+                }
                 Stored::Noted { what, result } => {
                     if let Err(e) = result {
                         crate::log_error!("{what}: {e}");

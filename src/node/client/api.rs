@@ -267,6 +267,10 @@ impl Node {
                 Some(r) => r.into(),
                 None => self.api_network(cx, op, user, req),
             },
+            ("browse", None) => match get(m == "GET" || m == "HEAD") {
+                Some(r) => r.into(),
+                None => self.api_browse(op, user, req),
+            },
             ("add-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
                 Ok(b) => self.api_add_file(cx, op, user, &b),
                 Err(r) => r.into(),

@@ -12,6 +12,7 @@
 //! a root are in `fs`, where a download is written (`Place`, `Dir`) in `place`.
 
 mod fs;
+mod listing;
 mod place;
 #[cfg(test)]
 mod tests;
@@ -230,7 +231,7 @@ impl Sandbox {
         let meta = file.metadata()?;
         if !meta.is_file() {
             let what = if meta.is_dir() {
-                "a directory, not a regular file"
+                "a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)"
             } else {
                 "not a regular file"
             };

@@ -58,6 +58,7 @@ macro_rules! try_reply {
 
 // After the macro, which the endpoints there use too.
 mod fetch;
+mod picker;
 
 impl Node {
     pub(crate) fn client_info(&self, user: &str) -> Reply {
