@@ -1,6 +1,6 @@
 // p2pshare client UI: account, my files, network search, downloads and the
 // status bar, talking to this node's client API (/api/client/*). It keeps the
-// token in sessionStorage only, and never puts user or peer text into HTML
+// token in localStorage (one login for every tab of this node), and never puts user or peer text into HTML
 // markup: names are always text nodes (see common.js).
 "use strict";
 
@@ -47,16 +47,16 @@
   function saveSession(token, user) {
     state.token = token;
     state.user = user || null;
-    P.store.set(TOKEN_KEY, token);
-    P.store.set(USER_KEY, JSON.stringify(user || {}));
+    P.keep.set(TOKEN_KEY, token);
+    P.keep.set(USER_KEY, JSON.stringify(user || {}));
   }
 
   function clearSession() {
     state.token = null;
     state.user = null;
     state.hostname = null;
-    P.store.remove(TOKEN_KEY);
-    P.store.remove(USER_KEY);
+    P.keep.remove(TOKEN_KEY);
+    P.keep.remove(USER_KEY);
   }
 
   function stopTimers() {
@@ -95,7 +95,7 @@
             username: res.data.client.username,
             display_name: res.data.client.display_name,
           });
-          P.store.set(USER_KEY, JSON.stringify(state.user));
+          P.keep.set(USER_KEY, JSON.stringify(state.user));
         }
       }
       showApp();
@@ -108,9 +108,9 @@
   }
 
   async function resume() {
-    state.token = P.store.get(TOKEN_KEY);
+    state.token = P.keep.get(TOKEN_KEY);
     try {
-      state.user = JSON.parse(P.store.get(USER_KEY) || "null");
+      state.user = JSON.parse(P.keep.get(USER_KEY) || "null");
     } catch (_) {
       state.user = null;
     }
@@ -1002,6 +1002,13 @@
   // ---- Start -------------------------------------------------------------
 
   function start() {
+    // One login for every tab: a logout or a login in another tab of this
+    // node's UI is followed here.
+    window.addEventListener("storage", (ev) => {
+      if (ev.key !== TOKEN_KEY) return;
+      if (!ev.newValue && state.token) endSession("You logged out in another tab.");
+      else if (ev.newValue && ev.newValue !== state.token) resume();
+    });
     wireAuth();
     wireShell();
     wireFiles();

@@ -366,8 +366,8 @@ step("alice registers; the session starts by itself and the status bar shows the
   await page.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
   await page.locator("#sb-port", { hasText: /Peer port \d+/ }).waitFor();
   await page.locator("#sb-heartbeat", { hasText: /Heartbeat: (idle|active|busy)/ }).waitFor();
-  const token = await page.evaluate(() => sessionStorage.getItem("p2pshare.client.token"));
-  assert.ok(token && token.split(".").length === 3, "token kept in sessionStorage");
+  const token = await page.evaluate(() => localStorage.getItem("p2pshare.client.token"));
+  assert.ok(token && token.split(".").length === 3, "token kept in localStorage");
 });
 
 step("alice adds files by path and publishes them", async () => {
@@ -604,12 +604,19 @@ step("admin sees each user's node credential and can revoke one", async () => {
   assert.equal(await rowOf(bob.username).locator('button[data-action="revoke"]').count(), 0);
 });
 
-step("a reload keeps the session (token in sessionStorage)", async () => {
+step("a reload and a second tab keep the login (token in localStorage)", async () => {
   const page = pages.bob;
   await page.reload();
   await page.locator("#app-view").waitFor();
   await page.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
   assert.equal(await page.locator("#auth-view").isVisible(), false);
+  // A second tab of the same browser is logged in too.
+  const second = await page.context().newPage();
+  await second.goto(page.url());
+  await second.locator("#app-view").waitFor();
+  await second.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
+  assert.equal(await second.locator("#auth-view").isVisible(), false);
+  await second.close();
 });
 
 step("the pages work on a phone-sized window", async () => {
@@ -628,7 +635,7 @@ step("logging out clears the token and shows the login form", async () => {
   await page.click("#logout-btn");
   await page.locator("#login-form").waitFor();
   await page.locator("#login-msg", { hasText: "You have logged out." }).waitFor();
-  const token = await page.evaluate(() => sessionStorage.getItem("p2pshare.client.token"));
+  const token = await page.evaluate(() => localStorage.getItem("p2pshare.client.token"));
   assert.equal(token, null);
 
   // Logging back in starts the session again by itself.
