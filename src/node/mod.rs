@@ -219,13 +219,21 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
             cfg.data_dir.display()
         )
     })?;
+    // Paths the node shows (a download's target) are absolute, whatever
+    // folder the node was started from.
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| {
+        format!(
+            "cannot resolve the data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
     let sandbox = Arc::new(sandbox::Sandbox::new(
         &cfg.share_roots,
         &cfg.download_roots,
-        &cfg.data_dir,
+        &data_dir,
         cfg.share_hidden,
     )?);
-    let fetches = fetch::Fetches::new(svc, cx.waker(), &cfg.data_dir, sandbox.clone())
+    let fetches = fetch::Fetches::new(svc, cx.waker(), &data_dir, sandbox.clone())
         .map_err(|e| format!("cannot set up downloads: {e}"))?;
     let work = Pool::new("hash", cfg.workers.max(1), WORK_QUEUE, cx.waker())
         .map_err(|e| format!("cannot start hashing workers: {e}"))?;
@@ -270,7 +278,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
     let mut node = Node {
         svc,
         settings: Settings {
-            data_dir: cfg.data_dir.clone(),
+            data_dir,
             registry,
             port_min: cfg.port_min,
             port_max: cfg.port_max,
