@@ -73,6 +73,8 @@
     state.fetches.clear();
     state.announced.clear();
     state.fetchesLoaded = false;
+    state.trouble = null;
+    state.troubleReady = false;
     state.files = [];
     state.filesKey = "";
     state.net = { q: "", offset: 0, total: 0, nextOffset: null, loaded: false };
@@ -348,6 +350,32 @@
     if (counts.uploads) parts.push(P.plural(counts.uploads, "upload", "uploads"));
     const host = d.hostname ? "Host " + d.hostname : "";
     setChildren($("#sb-host"), [host, parts.length ? " · " + parts.join(" · ") : ""].join(""));
+    announceTrouble(Array.isArray(d.attention) ? d.attention : []);
+  }
+
+  /** A shared file that changed or vanished on disk is taken off the
+   *  network by the node; say so once, whatever page is open. */
+  function announceTrouble(list) {
+    const seen = state.trouble || (state.trouble = new Map());
+    const now = new Set();
+    for (const f of list) {
+      const key = f.name + "\u0000" + f.status;
+      now.add(key);
+      if (seen.has(key)) continue;
+      seen.set(key, true);
+      if (!state.troubleReady) continue; // the first poll only learns what is already known
+      P.toast(f.status === "changed"
+        ? "“" + f.name + "” changed on disk, so it is no longer shared. Publish it again from My files to share the new version."
+        : "“" + f.name + "” is gone from its folder, so it is no longer shared.", "error");
+    }
+    for (const key of Array.from(seen.keys())) if (!now.has(key)) seen.delete(key);
+    state.troubleReady = true;
+    const badge = $("#nav-files-badge");
+    if (badge) {
+      badge.hidden = list.length === 0;
+      badge.textContent = String(list.length);
+      badge.title = list.length ? P.plural(list.length, "file needs", "files need") + " your attention" : "";
+    }
   }
 
   // ---- My files ----------------------------------------------------------

@@ -412,6 +412,19 @@ step("alice browses for files: the picker shows the share root but never the nod
   await fileRow(page, "notes-two.txt").waitFor();
 });
 
+step("a shared file edited on disk is announced on any page, not only in My files", async () => {
+  const page = pages.alice;
+  await publishWhenHashed(page, "notes-one.txt");
+  await fileRow(page, "notes-one.txt").locator(".badge", { hasText: "Published" }).waitFor();
+  await page.click("#nav-network");
+  await fs.appendFile(path.join(tmpRoot, "alice-picks", "notes-one.txt"), "edited\n");
+  // The node looks at every tracked file every 10 s.
+  await page.locator(".toast", { hasText: "changed on disk" }).waitFor({ timeout: 30_000 });
+  await page.locator("#nav-files-badge", { hasText: "1" }).waitFor();
+  await shot(page, "client-changed-file", { keepToasts: true });
+  await page.click("#nav-files");
+});
+
 step("a taken username is refused with a clear message; bob registers on the second node", async () => {
   const page = await newPage("bob", env.nodeB + "/");
   await registerUser(page, { ...bob, username: alice.username });

@@ -154,10 +154,20 @@ impl Node {
                 0,
             ),
         };
+        // Files that went missing or changed on disk: the UI tells the owner
+        // on whatever page they are (a changed file is off the network).
+        let attention: Vec<Value> = u
+            .catalog
+            .iter()
+            .filter(|f| f.status != crate::node::catalog::Status::Ok)
+            .take(50)
+            .map(|f| json!({"name": f.name, "status": f.status.as_str()}))
+            .collect();
         Reply::ok(json!({
             "success": true,
             "username": user,
             "hostname": user,
+            "attention": attention,
             "display_name": u.display_name,
             "initialized": u.session.is_some(),
             "peer_port": peer_port,
