@@ -700,10 +700,15 @@
     P.setBusy(btn, false);
     if (gen !== state.generation || !state.token) return;
     const msg = $("#network-msg");
+    // The results card is hidden while there are no results to show, so an
+    // error never sits above an empty card.
+    const card = $("#network-table").closest(".table-card");
     if (!res.ok) {
       P.formMessage(msg, "Could not search the network: " + res.error);
+      if (card) card.hidden = true;
       return;
     }
+    if (card) card.hidden = false;
     P.formMessage(msg, "");
     const files = Array.isArray(res.data.files) ? res.data.files : [];
     n.total = typeof res.data.total === "number" ? res.data.total : files.length;
