@@ -168,7 +168,7 @@ fn users_are_kept_apart_and_bad_input_is_explained() {
     assert_eq!(
         v["error"],
         format!(
-            "{} a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)",
+            "{} is a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)",
             dir.path().display()
         )
     );

@@ -31,7 +31,7 @@ fn add_checks_the_path_clearly() {
     let e = cat.add(folder.to_str().unwrap(), 1.0).unwrap_err();
     assert_eq!(e.0, 400);
     assert!(
-        e.1.ends_with("a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)"),
+        e.1.ends_with("is a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)"),
         "{}",
         e.1
     );

@@ -143,7 +143,7 @@ fn only_regular_files_and_no_pseudo_file_systems() {
         (
             400,
             format!(
-                "{} a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)",
+                "{} is a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)",
                 s(&t.share.join("d"))
             )
         )
