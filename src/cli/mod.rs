@@ -1,9 +1,76 @@
-//! The command line's top level: configuration, logging, limits, and which
-//! services run on this process's one reactor.
+//! The command line's top level. `up`, `coordinator` and `node` (here):
+//! configuration, logging, limits, and which services run on this process's
+//! one reactor. `login`, `share`, `ls`, `get`, `status`, `unshare` and
+//! `logout` ([`remote`]): the command line that talks to a running node's
+//! client API over plain HTTP (`docs/cli.md`); it runs no reactor.
+
+mod api;
+mod args;
+mod commands;
+mod creds;
+mod get;
+mod http;
+mod progress;
+mod share;
+mod tty;
+
+use std::process::ExitCode;
 
 use crate::config::{self, Command, Config};
 use crate::coordinator::Coordinator;
 use crate::log;
+
+/// Exit codes of the command line a script can rely on (`docs/cli.md`).
+pub mod code {
+    pub const OK: u8 = 0;
+    /// Anything else that went wrong; the message says what.
+    pub const ERROR: u8 = 1;
+    /// The command line itself is wrong (unknown flag, missing argument).
+    pub const USAGE: u8 = 2;
+    /// Not logged in, or the node refused the saved login.
+    pub const AUTH: u8 = 3;
+    /// No such file (on the network, or among the user's shares).
+    pub const NOT_FOUND: u8 = 4;
+    /// Several different files carry that name; the choices are printed.
+    pub const AMBIGUOUS: u8 = 5;
+}
+
+/// Why a command line command ended unsuccessfully: an exit code and a
+/// sentence for people.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, msg: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    pub fn error(msg: impl Into<String>) -> Failure {
+        Failure::new(code::ERROR, msg)
+    }
+}
+
+/// Runs `args` if they name a command of the remote command line (`login`,
+/// `share`, ...); `None` leaves them to [`main`].
+pub fn remote(args: &[String]) -> Option<ExitCode> {
+    let cmd = args::remote_command(args)?;
+    let outcome = args::parse(cmd, args).and_then(commands::run);
+    Some(match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            if !f.msg.is_empty() {
+                eprintln!("p2pshare: {}", f.msg);
+            }
+            ExitCode::from(f.code)
+        }
+    })
+}
 
 /// Runs the command given by `args` (without the program name).
 pub fn main(args: &[String]) -> Result<(), String> {
@@ -11,6 +78,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
     let cfg = match &cmd {
         Command::Help(text) => {
             println!("{text}");
+            println!(
+                "\nThe command line (talks to a running node; see docs/cli.md and\n`p2pshare COMMAND --help`):\n{}",
+                args::summary()
+            );
             return Ok(());
         }
         Command::Version => {
