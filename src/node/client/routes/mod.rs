@@ -511,7 +511,13 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(crate) fn require_link(&self, user: &str) -> Result<(), Reply> {
+    /// The user's registry link is up; if it waits to retry, it retries
+    /// now (a user action should not wait out the backoff) and the caller
+    /// answers 503 meanwhile.
+    pub(crate) fn require_link(&mut self, cx: &mut Ctx, user: &str) -> Result<(), Reply> {
+        if !self.session_up(user) {
+            self.link_retry_now(cx, user);
+        }
         let s = self
             .users
             .get(user)
