@@ -69,30 +69,40 @@ impl Snapshot {
         }
     }
 
-    fn peers_text(&self) -> String {
-        match (self.active_peers, self.peers) {
-            (_, 0) => "no peer yet".into(),
-            (a, n) if a == n => format!("{n} peer{}", if n == 1 { "" } else { "s" }),
-            (a, n) => format!("{a}/{n} peers"),
-        }
+    fn peers_text(n: usize) -> String {
+        format!("{n} peer{}", if n == 1 { "" } else { "s" })
     }
 
-    /// `4.2 MiB/10.0 MiB  1.2 MiB/s  ETA 5s  1 peer` (and the state when
-    /// it is not plain downloading).
+    /// `40.0%  4.0 MiB/10.0 MiB  1.0 MiB/s  ETA 6s  1 peer` while
+    /// downloading; the state word otherwise (`completed` last, for scripts).
     fn figures(&self) -> String {
         let mut s = format!(
-            "{:>5.1}%  {}/{}  {}/s",
+            "{:>5.1}%  {}/{}",
             self.percent(),
             bytes(self.downloaded),
-            bytes(self.total),
-            bytes(self.speed_bps)
+            bytes(self.total)
         );
-        if let Some(eta) = self.eta_s.filter(|_| self.status == "downloading") {
-            s.push_str(&format!("  ETA {}", duration(eta)));
-        }
-        s.push_str(&format!("  {}", self.peers_text()));
-        if self.status != "downloading" {
-            s.push_str(&format!("  {}", self.status));
+        match self.status.as_str() {
+            "downloading" => {
+                s.push_str(&format!("  {}/s", bytes(self.speed_bps)));
+                if let Some(eta) = self.eta_s {
+                    s.push_str(&format!("  ETA {}", duration(eta)));
+                }
+                match self.active_peers {
+                    0 => s.push_str("  waiting for a peer"),
+                    n => s.push_str(&format!("  {}", Snapshot::peers_text(n))),
+                }
+            }
+            "completed" => {
+                if self.speed_bps > 0 {
+                    s.push_str(&format!("  avg {}/s", bytes(self.speed_bps)));
+                }
+                if self.peers > 0 {
+                    s.push_str(&format!("  from {}", Snapshot::peers_text(self.peers)));
+                }
+                s.push_str("  completed");
+            }
+            other => s.push_str(&format!("  {other}")),
         }
         s
     }
@@ -126,17 +136,21 @@ pub fn duration(s: u64) -> String {
 /// it never wraps (a wrapped line cannot be redrawn in place).
 pub fn tty_line(s: &Snapshot, width: usize) -> String {
     let figures = s.figures();
-    let bar_w = 20;
-    let filled = ((s.percent() / 100.0) * bar_w as f64).round() as usize;
-    let bar = format!(
-        "[{}{}]",
-        "#".repeat(filled.min(bar_w)),
-        "-".repeat(bar_w - filled.min(bar_w))
-    );
     let room = width.saturating_sub(1);
-    let fixed = figures.chars().count() + bar_w + 4;
-    let name_room = room.saturating_sub(fixed).max(8);
-    let line = format!("{}  {bar}  {figures}", cut(&s.name, name_room));
+    let name = cut(&s.name, 24);
+    // The bar takes what the name and the figures leave, up to 20 columns.
+    let spare = room.saturating_sub(name.chars().count() + figures.chars().count() + 6);
+    let bar_w = spare.min(20);
+    let line = if bar_w >= 5 {
+        let filled = (((s.percent() / 100.0) * bar_w as f64).round() as usize).min(bar_w);
+        format!(
+            "{name}  [{}{}]  {figures}",
+            "#".repeat(filled),
+            "-".repeat(bar_w - filled)
+        )
+    } else {
+        format!("{name}  {figures}")
+    };
     cut(&line, room)
 }
 
@@ -243,13 +257,15 @@ mod tests {
         let s = sample();
         assert_eq!(
             plain_line(&s),
-            "report.pdf   40.0%  4.0 MiB/10.0 MiB  1.0 MiB/s  ETA 6s  1/2 peers"
+            "report.pdf   40.0%  4.0 MiB/10.0 MiB  1.0 MiB/s  ETA 6s  1 peer"
         );
         let t = tty_line(&s, 100);
         assert!(
             t.starts_with("report.pdf  [########------------]   40.0%"),
             "{t}"
         );
+        let t = tty_line(&s, 80);
+        assert!(t.ends_with("1 peer") && t.contains("[#"), "{t}");
         for w in [10, 40, 60, 200] {
             assert!(tty_line(&s, w).chars().count() < w.max(10), "width {w}");
         }
@@ -258,8 +274,14 @@ mod tests {
             downloaded: 10 << 20,
             ..sample()
         };
-        assert!(plain_line(&done).ends_with("completed"));
-        assert!(plain_line(&done).contains("100.0%"));
-        assert!(Snapshot::from_json(&json!({})).peers_text() == "no peer yet");
+        assert_eq!(
+            plain_line(&done),
+            "report.pdf  100.0%  10.0 MiB/10.0 MiB  avg 1.0 MiB/s  from 2 peers  completed"
+        );
+        let verifying = Snapshot {
+            status: "verifying".into(),
+            ..sample()
+        };
+        assert!(plain_line(&verifying).ends_with("4.0 MiB/10.0 MiB  verifying"));
     }
 }
