@@ -44,9 +44,33 @@ pub struct Invocation {
     pub cmd: Cmd,
 }
 
-/// (command, usage line, what it does, its flags).
-const COMMANDS: &[(&str, &str, &str, &[(&str, bool, &str)])] = &[
-    (
+/// A flag: its name, whether it takes a value, its help line.
+type Flag = (&'static str, bool, &'static str);
+
+/// One command: its word, usage line, what it does, its flags.
+struct Spec {
+    name: &'static str,
+    usage: &'static str,
+    what: &'static str,
+    flags: &'static [Flag],
+}
+
+const fn spec(
+    name: &'static str,
+    usage: &'static str,
+    what: &'static str,
+    flags: &'static [Flag],
+) -> Spec {
+    Spec {
+        name,
+        usage,
+        what,
+        flags,
+    }
+}
+
+const COMMANDS: &[Spec] = &[
+    spec(
         "login",
         "login [USERNAME] [--password-stdin] [--register [--display-name NAME]]",
         "log in on the node and join the network\n(the password is asked for with echo off, read from stdin with --password-stdin,\nor taken from P2PSHARE_PASSWORD)",
@@ -56,9 +80,9 @@ const COMMANDS: &[(&str, &str, &str, &[(&str, bool, &str)])] = &[
             ("--display-name", true, "the name others see (with --register; default USERNAME)"),
         ],
     ),
-    ("logout", "logout", "log out on the node and forget the saved login", &[]),
-    ("status", "status", "who you are, the link to the coordinator, your files and downloads", &[]),
-    (
+    spec("logout", "logout", "log out on the node and forget the saved login", &[]),
+    spec("status", "status", "who you are, the link to the coordinator, your files and downloads", &[]),
+    spec(
         "share",
         "share PATH... [-r] [--force]",
         "track and publish files; a folder shares every regular file in it",
@@ -67,14 +91,14 @@ const COMMANDS: &[(&str, &str, &str, &[(&str, bool, &str)])] = &[
             ("--force", false, "publish even if the network already has the same file"),
         ],
     ),
-    (
+    spec(
         "unshare",
         "unshare NAME... [--forget]",
         "stop offering files to the network",
         &[("--forget", false, "also stop tracking them")],
     ),
-    ("ls", "ls [QUERY]", "files on the network: name, size, hosts, SHA-256 prefix", &[]),
-    (
+    spec("ls", "ls [QUERY]", "files on the network: name, size, hosts, SHA-256 prefix", &[]),
+    spec(
         "get",
         "get NAME|SHA256 [--to DIR] [--overwrite]",
         "download a file from the network with a live progress bar\n(SHA256 may be a prefix of 8 or more hex digits, as `ls` shows it)",
@@ -99,7 +123,7 @@ pub fn remote_command(args: &[String]) -> Option<&'static str> {
             i += 1;
             continue;
         }
-        return COMMANDS.iter().map(|c| c.0).find(|c| *c == a);
+        return COMMANDS.iter().map(|c| c.name).find(|c| *c == a);
     }
     None
 }
@@ -107,15 +131,18 @@ pub fn remote_command(args: &[String]) -> Option<&'static str> {
 /// The lines `p2pshare --help` adds for these commands.
 pub fn summary() -> String {
     let mut s = String::new();
-    for (_, usage, what, _) in COMMANDS {
-        let first = what.lines().next().unwrap_or_default();
-        s.push_str(&format!("  {usage}\n      {first}\n"));
+    for c in COMMANDS {
+        let first = c.what.lines().next().unwrap_or_default();
+        s.push_str(&format!("  {}\n      {first}\n", c.usage));
     }
     s
 }
 
 fn help(name: &str) -> String {
-    let Some((_, usage, what, flags)) = COMMANDS.iter().find(|c| c.0 == name) else {
+    let Some(Spec {
+        usage, what, flags, ..
+    }) = COMMANDS.iter().find(|c| c.name == name)
+    else {
         return String::new();
     };
     let mut s = format!("Usage: p2pshare {usage} [--node ADDR]\n\n{what}\n\nFlags:\n");
@@ -140,7 +167,7 @@ fn usage_err(cmd: &str, msg: impl std::fmt::Display) -> Failure {
 
 /// Parses the arguments of `cmd` (found by [`remote_command`]).
 pub fn parse(cmd: &str, args: &[String]) -> Result<Invocation, Failure> {
-    let Some((_, _, _, spec)) = COMMANDS.iter().find(|c| c.0 == cmd) else {
+    let Some(Spec { flags: spec, .. }) = COMMANDS.iter().find(|c| c.name == cmd) else {
         return Err(usage_err(cmd, "unknown command"));
     };
     let mut node = None;
