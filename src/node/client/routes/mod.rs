@@ -89,6 +89,8 @@ impl Node {
     pub(crate) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
         if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
             if s.ever_up {
+                // A user is here: a link waiting to retry tries now.
+                self.link_retry_now(cx, user);
                 return self.client_info(user).into();
             }
             // The first REGISTER is under way: answer together with it.
@@ -392,6 +394,7 @@ impl Node {
         };
         let at = unix_now();
         if !s.is_up() {
+            self.link_retry_now(cx, user);
             return self.publish_locally(cx, op, user, &name, at);
         }
         let mut p = PublishOp {
