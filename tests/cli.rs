@@ -153,6 +153,14 @@ fn share_ls_get_status_unshare_and_logout_through_the_command_line() {
     assert!(o.stdout().contains("shared report.bin"), "{o:?}");
     assert!(o.stdout().contains("shared notes.txt"), "{o:?}");
     assert!(o.stdout().contains("skipped 1 hidden"), "{o:?}");
+    let o = alice.run(&["status"], None, &[]);
+    assert!(o.stdout().contains("2 tracked, 2 shared"), "{o:?}");
+    assert!(
+        o.stdout()
+            .lines()
+            .any(|l| l.contains("report.bin") && l.ends_with("shared")),
+        "{o:?}"
+    );
 
     // Bob logs in with the password in the environment, and sees them.
     let o = bob.run(
@@ -161,6 +169,16 @@ fn share_ls_get_status_unshare_and_logout_through_the_command_line() {
         &[("P2PSHARE_PASSWORD", PASSWORD)],
     );
     assert_eq!(o.code(), 0, "{o:?}");
+    // A wrong password: exit 3, the login kept as it was.
+    let before = std::fs::read(bob.creds()).expect("credentials");
+    let o = bob.run(
+        &["login", "bob", "--password-stdin"],
+        Some("not the password\n"),
+        &[],
+    );
+    assert_eq!(o.code(), 3, "{o:?}");
+    assert!(o.stderr().contains("could not log in as bob"), "{o:?}");
+    assert_eq!(std::fs::read(bob.creds()).expect("credentials"), before);
     let listing = ls_until(&bob, &["ls", "report"], "report.bin");
     let sha = sha256_hex(&content);
     assert!(listing.contains(&sha[..12]), "{listing}");
@@ -319,6 +337,21 @@ fn errors_have_their_own_exit_codes_and_human_words() {
         assert_eq!(o.code(), 3, "{cmd:?}: {o:?}");
         assert!(o.stderr().contains("not logged in"), "{o:?}");
     }
+
+    // A login file others may read is refused: its token may have leaked.
+    let dir = home.path().join("config").join("p2pshare");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("credentials.json");
+    std::fs::write(
+        &file,
+        br#"{"node":"127.0.0.1:1","username":"x","token":"t"}"#,
+    )
+    .expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let o = run(&["status"], None);
+    assert_eq!(o.code(), 3, "{o:?}");
+    assert!(o.stderr().contains("can be read by other users"), "{o:?}");
+    std::fs::remove_file(&file).expect("rm");
 
     // No node there: 1, and a sentence that says what to do.
     let o = run(

@@ -247,6 +247,9 @@ fn status(node: Option<&str>) -> Result<(), Failure> {
         n("/counts/active_fetches"),
         n("/counts/uploads")
     );
+    if n("/counts/local_files") > 0 {
+        your_files(&api)?;
+    }
     if n("/counts/active_fetches") > 0 {
         let f = api.ok("GET", "fetches", None)?;
         for x in f
@@ -260,6 +263,45 @@ fn status(node: Option<&str>) -> Result<(), Failure> {
                 println!("  {}", super::progress::plain_line(&snap));
             }
         }
+    }
+    Ok(())
+}
+
+/// How many of the user's files `status` lists.
+const STATUS_FILES: usize = 20;
+
+/// The user's tracked files, one line each, and a notice for those that
+/// changed or vanished on disk (the node stops offering them).
+fn your_files(api: &Api) -> Result<(), Failure> {
+    let v = api.ok("GET", "local-files", None)?;
+    let files = v
+        .get("files")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    println!("your files");
+    for f in files.iter().take(STATUS_FILES) {
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("?");
+        let path = f.get("path").and_then(Value::as_str).unwrap_or("?");
+        let shared = f.get("is_published").and_then(Value::as_bool) == Some(true);
+        let state = match f.get("status").and_then(Value::as_str) {
+            Some("missing") => format!("missing from disk ({path}): no longer offered"),
+            Some("changed") => {
+                "changed on disk: no longer offered; share it again once it is hashed".to_owned()
+            }
+            _ if f.get("hashing").and_then(Value::as_bool) == Some(true) => {
+                "being hashed".to_owned()
+            }
+            _ if shared => "shared".to_owned(),
+            _ => "tracked, not shared".to_owned(),
+        };
+        println!(
+            "  {name}  {}  {state}",
+            bytes(f.get("size").and_then(Value::as_u64).unwrap_or(0))
+        );
+    }
+    if files.len() > STATUS_FILES {
+        println!("  … and {} more", files.len() - STATUS_FILES);
     }
     Ok(())
 }
