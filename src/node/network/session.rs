@@ -436,10 +436,20 @@ impl Node {
         s.failures = s.failures.saturating_add(1);
         let delay = backoff(s.failures, jitter);
         s.link = Link::Backoff(now + delay);
-        crate::log_warn!(
-            "{user}: registry connection lost ({reason}); retrying in {:.1} s",
-            delay.as_secs_f64()
-        );
+        // Retries come every 1.5 s at most: a warning for the first and
+        // about one a minute after, the others at debug level.
+        if s.failures == 1 || s.failures % 40 == 0 {
+            crate::log_warn!(
+                "{user}: registry connection lost ({reason}); retrying in {:.1} s (attempt {})",
+                delay.as_secs_f64(),
+                s.failures
+            );
+        } else {
+            crate::log_debug!(
+                "{user}: registry still unreachable ({reason}); retrying in {:.1} s",
+                delay.as_secs_f64()
+            );
+        }
         s.last_error = Some(reason);
     }
 
