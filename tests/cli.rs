@@ -436,3 +436,63 @@ fn a_node_registers_again_within_two_seconds_of_its_coordinator_coming_back() {
     let o = alice.run(&["ls"], None, &[]);
     assert_eq!(o.code(), 0, "{o:?}");
 }
+
+#[test]
+fn a_cancelled_download_ends_get_with_exit_1_and_says_so() {
+    let coord = Coordinator::start();
+    // A slow sender, so the download is still running when it is cancelled.
+    let n1 = Node::start_with(&coord, &["--max-upload-rate", "512KB"], &[]);
+    let n2 = Node::start(&coord);
+    let alice = Shell::new(&n1);
+    let bob = Shell::new(&n2);
+    alice.register("alice");
+    bob.register("bob");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("slow.bin");
+    std::fs::write(&file, pattern(16 << 20, 3)).expect("write");
+    let o = alice.run(&["share", &file.display().to_string()], None, &[]);
+    assert_eq!(o.code(), 0, "{o:?}");
+    ls_until(&bob, &["ls", "slow"], "slow.bin");
+
+    let into = tempfile::tempdir().expect("tempdir");
+    let mut get = Command::new(bin())
+        .args([
+            "get",
+            "slow.bin",
+            "--to",
+            &into.path().display().to_string(),
+        ])
+        .args(["--node", &bob.node])
+        .env("HOME", bob.home.path())
+        .env("XDG_CONFIG_HOME", bob.config())
+        .env_remove("P2PSHARE_NODE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn get");
+    let token = bob.token();
+    let id = wait_for("the download to run", || {
+        let (_, v) = n2.call("GET", "/api/client/fetches", Some(&token), None);
+        v["fetches"]
+            .as_array()?
+            .iter()
+            .find(|f| f["status"] == "downloading" && f["downloaded_size"].as_u64() > Some(0))
+            .and_then(|f| f["fetch_id"].as_str().map(str::to_owned))
+    });
+    let (s, v) = n2.call(
+        "DELETE",
+        &format!("/api/client/fetch/{id}"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(s, 200, "{v}");
+    let o = Out(get.wait_with_output().expect("get's output"));
+    assert_eq!(o.code(), 1, "{o:?}");
+    assert!(o.stderr().contains("the download was cancelled"), "{o:?}");
+    assert!(
+        o.stdout().lines().any(|l| l.ends_with("cancelled")),
+        "{o:?}"
+    );
+    assert!(!into.path().join("slow.bin").exists());
+}
