@@ -455,7 +455,7 @@ fn a_cancelled_download_ends_get_with_exit_1_and_says_so() {
     ls_until(&bob, &["ls", "slow"], "slow.bin");
 
     let into = tempfile::tempdir().expect("tempdir");
-    let mut get = Command::new(bin())
+    let get = Command::new(bin())
         .args([
             "get",
             "slow.bin",
