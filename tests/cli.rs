@@ -367,6 +367,19 @@ fn errors_have_their_own_exit_codes_and_human_words() {
     );
     assert!(!o.stderr().contains("os error"), "{o:?}");
 
+    // Something else answers there (the coordinator's port by mistake).
+    let coord = Coordinator::start();
+    let wrong = coord.api.to_string();
+    let o = run(
+        &["login", "alice", "--password-stdin", "--node", &wrong],
+        Some("pw-12345678\n"),
+    );
+    assert_eq!(o.code(), 1, "{o:?}");
+    assert!(
+        o.stderr().contains("is not a p2pshare node's client API"),
+        "{o:?}"
+    );
+
     // No password and no terminal: a usage error, nothing sent.
     let o = run(&["login", "alice", "--node", &node], None);
     assert_eq!(o.code(), 2, "{o:?}");

@@ -88,7 +88,16 @@ impl Api {
             TIMEOUT,
         ) {
             Ok(r) => {
-                let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                // Every answer of the client API is a JSON object, and it
+                // knows every path this command line asks for.
+                let unknown_path = r.status == 404
+                    && v.get("error")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| e.starts_with("No such endpoint"));
+                if !v.is_object() || unknown_path {
+                    return Err(self.not_a_node());
+                }
                 Ok((r.status, v))
             }
             Err(f) => Err(self.unreachable(f)),
@@ -103,6 +112,15 @@ impl Api {
         } else {
             Err(failure(status, &v))
         }
+    }
+
+    /// Something answers HTTP there, but not as a node's client API does
+    /// (the coordinator's port given by mistake, another web server).
+    fn not_a_node(&self) -> Failure {
+        Failure::error(format!(
+            "{} is not a p2pshare node's client API — give --node the address `p2pshare up` prints as \"client api listening on\" (127.0.0.1:5501 by default)",
+            self.ep.url()
+        ))
     }
 
     /// Like [`Api::ok`], for a request that needs the coordinator.
