@@ -185,9 +185,29 @@ impl Api {
 /// The error sentence of an answer (`{"error": …}`), or its status.
 pub fn error_text(status: u16, v: &Value) -> String {
     match v.get("error").and_then(Value::as_str) {
-        Some(e) if !e.is_empty() => e.to_owned(),
+        Some(e) if !e.is_empty() => without_os_numbers(e),
         _ => format!("the node answered HTTP {status}"),
     }
+}
+
+/// `text` without the ` (os error 111)` the node's messages may carry
+/// from the system: the words before it already say what happened.
+pub fn without_os_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" (os error ") {
+        let tail = &rest[i + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// What a non-2xx answer means for the exit code.
@@ -219,6 +239,21 @@ mod tests {
         assert_eq!(failure(409, &json!({"choices": []})).code, code::AMBIGUOUS);
         assert_eq!(failure(409, &e).code, code::ERROR);
         assert_eq!(failure(500, &Value::Null).msg, "the node answered HTTP 500");
+    }
+
+    #[test]
+    fn os_error_numbers_are_left_out() {
+        assert_eq!(
+            without_os_numbers(
+                "cannot connect to 1.2.3.4:9000: Connection refused (os error 111); try again"
+            ),
+            "cannot connect to 1.2.3.4:9000: Connection refused; try again"
+        );
+        assert_eq!(
+            without_os_numbers("a (os error x) b (os error 5)"),
+            "a (os error x) b"
+        );
+        assert_eq!(without_os_numbers("plain"), "plain");
     }
 
     #[test]

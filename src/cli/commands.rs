@@ -53,8 +53,9 @@ fn login(
         Some(u) => u,
         None if tty::stdin_is_tty() && !password_stdin => {
             eprint!("username: ");
-            tty::read_line()
-                .map_err(|e| Failure::error(format!("cannot read the username: {e}")))?
+            tty::read_line().map_err(|e| {
+                Failure::error(format!("cannot read the username: {}", super::io_words(&e)))
+            })?
         }
         None => {
             return Err(Failure::new(
@@ -129,7 +130,9 @@ fn login(
 
 /// `--password-stdin`, else `P2PSHARE_PASSWORD`, else a prompt on a terminal.
 fn read_password(from_stdin: bool, register: bool) -> Result<String, Failure> {
-    let read_err = |e: std::io::Error| Failure::error(format!("cannot read the password: {e}"));
+    let read_err = |e: std::io::Error| {
+        Failure::error(format!("cannot read the password: {}", super::io_words(&e)))
+    };
     let pw = if from_stdin {
         tty::read_line().map_err(read_err)?
     } else if let Some(p) = std::env::var("P2PSHARE_PASSWORD")
@@ -172,7 +175,7 @@ fn logout(node: Option<&str>) -> Result<(), Failure> {
                 api.ep.authority()
             );
             if let Some(n) = v.get("note").and_then(Value::as_str) {
-                println!("note: {n}");
+                println!("note: {}", api::without_os_numbers(n));
             }
             Ok(())
         }
@@ -228,7 +231,7 @@ fn status(node: Option<&str>) -> Result<(), Failure> {
                 if let Some(r) = v.pointer("/coordinator/retry_in_s").and_then(Value::as_f64) {
                     t.push_str(&format!(", next try in {r:.1} s"));
                 }
-                let e = s("/coordinator/last_error");
+                let e = api::without_os_numbers(&s("/coordinator/last_error"));
                 if !e.is_empty() {
                     t.push_str(&format!(" ({e})"));
                 }
@@ -434,7 +437,7 @@ fn unshare(node: Option<&str>, names: &[String], forget: bool) -> Result<(), Fai
                     println!("unshared {name}");
                 }
                 if let Some(n) = v.get("note").and_then(Value::as_str) {
-                    println!("  note: {n}");
+                    println!("  note: {}", api::without_os_numbers(n));
                 }
             }
             Err(f) if f.code == code::AUTH => return Err(f),

@@ -51,7 +51,13 @@ pub fn load() -> Result<Option<Creds>, String> {
     let text = match fs::read_to_string(&p) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read your saved login {}: {e}", p.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot read your saved login {}: {}",
+                p.display(),
+                super::io_words(&e)
+            ))
+        }
     };
     if let Ok(m) = fs::metadata(&p) {
         if m.permissions().mode() & 0o077 != 0 {
@@ -78,17 +84,26 @@ pub fn save(c: &Creds) -> Result<PathBuf, String> {
         .recursive(true)
         .mode(0o700)
         .create(&d)
-        .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        .map_err(|e| format!("cannot create {}: {}", d.display(), super::io_words(&e)))?;
     // The folder may predate us with looser rights; it is ours alone.
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot restrict {} to you: {e}", d.display()))?;
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map_err(|e| {
+        format!(
+            "cannot restrict {} to you: {}",
+            d.display(),
+            super::io_words(&e)
+        )
+    })?;
     let p = d.join(FILE);
     let tmp = d.join(format!(".{FILE}.{}", std::process::id()));
     let body = serde_json::to_vec_pretty(c).map_err(|e| e.to_string())?;
     let written = write_private(&tmp, &body);
     if let Err(e) = written.and_then(|()| fs::rename(&tmp, &p)) {
         let _ = fs::remove_file(&tmp);
-        return Err(format!("cannot save your login in {}: {e}", p.display()));
+        return Err(format!(
+            "cannot save your login in {}: {}",
+            p.display(),
+            super::io_words(&e)
+        ));
     }
     Ok(p)
 }
@@ -111,6 +126,10 @@ pub fn remove() -> Result<bool, String> {
     match fs::remove_file(&p) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(format!("cannot delete {}: {e}", p.display())),
+        Err(e) => Err(format!(
+            "cannot delete {}: {}",
+            p.display(),
+            super::io_words(&e)
+        )),
     }
 }

@@ -170,7 +170,7 @@ fn io_failed(e: std::io::Error) -> Failed {
     match e.kind() {
         K::ConnectionRefused => Failed::NotRunning,
         K::TimedOut | K::WouldBlock => Failed::TimedOut,
-        _ => Failed::Broken(e.to_string()),
+        _ => Failed::Broken(super::io_words(&e)),
     }
 }
 

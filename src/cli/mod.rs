@@ -56,6 +56,12 @@ impl Failure {
     }
 }
 
+/// An I/O error in words ("permission denied", "no storage space"),
+/// without the OS error number its `Display` adds.
+pub fn io_words(e: &std::io::Error) -> String {
+    e.kind().to_string()
+}
+
 /// Runs `args` if they name a command of the remote command line (`login`,
 /// `share`, ...); `None` leaves them to [`main`].
 pub fn remote(args: &[String]) -> Option<ExitCode> {

@@ -36,7 +36,7 @@ fn collect(paths: &[String], recursive: bool) -> (Vec<PathBuf>, Vec<String>, usi
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 problems.push(format!("{p}: you may not read it"))
             }
-            Err(e) => problems.push(format!("{p}: cannot look at it ({e})")),
+            Err(e) => problems.push(format!("{p}: cannot look at it ({})", super::io_words(&e))),
         }
     }
     files.truncate(MAX_FILES);
@@ -53,7 +53,11 @@ fn walk(
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
-            problems.push(format!("{}: cannot list the folder ({e})", dir.display()));
+            problems.push(format!(
+                "{}: cannot list the folder ({})",
+                dir.display(),
+                super::io_words(&e)
+            ));
             return;
         }
     };
@@ -141,7 +145,7 @@ pub fn run(
                     path.display()
                 );
                 if let Some(n) = note {
-                    println!("  note: {n}");
+                    println!("  note: {}", api::without_os_numbers(&n));
                 }
             }
             Outcome::Failed(e) if e.code == code::AUTH => return Err(e),
