@@ -76,7 +76,7 @@ impl Node {
                 .into();
             }
         }
-        try_reply!(self.require_link(user));
+        try_reply!(self.require_link(cx, user));
         // A coordinator that knows `sha256` answers only hosts with that
         // content; an older one ignores it, so the answer is filtered here too.
         let msg = Request::Request {

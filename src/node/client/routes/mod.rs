@@ -89,6 +89,8 @@ impl Node {
     pub(crate) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
         if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
             if s.ever_up {
+                // A user is here: a link waiting to retry tries now.
+                self.link_retry_now(cx, user);
                 return self.client_info(user).into();
             }
             // The first REGISTER is under way: answer together with it.
@@ -402,6 +404,7 @@ impl Node {
         };
         let at = unix_now();
         if !s.is_up() {
+            self.link_retry_now(cx, user);
             return self.publish_locally(cx, op, user, &name, at);
         }
         let mut p = PublishOp {
@@ -521,7 +524,13 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(crate) fn require_link(&self, user: &str) -> Result<(), Reply> {
+    /// The user's registry link is up; if it waits to retry, it retries
+    /// now (a user action should not wait out the backoff) and the caller
+    /// answers 503 meanwhile.
+    pub(crate) fn require_link(&mut self, cx: &mut Ctx, user: &str) -> Result<(), Reply> {
+        if !self.session_up(user) {
+            self.link_retry_now(cx, user);
+        }
         let s = self
             .users
             .get(user)
