@@ -51,6 +51,15 @@ pub fn listen_failure(
     }
 }
 
+/// An error message without the " (os error N)" the standard library
+/// appends: users read "Connection refused", not an errno.
+pub fn without_errno(msg: &str) -> String {
+    match msg.rfind(" (os error ") {
+        Some(i) if msg.ends_with(')') => msg[..i].to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +68,14 @@ mod tests {
     fn hex_is_lowercase_and_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn errno_suffixes_are_dropped() {
+        assert_eq!(
+            super::without_errno("Connection refused (os error 111)"),
+            "Connection refused"
+        );
+        assert_eq!(super::without_errno("timed out"), "timed out");
     }
 }

@@ -181,7 +181,14 @@ impl Node {
                     s.link = Link::Connecting(id);
                 }
             }
-            Err(e) => self.link_failed(cx, user, format!("cannot connect to {addr}: {e}")),
+            Err(e) => self.link_failed(
+                cx,
+                user,
+                format!(
+                    "cannot connect to {addr}: {}",
+                    crate::util::without_errno(&e.to_string())
+                ),
+            ),
         }
     }
 
@@ -397,8 +404,16 @@ impl Node {
         }
         let waits: Vec<Wait> = s.inflight.drain(..).collect();
         let reason = match why {
-            CloseReason::ConnectFailed(e) => format!("cannot connect to {}: {e}", s.registry),
-            CloseReason::Error(e) => format!("connection to {} failed: {e}", s.registry),
+            CloseReason::ConnectFailed(e) => format!(
+                "cannot connect to {}: {}",
+                s.registry,
+                crate::util::without_errno(e)
+            ),
+            CloseReason::Error(e) => format!(
+                "connection to {} failed: {}",
+                s.registry,
+                crate::util::without_errno(e)
+            ),
             CloseReason::PeerClosed => format!("{} closed the connection", s.registry),
             CloseReason::Timeout => format!("{} stopped answering", s.registry),
             CloseReason::Local => match &s.last_error {
