@@ -173,9 +173,19 @@ pub struct Node {
     net: network_index::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
+    /// Publishes waiting for their file's hash (`client/routes`).
+    hash_waits: Vec<HashWait>,
     last_rescan: Instant,
     last_purge: Instant,
     rng: u64,
+}
+
+/// A publish waiting for the hash of its file (`client/routes`).
+pub(crate) struct HashWait {
+    pub op: OpId,
+    pub user: String,
+    pub name: String,
+    pub since: Instant,
 }
 
 /// Serves nothing: peer connections of a user who logged out meanwhile.
@@ -292,6 +302,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         saves: persist::Saves::default(),
         net: network_index::NetCache::default(),
         backlog: VecDeque::new(),
+        hash_waits: Vec::new(),
         last_rescan: now,
         last_purge: now,
         rng: seed | 1,
@@ -336,8 +347,18 @@ impl Node {
             return;
         };
         let j: HashJob = job;
+        crate::log_debug!("{user}: hashing {name:?}");
         let submitted = self.work.submit(move || {
-            let result = catalog::hashing::hash_file(&j.sandbox, &j.path);
+            let started = Instant::now();
+            let result = catalog::hashing::run(&j);
+            if let catalog::hashing::HashResult::Ok { size, .. } = &result {
+                crate::log_info!(
+                    "{}: hashed {:?} ({size} bytes) in {} ms",
+                    j.user,
+                    j.name,
+                    started.elapsed().as_millis()
+                );
+            }
             WorkDone::Hash { job: j, result }
         });
         if submitted.is_err() {
@@ -355,8 +376,27 @@ impl Node {
                     self.net_sync_file(user, &name);
                 }
                 Effect::Hash(name) => self.queue_hash(user, &name),
+                Effect::Announce(name) => self.announce(cx, user, &name),
             }
         }
+    }
+
+    /// PUBLISH again with the file's current metadata (its hash pair),
+    /// nobody waiting; without a link the next REGISTER carries it.
+    fn announce(&mut self, cx: &mut Ctx, user: &str, name: &str) {
+        let Some(f) = self.users.get(user).and_then(|u| u.catalog.get(name)) else {
+            return;
+        };
+        if !f.is_published {
+            return;
+        }
+        let msg = crate::proto::registry::Request::Publish {
+            hostname: user.into(),
+            fname: f.name.clone().into(),
+            meta: f.registry_meta(),
+        };
+        let why = ops::Wait::Quiet("announcing a file's new hash pair");
+        self.registry_send(cx, user, &msg, why);
     }
 
     /// Stats every file of `user` on the pool (a stat may block on a slow
@@ -389,7 +429,9 @@ impl Node {
     }
 
     fn work_done(&mut self, cx: &mut Ctx) {
+        let mut any = false;
         for done in self.work.drain() {
+            any = true;
             match done {
                 WorkDone::Hash { job, result } => {
                     let effects = match self.users.get_mut(&job.user) {
@@ -411,6 +453,9 @@ impl Node {
                     self.apply_effects(cx, &user, effects);
                 }
             }
+        }
+        if any {
+            self.resume_hash_waits(cx);
         }
     }
 
@@ -473,6 +518,8 @@ impl Node {
             self.tokens.purge(crate::util::unix_secs(), now);
         }
         self.saves_tick(cx);
+        // Removals, logouts and the wait's own bound.
+        self.resume_hash_waits(cx);
         self.net.sweep(now);
         for (user, path) in self.fetches.take_completed() {
             crate::log_debug!("{user}: download finished at {}", path.display());
