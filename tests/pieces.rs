@@ -115,6 +115,14 @@ fn pieces_match_the_file_and_the_root_the_registry_offers() {
     // A 0-byte file has no pieces; its root is the hash of nothing.
     assert_eq!(offer(&coord, "empty.bin")["root"], sha256_hex(b""));
 
+    // Its digests gone from the piece store: readerror, not a wrong answer.
+    let root = offer(&coord, "one piece.bin")["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(n.data.join("pieces").join(&root)).unwrap();
+    assert_eq!(pieces(alice.peer, "one piece.bin").0, "ERROR readerror");
+
     // Tracked but not published, unknown, a path: not served.
     let secret = dir.path().join("secret.bin");
     std::fs::write(&secret, b"mine only").unwrap();

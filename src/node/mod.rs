@@ -367,6 +367,31 @@ impl Node {
         }
     }
 
+    /// A finished, verified download at `path` joins `user`'s files with
+    /// the hash pair it was checked against, without being read again
+    /// ([`Catalog::add_verified`]; its digests must be in the piece store
+    /// already, stored on a worker). Hashed like an added file only if it
+    /// changed since. Saved by the next cron tick (nobody waits); publish
+    /// it as `routes` does. Returns the name it is tracked under; errors
+    /// carry an HTTP status and a sentence.
+    #[allow(dead_code)] // Called by transfers/fetch once a download completes.
+    pub(crate) fn track_verified(
+        &mut self,
+        user: &str,
+        path: &str,
+        v: &catalog::Verified,
+    ) -> Result<String, (u16, String)> {
+        let u = self
+            .users
+            .get_mut(user)
+            .ok_or_else(|| (404, "Unknown user".to_owned()))?;
+        let (name, hash) = u.catalog.add_verified(path, crate::util::unix_now(), v)?;
+        if hash {
+            self.queue_hash(user, &name);
+        }
+        Ok(name)
+    }
+
     fn apply_effects(&mut self, cx: &mut Ctx, user: &str, effects: Vec<Effect>) {
         for e in effects {
             match e {
