@@ -5,7 +5,10 @@
 //! tracked is the [`Sandbox`]'s rule; the catalog asks it at add and at
 //! load. It does no hashing, no registry I/O and, in a loop turn, no disk
 //! writes: [`Snapshot::write`] runs on the node's store thread, and the
-//! catalog returns [`Effect`]s for the node.
+//! catalog returns [`Effect`]s for the node. Each file's hash pair (`sha256`
+//! and the piece `root`) comes from one pass on a worker (`hashing`); the
+//! digests behind a root live in the piece store (`pieces`), which a load
+//! checks so an unchanged file is not read again after a restart.
 
 use crate::proto::names::check_file_name;
 use crate::util::unix_now;

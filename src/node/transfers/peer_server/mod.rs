@@ -7,7 +7,9 @@
 //! opened through the [`Sandbox`] (beneath their share root, no symlink
 //! followed) and served only while they are still the file that was added
 //! (device, inode, size, mtime). Transfers of the same file share one map,
-//! kept a little after its last use.
+//! kept a little after its last use (`maps`). `PIECES` sends a file's piece
+//! digests the same way, from a map of its entry in the piece store
+//! (`pieces`).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, Metadata};
