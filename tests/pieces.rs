@@ -292,3 +292,29 @@ fn a_restarted_node_serves_pieces_without_hashing_again() {
     });
     assert_eq!(pieces(alice.peer, &name).1, digests_of(&body));
 }
+
+#[test]
+fn register_carries_the_root_of_a_file_published_while_the_coordinator_was_away() {
+    // Behind relays, so the node finds the restarted coordinator.
+    let mut coord = Coordinator::start_relayed();
+    let n = Node::start(&coord);
+    let alice = n.user("alice");
+    coord.kill();
+    let dir = tempfile::tempdir().unwrap();
+    let body = pattern(2 * PIECE + 3, 21);
+    let path = dir.path().join("offline.bin");
+    std::fs::write(&path, &body).unwrap();
+    add_file(&n, &alice, &path);
+    let (s, v) = publish_now(&n, &alice, "offline.bin");
+    assert_eq!(s, 200, "published here: {v}");
+    assert!(v["note"].is_string(), "{v}");
+    // No PUBLISH reached it: only REGISTER's files_metadata can say it.
+    coord.restart();
+    let host = wait_for("REGISTER with the file", || {
+        let mut reg = RegistryClient::connect(coord.registry);
+        let v = reg.req("REQUEST", json!({ "fname": "offline.bin" }));
+        (v["status"] == "FOUND").then(|| v["hosts"][0].clone())
+    });
+    assert_eq!(host["sha256"], sha256_hex(&body), "{host}");
+    assert_eq!(host["root"], sha256_hex(&digests_of(&body)), "{host}");
+}
