@@ -461,6 +461,9 @@ impl Node {
     /// removed, logged out, or waiting past [`HASH_WAIT_MAX`] — start over
     /// (from the work results and the cron).
     pub(crate) fn resume_hash_waits(&mut self, cx: &mut Ctx) {
+        if self.hash_waits.is_empty() {
+            return;
+        }
         let now = cx.now();
         let users = &self.users;
         let (over, waiting): (Vec<HashWait>, Vec<HashWait>) = std::mem::take(&mut self.hash_waits)
