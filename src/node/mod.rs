@@ -179,9 +179,19 @@ pub struct Node {
     standing_asked: std::collections::HashSet<String>,
     /// Op ids of background server-API calls.
     next_background_op: u64,
+    /// Publishes waiting for their file's hash (`client/routes`).
+    hash_waits: Vec<HashWait>,
     last_rescan: Instant,
     last_purge: Instant,
     rng: u64,
+}
+
+/// A publish waiting for the hash of its file (`client/routes`).
+pub(crate) struct HashWait {
+    pub op: OpId,
+    pub user: String,
+    pub name: String,
+    pub since: Instant,
 }
 
 /// Serves nothing: peer connections of a user who logged out meanwhile.
@@ -315,6 +325,7 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         standing: HashMap::new(),
         standing_asked: Default::default(),
         next_background_op: 0,
+        hash_waits: Vec::new(),
         last_rescan: now,
         last_purge: now,
         rng: seed | 1,
@@ -361,14 +372,49 @@ impl Node {
             return;
         };
         let j: HashJob = job;
+        crate::log_debug!("{user}: hashing {name:?}");
         let submitted = self.work.submit(move || {
-            let result = catalog::hashing::hash_file(&j.sandbox, &j.path);
+            let started = Instant::now();
+            let result = catalog::hashing::run(&j);
+            if let catalog::hashing::HashResult::Ok { size, .. } = &result {
+                crate::log_info!(
+                    "{}: hashed {:?} ({size} bytes) in {} ms",
+                    j.user,
+                    j.name,
+                    started.elapsed().as_millis()
+                );
+            }
             WorkDone::Hash { job: j, result }
         });
         if submitted.is_err() {
             u.catalog.hash_not_started(name);
             self.backlog.push_back((user.to_owned(), name.to_owned()));
         }
+    }
+
+    /// A finished, verified download at `path` joins `user`'s files with
+    /// the hash pair it was checked against, without being read again
+    /// ([`Catalog::add_verified`]; its digests must be in the piece store
+    /// already, stored on a worker). Hashed like an added file only if it
+    /// changed since. Saved by the next cron tick (nobody waits); publish
+    /// it as `routes` does. Returns the name it is tracked under; errors
+    /// carry an HTTP status and a sentence.
+    #[allow(dead_code)] // Called by transfers/fetch once a download completes.
+    pub(crate) fn track_verified(
+        &mut self,
+        user: &str,
+        path: &str,
+        v: &catalog::Verified,
+    ) -> Result<String, (u16, String)> {
+        let u = self
+            .users
+            .get_mut(user)
+            .ok_or_else(|| (404, "Unknown user".to_owned()))?;
+        let (name, hash) = u.catalog.add_verified(path, crate::util::unix_now(), v)?;
+        if hash {
+            self.queue_hash(user, &name);
+        }
+        Ok(name)
     }
 
     fn apply_effects(&mut self, cx: &mut Ctx, user: &str, effects: Vec<Effect>) {
@@ -380,8 +426,27 @@ impl Node {
                     self.net_sync_file(user, &name);
                 }
                 Effect::Hash(name) => self.queue_hash(user, &name),
+                Effect::Announce(name) => self.announce(cx, user, &name),
             }
         }
+    }
+
+    /// PUBLISH again with the file's current metadata (its hash pair),
+    /// nobody waiting; without a link the next REGISTER carries it.
+    fn announce(&mut self, cx: &mut Ctx, user: &str, name: &str) {
+        let Some(f) = self.users.get(user).and_then(|u| u.catalog.get(name)) else {
+            return;
+        };
+        if !f.is_published {
+            return;
+        }
+        let msg = crate::proto::registry::Request::Publish {
+            hostname: user.into(),
+            fname: f.name.clone().into(),
+            meta: f.registry_meta(),
+        };
+        let why = ops::Wait::Quiet("announcing a file's new hash pair");
+        self.registry_send(cx, user, &msg, why);
     }
 
     /// Stats every file of `user` on the pool (a stat may block on a slow
@@ -414,7 +479,9 @@ impl Node {
     }
 
     fn work_done(&mut self, cx: &mut Ctx) {
+        let mut any = false;
         for done in self.work.drain() {
+            any = true;
             match done {
                 WorkDone::Hash { job, result } => {
                     let effects = match self.users.get_mut(&job.user) {
@@ -436,6 +503,9 @@ impl Node {
                     self.apply_effects(cx, &user, effects);
                 }
             }
+        }
+        if any {
+            self.resume_hash_waits(cx);
         }
     }
 
@@ -498,6 +568,8 @@ impl Node {
             self.tokens.purge(crate::util::unix_secs(), now);
         }
         self.saves_tick(cx);
+        // Removals, logouts and the wait's own bound.
+        self.resume_hash_waits(cx);
         self.net.sweep(now);
         for (user, path) in self.fetches.take_completed() {
             crate::log_debug!("{user}: download finished at {}", path.display());

@@ -72,6 +72,9 @@ pub struct PublishOp {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PublishStage {
+    /// Waiting for the file's hash (a publish right after `/add-file`);
+    /// the publish starts over once it ends (`routes`, `resume_hash_waits`).
+    Hashing,
     /// REQUEST by name answered next.
     Request,
     /// The network index (all LIST pages), for duplicates under other names.
