@@ -451,9 +451,10 @@
         type: "button", class: "btn btn-primary btn-small",
         dataset: { action: "publish", focusKey: "share:" + name },
         "aria-label": "Publish " + name,
-        disabled: !!f.hashing || f.status === "missing",
-        title: f.hashing ? "Wait until the SHA-256 is computed" : null,
-        on: { click: (ev) => publishFile(name, false, ev.currentTarget) },
+        disabled: f.status === "missing",
+        // The node answers a publish once the file's hash is done.
+        title: f.hashing ? "Publishes as soon as the SHA-256 is computed" : null,
+        on: { click: (ev) => publishFile(name, false, ev.currentTarget, !!f.hashing) },
       }, "Publish");
     const removeBtn = el("button", {
       type: "button", class: "btn btn-ghost btn-small",
@@ -602,8 +603,8 @@
     loadFiles();
   }
 
-  async function publishFile(fname, force, button) {
-    if (button) P.setBusy(button, true, "Publishing…");
+  async function publishFile(fname, force, button, hashing) {
+    if (button) P.setBusy(button, true, hashing ? "Hashing, then publishing…" : "Publishing…");
     const body = { fname };
     if (force) body.force = true;
     const res = await authed("POST", "/api/client/publish", body);
