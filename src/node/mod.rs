@@ -474,9 +474,8 @@ impl Node {
         }
         self.saves_tick(cx);
         self.net.sweep(now);
-        for (user, path) in self.fetches.take_completed() {
-            crate::log_debug!("{user}: download finished at {}", path.display());
-        }
+        self.fetch_lookups(cx);
+        self.fetches_completed(cx);
         cx.timer(self.svc, CRON_TICK, Timer::Cron.to_key());
     }
 }
@@ -591,6 +590,8 @@ impl Service for Node {
         for (op, result) in self.fetches.take_durable() {
             self.fetch_recorded(cx, op, result);
         }
+        self.fetch_lookups(cx);
+        self.fetches_completed(cx);
         self.work_done(cx);
         self.store_done(cx);
     }

@@ -79,6 +79,8 @@ pub struct FetchOp {
     pub target: std::path::PathBuf,
     pub overwrite: bool,
     pub prefer: Option<String>,
+    /// Add the finished file to the user's files and publish it.
+    pub share: bool,
 }
 
 pub struct NetworkOp {
@@ -111,6 +113,8 @@ pub enum Wait {
     Op(OpId),
     /// A LIST page of the network walk this connection carries.
     Walk,
+    /// Hosts for a running fetch (its lookup number in `transfers::fetch`).
+    FetchHosts(u64),
 }
 
 /// How a request goes on once its change is on disk, and how the change

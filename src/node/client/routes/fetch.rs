@@ -1,5 +1,7 @@
 //! The fetch endpoints: which content and hosts a `/fetch` means, starting
-//! the download once its record is on disk, and progress, list and cancel.
+//! the download once its record is on disk, progress, list, pause, resume
+//! and cancel; and the registry lookups a running fetch asks for (more
+//! hosts on resume or when it runs out).
 
 use serde_json::json;
 
@@ -12,6 +14,13 @@ impl Node {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
         }
         let overwrite = try_reply!(bool_field(b, "overwrite"));
+        // Sharing what was fetched is the default (a popular file gains
+        // sources as it spreads); `share: false` keeps it private.
+        let share = match b.get("share") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(v)) => *v,
+            Some(_) => return Reply::error(400, "'share' must be true or false").into(),
+        };
         let sha256 = match try_reply!(str_field(b, "sha256")).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => match pick::parse_sha256(s) {
@@ -97,7 +106,62 @@ impl Node {
             target,
             overwrite,
             prefer,
+            share,
         }))
+    }
+
+    pub(crate) fn api_pause_fetch(
+        &mut self,
+        cx: &mut Ctx,
+        user: &str,
+        id: &str,
+        pause: bool,
+    ) -> Reply {
+        let r = if pause {
+            self.fetches.pause(cx, user, id)
+        } else {
+            self.fetches.resume(cx, user, id)
+        };
+        match r {
+            Ok(()) => Reply::ok(json!({"success": true})),
+            Err((status, msg)) => Reply::error(status, &msg),
+        }
+    }
+
+    /// Sends the registry lookups running fetches asked for, as far as
+    /// their users' registry links are up (the rest wait for the next try).
+    pub(crate) fn fetch_lookups(&mut self, cx: &mut Ctx) {
+        let wanted: Vec<_> = self.fetches.lookups().to_vec();
+        for l in wanted {
+            let msg = Request::Request {
+                fname: l.fname.as_str().into(),
+                sha256: l.sha256.clone(),
+            };
+            if self.registry_send(cx, &l.user, &msg, Wait::FetchHosts(l.seq)) {
+                self.fetches.lookup_sent(l.seq);
+            }
+        }
+    }
+
+    /// Downloads that finished: added to their user's files (and published,
+    /// unless the fetch said `share: false`).
+    pub(crate) fn fetches_completed(&mut self, _cx: &mut Ctx) {
+        for c in self.fetches.take_completed() {
+            crate::log_debug!("{}: download finished at {}", c.user, c.path.display());
+        }
+    }
+
+    /// The registry's answer to a running fetch's lookup.
+    pub(crate) fn fetch_hosts_found(
+        &mut self,
+        cx: &mut Ctx,
+        seq: u64,
+        fname: Option<&str>,
+        v: &registry::Reply<'_>,
+    ) {
+        let hosts = index::found_hosts(v, fname.unwrap_or(""));
+        let offers = offers_of(hosts);
+        self.fetches.hosts_found(cx, seq, offers);
     }
 
     pub(crate) fn api_cancel_fetch(&mut self, cx: &mut Ctx, user: &str, id: &str) -> Reply {
@@ -190,23 +254,13 @@ impl Node {
                 }
             }
         }
-        let offers: Vec<HostOffer> = hosts
-            .into_iter()
-            .map(|h| HostOffer {
-                hostname: h.hostname,
-                ip: h.ip,
-                port: h.port,
-                size: h.files[0].size,
-                sha256: h.files[0].sha256.clone(),
-                online: h.online,
-            })
-            .collect();
         let req = FetchRequest {
             user: f.user.clone(),
             fname: f.fname.clone(),
             target: f.target,
             overwrite: f.overwrite,
-            hosts: offers,
+            share: f.share,
+            hosts: offers_of(hosts),
         };
         match self.fetches.start(cx, req) {
             Ok(id) if self.fetches.when_durable(op) => Ok(Outcome::Later(OpKind::FetchRecorded {
@@ -248,4 +302,23 @@ impl Node {
         };
         self.finish(cx, op, reply);
     }
+}
+
+/// The registry's hosts as a fetch uses them.
+fn offers_of(hosts: Vec<NetHost>) -> Vec<HostOffer> {
+    hosts
+        .into_iter()
+        .filter_map(|h| {
+            let file = h.files.first()?;
+            Some(HostOffer {
+                size: file.size,
+                sha256: file.sha256.clone(),
+                root: h.root.clone(),
+                hostname: h.hostname,
+                ip: h.ip,
+                port: h.port,
+                online: h.online,
+            })
+        })
+        .collect()
 }
