@@ -80,6 +80,10 @@ impl Fetches {
             link.sample(now);
             let host = link.host.clone();
             peers::add_bytes(&mut job.rec.peers, &host, fed.body);
+            if fed.body > 0 && job.rec.peer.as_deref() != Some(host.as_str()) {
+                // `peer`: the host that sent the latest bytes.
+                job.rec.peer = Some(host.clone());
+            }
             let got = job.received();
             if job
                 .samples

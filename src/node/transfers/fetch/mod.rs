@@ -626,7 +626,8 @@ impl Fetches {
             Outcome::Cancelled(None) => r.error = None,
         }
         if let Some(e) = &r.error {
-            crate::log_info!("fetch {}: {} ({e})", r.fetch_id, r.status.word());
+            let word = Phase::Done(outcome.clone()).status().word();
+            crate::log_info!("fetch {}: {word} ({e})", r.fetch_id);
         }
         if *outcome != Outcome::Completed {
             let (place, part_id) = (job.place.clone(), r.part_id);

@@ -125,7 +125,8 @@ pub fn final_error(job: &Job) -> String {
     } else {
         "no other host has the file"
     };
-    let got = job.received();
+    // Bytes received, verified or not: how far the transfer got.
+    let got: u64 = job.rec.peers.iter().map(|p| p.bytes).sum();
     match &job.interrupted {
         Some(first) if got > 0 => {
             let got = human_bytes(got);
