@@ -151,7 +151,8 @@ fn serve(conn: TcpStream, s: &Shared) {
         let l = line.trim_end_matches('\n');
         let ok = if l == format!("INFO {}", s.name) {
             let sha = hexs(&Sha256::digest(&s.body));
-            out.write_all(format!("INFO {} {sha}\n", s.body.len()).as_bytes()).is_ok()
+            out.write_all(format!("INFO {} {sha}\n", s.body.len()).as_bytes())
+                .is_ok()
         } else if l == format!("PIECES {}", s.name) {
             let mut list = s.list.clone();
             if s.script.lie_list && !list.is_empty() {
@@ -169,7 +170,8 @@ fn serve(conn: TcpStream, s: &Shared) {
             if s.script.corrupt && !data.is_empty() {
                 data[0] ^= 0xff;
             }
-            out.write_all(format!("LENGTH {}\n", data.len()).as_bytes()).is_ok()
+            out.write_all(format!("LENGTH {}\n", data.len()).as_bytes())
+                .is_ok()
                 && send_paced(&mut out, &data, s)
         } else {
             out.write_all(b"ERROR notfound\n").is_ok()
@@ -250,7 +252,11 @@ fn a_fetch_from_three_hosts_uses_all_three() {
     assert_eq!(p["root"], piece_list(&body).1, "{p}");
     for fp in &peers {
         let e = peer(&p, &fp.host);
-        assert!(e["bytes"].as_u64().unwrap() > 0, "{} sent nothing: {p}", fp.host);
+        assert!(
+            e["bytes"].as_u64().unwrap() > 0,
+            "{} sent nothing: {p}",
+            fp.host
+        );
         assert!(!fp.ranges().is_empty());
     }
     // Each piece was asked once, except for endgame duplicates of the last few.
@@ -288,7 +294,10 @@ fn a_host_sending_corrupt_pieces_is_dropped_and_the_file_completes() {
     let m = peer(&p, "rotten");
     assert_eq!(m["state"], "dropped", "{p}");
     assert!(
-        m["reason"].as_str().unwrap_or("").contains("does not match its digest"),
+        m["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("does not match its digest"),
         "{p}"
     );
 }
@@ -316,7 +325,10 @@ fn a_host_lying_about_its_piece_list_is_dropped_and_another_gives_it() {
     assert!(std::fs::read(&target).unwrap() == body);
     let l = peer(&p, "liar");
     assert_eq!(l["state"], "dropped", "{p}");
-    assert!(l["reason"].as_str().unwrap_or("").contains("piece list"), "{p}");
+    assert!(
+        l["reason"].as_str().unwrap_or("").contains("piece list"),
+        "{p}"
+    );
 }
 
 /// The verified pieces a fetch recorded in its resume state.
@@ -361,7 +373,10 @@ fn a_node_killed_mid_fetch_resumes_without_fetching_verified_pieces_again() {
         (got.len() >= 3).then_some(got)
     });
     c.kill();
-    assert!(!target.exists(), "no file under the final name after kill -9");
+    assert!(
+        !target.exists(),
+        "no file under the final name after kill -9"
+    );
     // The serving peer comes back on another port: only the registry knows.
     drop(first);
     let again = FakePeer::start(&coord, "seeder", "resume.bin", &body, Script::default());
@@ -370,7 +385,12 @@ fn a_node_killed_mid_fetch_resumes_without_fetching_verified_pieces_again() {
         token: c.login("carol", "carol"),
         ..carol
     };
-    let (s, v) = c.call("POST", "/api/client/init", Some(&carol.token), Some(json!({})));
+    let (s, v) = c.call(
+        "POST",
+        "/api/client/init",
+        Some(&carol.token),
+        Some(json!({})),
+    );
     assert_eq!(s, 200, "{v}");
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "completed", "{p}");
@@ -384,7 +404,11 @@ fn a_node_killed_mid_fetch_resumes_without_fetching_verified_pieces_again() {
         asked_again.is_empty(),
         "pieces {asked_again:?} were verified before the kill and fetched again"
     );
-    assert!(again.ranges().len() + kept.len() <= 13, "{:?}", again.ranges());
+    assert!(
+        again.ranges().len() + kept.len() <= 13,
+        "{:?}",
+        again.ranges()
+    );
 }
 
 #[test]
@@ -405,7 +429,9 @@ fn pause_stops_the_bytes_resume_completes_and_cancel_removes_the_part() {
         &carol,
         json!({"fname": "p.bin", "sha256": sha256_hex(&body), "save_path": out.join("p.bin")}),
     );
-    c.wait_fetch(&carol, &id, 60, |p| p["downloaded_size"].as_u64().unwrap_or(0) > 1_500_000);
+    c.wait_fetch(&carol, &id, 60, |p| {
+        p["downloaded_size"].as_u64().unwrap_or(0) > 1_500_000
+    });
     let call = |what: &str| {
         c.call(
             "POST",
@@ -417,14 +443,19 @@ fn pause_stops_the_bytes_resume_completes_and_cancel_removes_the_part() {
     let (s, v) = call("pause");
     assert_eq!(s, 200, "{v}");
     // Paused: every connection to the host is closed, so no byte can come.
-    wait_for("the peer's connections closed", || (fp.open() == 0).then_some(()));
+    wait_for("the peer's connections closed", || {
+        (fp.open() == 0).then_some(())
+    });
     let p = c.progress(&carol, &id);
     assert_eq!(status(&p), "paused", "{p}");
     let sent = fp.sent();
     let p2 = c.progress(&carol, &id);
     assert_eq!(status(&p2), "paused");
     assert_eq!(fp.sent(), sent);
-    assert!(files_like(&out, "p.bin.part").len() == 1, "the .part is kept");
+    assert!(
+        files_like(&out, "p.bin.part").len() == 1,
+        "the .part is kept"
+    );
 
     let (s, v) = call("resume");
     assert_eq!(s, 200, "{v}");
@@ -440,7 +471,12 @@ fn pause_stops_the_bytes_resume_completes_and_cancel_removes_the_part() {
     wait_for("a piece recorded", || {
         (!recorded_pieces(&data, &id).is_empty()).then_some(())
     });
-    let (s, v) = c.call("DELETE", &format!("/api/client/fetch/{id}"), Some(&carol.token), None);
+    let (s, v) = c.call(
+        "DELETE",
+        &format!("/api/client/fetch/{id}"),
+        Some(&carol.token),
+        None,
+    );
     assert_eq!(s, 200, "{v}");
     assert_eq!(status(&c.progress(&carol, &id)), "cancelled");
     wait_for("the .part and its state removed", || {

@@ -181,6 +181,7 @@ impl Fetches {
                     let at = usize::try_from(piece).ok()? * DIGEST_LEN;
                     d.get(at..at + DIGEST_LEN).map(<[u8]>::to_vec)
                 });
+                t.sched.handed(piece);
                 let (file, offset) = (t.file.clone(), t.sched.offset(piece));
                 let (id, gen, host) = (job.rec.fetch_id.clone(), job.gen, host.to_owned());
                 t.writing += 1;

@@ -14,6 +14,8 @@ pub struct Sched {
     have_n: u64,
     /// Requests out per piece (0, 1, or 2 in the endgame).
     asked: Vec<u8>,
+    /// Received and on a worker being checked: never asked twice meanwhile.
+    busy: Vec<bool>,
     /// Every piece below this is verified or asked (a search hint).
     low: usize,
 }
@@ -31,6 +33,7 @@ impl Sched {
             have,
             have_n,
             asked: vec![0; n],
+            busy: vec![false; n],
             low: 0,
         }
     }
@@ -84,10 +87,21 @@ impl Sched {
         if !endgame {
             return None;
         }
-        let i = (0..self.have.len())
-            .find(|&i| !self.have[i] && self.asked[i] == 1 && !mine.contains(&(i as u64)))?;
+        let i = (0..self.have.len()).find(|&i| {
+            !self.have[i] && !self.busy[i] && self.asked[i] == 1 && !mine.contains(&(i as u64))
+        })?;
         self.asked[i] += 1;
         Some(i as u64)
+    }
+
+    /// `piece` arrived and went to a worker to be checked.
+    pub fn handed(&mut self, piece: u64) {
+        if let Some(b) = usize::try_from(piece)
+            .ok()
+            .and_then(|i| self.busy.get_mut(i))
+        {
+            *b = true;
+        }
     }
 
     /// A request for `piece` ended without a verified piece: it may be asked again.
@@ -95,6 +109,9 @@ impl Sched {
         let Ok(i) = usize::try_from(piece) else {
             return;
         };
+        if let Some(b) = self.busy.get_mut(i) {
+            *b = false;
+        }
         if let Some(a) = self.asked.get_mut(i) {
             *a = a.saturating_sub(1);
             if *a == 0 && !self.have[i] {
@@ -112,6 +129,7 @@ impl Sched {
             return false;
         }
         self.asked[i] = self.asked[i].saturating_sub(1);
+        self.busy[i] = false;
         if self.have[i] {
             return false;
         }
@@ -145,6 +163,12 @@ mod tests {
         // never one this connection asked itself.
         assert_eq!(s.pick(&[0, 1, 2], true), Some(3));
         assert_eq!(s.pick(&[], false), None);
+        s.handed(3);
+        assert_eq!(
+            s.pick(&[0, 1, 2], true),
+            None,
+            "a piece being checked is not asked again"
+        );
         assert!(s.verified(3));
         assert!(!s.verified(3), "the slower copy is no news");
         s.release(1);
