@@ -485,3 +485,59 @@ fn pause_stops_the_bytes_resume_completes_and_cancel_removes_the_part() {
         gone.then_some(())
     });
 }
+
+#[test]
+fn a_fetched_file_joins_the_users_files_and_is_published_unless_asked_not_to() {
+    let coord = Coordinator::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--host", "127.0.0.1", "--advertise-ip", "127.0.0.1"];
+    let a = Node::start_in(&tmp.path().join("a"), coord.registry, coord.api, &args, &[]);
+    let c = fetching_node(&coord, &tmp.path().join("c"));
+    let (alice, carol) = (a.user("alice"), c.user("carol"));
+    let body = pattern(2 * PIECE + 5, 26);
+    let src = tmp.path().join("fa");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("spread.bin"), &body).unwrap();
+    std::fs::write(src.join("private.bin"), &body[..1000]).unwrap();
+    a.publish(&alice, &src.join("spread.bin"));
+    a.publish(&alice, &src.join("private.bin"));
+    let out = tmp.path().join("down");
+    for (name, share) in [("spread.bin", true), ("private.bin", false)] {
+        let id = c.fetch(
+            &carol,
+            json!({"fname": name, "save_path": out.join(name), "share": share}),
+        );
+        let p = c.wait_final(&carol, &id, 60);
+        assert_eq!(status(&p), "completed", "{p}");
+        assert_eq!(p["share"], share, "{p}");
+        let file = wait_for("the file in carol's files", || {
+            let (_, v) = c.call("GET", "/api/client/local-files", Some(&carol.token), None);
+            v["files"]
+                .as_array()?
+                .iter()
+                .find(|f| f["name"] == name)
+                .cloned()
+        });
+        assert_eq!(file["is_published"], share, "{file}");
+        assert_eq!(
+            file["sha256"],
+            sha256_hex(if share { &body } else { &body[..1000] })
+        );
+    }
+    let mut reg = RegistryClient::connect(coord.registry);
+    wait_for("carol offered as a host", || {
+        let v = reg.req("REQUEST", json!({"fname": "spread.bin"}));
+        let hosts = v["hosts"].as_array().cloned().unwrap_or_default();
+        hosts.iter().any(|h| h["hostname"] == "carol").then_some(())
+    });
+    let v = reg.req("REQUEST", json!({"fname": "private.bin"}));
+    let hosts = v["hosts"].as_array().cloned().unwrap_or_default();
+    assert!(!hosts.iter().any(|h| h["hostname"] == "carol"), "{v}");
+    // And carol's peer serves it.
+    let mut pc = PeerConn::connect(carol.peer);
+    pc.send(b"INFO spread.bin\n");
+    assert_eq!(
+        pc.line(),
+        format!("INFO {} {}", body.len(), sha256_hex(&body))
+    );
+}

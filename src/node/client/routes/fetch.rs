@@ -5,6 +5,8 @@
 
 use serde_json::json;
 
+use crate::node::transfers::fetch::Completed;
+
 use super::*;
 
 impl Node {
@@ -145,10 +147,60 @@ impl Node {
 
     /// Downloads that finished: added to their user's files (and published,
     /// unless the fetch said `share: false`).
-    pub(crate) fn fetches_completed(&mut self, _cx: &mut Ctx) {
+    pub(crate) fn fetches_completed(&mut self, cx: &mut Ctx) {
         for c in self.fetches.take_completed() {
-            crate::log_debug!("{}: download finished at {}", c.user, c.path.display());
+            let note = self.share_fetched(cx, &c);
+            crate::log_info!("{}: {} ({note})", c.user, c.path.display());
+            self.fetches.set_share_note(cx, &c.fetch_id, note);
         }
+    }
+
+    /// Adds a finished download to its user's files and, unless the fetch
+    /// said `share: false`, publishes it with the hash it was verified
+    /// against. A file saved where the user may not share (the downloads
+    /// folder is in the node's data directory, docs/trust.md) stays
+    /// private. Returns what happened, for `/fetch-progress`.
+    fn share_fetched(&mut self, cx: &mut Ctx, c: &Completed) -> String {
+        let Some(u) = self.users.get_mut(&c.user) else {
+            return "not added to your files: the user is not loaded on this node".into();
+        };
+        let now = unix_now();
+        let path = c.path.to_string_lossy();
+        let name = match u.catalog.add_fetched(&path, now, c.sha256.as_deref()) {
+            Ok((name, _)) => name,
+            Err((_, why)) => return format!("not added to your files: {why}"),
+        };
+        let hashed = u.catalog.get(&name).is_some_and(|f| f.sha256.is_some());
+        if !hashed {
+            self.queue_hash(&c.user, &name);
+        }
+        if !c.share {
+            return "added to your files, not published (share: false)".into();
+        }
+        if !hashed {
+            return "added to your files; publish it once it is hashed".into();
+        }
+        let Some(u) = self.users.get_mut(&c.user) else {
+            return "added to your files".into();
+        };
+        u.catalog.set_published(&name, Some(now));
+        let Some(f) = u.catalog.get(&name) else {
+            return "added to your files".into();
+        };
+        let msg = Request::Publish {
+            hostname: c.user.as_str().into(),
+            fname: f.name.clone().into(),
+            meta: registry::FileMeta {
+                published_at: Some(now),
+                is_published: true,
+                ..f.registry_meta()
+            },
+        };
+        // Without a registry link now, the next REGISTER announces it.
+        if self.registry_send(cx, &c.user, &msg, Wait::Quiet("publish of a fetched file")) {
+            self.net_sync_file(&c.user, &name);
+        }
+        "added to your files and published".into()
     }
 
     /// The registry's answer to a running fetch's lookup.

@@ -65,6 +65,7 @@ pub struct FetchRequest {
 /// A finished download, for the node to add to the user's files.
 #[derive(Debug, Clone)]
 pub struct Completed {
+    pub fetch_id: String,
     pub user: String,
     pub path: PathBuf,
     pub name: String,
@@ -297,6 +298,7 @@ impl Fetches {
             save_path: place.path.clone(),
             overwrite: req.overwrite,
             share: req.share,
+            shared: None,
             started_at: unix_now(),
             finished_at: None,
             hosts: req.hosts,
@@ -467,6 +469,15 @@ impl Fetches {
         std::mem::take(&mut self.completed)
     }
 
+    /// What became of a completed download in the user's files.
+    pub fn set_share_note(&mut self, cx: &mut Ctx, id: &str, note: String) {
+        if let Some(j) = self.jobs.get_mut(id) {
+            j.rec.shared = Some(note);
+            self.want(SaveWant::Soon);
+            self.flush(cx);
+        }
+    }
+
     /// Registry lookups waiting to be sent; the node sends each it can and
     /// says so with [`Fetches::lookup_sent`] (the others wait for the
     /// user's registry link, until the fetch gives up).
@@ -607,6 +618,7 @@ impl Fetches {
                     r.total_size
                 );
                 self.completed.push(Completed {
+                    fetch_id: r.fetch_id.clone(),
                     user: r.user.clone(),
                     path: r.save_path.clone(),
                     name: r.file_name.clone(),

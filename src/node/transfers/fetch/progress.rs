@@ -83,6 +83,7 @@ pub fn progress_json(job: &Job, now: Instant) -> Value {
         "sha256": r.sha256,
         "root": r.root,
         "share": r.share,
+        "shared": r.shared,
         "started_at": r.started_at,
         "finished_at": r.finished_at,
         "peers": peers,

@@ -80,6 +80,10 @@ pub struct Record {
     /// Add the finished file to the user's files and publish it.
     #[serde(default = "yes")]
     pub share: bool,
+    /// What became of the finished file: added to the user's files,
+    /// published, or why not.
+    #[serde(default)]
+    pub shared: Option<String>,
     pub started_at: f64,
     pub finished_at: Option<f64>,
     pub hosts: Vec<HostOffer>,
