@@ -579,7 +579,8 @@ impl Fetches {
                     (None, _) => false,
                     (Some(_), None) => true,
                 };
-            if !same || peers::is_dropped(&job.rec.peers, &o.hostname) {
+            if !same || o.hostname == job.rec.user || peers::is_dropped(&job.rec.peers, &o.hostname)
+            {
                 continue;
             }
             match job.rec.hosts.iter_mut().find(|h| h.hostname == o.hostname) {

@@ -247,6 +247,10 @@ impl Fetches {
 
     /// Starts a download in the background; returns its id.
     pub fn start(&mut self, cx: &mut Ctx, req: FetchRequest) -> Result<String, (u16, String)> {
+        let mut req = req;
+        // A user never downloads from themselves (a file they fetched
+        // earlier and now share is offered back by the registry).
+        req.hosts.retain(|h| h.hostname != req.user);
         if !valid_file_name(&req.fname) {
             return Err((400, format!("{:?} is not a valid file name", req.fname)));
         }
