@@ -39,6 +39,9 @@ pub enum OpKind {
         user: String,
         fetch_id: String,
     },
+    /// A fetch cancelled; answered once its `.part` is removed and the
+    /// record saved.
+    FetchCancelled,
     /// Waiting for the network index (a walk of LIST pages).
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.

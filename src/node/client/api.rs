@@ -300,7 +300,7 @@ impl Node {
                 if m != "DELETE" {
                     return Reply::method_not_allowed("DELETE").into();
                 }
-                self.api_cancel_fetch(cx, user, &decode(id)).into()
+                self.api_cancel_fetch(cx, op, user, &decode(id))
             }
             ("fetch-progress", Some(id)) if !id.is_empty() && !id.contains('/') => {
                 get(m == "GET" || m == "HEAD")

@@ -216,10 +216,18 @@ impl Node {
         self.fetches.hosts_found(cx, seq, offers);
     }
 
-    pub(crate) fn api_cancel_fetch(&mut self, cx: &mut Ctx, user: &str, id: &str) -> Reply {
+    pub(crate) fn api_cancel_fetch(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        id: &str,
+    ) -> Outcome {
         match self.fetches.cancel(cx, user, id) {
-            Ok(()) => Reply::ok(json!({"success": true})),
-            Err((status, msg)) => Reply::error(status, &msg),
+            // Answered once the `.part` is removed (on the saver thread).
+            Ok(()) if self.fetches.when_durable(op) => Outcome::Later(OpKind::FetchCancelled),
+            Ok(()) => Reply::ok(json!({"success": true})).into(),
+            Err((status, msg)) => Reply::error(status, &msg).into(),
         }
     }
 
@@ -337,8 +345,13 @@ impl Node {
         let Some(kind) = self.take_op(op) else {
             return;
         };
-        let OpKind::FetchRecorded { user, fetch_id } = kind else {
-            return self.resume_op(op, kind);
+        let (user, fetch_id) = match kind {
+            OpKind::FetchRecorded { user, fetch_id } => (user, fetch_id),
+            OpKind::FetchCancelled => {
+                let reply = Reply::ok(json!({"success": true}));
+                return self.finish(cx, op, reply);
+            }
+            other => return self.resume_op(op, other),
         };
         let reply = match result {
             Ok(()) => Reply::ok(json!({"success": true, "fetch_id": fetch_id})),

@@ -648,7 +648,10 @@ impl Fetches {
         if *outcome != Outcome::Completed {
             let (place, part_id) = (job.place.clone(), r.part_id);
             let (id, gen) = (r.fetch_id.clone(), job.gen);
-            let sent = self.work.submit(move || {
+            // On the saver thread, before the records' next save: a request
+            // that waits for that save (`DELETE /fetch/{id}`) is answered
+            // once the `.part` is gone.
+            let sent = self.saver.submit(move || {
                 work::clean(place.as_ref(), part_id, &state);
                 Done {
                     id,

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -191,7 +191,14 @@ pub fn checkpoint(file: &File, state: &Path, r: &ResumeFile) -> Result<(), Strin
     if let Some(dir) = state.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
-    crate::store::write_atomic(state, &bytes).map_err(|e| e.to_string())
+    crate::store::write_atomic(state, &bytes).map_err(|e| e.to_string())?;
+    // Cancelled meanwhile (`clean` unlinks the `.part`, then the state): a
+    // state written after that is removed again. Checked after the write,
+    // so one of the two removals always comes last.
+    if file.metadata().is_ok_and(|m| m.nlink() == 0) {
+        remove_state(state);
+    }
+    Ok(())
 }
 
 /// The whole file against `expect`, then fsync and the rename.
