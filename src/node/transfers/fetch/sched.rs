@@ -12,6 +12,8 @@ pub struct Sched {
     size: u64,
     have: Vec<bool>,
     have_n: u64,
+    /// Bytes in verified pieces (asked on every read for the progress).
+    have_bytes: u64,
     /// Requests out per piece (0, 1, or 2 in the endgame).
     asked: Vec<u8>,
     /// Received and on a worker being checked: never asked twice meanwhile.
@@ -28,14 +30,20 @@ impl Sched {
             .filter(|h| h.len() == n)
             .unwrap_or_else(|| vec![false; n]);
         let have_n = have.iter().filter(|b| **b).count() as u64;
-        Sched {
+        let mut s = Sched {
             size,
             have,
             have_n,
+            have_bytes: 0,
             asked: vec![0; n],
             busy: vec![false; n],
             low: 0,
-        }
+        };
+        s.have_bytes = (0..s.count())
+            .filter(|&i| s.have[i as usize])
+            .map(|i| s.len(i))
+            .sum();
+        s
     }
 
     pub fn count(&self) -> u64 {
@@ -68,10 +76,7 @@ impl Sched {
 
     /// Bytes in verified pieces.
     pub fn verified_bytes(&self) -> u64 {
-        (0..self.count())
-            .filter(|&i| self.have[i as usize])
-            .map(|i| self.len(i))
-            .sum()
+        self.have_bytes
     }
 
     /// The next piece for a connection already asking for `mine`, marked
@@ -135,6 +140,7 @@ impl Sched {
         }
         self.have[i] = true;
         self.have_n += 1;
+        self.have_bytes += self.len(piece);
         true
     }
 

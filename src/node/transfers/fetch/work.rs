@@ -112,6 +112,7 @@ pub fn prepare(p: Prep) -> Result<Prepared, String> {
         .filter(|r: &ResumeFile| r.total_size == p.total && r.root == p.root);
     if saved.is_none() && already_saved(&p) {
         let file = part::open_final(&p.place).ok_or("The saved file vanished")?;
+        remove_state(&p.state);
         return Ok(Prepared {
             file: Arc::new(file),
             part_id: (0, 0),
