@@ -410,7 +410,7 @@ impl Fetches {
                         conn,
                         h.hostname.clone(),
                         format!("{}:{}", h.ip, h.port),
-                        timer,
+                        Some(timer),
                     );
                     t.links.push(link);
                 }

@@ -69,12 +69,18 @@ pub struct Link {
 const SPEED_WINDOW: Duration = Duration::from_secs(3);
 
 impl Link {
-    pub fn new(conn: ConnId, host: String, addr: String, connecting: (TimerId, u64)) -> Link {
+    /// A connection being made; `connecting` is its connect timeout.
+    pub fn new(
+        conn: ConnId,
+        host: String,
+        addr: String,
+        connecting: Option<(TimerId, u64)>,
+    ) -> Link {
         Link {
             conn,
             host,
             addr,
-            connecting: Some(connecting),
+            connecting,
             queue: VecDeque::new(),
             body: None,
             list: None,
@@ -305,5 +311,93 @@ impl Link {
             (_, other) => return Err(format!("{host} answered out of turn ({other:?})")),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn link() -> Link {
+        Link::new(ConnId::from_parts(1, 1), "erin".into(), "x".into(), None)
+    }
+
+    /// INFO, a 2-piece list, and a piece of 5 bytes, as one stream.
+    fn stream() -> (Vec<u8>, Vec<u8>) {
+        let list: Vec<u8> = [b"a".as_slice(), b"b"]
+            .iter()
+            .flat_map(|p| Sha256::digest(p))
+            .collect();
+        let mut s = format!("INFO 5 {}\n", "ab".repeat(32)).into_bytes();
+        s.extend_from_slice(format!("PIECES 2 {PIECE_SIZE}\n").as_bytes());
+        s.extend_from_slice(&list);
+        s.extend_from_slice(b"LENGTH 5\nhello");
+        (s, list)
+    }
+
+    fn ask(l: &mut Link) {
+        l.push(Expect::Info);
+        l.push(Expect::Pieces { count: 2 });
+        l.push(Expect::Range {
+            piece: 0,
+            len: 5,
+            buf: Vec::new(),
+            discard: false,
+        });
+    }
+
+    #[test]
+    fn answers_split_at_every_offset_give_the_same_events() {
+        let (s, list) = stream();
+        for cut in 0..=s.len() {
+            let mut l = link();
+            ask(&mut l);
+            let mut events = Vec::new();
+            let mut pending: Vec<u8> = Vec::new();
+            for part in [&s[..cut], &s[cut..]] {
+                pending.extend_from_slice(part);
+                let fed = l.feed(&pending);
+                pending.drain(..fed.used);
+                events.extend(fed.events);
+            }
+            assert!(
+                pending.is_empty(),
+                "cut {cut}: {} bytes left",
+                pending.len()
+            );
+            assert_eq!(events.len(), 3, "cut {cut}");
+            assert!(matches!(&events[0], Event::Info(Some((5, _)))));
+            assert!(matches!(&events[1], Event::List(got) if *got == list));
+            assert!(matches!(&events[2], Event::Piece { piece: 0, buf, .. } if buf == b"hello"));
+            assert_eq!(l.bytes, 5);
+            assert!(l.pieces().is_empty());
+        }
+    }
+
+    #[test]
+    fn a_wrong_length_or_an_error_ends_the_host() {
+        let mut l = link();
+        ask(&mut l);
+        let fed = l.feed(b"ERROR notfound\n");
+        assert!(matches!(&fed.events[..], [Event::Fail(m)] if m.contains("no longer publishes")));
+        let mut l = link();
+        l.push(Expect::Range {
+            piece: 3,
+            len: 5,
+            buf: Vec::new(),
+            discard: false,
+        });
+        let fed = l.feed(b"LENGTH 6\nhello!");
+        assert!(matches!(&fed.events[..], [Event::Fail(m)] if m.contains("6 bytes where 5")));
+        assert_eq!(
+            l.take_asked().len(),
+            1,
+            "the piece goes back to be asked elsewhere"
+        );
+        let mut l = link();
+        l.push(Expect::Pieces { count: 2 });
+        let fed = l.feed(b"PIECES 3 1048576\n");
+        assert!(matches!(&fed.events[..], [Event::Fail(_)]));
     }
 }
