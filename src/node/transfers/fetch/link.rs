@@ -174,12 +174,12 @@ impl Link {
         (self.bytes.saturating_sub(bytes) as f64 / span) as u64
     }
 
-    /// Pieces to keep asked of this host: about half a second of its
-    /// speed, 2 to 4 (2–4 MiB pipelined), so a fast host never waits a
-    /// round trip and a slow one holds few pieces back.
+    /// Pieces to keep asked of this host: about 100 ms of its speed, 3 to
+    /// 8 (3–8 MiB pipelined), so a fast host never waits a round trip and a
+    /// slow one holds few pieces back.
     pub fn depth(&self, now: Instant) -> usize {
-        let half_second = self.speed(now) / 2;
-        (half_second / PIECE_SIZE).clamp(2, 4) as usize
+        let tenth = self.speed(now) / 10;
+        (tenth / PIECE_SIZE).clamp(3, 8) as usize
     }
 
     /// Reads answers from `input`.
