@@ -183,6 +183,8 @@ pub struct Job {
     /// this pass.
     pub lookup: Option<u64>,
     pub looked_up: bool,
+    /// The deadline of the `Resolving` phase (timer, its key).
+    pub resolve_timer: Option<(reactor::TimerId, u64)>,
     /// (when, bytes) for the speed, newest last.
     pub samples: VecDeque<(Instant, u64)>,
 }
@@ -200,6 +202,7 @@ impl Job {
             resumed: false,
             lookup: None,
             looked_up: false,
+            resolve_timer: None,
             samples: VecDeque::new(),
         }
     }

@@ -526,6 +526,7 @@ impl Fetches {
             TimerKind::Resolve => {
                 self.with(&fid, |f, job| {
                     if matches!(job.phase, Phase::Resolving(_)) {
+                        job.resolve_timer = None;
                         f.give_up(cx, job);
                     }
                 });
@@ -546,6 +547,10 @@ impl Fetches {
             return;
         }
         let old = std::mem::replace(&mut job.phase, Phase::Preparing);
+        if let Some((timer, seq)) = job.resolve_timer.take() {
+            cx.cancel_timer(timer);
+            self.timers.remove(&seq);
+        }
         let mut t = made.or_else(|| old.take_transfer());
         if !matches!(next, Next::Pieces | Next::Downloading) {
             if let Some(t) = t.as_deref_mut() {
@@ -568,7 +573,8 @@ impl Fetches {
             }
             (Next::Resolving, Some(t)) => {
                 self.ask_hosts(job);
-                self.arm(cx, &job.rec.fetch_id, TimerKind::Resolve, RESOLVE_TIMEOUT);
+                let timer = self.arm(cx, &job.rec.fetch_id, TimerKind::Resolve, RESOLVE_TIMEOUT);
+                job.resolve_timer = Some(timer);
                 Phase::Resolving(t)
             }
             (Next::Pieces, Some(t)) => Phase::Pieces(t),
