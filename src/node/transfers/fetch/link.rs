@@ -327,7 +327,7 @@ mod tests {
     fn stream() -> (Vec<u8>, Vec<u8>) {
         let list: Vec<u8> = [b"a".as_slice(), b"b"]
             .iter()
-            .flat_map(|p| Sha256::digest(p))
+            .flat_map(Sha256::digest)
             .collect();
         let mut s = format!("INFO 5 {}\n", "ab".repeat(32)).into_bytes();
         s.extend_from_slice(format!("PIECES 2 {PIECE_SIZE}\n").as_bytes());
