@@ -169,14 +169,16 @@ fn two_users_share_a_file_end_to_end() {
     assert_eq!(s, 200);
     assert_eq!(v["fetches"][0]["fetch_id"], id.as_str());
 
-    // A second fetch onto a chosen directory saves under the file's name.
+    // A second fetch onto a chosen directory saves under the file's name;
+    // not shared (a fetched file is published by default, and bob's copy
+    // would keep it on the network after alice unpublishes below).
     let into = files.path().join("bob-inbox");
     std::fs::create_dir(&into).unwrap();
     let (s, v) = n2.call(
         "POST",
         "/api/client/fetch",
         Some(&bob),
-        Some(json!({"fname": name, "save_path": into, "hostname": "alice"})),
+        Some(json!({"fname": name, "save_path": into, "hostname": "alice", "share": false})),
     );
     assert_eq!(s, 200, "{v}");
     let done = wait_fetch(&n2, &bob, v["fetch_id"].as_str().unwrap());

@@ -16,6 +16,8 @@
   const FETCH_IDLE_MS = 3000;
   const HASHING_RECHECK_MS = 1000;
   const ACTIVE = new Set(["pending", "downloading", "verifying"]);
+  // A paused download polls slowly but can still be resumed or cancelled.
+  const CANCELLABLE = new Set(["pending", "downloading", "paused"]);
   const VIEWS = ["files", "network", "downloads"];
 
   const state = {
@@ -804,6 +806,8 @@
       placeholder: "Leave empty for your downloads folder",
     }, "A full file path, e.g. /home/me/Downloads/" + f.name);
     const overwrite = el("input", { type: "checkbox", id: "fetch-overwrite" });
+    // Sharing what you fetched is the default: a popular file gains sources.
+    const share = el("input", { type: "checkbox", id: "fetch-share", checked: true });
     const msg = el("p", { class: "form-msg", role: "alert", hidden: true });
     return P.openDialog({
       id: "fetch-dialog",
@@ -817,6 +821,8 @@
         pathField.wrap,
         el("div", { class: "field field-check" }, overwrite,
           el("label", { for: "fetch-overwrite" }, "Replace a file that already exists there")),
+        el("div", { class: "field field-check" }, share,
+          el("label", { for: "fetch-share" }, "Share it once downloaded (add it to my files and publish it)")),
         msg,
       ],
       actions: [
@@ -831,6 +837,7 @@
         if (savePath) body.save_path = savePath;
         if (hostSelect.value) body.hostname = hostSelect.value;
         if (overwrite.checked) body.overwrite = true;
+        body.share = share.checked;
         const btn = form.querySelector("#fetch-start");
         P.setBusy(btn, true, "Starting…");
         const res = await authed("POST", "/api/client/fetch", body);
@@ -876,6 +883,7 @@
     pending: ["Waiting", "badge-info"],
     downloading: ["Downloading", "badge-info"],
     verifying: ["Verifying", "badge-warn"],
+    paused: ["Paused", "badge-warn"],
     completed: ["Completed", "badge-ok"],
     failed: ["Failed", "badge-danger"],
     cancelled: ["Cancelled", ""],
@@ -943,6 +951,10 @@
         el("div", { class: "actions" },
           el("span", { class: "badge", dataset: { part: "badge" } }),
           el("button", {
+            type: "button", class: "btn btn-ghost btn-small", dataset: { part: "pause", focusKey: "pause:" + id },
+            on: { click: () => pauseFetch(id, card) },
+          }, "Pause"),
+          el("button", {
             type: "button", class: "btn btn-ghost btn-small", dataset: { part: "cancel", focusKey: "cancel:" + id },
             on: { click: () => cancelFetch(id, card) },
           }, "Cancel"))),
@@ -954,6 +966,8 @@
         el("span", { class: "progress-pct", dataset: { part: "pct" } })),
       el("dl", { class: "transfer-stats" },
         stat("Downloaded", "bytes"), stat("Speed", "speed"), stat("Time left", "eta"), stat("From", "peer")),
+      el("ul", { class: "transfer-peers", dataset: { part: "peers" }, "aria-label": "Computers sending this file" }),
+      el("p", { class: "transfer-note", dataset: { part: "shared" }, hidden: true }),
       el("p", { class: "transfer-error", dataset: { part: "error" }, hidden: true }));
     return card;
   }
@@ -983,8 +997,14 @@
     badge.className = "badge " + cls;
     badge.textContent = label;
     const cancel = part(card, "cancel");
-    cancel.hidden = !active;
+    cancel.hidden = !CANCELLABLE.has(f.status);
     cancel.setAttribute("aria-label", "Cancel download of " + name);
+    const pause = part(card, "pause");
+    const paused = f.status === "paused";
+    pause.hidden = !paused && !(f.status === "pending" || f.status === "downloading");
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.dataset.action = paused ? "resume" : "pause";
+    pause.setAttribute("aria-label", (paused ? "Resume" : "Pause") + " download of " + name);
 
     const bar = part(card, "bar");
     const shown = pct >= 99.95 && f.status !== "completed" ? 99.9 : pct;
@@ -1007,7 +1027,13 @@
       : f.status === "completed" && took >= 0 && f.finished_at
         ? "done in " + (took < 1 ? "under 1 s" : P.formatDuration(took))
         : "—";
-    part(card, "peer").textContent = f.peer ? String(f.peer) : "—";
+    const peers = Array.isArray(f.peers) ? f.peers : [];
+    const using = peers.filter((p) => p.state === "active").length;
+    part(card, "peer").textContent = using > 1 ? using + " computers" : f.peer ? String(f.peer) : "—";
+    renderPeers(part(card, "peers"), peers);
+    const shared = part(card, "shared");
+    shared.hidden = !(f.status === "completed" && f.shared);
+    shared.textContent = f.shared ? "Your files: " + String(f.shared) : "";
 
     const err = part(card, "error");
     if (f.status === "failed" || (f.error && f.status !== "completed" && f.status !== "cancelled")) {
@@ -1019,6 +1045,30 @@
       err.hidden = true;
       setChildren(err);
     }
+  }
+
+  /** One line per computer: its share of the bytes, speed and state. */
+  function renderPeers(list, peers) {
+    list.hidden = peers.length === 0;
+    setChildren(list, peers.map((p) => {
+      const state = p.state === "dropped" ? "dropped" : p.state === "active" ? "sending" : "done";
+      return el("li", { class: "peer peer-" + state, dataset: { host: String(p.hostname) } },
+        el("span", { class: "peer-name" }, String(p.hostname)),
+        el("span", { class: "peer-share" },
+          (typeof p.share_percent === "number" ? p.share_percent.toFixed(0) : "0") + "% · " + P.formatBytes(p.bytes || 0)),
+        el("span", { class: "peer-speed" }, p.state === "active" ? P.formatSpeed(p.speed_bps || 0) : ""),
+        el("span", { class: "peer-state" }, state + (p.reason ? ": " + String(p.reason) : "")));
+    }));
+  }
+
+  async function pauseFetch(id, card) {
+    const btn = part(card, "pause");
+    const what = btn.dataset.action === "resume" ? "resume" : "pause";
+    P.setBusy(btn, true, what === "resume" ? "Resuming…" : "Pausing…");
+    const res = await authed("POST", "/api/client/fetch/" + encodeURIComponent(id) + "/" + what, {});
+    if (btn.isConnected) P.setBusy(btn, false);
+    if (!res.ok) P.toast("Could not " + what + ": " + res.error, "error");
+    pollFetches();
   }
 
   async function cancelFetch(id, card) {

@@ -571,9 +571,8 @@ impl Node {
         // Removals, logouts and the wait's own bound.
         self.resume_hash_waits(cx);
         self.net.sweep(now);
-        for (user, path) in self.fetches.take_completed() {
-            crate::log_debug!("{user}: download finished at {}", path.display());
-        }
+        self.fetch_lookups(cx);
+        self.fetches_completed(cx);
         cx.timer(self.svc, CRON_TICK, Timer::Cron.to_key());
     }
 }
@@ -688,6 +687,8 @@ impl Service for Node {
         for (op, result) in self.fetches.take_durable() {
             self.fetch_recorded(cx, op, result);
         }
+        self.fetch_lookups(cx);
+        self.fetches_completed(cx);
         self.work_done(cx);
         self.store_done(cx);
     }

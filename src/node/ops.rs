@@ -39,6 +39,9 @@ pub enum OpKind {
         user: String,
         fetch_id: String,
     },
+    /// A fetch cancelled; answered once its `.part` is removed and the
+    /// record saved.
+    FetchCancelled,
     /// Waiting for the network index (a walk of LIST pages).
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.
@@ -91,6 +94,8 @@ pub struct FetchOp {
     pub target: std::path::PathBuf,
     pub overwrite: bool,
     pub prefer: Option<String>,
+    /// Add the finished file to the user's files and publish it.
+    pub share: bool,
 }
 
 pub struct NetworkOp {
@@ -123,6 +128,8 @@ pub enum Wait {
     Op(OpId),
     /// A LIST page of the network walk this connection carries.
     Walk,
+    /// Hosts for a running fetch (its lookup number in `transfers::fetch`).
+    FetchHosts(u64),
 }
 
 /// How a request goes on once its change is on disk, and how the change

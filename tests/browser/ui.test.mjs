@@ -474,6 +474,8 @@ step("bob fetches it to a chosen path and watches the progress bar reach 100%", 
       await card.locator(".badge", { hasText: "Downloading" }).waitFor();
       await card.locator('[data-part="speed"]', { hasText: /\/s$/ }).waitFor();
       await card.locator('[data-part="eta"]', { hasText: / s$/ }).waitFor();
+      // Each computer sending it is listed with its share and state.
+      await card.locator(".transfer-peers .peer", { hasText: "sending" }).waitFor();
       await shot(page, "client-downloads-active");
       midShot = true;
     }
@@ -494,7 +496,7 @@ step("bob fetches it to a chosen path and watches the progress bar reach 100%", 
   assert.equal(stat.size, BIG_SIZE);
 });
 
-step("a download can be cancelled mid-way and leaves no file behind", async () => {
+step("a download can be paused, resumed and cancelled mid-way and leaves no file behind", async () => {
   const page = pages.bob;
   await page.click("#nav-network");
   await networkRow(page, BIG_NAME).locator('button[data-action="fetch"]').click();
@@ -507,6 +509,11 @@ step("a download can be cancelled mid-way and leaves no file behind", async () =
   const card = page.locator(".transfer").filter({ has: page.locator(".transfer-path", { hasText: "cancelled.bin" }) });
   await card.locator(".badge", { hasText: "Downloading" }).waitFor();
   await page.locator("#downloads-badge", { hasText: "1" }).waitFor();
+  // Pause keeps it (and can still be cancelled); resume goes on.
+  await card.locator('button[data-part="pause"]', { hasText: "Pause" }).click();
+  await card.locator(".badge", { hasText: "Paused" }).waitFor();
+  await card.locator('button[data-part="pause"]', { hasText: "Resume" }).click();
+  await card.locator(".badge", { hasText: "Downloading" }).waitFor();
   await card.locator('button[data-part="cancel"]').click();
   await card.locator(".badge", { hasText: "Cancelled" }).waitFor();
   await assert.doesNotReject(card.locator('button[data-part="cancel"]').waitFor({ state: "hidden" }));

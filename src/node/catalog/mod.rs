@@ -745,5 +745,24 @@ fn allowed_at_load(sandbox: &Sandbox, user: &str, f: &mut TrackedFile) -> bool {
     }
 }
 
+impl Catalog {
+    /// Tracks a file this node just downloaded and verified against
+    /// `sha256` (`transfers::fetch`): added as `add` does (the same rules),
+    /// with its hash known, so it is not read again before it is published.
+    pub fn add_fetched(
+        &mut self,
+        path: &str,
+        now: f64,
+        sha256: Option<&str>,
+    ) -> Result<(String, bool), (u16, String)> {
+        let (name, new) = self.add(path, now)?;
+        if let (true, Some(sha), Some(f)) = (new, sha256, self.files.get_mut(&name)) {
+            f.sha256 = Some(sha.to_ascii_lowercase());
+            self.version += 1;
+        }
+        Ok((name, new))
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -291,11 +291,20 @@ impl Node {
                 Ok(b) => self.api_fetch(cx, op, user, &b),
                 Err(r) => r.into(),
             },
+            ("fetch", Some(id)) if id.ends_with("/pause") || id.ends_with("/resume") => {
+                let (id, what) = id.rsplit_once('/').unwrap_or((id, ""));
+                match post(m == "POST") {
+                    Some(r) => r.into(),
+                    None => self
+                        .api_pause_fetch(cx, user, &decode(id), what == "pause")
+                        .into(),
+                }
+            }
             ("fetch", Some(id)) if !id.is_empty() && !id.contains('/') => {
                 if m != "DELETE" {
                     return Reply::method_not_allowed("DELETE").into();
                 }
-                self.api_cancel_fetch(cx, user, &decode(id)).into()
+                self.api_cancel_fetch(cx, op, user, &decode(id))
             }
             ("fetch-progress", Some(id)) if !id.is_empty() && !id.contains('/') => {
                 get(m == "GET" || m == "HEAD")

@@ -113,6 +113,7 @@ mod tests {
                 modified: 0.0,
                 sha256: sha.map(str::to_owned),
             }],
+            root: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct NetHost {
     pub port: u16,
     pub online: bool,
     pub files: Vec<NetFile>,
+    /// From a REQUEST answer: the root of the offered file's piece digests
+    /// (docs/peer-protocol.md, `PIECES`), when the host published one.
+    pub root: Option<String>,
 }
 
 fn file_from(name: String, m: FileMeta) -> Option<NetFile> {
@@ -76,6 +79,7 @@ pub fn listed_hosts(v: Reply<'static>) -> Result<(Vec<NetHost>, Option<u64>), St
                 .into_iter()
                 .filter_map(|(n, m)| file_from(n, m))
                 .collect(),
+            root: None,
         });
     }
     Ok((hosts, page.and_then(|p| p.next_offset)))
@@ -100,6 +104,7 @@ pub fn found_hosts(v: &Reply<'_>, fname: &str) -> Vec<NetHost> {
                 modified: o.modified,
                 sha256: o.sha256.as_deref().map(str::to_owned),
             }],
+            root: o.root.as_deref().map(str::to_owned),
         })
         .collect()
 }

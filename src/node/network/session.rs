@@ -385,6 +385,7 @@ impl Node {
             }
             Wait::Op(op) => self.op_registry_reply(cx, op, v),
             Wait::Walk => self.walk_page(cx, user, v),
+            Wait::FetchHosts(seq) => self.fetch_hosts_found(cx, seq, None, &v),
         }
     }
 

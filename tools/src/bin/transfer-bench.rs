@@ -31,6 +31,8 @@ POST to the moment /fetch-progress reads completed, and its bytes are checked by
   --dir DIR                work directory (a new one under the temp dir by default)
   --keep                   keep the work directory
   --max-upload-rate RATE   start the nodes with this upload limit (20MB, 512KB; unlimited)
+  --sources N              serving nodes publishing each file (1); with more, each fetch
+                           names no host and reads from all of them at once
   --json FILE              write the report as JSON
 MB/s here is 10^6 bytes per second. K, M, G sizes are 1024-based.";
 
@@ -46,6 +48,8 @@ struct Cfg {
     json: Option<PathBuf>,
     /// Passed to every node as `--max-upload-rate` (bytes per second, as the node parses it).
     max_upload_rate: Option<String>,
+    /// Serving nodes; more than one makes every timed fetch multi-source.
+    sources: usize,
 }
 
 fn parse() -> Cfg {
@@ -80,6 +84,7 @@ fn parse() -> Cfg {
         keep: a.flag("--keep"),
         json: a.value("--json").map(Into::into),
         max_upload_rate: a.value("--max-upload-rate"),
+        sources: a.parsed("--sources").unwrap_or(1).max(1),
     };
     a.finish();
     cfg
@@ -226,13 +231,15 @@ struct Fetched {
     node_s: Option<f64>,
 }
 
-/// Ask `node` to fetch `fname` from `host` into `save`; poll until it is completed.
+/// Ask `node` to fetch `fname` from `host` (every host offering it when
+/// empty) into `save`. `share: false`: a fetcher must not become a source
+/// of the next measurement.
 fn start_fetch(node: &mut Node, fname: &str, host: &str, save: &Path) -> Result<String, String> {
-    let v = node.call(
-        "POST",
-        "/api/client/fetch",
-        Some(&json!({"fname": fname, "hostname": host, "save_path": save, "overwrite": true})),
-    )?;
+    let mut body = json!({"fname": fname, "save_path": save, "overwrite": true, "share": false});
+    if !host.is_empty() {
+        body["hostname"] = json!(host);
+    }
+    let v = node.call("POST", "/api/client/fetch", Some(&body))?;
     v["fetch_id"]
         .as_str()
         .map(str::to_string)
@@ -529,6 +536,15 @@ fn run(cfg: &Cfg, dir: &Path) -> Result<(), String> {
     for f in &files {
         publish(&mut server, &f.2)?;
     }
+    // More sources: the same files published by other nodes.
+    let mut others: Vec<Node> = (1..cfg.sources)
+        .map(|i| start_node(cfg, dir, &format!("node-serve{}", i + 1), &reg, &admin))
+        .collect();
+    for o in others.iter_mut() {
+        for f in &files {
+            publish(o, &f.2)?;
+        }
+    }
     let mon = Monitor::start(server.proc.pid(), Duration::from_millis(50))?;
     let nginx = if cfg.reference {
         if find_program("nginx").is_none() {
@@ -551,7 +567,11 @@ fn run(cfg: &Cfg, dir: &Path) -> Result<(), String> {
 
     let mut progress = Progress::new();
     let mut results = Vec::new();
-    let host = server.hostname.clone();
+    let host = if cfg.sources > 1 {
+        String::new()
+    } else {
+        server.hostname.clone()
+    };
     for &size in &cfg.sizes {
         let Some((_, name, _, sha)) = files.iter().find(|f| f.0 == size) else {
             continue;
@@ -709,6 +729,7 @@ fn run(cfg: &Cfg, dir: &Path) -> Result<(), String> {
     mon.stop();
     report(cfg, &results, &concurrent, &conc_hist);
     drop(fetchers);
+    drop(others);
     drop(server);
     drop(coord);
     Ok(())

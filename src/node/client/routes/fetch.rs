@@ -1,7 +1,11 @@
 //! The fetch endpoints: which content and hosts a `/fetch` means, starting
-//! the download once its record is on disk, and progress, list and cancel.
+//! the download once its record is on disk, progress, list, pause, resume
+//! and cancel; and the registry lookups a running fetch asks for (more
+//! hosts on resume or when it runs out).
 
 use serde_json::json;
+
+use crate::node::transfers::fetch::Completed;
 
 use super::*;
 
@@ -12,6 +16,13 @@ impl Node {
             return Reply::error(400, &format!("'{fname}' is not a valid file name: {why}")).into();
         }
         let overwrite = try_reply!(bool_field(b, "overwrite"));
+        // Sharing what was fetched is the default (a popular file gains
+        // sources as it spreads); `share: false` keeps it private.
+        let share = match b.get("share") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(v)) => *v,
+            Some(_) => return Reply::error(400, "'share' must be true or false").into(),
+        };
         let sha256 = match try_reply!(str_field(b, "sha256")).filter(|s| !s.is_empty()) {
             None => None,
             Some(s) => match pick::parse_sha256(s) {
@@ -97,13 +108,126 @@ impl Node {
             target,
             overwrite,
             prefer,
+            share,
         }))
     }
 
-    pub(crate) fn api_cancel_fetch(&mut self, cx: &mut Ctx, user: &str, id: &str) -> Reply {
-        match self.fetches.cancel(cx, user, id) {
+    pub(crate) fn api_pause_fetch(
+        &mut self,
+        cx: &mut Ctx,
+        user: &str,
+        id: &str,
+        pause: bool,
+    ) -> Reply {
+        let r = if pause {
+            self.fetches.pause(cx, user, id)
+        } else {
+            self.fetches.resume(cx, user, id)
+        };
+        match r {
             Ok(()) => Reply::ok(json!({"success": true})),
             Err((status, msg)) => Reply::error(status, &msg),
+        }
+    }
+
+    /// Sends the registry lookups running fetches asked for, as far as
+    /// their users' registry links are up (the rest wait for the next try).
+    pub(crate) fn fetch_lookups(&mut self, cx: &mut Ctx) {
+        let wanted: Vec<_> = self.fetches.lookups().to_vec();
+        for l in wanted {
+            let msg = Request::Request {
+                fname: l.fname.as_str().into(),
+                sha256: l.sha256.clone(),
+            };
+            if self.registry_send(cx, &l.user, &msg, Wait::FetchHosts(l.seq)) {
+                self.fetches.lookup_sent(l.seq);
+            }
+        }
+    }
+
+    /// Downloads that finished: added to their user's files (and published,
+    /// unless the fetch said `share: false`).
+    pub(crate) fn fetches_completed(&mut self, cx: &mut Ctx) {
+        for c in self.fetches.take_completed() {
+            let note = self.share_fetched(cx, &c);
+            crate::log_info!("{}: {} ({note})", c.user, c.path.display());
+            self.fetches.set_share_note(cx, &c.fetch_id, note);
+        }
+    }
+
+    /// Adds a finished download to its user's files and, unless the fetch
+    /// said `share: false`, publishes it with the hash it was verified
+    /// against. A file saved where the user may not share (the downloads
+    /// folder is in the node's data directory, docs/trust.md) stays
+    /// private. Returns what happened, for `/fetch-progress`.
+    fn share_fetched(&mut self, cx: &mut Ctx, c: &Completed) -> String {
+        let Some(u) = self.users.get_mut(&c.user) else {
+            return "not added to your files: the user is not loaded on this node".into();
+        };
+        let now = unix_now();
+        let path = c.path.to_string_lossy();
+        let name = match u.catalog.add_fetched(&path, now, c.sha256.as_deref()) {
+            Ok((name, _)) => name,
+            Err((_, why)) => return format!("not added to your files: {why}"),
+        };
+        let hashed = u.catalog.get(&name).is_some_and(|f| f.sha256.is_some());
+        if !hashed {
+            self.queue_hash(&c.user, &name);
+        }
+        if !c.share {
+            return "added to your files, not published (share: false)".into();
+        }
+        if !hashed {
+            return "added to your files; publish it once it is hashed".into();
+        }
+        let Some(u) = self.users.get_mut(&c.user) else {
+            return "added to your files".into();
+        };
+        u.catalog.set_published(&name, Some(now));
+        let Some(f) = u.catalog.get(&name) else {
+            return "added to your files".into();
+        };
+        let msg = Request::Publish {
+            hostname: c.user.as_str().into(),
+            fname: f.name.clone().into(),
+            meta: registry::FileMeta {
+                published_at: Some(now),
+                is_published: true,
+                ..f.registry_meta()
+            },
+        };
+        // Without a registry link now, the next REGISTER announces it.
+        if self.registry_send(cx, &c.user, &msg, Wait::Quiet("publish of a fetched file")) {
+            self.net_sync_file(&c.user, &name);
+        }
+        "added to your files and published".into()
+    }
+
+    /// The registry's answer to a running fetch's lookup.
+    pub(crate) fn fetch_hosts_found(
+        &mut self,
+        cx: &mut Ctx,
+        seq: u64,
+        fname: Option<&str>,
+        v: &registry::Reply<'_>,
+    ) {
+        let hosts = index::found_hosts(v, fname.unwrap_or(""));
+        let offers = offers_of(hosts);
+        self.fetches.hosts_found(cx, seq, offers);
+    }
+
+    pub(crate) fn api_cancel_fetch(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        id: &str,
+    ) -> Outcome {
+        match self.fetches.cancel(cx, user, id) {
+            // Answered once the `.part` is removed (on the saver thread).
+            Ok(()) if self.fetches.when_durable(op) => Outcome::Later(OpKind::FetchCancelled),
+            Ok(()) => Reply::ok(json!({"success": true})).into(),
+            Err((status, msg)) => Reply::error(status, &msg).into(),
         }
     }
 
@@ -190,23 +314,13 @@ impl Node {
                 }
             }
         }
-        let offers: Vec<HostOffer> = hosts
-            .into_iter()
-            .map(|h| HostOffer {
-                hostname: h.hostname,
-                ip: h.ip,
-                port: h.port,
-                size: h.files[0].size,
-                sha256: h.files[0].sha256.clone(),
-                online: h.online,
-            })
-            .collect();
         let req = FetchRequest {
             user: f.user.clone(),
             fname: f.fname.clone(),
             target: f.target,
             overwrite: f.overwrite,
-            hosts: offers,
+            share: f.share,
+            hosts: offers_of(hosts),
         };
         match self.fetches.start(cx, req) {
             Ok(id) if self.fetches.when_durable(op) => Ok(Outcome::Later(OpKind::FetchRecorded {
@@ -231,8 +345,13 @@ impl Node {
         let Some(kind) = self.take_op(op) else {
             return;
         };
-        let OpKind::FetchRecorded { user, fetch_id } = kind else {
-            return self.resume_op(op, kind);
+        let (user, fetch_id) = match kind {
+            OpKind::FetchRecorded { user, fetch_id } => (user, fetch_id),
+            OpKind::FetchCancelled => {
+                let reply = Reply::ok(json!({"success": true}));
+                return self.finish(cx, op, reply);
+            }
+            other => return self.resume_op(op, other),
         };
         let reply = match result {
             Ok(()) => Reply::ok(json!({"success": true, "fetch_id": fetch_id})),
@@ -248,4 +367,23 @@ impl Node {
         };
         self.finish(cx, op, reply);
     }
+}
+
+/// The registry's hosts as a fetch uses them.
+fn offers_of(hosts: Vec<NetHost>) -> Vec<HostOffer> {
+    hosts
+        .into_iter()
+        .filter_map(|h| {
+            let file = h.files.first()?;
+            Some(HostOffer {
+                size: file.size,
+                sha256: file.sha256.clone(),
+                root: h.root.clone(),
+                hostname: h.hostname,
+                ip: h.ip,
+                port: h.port,
+                online: h.online,
+            })
+        })
+        .collect()
 }

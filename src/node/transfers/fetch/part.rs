@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 
-use super::disk::PartFiles;
 use crate::node::sandbox::{Dir, Entry, Place};
 
 /// Device and inode of a `.part`, kept in the fetch's record.
@@ -54,13 +53,8 @@ fn create_fresh(dir: &Dir, place: &Place) -> io::Result<File> {
 
 /// A new download into `place`: folders made below its root, the target
 /// checked (nothing there, or a regular file and `overwrite`), the `.part`
-/// created. Runs in the loop turn that starts the fetch (a few mkdirat and
-/// openat calls, as the create_dir_all and open it replaces did).
-pub fn create(
-    place: &Place,
-    size: u64,
-    overwrite: bool,
-) -> Result<(PartFiles, PartId), (u16, String)> {
+/// created, open for reading and writing. Runs on a worker (`work.rs`).
+pub fn create(place: &Place, overwrite: bool) -> Result<(File, PartId), (u16, String)> {
     let dir = place.open_dir(true).map_err(|e| folder_error(place, &e))?;
     match dir.entry(place.name()) {
         Ok(None) => {}
@@ -97,7 +91,7 @@ pub fn create(
         )
     })?;
     let id = id_of(&file).map_err(|e| (500, e.to_string()))?;
-    Ok((PartFiles::with(file, size), id))
+    Ok((file, id))
 }
 
 /// After a restart (on a worker): the `.part` this fetch recorded, open for

@@ -46,24 +46,33 @@ fn entry<'a>(peers: &'a mut Vec<PeerUse>, hostname: &str, ip: &str, port: u16) -
     &mut peers[i]
 }
 
-/// `hostname` starts sending (any other active host has stopped).
+/// `hostname` is connected and asked for data (several hosts may be).
 pub fn activate(peers: &mut Vec<PeerUse>, hostname: &str, ip: &str, port: u16) {
-    stop(peers);
     let p = entry(peers, hostname, ip, port);
     if p.state != PeerState::Dropped {
         p.state = PeerState::Active;
     }
 }
 
-/// Bytes from the active host.
-pub fn add_bytes(peers: &mut [PeerUse], n: u64) {
-    if let Some(p) = peers.iter_mut().find(|p| p.state == PeerState::Active) {
+/// Payload bytes from `hostname`.
+pub fn add_bytes(peers: &mut [PeerUse], hostname: &str, n: u64) {
+    if let Some(p) = peers.iter_mut().find(|p| p.hostname == hostname) {
         p.bytes += n;
     }
 }
 
-/// The active host stopped sending.
-pub fn stop(peers: &mut [PeerUse]) {
+/// `hostname` stopped sending (its connection ended).
+pub fn stop(peers: &mut [PeerUse], hostname: &str) {
+    for p in peers
+        .iter_mut()
+        .filter(|p| p.hostname == hostname && p.state == PeerState::Active)
+    {
+        p.state = PeerState::Done;
+    }
+}
+
+/// Every host stopped (a pause, the end, a restart).
+pub fn stop_all(peers: &mut [PeerUse]) {
     for p in peers.iter_mut().filter(|p| p.state == PeerState::Active) {
         p.state = PeerState::Done;
     }
@@ -107,22 +116,23 @@ mod tests {
     fn hosts_are_counted_stopped_and_dropped() {
         let mut v = Vec::new();
         activate(&mut v, "erin", "10.0.0.5", 6001);
-        add_bytes(&mut v, 100);
+        add_bytes(&mut v, "erin", 100);
         activate(&mut v, "alice", "10.0.0.1", 6000);
-        add_bytes(&mut v, 7);
+        add_bytes(&mut v, "alice", 7);
+        assert_eq!(v[0].state, PeerState::Active, "several hosts at once");
+        stop(&mut v, "erin");
         assert_eq!(v[0].state, PeerState::Done);
         assert_eq!((v[0].bytes, v[1].bytes), (100, 7));
         drop_host(&mut v, "erin", "10.0.0.5", 6001, "bad bytes");
         assert!(is_dropped(&v, "erin") && !is_dropped(&v, "alice"));
         // A dropped host never becomes active again.
         activate(&mut v, "erin", "10.0.0.5", 6001);
-        add_bytes(&mut v, 1);
-        assert_eq!(v[0].bytes, 100);
+        assert_eq!(v[0].state, PeerState::Dropped);
         assert_eq!(
             dropped_summary(&v).unwrap(),
             "dropped erin (10.0.0.5:6001): bad bytes"
         );
-        stop(&mut v);
+        stop_all(&mut v);
         assert!(v.iter().all(|p| p.state != PeerState::Active));
         let json = serde_json::to_value(&v).unwrap();
         assert_eq!(json[0]["state"], "dropped");
