@@ -193,7 +193,14 @@ fn share_ls_get_status_unshare_and_logout_through_the_command_line() {
     let into = tempfile::tempdir().expect("tempdir");
     let to = into.path().join("fresh");
     let o = bob.run(
-        &["get", "report.bin", "--to", &to.display().to_string()],
+        // Kept private: the unshare below must take it off the network.
+        &[
+            "get",
+            "report.bin",
+            "--to",
+            &to.display().to_string(),
+            "--no-share",
+        ],
         None,
         &[],
     );

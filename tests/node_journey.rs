@@ -169,6 +169,40 @@ fn two_users_share_a_file_end_to_end() {
     assert_eq!(s, 200);
     assert_eq!(v["fetches"][0]["fetch_id"], id.as_str());
 
+    // What bob fetched into his downloads folder is shared back: the
+    // registry now offers it from both, with the same content and root, and
+    // bob's node serves its pieces (so a popular file gains sources).
+    let offers = wait_for("bob's copy published", || {
+        let v = coord.reg().req("REQUEST", json!({"fname": name}));
+        let hosts = v["hosts"].as_array()?.clone();
+        (hosts.len() == 2).then_some(hosts)
+    });
+    let of = |h: &str| {
+        offers
+            .iter()
+            .find(|o| o["hostname"] == h)
+            .cloned()
+            .expect(h)
+    };
+    assert_eq!(of("bob")["sha256"], of("alice")["sha256"]);
+    assert!(of("bob")["root"].is_string(), "{offers:?}");
+    assert_eq!(of("bob")["root"], of("alice")["root"]);
+    let bob_peer = std::net::SocketAddr::new(
+        [127, 0, 0, 1].into(),
+        of("bob")["port"].as_u64().unwrap() as u16,
+    );
+    let mut pc = PeerConn::connect(bob_peer);
+    pc.send(format!("PIECES {name}\n").as_bytes());
+    assert_eq!(pc.line(), "PIECES 1 1048576");
+    // Bob takes his copy off the network again for the rest of the walk.
+    let (s, v) = n2.call(
+        "POST",
+        "/api/client/unpublish",
+        Some(&bob),
+        Some(json!({"fname": name})),
+    );
+    assert_eq!(s, 200, "{v}");
+
     // A second fetch onto a chosen directory saves under the file's name;
     // not shared (a fetched file is published by default, and bob's copy
     // would keep it on the network after alice unpublishes below).

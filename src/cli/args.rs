@@ -31,6 +31,8 @@ pub enum Cmd {
         what: String,
         to: Option<String>,
         overwrite: bool,
+        /// Keep the downloaded file private (`share: false`).
+        no_share: bool,
     },
     /// `--help` for one command: its text.
     Help(String),
@@ -100,11 +102,12 @@ const COMMANDS: &[Spec] = &[
     spec("ls", "ls [QUERY]", "files on the network: name, size, hosts, SHA-256 prefix", &[]),
     spec(
         "get",
-        "get NAME|SHA256 [--to DIR] [--overwrite]",
+        "get NAME|SHA256 [--to DIR] [--overwrite] [--no-share]",
         "download a file from the network with a live progress bar\n(SHA256 may be a prefix of 8 or more hex digits, as `ls` shows it)",
         &[
             ("--to", true, "the folder to save into (default: your downloads folder on the node)"),
             ("--overwrite", false, "replace a file of the same name there"),
+            ("--no-share", false, "keep the file private (by default it is shared once downloaded, so it gains sources)"),
         ],
     ),
 ];
@@ -309,6 +312,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Invocation, Failure> {
                 what,
                 to: val("--to"),
                 overwrite: has("--overwrite"),
+                no_share: has("--no-share"),
             }
         }
         _ => return Err(usage_err(cmd, "unknown command")),
@@ -350,7 +354,8 @@ mod tests {
             Cmd::Get {
                 what: "report.pdf".into(),
                 to: Some("/tmp/x".into()),
-                overwrite: false
+                overwrite: false,
+                no_share: false
             }
         );
         let i = p("share -r a b --force").expect("ok");

@@ -38,7 +38,8 @@ pub fn run(inv: Invocation) -> Result<(), Failure> {
             what,
             to,
             overwrite,
-        } => super::get::run(node, &what, to.as_deref(), overwrite),
+            no_share,
+        } => super::get::run(node, &what, to.as_deref(), overwrite, !no_share),
     }
 }
 

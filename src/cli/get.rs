@@ -23,6 +23,7 @@ pub fn run(
     what: &str,
     to: Option<&str>,
     overwrite: bool,
+    share: bool,
 ) -> Result<(), Failure> {
     let (api, _) = Api::logged_in(node)?;
     api.join_network()?;
@@ -33,6 +34,9 @@ pub fn run(
     }
     if overwrite {
         body["overwrite"] = json!(true);
+    }
+    if !share {
+        body["share"] = json!(false);
     }
     if let Some(dir) = to {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));

@@ -399,7 +399,6 @@ impl Node {
     /// changed since. Saved by the next cron tick (nobody waits); publish
     /// it as `routes` does. Returns the name it is tracked under; errors
     /// carry an HTTP status and a sentence.
-    #[allow(dead_code)] // Called by transfers/fetch once a download completes.
     pub(crate) fn track_verified(
         &mut self,
         user: &str,

@@ -285,16 +285,30 @@ impl Catalog {
     /// Starts tracking `path`. `Ok(true)`: newly added (to be hashed);
     /// `Ok(false)`: that path was tracked already. Errors carry an HTTP status.
     pub fn add(&mut self, path: &str, now: f64) -> Result<(String, bool), (u16, String)> {
-        let p = Path::new(path);
-        if path.is_empty() {
-            return Err((400, "The path is empty".into()));
-        }
-        if !p.is_absolute() {
-            return Err((400, format!("The path must be absolute: '{path}'")));
-        }
+        Self::check_path(path)?;
         // Under a share root once resolved, not hidden, not the data
         // directory, a regular file on a real file system, readable.
         let accepted = self.sandbox.check_add(path)?;
+        self.insert_accepted(path, now, accepted)
+    }
+
+    fn check_path(path: &str) -> Result<(), (u16, String)> {
+        if path.is_empty() {
+            return Err((400, "The path is empty".into()));
+        }
+        if !Path::new(path).is_absolute() {
+            return Err((400, format!("The path must be absolute: '{path}'")));
+        }
+        Ok(())
+    }
+
+    fn insert_accepted(
+        &mut self,
+        path: &str,
+        now: f64,
+        accepted: crate::node::sandbox::Accepted,
+    ) -> Result<(String, bool), (u16, String)> {
+        let p = Path::new(path);
         let name = match p.file_name().and_then(|n| n.to_str()) {
             Some(n) => n.to_owned(),
             None => return Err((400, format!("{path} has no usable file name"))),
@@ -364,7 +378,9 @@ impl Catalog {
         if !hex64(&v.sha256) || !hex64(&v.root) {
             return Err((400, "A verified download needs a sha256 and a root".into()));
         }
-        let (name, new) = self.add(path, now)?;
+        Self::check_path(path)?;
+        let accepted = self.sandbox.check_fetched(path, &self.user)?;
+        let (name, new) = self.insert_accepted(path, now, accepted)?;
         let Some(f) = self.files.get_mut(&name) else {
             return Err((409, format!("'{name}' stopped being tracked meanwhile")));
         };
@@ -742,25 +758,6 @@ fn allowed_at_load(sandbox: &Sandbox, user: &str, f: &mut TrackedFile) -> bool {
             f.real = Some(real);
             true
         }
-    }
-}
-
-impl Catalog {
-    /// Tracks a file this node just downloaded and verified against
-    /// `sha256` (`transfers::fetch`): added as `add` does (the same rules),
-    /// with its hash known, so it is not read again before it is published.
-    pub fn add_fetched(
-        &mut self,
-        path: &str,
-        now: f64,
-        sha256: Option<&str>,
-    ) -> Result<(String, bool), (u16, String)> {
-        let (name, new) = self.add(path, now)?;
-        if let (true, Some(sha), Some(f)) = (new, sha256, self.files.get_mut(&name)) {
-            f.sha256 = Some(sha.to_ascii_lowercase());
-            self.version += 1;
-        }
-        Ok((name, new))
     }
 }
 

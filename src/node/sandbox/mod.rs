@@ -291,14 +291,37 @@ impl Sandbox {
         // path in the data directory is never added by hand (it could be
         // another user's download).
         if real.starts_with(&self.data.path) {
-            return Err((
-                403,
-                format!(
-                    "{path} is inside the node's data directory ({}), which is never shared",
-                    self.data.path.display()
-                ),
-            ));
+            return Err(self.in_data_dir(path));
         }
+        self.accept(path, real)
+    }
+
+    /// A finished fetch's file for `user`: as [`Sandbox::check_add`], and
+    /// also a file in that user's own downloads folder.
+    pub fn check_fetched(&self, path: &str, user: &str) -> Result<Accepted, Refusal> {
+        let real = match std::fs::canonicalize(path) {
+            Ok(r) => r,
+            Err(e) => return Err(access_error(path, &e)),
+        };
+        let own = self.data.path.join("users").join(user).join("downloads");
+        if real.starts_with(&self.data.path) && !real.starts_with(&own) {
+            return Err(self.in_data_dir(path));
+        }
+        self.accept(path, real)
+    }
+
+    fn in_data_dir(&self, path: &str) -> Refusal {
+        (
+            403,
+            format!(
+                "{path} is inside the node's data directory ({}), which is never shared",
+                self.data.path.display()
+            ),
+        )
+    }
+
+    /// The rules and an open of `real` (the resolved `path`).
+    fn accept(&self, path: &str, real: PathBuf) -> Result<Accepted, Refusal> {
         self.read_rule(&real)?;
         match self.open_read(&real, libc::O_RDONLY) {
             Ok((_, meta)) => Ok(Accepted {

@@ -165,15 +165,39 @@ impl Node {
             return "not added to your files: the user is not loaded on this node".into();
         };
         let now = unix_now();
-        let path = c.path.to_string_lossy();
-        let name = match u.catalog.add_fetched(&path, now, c.sha256.as_deref()) {
-            Ok((name, _)) => name,
+        let path = c.path.to_string_lossy().into_owned();
+        // With the pair it was verified against (and the piece list kept by
+        // the worker that renamed it), the file is not read again; a file
+        // from seed-style hosts (no root) is hashed like any added file.
+        let verified = match (&c.sha256, &c.root) {
+            (Some(sha256), Some(root)) => {
+                std::fs::metadata(&c.path)
+                    .ok()
+                    .map(|m| crate::node::catalog::Verified {
+                        size: m.len(),
+                        modified: crate::node::sandbox::mtime_secs(&m),
+                        sha256: sha256.clone(),
+                        root: root.clone(),
+                    })
+            }
+            _ => None,
+        };
+        let added = match &verified {
+            Some(v) => self.track_verified(&c.user, &path, v),
+            None => u.catalog.add(&path, now).map(|(name, _)| {
+                self.queue_hash(&c.user, &name);
+                name
+            }),
+        };
+        let name = match added {
+            Ok(name) => name,
             Err((_, why)) => return format!("not added to your files: {why}"),
         };
-        let hashed = u.catalog.get(&name).is_some_and(|f| f.sha256.is_some());
-        if !hashed {
-            self.queue_hash(&c.user, &name);
-        }
+        let hashed = self
+            .users
+            .get(&c.user)
+            .and_then(|u| u.catalog.get(&name))
+            .is_some_and(|f| f.sha256.is_some() && !f.hashing);
         if !c.share {
             return "added to your files, not published (share: false)".into();
         }

@@ -317,8 +317,19 @@ impl Fetches {
         let overwrite = job.rec.overwrite;
         let state = record::state_path(&self.data_dir, &job.rec.fetch_id);
         let (id, gen) = (job.rec.fetch_id.clone(), job.gen);
+        // The verified piece list goes to the piece store, so the finished
+        // file is shared back with its root and never read again for it.
+        let keep = match (job.rec.root.clone(), t.digests.clone()) {
+            (Some(root), Some(d)) => Some((self.data_dir.clone(), root, d)),
+            _ => None,
+        };
         let sent = self.work.submit(move || {
             let result = work::finish(&file, &sha, expect.as_deref(), &place, overwrite, &state);
+            if let (Ok(_), Some((data_dir, root, d))) = (&result, keep) {
+                if let Err(e) = crate::node::catalog::pieces::store(&data_dir, &root, &d) {
+                    crate::log_warn!("fetch {id}: cannot keep its piece list: {e}");
+                }
+            }
             Done {
                 id,
                 gen,
