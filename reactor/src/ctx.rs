@@ -269,6 +269,13 @@ impl Ctx {
         }
     }
 
+    /// How long ago the kernel last received anything from `id`'s peer,
+    /// keepalive answers included: a silent peer's proof of life.
+    pub fn last_heard(&self, id: ConnId) -> Option<Duration> {
+        self.conn(id)
+            .and_then(|c| crate::sockopt::last_heard(c.sock.as_raw_fd()).ok())
+    }
+
     /// The keepalive settings the kernel holds for `id`'s socket.
     pub fn keepalive(&self, id: ConnId) -> io::Result<Option<Keepalive>> {
         match self.conn(id) {

@@ -96,3 +96,25 @@ pub(crate) fn keepalive(fd: RawFd) -> io::Result<Option<Keepalive>> {
         count: n(libc::TCP_KEEPCNT)? as u32,
     }))
 }
+
+/// How long ago the kernel last received anything on the socket (data or a
+/// bare ACK, keepalive answers included), from `TCP_INFO`.
+pub(crate) fn last_heard(fd: RawFd) -> io::Result<Duration> {
+    // SAFETY: tcp_info is plain old data; the kernel fills at most `len` bytes.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            &mut info as *mut libc::tcp_info as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let ms = info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv);
+    Ok(Duration::from_millis(u64::from(ms)))
+}

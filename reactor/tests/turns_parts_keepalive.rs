@@ -64,3 +64,11 @@ fn keepalive_is_set_on_the_socket_as_asked() {
     assert_eq!(ask(&mut c, "KEEPALIVE 30 10 3"), "30 10 3");
     assert_eq!(ask(&mut c, "KEEPALIVE 2 1 4"), "2 1 4");
 }
+
+#[test]
+fn the_kernel_says_when_the_peer_was_last_heard() {
+    let r = Running::start(ConnOptions::default(), vec![]);
+    let mut c = r.connect();
+    let ms: u128 = ask(&mut c, "HEARD").parse().unwrap();
+    assert!(ms < 5_000, "the request itself was just heard: {ms} ms");
+}

@@ -8,10 +8,10 @@ use std::net::IpAddr;
 
 use reactor::ConnId;
 
-use super::registry::HostKey;
+use super::registry::{FullList, HostKey};
 use super::Coordinator;
 use crate::auth::jwt;
-use crate::proto::registry::{self, Listing, Reply, Request};
+use crate::proto::registry::{self, Reply, Request};
 
 /// Who sends a request, as the connection layer knows it.
 pub(super) struct Context {
@@ -26,10 +26,12 @@ pub(super) struct Context {
 
 /// What a request comes to.
 pub(super) enum Answer<'r> {
-    /// Encode and queue this reply (a whole LIST may be a shared line).
+    /// Encode and queue this reply.
     Reply(Reply<'r>),
-    /// A whole LIST whose snapshot is not built yet: answer when it is.
-    AfterSnapshot,
+    /// A whole LIST gathered a moment ago: queue its shared pieces.
+    FullList(FullList),
+    /// A whole LIST still to gather: answer when it is.
+    AfterGather,
 }
 
 /// How a request changes which connection speaks for which host.
@@ -200,9 +202,9 @@ impl Coordinator {
             } => {
                 if offset.is_none() && limit.is_none() && query.is_none() {
                     return Ok((
-                        match self.registry.fresh_snapshot(now) {
-                            Some(snap) => Answer::Reply(Reply::List(Listing::Shared(snap))),
-                            None => Answer::AfterSnapshot,
+                        match self.registry.fresh_list(now) {
+                            Some(list) => Answer::FullList(list),
+                            None => Answer::AfterGather,
                         },
                         Effect::None,
                     ));

@@ -121,6 +121,9 @@ impl Service for LineService {
                     })
                     .collect();
                 cx.send_parts(id, Arc::new(parts), (n * 100) as u64);
+            } else if line == "HEARD" {
+                let ms = cx.last_heard(id).map_or(u128::MAX, |d| d.as_millis());
+                cx.send(id, format!("{ms}\n").as_bytes());
             } else if line == "STALE" {
                 let first = self.seen.lock().unwrap().accepted[0];
                 cx.send(first, b"leaked to a stale id\n");

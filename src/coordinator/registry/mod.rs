@@ -1,66 +1,117 @@
 //! The registry: hosts, their files, and an index from file name to hosts.
-//! REQUEST is an index lookup, never a scan; LIST answers from a cached,
-//! already serialised snapshot rebuilt only after a change. No I/O here.
+//! REQUEST is an index lookup, never a scan; LIST pages are slices of a
+//! hostname order; the whole LIST is gathered from cached per-host pieces
+//! (`list.rs`). Records are compact so a million hosts fit (`files.rs`).
+//! No I/O here.
+
+mod files;
+mod list;
+mod order;
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use reactor::ConnId;
 use slab::Slab;
 
 use crate::proto::registry::{
-    Discovery, FileMeta, HeartbeatState, HostHead, ListedHost, Listing, Offer, Page, Reply,
+    push_f64, Discovery, FileMeta, HeartbeatState, HostHead, ListedHost, Listing, Offer, Page,
+    Reply,
 };
+use files::FileIndex;
+pub use files::FileRec;
+pub use list::{FullList, Gather, STEP_BUDGET};
+use order::OrderedKeys;
 
 pub type HostKey = usize;
 
+/// A host the sweep removed: its name and the connection it was bound to.
+pub type Swept = (Arc<str>, Option<ConnId>);
+
 pub struct Host {
-    pub name: Box<str>,
-    pub display_name: String,
-    pub ip: String,
+    pub name: Arc<str>,
+    pub display_name: Box<str>,
+    pub ip: Box<str>,
     pub port: u16,
-    pub files: BTreeMap<Box<str>, FileMeta>,
-    pub last_seen: f64,
-    pub connected_at: f64,
     pub online: bool,
+    pub state: Option<HeartbeatState>,
     /// The registry connection bound to this host, if any.
     pub conn: Option<ConnId>,
-    pub state: Option<HeartbeatState>,
+    /// Sorted by name.
+    pub files: Vec<FileRec>,
+    pub last_seen: f64,
+    pub connected_at: f64,
     /// `"name":{"addr":[..],"display_name":..,"files":{..}` cached until the
-    /// host changes, shared with snapshot builds on a worker.
-    frag: Option<Arc<[u8]>>,
+    /// host's files or address change.
+    head: Option<Arc<[u8]>>,
+    /// `,"last_seen":..,"connected_at":..,"online":..},` (with the comma
+    /// before the next host; the last host's is trimmed) cached until one
+    /// of them changes.
+    tail: Option<Arc<[u8]>>,
 }
 
 impl Host {
-    pub fn published(&self) -> impl Iterator<Item = (&str, &FileMeta)> {
+    /// Published files with their metadata, in name order.
+    pub fn published(&self) -> impl Iterator<Item = (&str, FileMeta)> + '_ {
         self.files
             .iter()
-            .filter(|(_, m)| m.is_published)
-            .map(|(n, m)| (n.as_ref(), m))
+            .filter(|f| f.is_published)
+            .map(|f| (&*f.name, f.meta()))
     }
 
-    fn fragment(&mut self) -> Arc<[u8]> {
-        if self.frag.is_none() {
-            let mut out = Vec::with_capacity(128);
-            HostHead::encode_fields(
-                &mut out,
-                &self.name,
-                &self.ip,
-                self.port,
-                &self.display_name,
-                self.published(),
-            );
-            self.frag = Some(out.into());
+    fn file(&self, name: &str) -> Option<&FileRec> {
+        self.files
+            .binary_search_by(|f| (*f.name).cmp(name))
+            .ok()
+            .map(|i| &self.files[i])
+    }
+
+    fn head(&mut self) -> Arc<[u8]> {
+        if let Some(h) = &self.head {
+            return h.clone();
         }
-        self.frag.clone().unwrap_or_else(|| Arc::from(&b""[..]))
+        let mut out = Vec::with_capacity(96 + 100 * self.files.len());
+        HostHead::encode_fields(
+            &mut out,
+            &self.name,
+            &self.ip,
+            self.port,
+            &self.display_name,
+            self.published(),
+        );
+        let h: Arc<[u8]> = out.into();
+        self.head = Some(h.clone());
+        h
+    }
+
+    fn tail(&mut self) -> Arc<[u8]> {
+        if let Some(t) = &self.tail {
+            return t.clone();
+        }
+        let mut out = Vec::with_capacity(80);
+        out.extend_from_slice(b",\"last_seen\":");
+        push_f64(&mut out, self.last_seen);
+        out.extend_from_slice(b",\"connected_at\":");
+        push_f64(&mut out, self.connected_at);
+        out.extend_from_slice(if self.online {
+            b",\"online\":true},"
+        } else {
+            b",\"online\":false},"
+        });
+        let t: Arc<[u8]> = out.into();
+        self.tail = Some(t.clone());
+        t
     }
 
     /// `q` is already lower-case (ASCII); names are compared the same way.
     fn matches(&self, q: &str) -> bool {
         contains_ci(&self.name, q)
             || contains_ci(&self.display_name, q)
-            || self.published().any(|(n, _)| contains_ci(n, q))
+            || self
+                .files
+                .iter()
+                .any(|f| f.is_published && contains_ci(&f.name, q))
     }
 }
 
@@ -71,83 +122,16 @@ pub fn contains_ci(hay: &str, needle: &str) -> bool {
     n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
-/// One host's entry in a LIST reply: its cached head and the fields that
-/// change on every message.
-pub type SnapshotPart = ListedHost<'static>;
-
-fn listed(h: &mut Host) -> SnapshotPart {
-    ListedHost {
-        head: HostHead::Encoded(h.fragment()),
-        last_seen: h.last_seen,
-        connected_at: h.connected_at,
-        online: h.online,
-    }
-}
-
-/// Serialises a full-LIST reply line from its parts. Pure; runs on a worker
-/// so that a 100,000-host registry never stalls the loop while it is built.
-pub fn build_snapshot(parts: Vec<SnapshotPart>) -> Vec<u8> {
-    let size: usize = parts
-        .iter()
-        .map(|p| match &p.head {
-            HostHead::Encoded(b) => b.len() + 80,
-            HostHead::Fields { .. } => 256,
-        })
-        .sum();
-    let mut out = Vec::with_capacity(64 + size);
-    Reply::List(Listing::Hosts {
-        hosts: parts,
-        page: None,
-    })
-    .encode(&mut out);
-    out
-}
-
-/// A cached full-LIST reply is reused for this long after `last_seen` moves,
-/// as long as nothing else changed.
-const SNAPSHOT_MAX_AGE_S: f64 = 1.0;
-
-const INDEX_SHARDS: usize = 256;
-
-/// The file-name index in shards, picked by an FNV-1a hash of the name; each
-/// shard is a std `HashMap` (SipHash, so names chosen by peers cannot force
-/// collisions inside a shard).
-struct FileIndex {
-    shards: Vec<HashMap<Box<str>, Vec<HostKey>>>,
-}
-
-impl Default for FileIndex {
-    fn default() -> Self {
-        FileIndex {
-            shards: (0..INDEX_SHARDS).map(|_| HashMap::new()).collect(),
-        }
-    }
-}
-
-impl FileIndex {
-    fn slot(name: &str) -> usize {
-        let mut h: u32 = 0x811c_9dc5;
-        for b in name.bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-        h as usize % INDEX_SHARDS
-    }
-
-    fn shard(&self, name: &str) -> &HashMap<Box<str>, Vec<HostKey>> {
-        &self.shards[Self::slot(name)]
-    }
-
-    fn shard_mut(&mut self, name: &str) -> &mut HashMap<Box<str>, Vec<HostKey>> {
-        &mut self.shards[Self::slot(name)]
-    }
-}
+/// A cached whole LIST is reused for this long after `last_seen` moves, as
+/// long as nothing else changed.
+const LIST_MAX_AGE_S: f64 = 1.0;
 
 /// How many distinct recent queries keep their matches.
 const MAX_QUERIES: usize = 8;
 
 struct QueryHits {
     query: String,
-    keys: Vec<HostKey>,
+    keys: OrderedKeys,
 }
 
 #[derive(Default)]
@@ -155,24 +139,23 @@ pub struct Registry {
     /// Boxed so that growing the slab moves pointers, not whole hosts
     /// (a 100k-host slab doubling would copy tens of megabytes in the loop).
     hosts: Slab<Box<Host>>,
-    by_name: BTreeMap<Box<str>, HostKey>,
-    /// File name → hosts publishing it, split in shards so that growing it
-    /// rehashes one small table at a time: a single table of 460,000 names
-    /// stalled the loop ~110 ms when it doubled.
+    /// Hostname → key; the name's allocation is the host's own.
+    by_name: HashMap<Arc<str>, HostKey>,
     index: FileIndex,
-    published: usize,
-    /// Host keys in hostname order, kept sorted as hosts come and go, so a
-    /// page is a slice.
-    order: Vec<HostKey>,
-    /// The last full-LIST reply: when it was built and from which version.
-    snapshot: Option<(f64, u64, Arc<Vec<u8>>)>,
+    online: usize,
+    /// Host keys in hostname order, so a page is a slice.
+    order: OrderedKeys,
+    /// The last whole LIST: when it was gathered and from which version.
+    full: Option<(f64, u64, FullList)>,
     /// Bumped by every change a LIST shows (not by `last_seen` alone).
     version: u64,
     /// The hosts matching recent LIST queries, in hostname order. Each host
-    /// change updates them in place (a binary search and one insert or
-    /// remove), so paging through a query costs O(limit) even while hosts
-    /// churn; scanning every host per page took 30 ms at 20,000 hosts.
+    /// change updates them in place, so paging through a query costs
+    /// O(limit) even while hosts churn; scanning every host per page took
+    /// 30 ms at 20,000 hosts.
     queries: Vec<QueryHits>,
+    /// Where the incremental inactivity sweep goes on (a slab index).
+    sweep_at: usize,
 }
 
 impl Registry {
@@ -185,11 +168,11 @@ impl Registry {
     }
 
     pub fn published_count(&self) -> usize {
-        self.published
+        self.index.pairs()
     }
 
     pub fn online_count(&self) -> usize {
-        self.hosts.iter().filter(|(_, h)| h.online).count()
+        self.online
     }
 
     pub fn key(&self, name: &str) -> Option<HostKey> {
@@ -200,41 +183,42 @@ impl Registry {
         self.hosts.get(key).map(|h| &**h)
     }
 
+    /// Something a LIST shows about `key` changed (not `last_seen` alone).
     fn changed(&mut self, key: HostKey) {
-        if let Some(h) = self.hosts.get_mut(key) {
-            h.frag = None;
-        }
         self.version += 1;
-        let Some(h) = self.hosts.get(key) else { return };
+        let Some(h) = self.hosts.get_mut(key) else {
+            return;
+        };
+        h.head = None;
+        h.tail = None;
+        let h = &self.hosts[key];
         let hosts = &self.hosts;
         for qh in self.queries.iter_mut() {
-            let pos = qh.keys.binary_search_by(|k| hosts[*k].name.cmp(&h.name));
-            match (h.matches(&qh.query), pos) {
-                (true, Err(at)) => qh.keys.insert(at, key),
-                (false, Ok(at)) => {
-                    qh.keys.remove(at);
+            if h.matches(&qh.query) {
+                qh.keys.insert(key, &h.name, |k| &hosts[k].name);
+            } else {
+                qh.keys.remove(&h.name, |k| &hosts[k].name);
+            }
+        }
+    }
+
+    fn set_online(&mut self, key: HostKey, online: bool) {
+        if let Some(h) = self.hosts.get_mut(key) {
+            if h.online != online {
+                h.online = online;
+                if online {
+                    self.online += 1;
+                } else {
+                    self.online -= 1;
                 }
-                _ => {}
             }
         }
     }
 
-    fn unindex(&mut self, key: HostKey, name: &str) {
-        if let Some(v) = self.index.shard_mut(name).get_mut(name) {
-            v.retain(|&k| k != key);
-            if v.is_empty() {
-                self.index.shard_mut(name).remove(name);
-            }
-            self.published -= 1;
-        }
-    }
-
-    fn index_file(&mut self, key: HostKey, name: &str) {
-        let v = self.index.shard_mut(name).entry(name.into()).or_default();
-        if !v.contains(&key) {
-            v.push(key);
-            self.published += 1;
-        }
+    /// The shared name for a file: the index's copy when any host
+    /// publishes that name, else a new one.
+    fn intern(&self, name: &str) -> Arc<str> {
+        self.index.interned(name).unwrap_or_else(|| name.into())
     }
 
     /// Adds or replaces a host with the full state it reports.
@@ -251,71 +235,82 @@ impl Registry {
     ) -> HostKey {
         let key = match self.by_name.get(name) {
             Some(&k) => {
-                let old: Vec<Box<str>> = self.hosts[k]
-                    .files
-                    .iter()
-                    .filter(|(_, m)| m.is_published)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                for n in old {
-                    self.unindex(k, &n);
+                let old = std::mem::take(&mut self.hosts[k].files);
+                for f in old.iter().filter(|f| f.is_published) {
+                    self.index.remove(&f.name, k as u32);
                 }
                 k
             }
             None => {
+                let name: Arc<str> = name.into();
                 let k = self.hosts.insert(Box::new(Host {
-                    name: name.into(),
-                    display_name: String::new(),
-                    ip: String::new(),
+                    name: name.clone(),
+                    display_name: "".into(),
+                    ip: "".into(),
                     port: 0,
-                    files: BTreeMap::new(),
+                    online: false,
+                    state: None,
+                    conn: None,
+                    files: Vec::new(),
                     last_seen: now,
                     connected_at: now,
-                    online: true,
-                    conn: None,
-                    state: None,
-                    frag: None,
+                    head: None,
+                    tail: None,
                 }));
-                self.by_name.insert(name.into(), k);
+                self.by_name.insert(name.clone(), k);
                 let hosts = &self.hosts;
-                let at = self
-                    .order
-                    .binary_search_by(|o| (*hosts[*o].name).cmp(name))
-                    .unwrap_or_else(|at| at);
-                self.order.insert(at, k);
+                self.order.insert(k, &name, |o| &hosts[o].name);
                 k
             }
         };
+        let mut recs: Vec<FileRec> = files
+            .into_iter()
+            .map(|(n, m)| FileRec::new(self.intern(&n), m))
+            .collect();
+        recs.sort_by(|a, b| a.name.cmp(&b.name));
+        recs.dedup_by(|later, first| later.name == first.name);
+        recs.shrink_to_fit();
+        for f in recs.iter().filter(|f| f.is_published) {
+            self.index.add(&f.name, key as u32);
+        }
+        self.set_online(key, true);
         let h = &mut self.hosts[key];
         h.display_name = if display_name.is_empty() {
-            name.to_string()
+            name
         } else {
-            display_name.to_string()
-        };
-        h.ip = ip.to_string();
+            display_name
+        }
+        .into();
+        h.ip = ip.into();
         h.port = port;
-        h.files = files
-            .into_iter()
-            .map(|(n, m)| (n.into_boxed_str(), m))
-            .collect();
+        h.files = recs;
         h.last_seen = now;
         h.connected_at = now;
-        h.online = true;
         h.conn = conn;
-        let published: Vec<Box<str>> = h.published().map(|(n, _)| n.into()).collect();
-        for n in published {
-            self.index_file(key, &n);
-        }
         self.changed(key);
         key
     }
 
     pub fn publish(&mut self, key: HostKey, fname: &str, meta: FileMeta) {
-        let Some(h) = self.hosts.get_mut(key) else {
+        if !self.hosts.contains(key) {
             return;
+        }
+        let rec = FileRec::new(self.intern(fname), meta);
+        let publish = rec.is_published;
+        let h = &mut self.hosts[key];
+        let name = rec.name.clone();
+        let was_published = match h.files.binary_search_by(|f| (*f.name).cmp(fname)) {
+            Ok(i) => std::mem::replace(&mut h.files[i], rec).is_published,
+            Err(i) => {
+                h.files.insert(i, rec);
+                false
+            }
         };
-        h.files.insert(fname.into(), meta);
-        self.index_file(key, fname);
+        if publish {
+            self.index.add(&name, key as u32);
+        } else if was_published {
+            self.index.remove(&name, key as u32);
+        }
         self.changed(key);
     }
 
@@ -324,13 +319,12 @@ impl Registry {
         let Some(h) = self.hosts.get_mut(key) else {
             return false;
         };
-        let Some(m) = h.files.get_mut(fname) else {
+        let Ok(i) = h.files.binary_search_by(|f| (*f.name).cmp(fname)) else {
             return false;
         };
-        let was = m.is_published;
-        m.is_published = false;
+        let was = std::mem::replace(&mut h.files[i].is_published, false);
         if was {
-            self.unindex(key, fname);
+            self.index.remove(fname, key as u32);
         }
         self.changed(key);
         true
@@ -338,7 +332,10 @@ impl Registry {
 
     pub fn touch(&mut self, key: HostKey, now: f64) {
         if let Some(h) = self.hosts.get_mut(key) {
-            h.last_seen = now;
+            if h.last_seen != now {
+                h.last_seen = now;
+                h.tail = None;
+            }
         }
     }
 
@@ -350,9 +347,9 @@ impl Registry {
 
     /// The bound connection closed: the host stays, offline.
     pub fn set_offline(&mut self, key: HostKey) {
-        if let Some(h) = self.hosts.get_mut(key) {
-            h.online = false;
-            h.conn = None;
+        if self.hosts.contains(key) {
+            self.set_online(key, false);
+            self.hosts[key].conn = None;
             self.changed(key);
         }
     }
@@ -362,44 +359,69 @@ impl Registry {
         if !self.hosts.contains(key) {
             return None;
         }
+        self.set_online(key, false);
         // Out of the ordered lists first: their searches read host names.
         let hosts = &self.hosts;
-        let name = &hosts[key].name;
-        let find = |keys: &[HostKey]| keys.binary_search_by(|k| hosts[*k].name.cmp(name));
-        if let Ok(at) = find(&self.order) {
-            self.order.remove(at);
-        }
+        let name = hosts[key].name.clone();
+        self.order.remove(&name, |k| &hosts[k].name);
         for qh in self.queries.iter_mut() {
-            if let Ok(at) = find(&qh.keys) {
-                qh.keys.remove(at);
-            }
+            qh.keys.remove(&name, |k| &hosts[k].name);
         }
         let h = self.hosts.remove(key);
-        for (n, m) in h.files.iter() {
-            if m.is_published {
-                self.unindex(key, n);
-            }
+        for f in h.files.iter().filter(|f| f.is_published) {
+            self.index.remove(&f.name, key as u32);
         }
         self.by_name.remove(&h.name);
         self.version += 1;
         h.conn
     }
 
-    /// Removes hosts not seen since `cutoff`; returns their names and connections.
-    pub fn sweep(&mut self, cutoff: f64) -> Vec<(Box<str>, Option<ConnId>)> {
-        let stale: Vec<HostKey> = self
-            .hosts
-            .iter()
-            .filter(|(_, h)| h.last_seen < cutoff)
-            .map(|(k, _)| k)
-            .collect();
-        stale
+    /// Looks at up to `slots` slab slots for hosts not seen since `cutoff`
+    /// and removes them; returns their names and connections, and whether
+    /// the pass over every slot is complete. A host whose connection is open
+    /// may have been heard without a message: `heard(conn)` says when its
+    /// kernel last answered (TCP keepalive, docs/registry-protocol.md); a
+    /// host heard since the cutoff is seen then, and stays.
+    pub fn sweep_step(
+        &mut self,
+        cutoff: f64,
+        slots: usize,
+        mut heard: impl FnMut(ConnId) -> Option<f64>,
+    ) -> (Vec<Swept>, bool) {
+        let cap = self.hosts.capacity();
+        let end = self.sweep_at.saturating_add(slots).min(cap);
+        let mut stale = Vec::new();
+        for k in self.sweep_at..end {
+            let Some(h) = self.hosts.get_mut(k) else {
+                continue;
+            };
+            if h.last_seen >= cutoff {
+                continue;
+            }
+            match h.conn.filter(|_| h.online).and_then(&mut heard) {
+                Some(at) if at >= cutoff => {
+                    h.last_seen = at;
+                    h.tail = None;
+                }
+                _ => stale.push(k),
+            }
+        }
+        let done = end >= cap;
+        self.sweep_at = if done { 0 } else { end };
+        let removed = stale
             .into_iter()
             .map(|k| {
                 let name = self.hosts[k].name.clone();
                 (name, self.remove(k))
             })
-            .collect()
+            .collect();
+        (removed, done)
+    }
+
+    /// Removes every host not seen since `cutoff` at once (tests).
+    pub fn sweep(&mut self, cutoff: f64) -> Vec<Swept> {
+        self.sweep_at = 0;
+        self.sweep_step(cutoff, usize::MAX, |_| None).0
     }
 
     pub fn is_online(&self, name: &str) -> bool {
@@ -414,51 +436,52 @@ impl Registry {
     }
 
     pub fn has_file(&self, key: HostKey, fname: &str) -> bool {
-        self.hosts
-            .get(key)
-            .is_some_and(|h| h.files.contains_key(fname))
+        self.hosts.get(key).is_some_and(|h| h.file(fname).is_some())
     }
 
     /// The REQUEST reply: published offers of `fname`, online hosts first;
     /// with `sha256` (lower-case hex) only the hosts offering that content.
     pub fn request_reply(&self, fname: &str, sha256: Option<&str>) -> Reply<'_> {
-        let Some(keys) = self.index.shard(fname).get(fname) else {
+        let Some(holders) = self.index.get(fname) else {
             return Reply::NotFound;
         };
-        let mut hosts: Vec<&Host> = keys
+        let mut hosts: Vec<(&Host, &FileRec)> = holders
+            .keys()
             .iter()
-            .filter_map(|&k| self.hosts.get(k).map(|h| &**h))
+            .filter_map(|&k| {
+                let h = &**self.hosts.get(k as usize)?;
+                let f = h.file(fname)?;
+                if sha256.is_some_and(|s| !f.has_sha256(s)) {
+                    return None;
+                }
+                Some((h, f))
+            })
             .collect();
-        hosts.sort_by(|a, b| {
+        if hosts.is_empty() {
+            // Hosts offer the name, none the content asked for.
+            return Reply::NotFound;
+        }
+        hosts.sort_by(|(a, _), (b, _)| {
             b.online
                 .cmp(&a.online)
                 .then(b.last_seen.total_cmp(&a.last_seen))
         });
-        let offers: Vec<Offer<'_>> = hosts
-            .into_iter()
-            .filter_map(|h| {
-                let m = h.files.get(fname)?;
-                if sha256.is_some() && m.sha256.as_deref() != sha256 {
-                    return None;
-                }
-                Some(Offer {
+        Reply::Found(
+            hosts
+                .into_iter()
+                .map(|(h, f)| Offer {
                     hostname: Cow::Borrowed(&h.name),
                     display_name: Cow::Borrowed(&h.display_name),
                     ip: Cow::Borrowed(&h.ip),
                     port: h.port,
-                    size: m.size,
-                    modified: m.modified,
-                    sha256: m.sha256.as_deref().map(Cow::Borrowed),
-                    root: m.root.as_deref().map(Cow::Borrowed),
+                    size: f.size,
+                    modified: f.modified,
+                    sha256: f.sha256_hex().map(Cow::Owned),
+                    root: f.root_hex().map(Cow::Owned),
                     online: h.online,
                 })
-            })
-            .collect();
-        if offers.is_empty() {
-            // Hosts offer the name, none the content asked for.
-            return Reply::NotFound;
-        }
-        Reply::Found(offers)
+                .collect(),
+        )
     }
 
     /// The DISCOVER reply, or None for an unknown host.
@@ -467,7 +490,7 @@ impl Registry {
         Some(Reply::Discover(Discovery {
             files: h
                 .published()
-                .map(|(n, m)| (Cow::Borrowed(n), Cow::Borrowed(m)))
+                .map(|(n, m)| (Cow::Borrowed(n), Cow::Owned(m)))
                 .collect(),
             ip: Cow::Borrowed(&h.ip),
             port: h.port,
@@ -475,53 +498,46 @@ impl Registry {
         }))
     }
 
-    fn ordered(&self) -> &[HostKey] {
-        &self.order
-    }
-
-    /// Changes so far; a snapshot records the count it was built from.
+    /// Changes so far; a whole LIST records the count it was gathered from.
     pub fn version(&self) -> u64 {
         self.version
     }
 
-    /// The cached full-LIST reply, if nothing changed since it was built and
+    /// The cached whole LIST, if nothing changed since it was gathered and
     /// its `last_seen` values are under a second old.
-    pub fn fresh_snapshot(&self, now: f64) -> Option<Arc<Vec<u8>>> {
-        match &self.snapshot {
-            Some((at, version, snap))
-                if *version == self.version && now - at < SNAPSHOT_MAX_AGE_S =>
-            {
-                Some(snap.clone())
+    pub fn fresh_list(&self, now: f64) -> Option<FullList> {
+        match &self.full {
+            Some((at, version, l)) if *version == self.version && now - at < LIST_MAX_AGE_S => {
+                Some(l.clone())
             }
             _ => None,
         }
     }
 
-    pub fn store_snapshot(&mut self, built_at: f64, version: u64, snap: Arc<Vec<u8>>) {
-        self.snapshot = Some((built_at, version, snap));
+    pub fn store_list(&mut self, gathered_at: f64, version: u64, list: FullList) {
+        self.full = Some((gathered_at, version, list));
     }
 
-    /// What a snapshot build needs, in hostname order: shared fragments and
-    /// a few numbers per host. Cheap (no serialising), so it may run in the
-    /// loop while [`build_snapshot`] runs on a worker.
-    pub fn snapshot_parts(&mut self) -> Vec<SnapshotPart> {
-        let mut parts = Vec::with_capacity(self.order.len());
-        for &k in &self.order {
-            parts.push(listed(&mut self.hosts[k]));
-        }
-        parts
+    /// Host `k`'s two LIST pieces.
+    fn pieces(&mut self, k: HostKey) -> (Arc<[u8]>, Arc<[u8]>) {
+        let h = &mut self.hosts[k];
+        (h.head(), h.tail())
     }
 
-    /// The whole registry as one reply line, built here and now (tests and
-    /// benches; the coordinator builds on a worker).
-    pub fn list_full(&mut self, now: f64) -> Arc<Vec<u8>> {
-        if let Some(s) = self.fresh_snapshot(now) {
-            return s;
+    /// The whole registry at once, gathered here and now (tests and benches;
+    /// the coordinator gathers a step per loop turn).
+    pub fn list_full(&mut self, now: f64) -> Vec<u8> {
+        if let Some(l) = self.fresh_list(now) {
+            return l.concat();
         }
-        let version = self.version;
-        let snap = Arc::new(build_snapshot(self.snapshot_parts()));
-        self.store_snapshot(now, version, snap.clone());
-        snap
+        let mut g = Gather::new(self, now);
+        let l = loop {
+            if let Some(l) = g.step(self, std::time::Duration::MAX) {
+                break l;
+            }
+        };
+        self.store_list(now, g.version, l.clone());
+        l.concat()
     }
 
     /// Host keys of one page in hostname order, the total matching, and the
@@ -532,41 +548,21 @@ impl Registry {
         limit: u64,
         query: Option<&str>,
     ) -> (Vec<HostKey>, u64, Option<u64>) {
-        let offset = offset as usize;
-        let limit = limit as usize;
-        let (keys, total): (Vec<HostKey>, usize) = match query.filter(|q| !q.is_empty()) {
-            None => {
-                let order = self.ordered();
-                let total = order.len();
-                let end = offset.saturating_add(limit).min(total);
-                (
-                    order
-                        .get(offset.min(total)..end)
-                        .unwrap_or_default()
-                        .to_vec(),
-                    total,
-                )
-            }
-            Some(q) => {
-                let matching = self.matching(q);
-                let total = matching.len();
-                let end = offset.saturating_add(limit).min(total);
-                (
-                    matching
-                        .get(offset.min(total)..end)
-                        .unwrap_or_default()
-                        .to_vec(),
-                    total,
-                )
-            }
+        let offset = offset.min(usize::MAX as u64) as usize;
+        let limit = limit.min(usize::MAX as u64) as usize;
+        let keys = match query.filter(|q| !q.is_empty()) {
+            None => &self.order,
+            Some(q) => self.matching(q),
         };
-        let next = offset + keys.len();
+        let total = keys.len();
+        let page = keys.slice(offset, limit);
+        let next = offset.saturating_add(page.len());
         let next = (next < total).then_some(next as u64);
-        (keys, total as u64, next)
+        (page, total as u64, next)
     }
 
     /// Host keys matching `q`, in hostname order (kept for recent queries).
-    fn matching(&mut self, q: &str) -> &[HostKey] {
+    fn matching(&mut self, q: &str) -> &OrderedKeys {
         match self.queries.iter().position(|qh| qh.query == q) {
             Some(0) => {}
             Some(i) => {
@@ -574,12 +570,11 @@ impl Registry {
                 self.queries.insert(0, hit);
             }
             None => {
-                let keys = self
-                    .order
-                    .iter()
-                    .copied()
-                    .filter(|&k| self.hosts[k].matches(q))
-                    .collect();
+                let mut keys = OrderedKeys::default();
+                let hosts = &self.hosts;
+                for k in self.order.iter().filter(|&k| hosts[k].matches(q)) {
+                    keys.insert(k, &hosts[k].name, |o| &hosts[o].name);
+                }
                 self.queries.truncate(MAX_QUERIES - 1);
                 self.queries.insert(
                     0,
@@ -604,7 +599,15 @@ impl Registry {
         Reply::List(Listing::Hosts {
             hosts: keys
                 .into_iter()
-                .map(|k| listed(&mut self.hosts[k]))
+                .map(|k| {
+                    let h = &mut self.hosts[k];
+                    ListedHost {
+                        head: HostHead::Encoded(h.head()),
+                        last_seen: h.last_seen,
+                        connected_at: h.connected_at,
+                        online: h.online,
+                    }
+                })
                 .collect(),
             page: Some(Page { total, next_offset }),
         })
