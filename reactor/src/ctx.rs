@@ -29,6 +29,23 @@ pub(crate) const SWEEP_TICK: Duration = Duration::from_millis(100);
 pub(crate) const SWEEP_PER_TICK: usize = 4096;
 /// After running out of descriptors, accepting resumes after this pause.
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Work a turn starts on events before it flushes answers and polls again;
+/// the rest waits, in order, for the next turn.
+pub(crate) const TURN_BUDGET: Duration = Duration::from_millis(1);
+/// Connections accepted from one listener per step; more wait in the backlog.
+pub(crate) const ACCEPT_PER_STEP: usize = 64;
+
+/// An event a turn had no time for, handled first next turn.
+pub(crate) enum Pending {
+    Accept(usize),
+    Conn {
+        idx: usize,
+        readable: bool,
+        hup: bool,
+        writable: bool,
+    },
+}
+
 /// How long a stopping loop keeps flushing output.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -70,6 +87,8 @@ pub struct Ctx {
     pub(crate) log: Box<dyn Fn(&str)>,
     /// How long each turn's work took, for [`Ctx::loop_turns`].
     pub(crate) turns: TurnStats,
+    /// Events left for the next turn, oldest first.
+    pub(crate) backlog: std::collections::VecDeque<Pending>,
 }
 
 impl Ctx {

@@ -72,3 +72,19 @@ fn the_kernel_says_when_the_peer_was_last_heard() {
     let ms: u128 = ask(&mut c, "HEARD").parse().unwrap();
     assert!(ms < 5_000, "the request itself was just heard: {ms} ms");
 }
+
+#[test]
+fn a_burst_of_connections_is_accepted_in_steps_and_every_one_answered() {
+    let r = Running::start(ConnOptions::default(), vec![]);
+    use std::io::Write;
+    // Far more than one accept step (64): the rest wait in the backlog,
+    // which must not lose any (edge-triggered: no second event comes).
+    let mut conns: Vec<_> = (0..300).map(|_| r.connect()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write_all(format!("ECHO {i}\n").as_bytes()).unwrap();
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        assert_eq!(ask(c, "ECHO again"), format!("{i}"));
+    }
+    r.wait_until("all 300 accepted", |s| s.accepted.len() == 300);
+}

@@ -64,6 +64,9 @@ CPU next to the throughput, and says which of them bounds it.
 
 Both:
   --coordinator-pid PID    sample its CPU and memory every 100 ms
+  --stats-api URL          the coordinator's server API (default: --api's): poll its /api/stats
+                           and report the coordinator's own service time per action and its
+                           loop's turn times beside the client-observed latency
   --reference-echo         run the same load against an in-process echo server too
   --json FILE              write the report as JSON
   --shards N               at least N client processes (default: one per CPU; 2 with
@@ -101,6 +104,7 @@ struct Cfg {
     pub(crate) source_ips: usize,
     pub(crate) connect_burst: usize,
     pub(crate) token_threads: usize,
+    pub(crate) stats_api: Option<String>,
     /// Child mode: this is shard i of n.
     pub(crate) shard: Option<(usize, usize)>,
 }
@@ -129,6 +133,7 @@ fn parse() -> Cfg {
     let secret_file = a.value("--jwt-secret-file");
     let api = a.value("--api");
     let anonymous = a.flag("--anonymous");
+    let stats_api = a.value("--stats-api").or_else(|| api.clone());
     let auth = match (secret, secret_file, api, anonymous) {
         (Some(s), None, None, false) => Auth::Mint(s.into_bytes()),
         (None, Some(f), None, false) => match std::fs::read_to_string(&f) {
@@ -228,6 +233,7 @@ fn parse() -> Cfg {
         source_ips: a.parsed("--source-ips").unwrap_or(16),
         connect_burst: a.parsed::<usize>("--connect-burst").unwrap_or(512).max(1),
         token_threads: a.parsed("--token-threads").unwrap_or(8),
+        stats_api: stats_api.map(|u| u.trim_end_matches('/').to_string()),
         shard,
     };
     a.finish();

@@ -11,7 +11,7 @@ use p2pshare_tools::report::thousands;
 use p2pshare_tools::scenario::{Leave, OPS};
 use p2pshare_tools::shard::Shards;
 use p2pshare_tools::tokens::Auth;
-use p2pshare_tools::{die, reach, rlimit};
+use p2pshare_tools::{die, reach, rlimit, server_stats};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -426,7 +426,13 @@ pub(crate) fn parent(mut cfg: Cfg) {
         thousands(per_process as u64)
     );
 
+    let poller = cfg.stats_api.as_deref().and_then(|api| {
+        server_stats::Poller::start(api, Duration::from_secs(5))
+            .map_err(|e| eprintln!("{TOOL}: warning: no server-side figures from {api}: {e}"))
+            .ok()
+    });
     let main = run_pass(&cfg, &cfg.coordinator, n, false, mon.as_ref());
+    let own = poller.map(|p| p.finish());
     let cstats = mon.as_ref().and_then(|m| m.stats(main.started, main.ended));
 
     let reference = if cfg.reference_echo {
@@ -449,5 +455,13 @@ pub(crate) fn parent(mut cfg: Cfg) {
     if let Some(m) = mon {
         m.stop();
     }
-    report(&cfg, conns, n, &main, cstats, reference.as_ref());
+    report(
+        &cfg,
+        conns,
+        n,
+        &main,
+        cstats,
+        own.as_ref(),
+        reference.as_ref(),
+    );
 }

@@ -100,6 +100,7 @@ pub(crate) fn report(
     shards: usize,
     main: &Pass,
     cstats: Option<p2pshare_tools::proc::Stats>,
+    own: Option<&p2pshare_tools::server_stats::Seen>,
     reference: Option<&Pass>,
 ) {
     let preset = cfg.preset.clone().unwrap_or_else(|| "custom".into());
@@ -113,6 +114,9 @@ pub(crate) fn report(
     println!("mode {mode}: {how}");
     println!("coordinator {}", cfg.coordinator);
     print!("{}", main.ops.table());
+    if let Some(o) = own {
+        print!("{}", o.table());
+    }
     println!(
         "duration {:.3} s  success_rate {:.4}  answers {}  throughput {:.0} responses/s",
         main.duration_s,
@@ -160,6 +164,7 @@ pub(crate) fn report(
         "run": cfg.run,
         "processes": shards,
         "error_reasons": main.reasons.to_json(),
+        "coordinator_own": own.map(|o| o.to_json()),
     });
     if cfg.hold.is_none() {
         out["files_per_client"] = json!(cfg.files);
