@@ -20,7 +20,7 @@ mod report;
 
 const TOOL: &str = "registry-bench";
 const HELP: &str = "\
-usage: registry-bench --coordinator HOST:PORT (--preset 1k|10k|100k | --hold N --duration S)
+usage: registry-bench --coordinator HOST:PORT (--preset 1k|10k|100k|1m | --hold N --duration S)
                       (--jwt-secret S | --jwt-secret-file F | --api URL | --anonymous) [options]
 
 Scalability (seed presets): each simulated client connects, REGISTERs (5 files), PUBLISHes
@@ -37,16 +37,21 @@ always in flight, and by Little's law latency = in-flight / throughput: 10,000 i
 at 50,000 answers/s is 200 ms per request however fast the server serves each one. --burst
 keeps the seed's all-at-once run for comparison; read it as a stress test of throughput
 and errors, not as a latency figure.
-  --preset 1k|10k|100k     clients 1,000 / 10,000 / 100,000
+  --preset 1k|10k|100k|1m  clients 1,000 / 10,000 / 100,000 / 1,000,000 (1m: over ten
+                           minutes, at most 18,000 connected at once, each closing after its
+                           script; no whole-registry LIST unless --full-list-every)
   --clients N              override the preset's client count (the preset's rate stays)
   --arrival-rate R         paced: clients arriving per second over all processes (1k: 100,
-                           10k: 500, 100k: 1,667: a preset takes about 10 / 20 / 60 s)
+                           10k: 500, 100k and 1m: 1,667: a preset takes about 10 / 20 / 60 /
+                           600 s)
   --think MS               paced: mean pause before each operation, randomised ±50% (50)
   --burst                  the seed's run: all clients at once, back to back
   --files N                files per client (5)
-  --concurrency N          connections open at once (1k, 10k: all; 100k: as many as fit)
+  --concurrency N          connections open at once (1k, 10k: all; 100k: as many as fit;
+                           1m: as many as fit, at most 18,000)
   --leave stay|close|unregister   after the script (stay when all fit at once, else close)
-  --full-list-every N      (100; 10,000 for 100k)
+  --full-list-every N      (100; 10,000 for 100k; 0, none, for 1m: a whole LIST of a
+                           million hosts is ~700 MB)
   --connect-burst N        connects in progress at once (512)
   --list-query Q|none      query of the paged LISTs (bench-<run>-: this run's clients)
 
@@ -121,7 +126,8 @@ fn parse() -> Cfg {
         Some("1k") => Some(1_000),
         Some("10k") => Some(10_000),
         Some("100k") => Some(100_000),
-        Some(p) => die(TOOL, format!("unknown preset {p:?} (1k, 10k or 100k)")),
+        Some("1m") => Some(1_000_000),
+        Some(p) => die(TOOL, format!("unknown preset {p:?} (1k, 10k, 100k or 1m)")),
     };
     let hold: Option<usize> = a.parsed("--hold");
     let clients = a

@@ -364,6 +364,9 @@ pub(crate) fn run_pass(
     }
 }
 
+/// The 1m preset's ceiling on connections open at once.
+const MAX_1M_CONNECTED: usize = 18_000;
+
 pub(crate) fn success_rate(p: &Pass) -> f64 {
     if p.clients == 0 {
         0.0
@@ -388,6 +391,7 @@ pub(crate) fn parent(mut cfg: Cfg) {
         None => {
             let c = cfg.concurrency.unwrap_or(match cfg.preset.as_deref() {
                 Some("100k") => coord_fit.min(cfg.clients),
+                Some("1m") => coord_fit.min(MAX_1M_CONNECTED).min(cfg.clients),
                 _ => cfg.clients,
             });
             let c = c.clamp(1, cfg.clients.max(1));
@@ -409,7 +413,11 @@ pub(crate) fn parent(mut cfg: Cfg) {
                 );
             }
             if cfg.full_list_every.is_none() {
-                cfg.full_list_every = Some(if cfg.clients >= 100_000 { 10_000 } else { 100 });
+                cfg.full_list_every = Some(match cfg.preset.as_deref() {
+                    Some("1m") => 0,
+                    _ if cfg.clients >= 100_000 => 10_000,
+                    _ => 100,
+                });
             }
             if c > coord_fit {
                 eprintln!(
