@@ -11,7 +11,7 @@ use reactor::{ConnId, Ctx};
 
 use super::guard::{addr_key, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
 use super::handle::{Answer, Context, Effect};
-use super::registry::{FullList, Gather, HostKey};
+use super::registry::{Gather, HostKey, ListParts};
 use super::{Coordinator, Kind, Timer};
 use crate::proto::registry::{self, error_line, Reply, MAX_LINE};
 use crate::util::unix_now;
@@ -71,7 +71,7 @@ struct Clock {
 enum Extra {
     None,
     /// A whole LIST: shared pieces, queued by reference.
-    Parts(FullList),
+    Parts(ListParts),
     /// A whole LIST still being gathered: this connection waits.
     WaitList,
     /// Answered (the reply is in `out`); close once it is written.
@@ -288,7 +288,7 @@ impl Coordinator {
                 reply.encode(out);
                 (Extra::None, effect)
             }
-            Ok((Answer::FullList(list), effect)) => (Extra::Parts(list), effect),
+            Ok((Answer::Pieces(list), effect)) => (Extra::Parts(list), effect),
             Ok((Answer::AfterGather, effect)) => (Extra::WaitList, effect),
             Err(_) if over_cap => {
                 Reply::Error("too many connections".into()).encode(out);
@@ -376,7 +376,7 @@ impl Coordinator {
     }
 
     /// A whole LIST is ready: answer everyone waiting, then go on with their lines.
-    fn list_ready(&mut self, cx: &mut Ctx, list: FullList) {
+    fn list_ready(&mut self, cx: &mut Ctx, list: ListParts) {
         for id in std::mem::take(&mut self.list_waiters) {
             if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                 rc.waiting_list = false;

@@ -21,7 +21,7 @@ use crate::proto::registry::{
 };
 use files::FileIndex;
 pub use files::FileRec;
-pub use list::{FullList, Gather, STEP_BUDGET};
+pub use list::{Gather, ListParts, STEP_BUDGET};
 use order::OrderedKeys;
 
 pub type HostKey = usize;
@@ -146,7 +146,7 @@ pub struct Registry {
     /// Host keys in hostname order, so a page is a slice.
     order: OrderedKeys,
     /// The last whole LIST: when it was gathered and from which version.
-    full: Option<(f64, u64, FullList)>,
+    full: Option<(f64, u64, ListParts)>,
     /// Bumped by every change a LIST shows (not by `last_seen` alone).
     version: u64,
     /// The hosts matching recent LIST queries, in hostname order. Each host
@@ -505,7 +505,7 @@ impl Registry {
 
     /// The cached whole LIST, if nothing changed since it was gathered and
     /// its `last_seen` values are under a second old.
-    pub fn fresh_list(&self, now: f64) -> Option<FullList> {
+    pub fn fresh_list(&self, now: f64) -> Option<ListParts> {
         match &self.full {
             Some((at, version, l)) if *version == self.version && now - at < LIST_MAX_AGE_S => {
                 Some(l.clone())
@@ -514,7 +514,7 @@ impl Registry {
         }
     }
 
-    pub fn store_list(&mut self, gathered_at: f64, version: u64, list: FullList) {
+    pub fn store_list(&mut self, gathered_at: f64, version: u64, list: ListParts) {
         self.full = Some((gathered_at, version, list));
     }
 
@@ -586,6 +586,13 @@ impl Registry {
             }
         }
         &self.queries[0].keys
+    }
+
+    /// A paged LIST reply as shared pieces: the same bytes as
+    /// [`Registry::list_page_reply`], with no host's fragment copied.
+    pub fn list_page_parts(&mut self, offset: u64, limit: u64, query: Option<&str>) -> ListParts {
+        let (keys, total, next_offset) = self.page(offset, limit, query);
+        list::page_parts(self, &keys, total, next_offset)
     }
 
     /// A paged LIST reply.
@@ -726,6 +733,37 @@ mod tests {
         let copy = sorted.clone();
         sorted.sort();
         assert_eq!(copy, sorted);
+    }
+
+    #[test]
+    fn page_pieces_are_the_encoded_page_byte_for_byte() {
+        let mut r = Registry::default();
+        for i in 0..30 {
+            r.register(
+                &format!("h{i:02}"),
+                "",
+                "ip",
+                1,
+                vec![(format!("f{i}"), meta(i))],
+                None,
+                1.0 + f64::from(i as u32),
+            );
+        }
+        for (off, lim, q) in [
+            (0, 10, None),
+            (25, 10, None),
+            (0, 1000, Some("F1")),
+            (40, 5, None),
+        ] {
+            let want = r.list_page_reply(off, lim, q).line();
+            let got = r.list_page_parts(off, lim, q).concat();
+            assert_eq!(
+                String::from_utf8(got).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
+        let full: serde_json::Value = serde_json::from_slice(&r.list_full(2.0)).unwrap();
+        assert_eq!(full["registry"]["h07"]["files"]["f7"]["size"], 7);
     }
 
     #[test]

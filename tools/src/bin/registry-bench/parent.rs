@@ -37,6 +37,9 @@ pub(crate) struct Pass {
     pub(crate) own_cpu_pct: Option<f64>,
     /// The whole machine's CPU over the pass (others' load shows here).
     pub(crate) machine_cpu_pct: Option<proc::MachineUse>,
+    /// The coordinator's loop thread over the pass: (ms on a CPU, ms ready
+    /// but waiting for one).
+    pub(crate) coord_sched_ms: Option<(f64, f64)>,
 }
 
 /// CPU samples of the client processes, this one and the machine, taken at GO.
@@ -256,6 +259,16 @@ pub(crate) fn run_pass(
     );
     let rss = |m: Option<&Monitor>| m.and_then(|m| m.now()).map(|s| s.rss_kb as f64 / 1024.0);
     let rss_before_mb = if reference { None } else { rss(mon) };
+    let sched_pid = if reference { None } else { cfg.coordinator_pid };
+    let sched_at = |pid: Option<u32>| pid.and_then(proc::sched);
+    let sched_between = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| {
+        a.zip(b).map(|(a, b)| {
+            (
+                b.0.saturating_sub(a.0) as f64 / 1e6,
+                b.1.saturating_sub(a.1) as f64 / 1e6,
+            )
+        })
+    };
     let mut shards = Shards::spawn(n, |i| child_args(cfg, target, i, n, reference))
         .unwrap_or_else(|e| die(TOOL, e));
     if cfg.hold.is_some() {
@@ -281,6 +294,7 @@ pub(crate) fn run_pass(
         let rss_after_mb = if reference { None } else { rss(mon) };
         let pids = shards.pids();
         let mark = CpuMark::take(&pids);
+        let sched0 = sched_at(sched_pid);
         let started = Instant::now();
         shards.broadcast("GO");
         let mut p = ProgSum::new(n, "load", cfg.clients);
@@ -289,6 +303,7 @@ pub(crate) fn run_pass(
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
+        let coord_sched_ms = sched_between(sched0, sched_at(sched_pid));
         let (clients_cpu_pct, own_cpu_pct, machine_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
@@ -310,6 +325,7 @@ pub(crate) fn run_pass(
             clients_cpu_pct,
             own_cpu_pct,
             machine_cpu_pct,
+            coord_sched_ms,
         }
     } else {
         let mut p = ProgSum::new(n, "clients", cfg.clients);
@@ -319,6 +335,7 @@ pub(crate) fn run_pass(
         }
         let pids = shards.pids();
         let mark = CpuMark::take(&pids);
+        let sched0 = sched_at(sched_pid);
         let started = Instant::now();
         shards.broadcast("GO");
         let results = match shards.collect("RESULT", |i, t| p.feed(i, t)) {
@@ -326,6 +343,7 @@ pub(crate) fn run_pass(
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
+        let coord_sched_ms = sched_between(sched0, sched_at(sched_pid));
         let (clients_cpu_pct, own_cpu_pct, machine_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
@@ -360,6 +378,7 @@ pub(crate) fn run_pass(
             clients_cpu_pct,
             own_cpu_pct,
             machine_cpu_pct,
+            coord_sched_ms,
         }
     }
 }

@@ -135,6 +135,13 @@ pub(crate) fn report(
             shards
         )
     );
+    if let Some((run_ms, wait_ms)) = main.coord_sched_ms {
+        println!(
+            "coordinator loop thread: {run_ms:.0} ms on a CPU, {wait_ms:.0} ms ready but waiting for one \
+             ({:.1}% of the run: the machine's share of every latency, not the server's)",
+            100.0 * wait_ms / (main.duration_s * 1000.0).max(1.0)
+        );
+    }
     let mut coordinator = json!({
         "cpu_mean_pct": null, "cpu_peak_pct": null, "rss_mean_mb": null, "peak_rss_mb": null,
     });
@@ -165,6 +172,7 @@ pub(crate) fn report(
         "processes": shards,
         "error_reasons": main.reasons.to_json(),
         "coordinator_own": own.map(|o| o.to_json()),
+        "coordinator_sched_ms": main.coord_sched_ms.map(|(r, w)| json!({"on_cpu": round(r, 1), "runqueue_wait": round(w, 1)})),
     });
     if cfg.hold.is_none() {
         out["files_per_client"] = json!(cfg.files);
