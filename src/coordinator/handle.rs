@@ -84,7 +84,8 @@ impl Coordinator {
                     None if self.cfg.allow_anonymous => {
                         // No anonymous takeover of a name a token holds or
                         // held, nor of an account's name.
-                        if self.token_bound.contains(&*hostname) || self.users.exists(&hostname) {
+                        if self.token_bound.contains_key(&hostname) || self.users.exists(&hostname)
+                        {
                             return Err("forbidden");
                         }
                         (
@@ -110,8 +111,8 @@ impl Coordinator {
                 if files.len() > self.cfg.max_files_per_host {
                     return Err("too many files");
                 }
-                if !anonymous && !self.token_bound.contains(&*hostname) {
-                    self.token_bound.insert(hostname.as_ref().into());
+                if !anonymous && !self.token_bound.contains_key(&hostname) {
+                    self.token_bound.insert(hostname.as_ref().into(), ());
                 }
                 let ip = self.stored_ip(cx.seen_ip, ip.as_deref());
                 // A host that registers again from a new connection takes
@@ -176,7 +177,9 @@ impl Coordinator {
                     Some(k) => Some(k),
                     // Seed clients heartbeat on a fresh connection, naming
                     // themselves (never a host a token speaks for).
-                    None if self.cfg.allow_anonymous && !self.token_bound.contains(&*hostname) => {
+                    None if self.cfg.allow_anonymous
+                        && !self.token_bound.contains_key(&hostname) =>
+                    {
                         asked
                     }
                     None => None,
@@ -240,7 +243,7 @@ impl Coordinator {
             None if self.cfg.allow_anonymous => {
                 // Seed clients act for a host by naming it; never for one
                 // a token ever spoke for.
-                if self.token_bound.contains(hostname) {
+                if self.token_bound.contains_key(hostname) {
                     return Err("forbidden");
                 }
                 self.registry.key(hostname).ok_or("not registered")

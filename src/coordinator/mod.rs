@@ -11,7 +11,7 @@ pub mod secrets;
 pub mod stats;
 pub mod users;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -178,7 +178,7 @@ pub struct Coordinator {
     revoked: HashMap<String, u64>,
     /// Hostnames a token has registered since start: never taken over by
     /// an anonymous REGISTER. Grows only with valid tokens.
-    token_bound: HashSet<Box<str>>,
+    token_bound: registry::sharded::ShardedMap<Box<str>, ()>,
 }
 
 /// The inactivity sweep's period. Config keeps it within (0, one year];
@@ -301,7 +301,7 @@ impl Coordinator {
             unbound: UnboundCount::default(),
             rate: RateLimit::default(),
             revoked,
-            token_bound: HashSet::new(),
+            token_bound: Default::default(),
         })
     }
 

@@ -128,11 +128,7 @@ impl Default for FileIndex {
 
 impl FileIndex {
     fn slot(name: &str) -> usize {
-        let mut h: u32 = 0x811c_9dc5;
-        for b in name.bytes() {
-            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
-        }
-        h as usize % INDEX_SHARDS
+        super::sharded::shard_of(name) % INDEX_SHARDS
     }
 
     pub(super) fn pairs(&self) -> usize {

@@ -7,9 +7,9 @@
 mod files;
 mod list;
 mod order;
+pub mod sharded;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use reactor::ConnId;
@@ -140,7 +140,7 @@ pub struct Registry {
     /// (a 100k-host slab doubling would copy tens of megabytes in the loop).
     hosts: Slab<Box<Host>>,
     /// Hostname → key; the name's allocation is the host's own.
-    by_name: HashMap<Arc<str>, HostKey>,
+    by_name: sharded::ShardedMap<Arc<str>, HostKey>,
     index: FileIndex,
     online: usize,
     /// Host keys in hostname order, so a page is a slice.
