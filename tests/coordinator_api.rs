@@ -282,6 +282,12 @@ fn stats_count_operations_and_latency() {
     assert_eq!(v["ops"]["REGISTER"]["count_60s"], 1);
     assert!(v["ops"]["PING"]["p99_ms"].as_f64().unwrap() > 0.0);
     assert!(v["uptime_s"].as_f64().unwrap() >= 0.0);
+    // The loop's own turn times: every request above took at least a turn.
+    let l = &v["loop"];
+    assert!(l["turns_60s"].as_u64().unwrap() >= 11, "{l}");
+    let (p99, max) = (l["p99_ms"].as_f64().unwrap(), l["max_ms"].as_f64().unwrap());
+    assert!(p99 > 0.0 && p99 <= max, "{l}");
+    assert!(l["over_2ms"].as_u64().is_some(), "{l}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use slab::Slab;
 
 use crate::conn::{CloseReason, Conn, ConnId, ConnOptions, Phase};
 use crate::service::{ListenerId, ServiceId, TimerId};
+use crate::sockopt::Keepalive;
 use crate::timer::Timers;
+use crate::turns::{TurnStats, TurnSummary};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Listener tokens live above every possible connection slot.
@@ -26,6 +29,23 @@ pub(crate) const SWEEP_TICK: Duration = Duration::from_millis(100);
 pub(crate) const SWEEP_PER_TICK: usize = 4096;
 /// After running out of descriptors, accepting resumes after this pause.
 pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Work a turn starts on events before it flushes answers and polls again;
+/// the rest waits, in order, for the next turn.
+pub(crate) const TURN_BUDGET: Duration = Duration::from_millis(1);
+/// Connections accepted from one listener per step; more wait in the backlog.
+pub(crate) const ACCEPT_PER_STEP: usize = 64;
+
+/// An event a turn had no time for, handled first next turn.
+pub(crate) enum Pending {
+    Accept(usize),
+    Conn {
+        idx: usize,
+        readable: bool,
+        hup: bool,
+        writable: bool,
+    },
+}
+
 /// How long a stopping loop keeps flushing output.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -65,6 +85,10 @@ pub struct Ctx {
     pub(crate) stop_flag: Option<Arc<AtomicBool>>,
     pub(crate) stopping: bool,
     pub(crate) log: Box<dyn Fn(&str)>,
+    /// How long each turn's work took, for [`Ctx::loop_turns`].
+    pub(crate) turns: TurnStats,
+    /// Events left for the next turn, oldest first.
+    pub(crate) backlog: std::collections::VecDeque<Pending>,
 }
 
 impl Ctx {
@@ -85,6 +109,12 @@ impl Ctx {
     /// The time this loop turn started.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The loop's turn times over the last minute: how long any connection
+    /// may have waited behind the others' work.
+    pub fn loop_turns(&mut self) -> TurnSummary {
+        self.turns.summary(Instant::now())
     }
 
     /// Asks the loop to stop (as SIGTERM does).
@@ -250,6 +280,29 @@ impl Ctx {
         self.conn(id).and_then(|c| c.sock.peer_addr().ok())
     }
 
+    /// Turns TCP keepalive on (with these timings) or off for `id`.
+    pub fn set_keepalive(&mut self, id: ConnId, ka: Option<Keepalive>) -> io::Result<()> {
+        match self.conn(id) {
+            Some(c) => crate::sockopt::set_keepalive(c.sock.as_raw_fd(), ka),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// How long ago the kernel last received anything from `id`'s peer,
+    /// keepalive answers included: a silent peer's proof of life.
+    pub fn last_heard(&self, id: ConnId) -> Option<Duration> {
+        self.conn(id)
+            .and_then(|c| crate::sockopt::last_heard(c.sock.as_raw_fd()).ok())
+    }
+
+    /// The keepalive settings the kernel holds for `id`'s socket.
+    pub fn keepalive(&self, id: ConnId) -> io::Result<Option<Keepalive>> {
+        match self.conn(id) {
+            Some(c) => crate::sockopt::keepalive(c.sock.as_raw_fd()),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     pub fn local_addr(&self, id: ConnId) -> Option<SocketAddr> {
         self.conn(id).and_then(|c| c.sock.local_addr().ok())
     }
@@ -289,6 +342,15 @@ impl Ctx {
     pub fn send_shared(&mut self, id: ConnId, data: Arc<Vec<u8>>) {
         if let Some(c) = self.conn_mut(id) {
             c.out.push_shared(data);
+            self.mark_dirty(id.index());
+        }
+    }
+
+    /// Queues the concatenation of shared `parts` (`len` bytes in all)
+    /// without copying them; they go out by `writev`, within the write budget.
+    pub fn send_parts(&mut self, id: ConnId, parts: Arc<Vec<Arc<[u8]>>>, len: u64) {
+        if let Some(c) = self.conn_mut(id) {
+            c.out.push_parts(parts, len);
             self.mark_dirty(id.index());
         }
     }

@@ -8,18 +8,44 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use crate::conn::{CloseReason, Phase, CONNECT_TIMEOUT};
-use crate::ctx::{Ctx, TimerWhat, ACCEPT_PAUSE, SWEEP_PER_TICK};
+use crate::ctx::{Ctx, Pending, TimerWhat, ACCEPT_PAUSE, ACCEPT_PER_STEP, SWEEP_PER_TICK};
 use crate::outq::Flush;
 use crate::service::{ListenerId, Service};
 
 impl Ctx {
-    pub(crate) fn accept_all(&mut self, l: usize, services: &mut [&mut dyn Service]) {
-        loop {
+    /// Handles one event now (a step of accepting, or a connection's
+    /// readiness).
+    pub(crate) fn handle_pending(&mut self, p: Pending, services: &mut [&mut dyn Service]) {
+        match p {
+            Pending::Accept(l) => {
+                if self.accept_some(l, ACCEPT_PER_STEP, services) {
+                    // Still more waiting: another step, after the others.
+                    self.backlog.push_back(Pending::Accept(l));
+                }
+            }
+            Pending::Conn {
+                idx,
+                readable,
+                hup,
+                writable,
+            } => self.conn_event(idx, readable, hup, writable, services),
+        }
+    }
+
+    /// Accepts up to `max` connections; true when it stopped at `max` (more
+    /// may wait: edge-triggered, no new event comes for them).
+    pub(crate) fn accept_some(
+        &mut self,
+        l: usize,
+        max: usize,
+        services: &mut [&mut dyn Service],
+    ) -> bool {
+        for _ in 0..max {
             let Some(lst) = self.listeners.get(l) else {
-                return;
+                return false;
             };
             if lst.paused || self.stopping {
-                return;
+                return false;
             }
             match lst.sock.accept() {
                 Ok((sock, peer)) => {
@@ -36,7 +62,7 @@ impl Ctx {
                         )),
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_out_of_files(&e) => {
                     // Out of descriptors: free the reserve to accept and drop
@@ -59,7 +85,7 @@ impl Ctx {
                     ));
                     self.timers
                         .insert(self.now + ACCEPT_PAUSE, TimerWhat::ResumeAccept(l));
-                    return;
+                    return false;
                 }
                 Err(e) => {
                     // ECONNABORTED and friends concern one client only.
@@ -68,6 +94,7 @@ impl Ctx {
                 }
             }
         }
+        true
     }
 
     pub(crate) fn conn_event(

@@ -12,7 +12,9 @@ use mio::{Events, Poll, Waker};
 use slab::Slab;
 
 use crate::conn::CloseReason;
-use crate::ctx::{Ctx, TimerWhat, LISTENER_BASE, SHUTDOWN_GRACE, SWEEP_TICK, WAKER};
+use crate::ctx::{
+    Ctx, Pending, TimerWhat, LISTENER_BASE, SHUTDOWN_GRACE, SWEEP_TICK, TURN_BUDGET, WAKER,
+};
 use crate::service::Service;
 use crate::timer::Timers;
 
@@ -46,6 +48,8 @@ impl Reactor {
                 stop_flag: None,
                 stopping: false,
                 log: Box::new(|m| eprintln!("{m}")),
+                turns: crate::turns::TurnStats::new(Instant::now()),
+                backlog: std::collections::VecDeque::new(),
             },
             events: Events::with_capacity(1024),
         })
@@ -93,7 +97,8 @@ impl Reactor {
                 }
             }
 
-            let timeout = if !cx.dirty.is_empty() || !cx.resume.is_empty() {
+            let timeout = if !cx.dirty.is_empty() || !cx.resume.is_empty() || !cx.backlog.is_empty()
+            {
                 Some(Duration::ZERO)
             } else {
                 cx.timers
@@ -107,23 +112,42 @@ impl Reactor {
             }
             cx.now = Instant::now();
 
+            // Events are handled oldest first within a time budget: what a
+            // turn could not reach (a reconnect storm's thousands of accepts
+            // and REGISTERs) waits for the next turn, after this turn's
+            // answers are flushed, instead of holding every answer back.
+            let deadline = cx.now + TURN_BUDGET;
+            for _ in 0..cx.backlog.len() {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                if let Some(p) = cx.backlog.pop_front() {
+                    cx.handle_pending(p, services);
+                    cx.process_closes(services);
+                }
+            }
             let mut woken = false;
             for ev in self.events.iter() {
                 let t = ev.token();
-                if t == WAKER {
+                let p = if t == WAKER {
                     woken = true;
+                    continue;
                 } else if t.0 >= LISTENER_BASE {
-                    cx.accept_all(t.0 - LISTENER_BASE, services);
+                    Pending::Accept(t.0 - LISTENER_BASE)
                 } else {
                     let hup = ev.is_read_closed() || ev.is_error();
-                    cx.conn_event(
-                        t.0,
-                        ev.is_readable() || hup,
+                    Pending::Conn {
+                        idx: t.0,
+                        readable: ev.is_readable() || hup,
                         hup,
-                        ev.is_writable(),
-                        services,
-                    );
+                        writable: ev.is_writable(),
+                    }
+                };
+                if !cx.backlog.is_empty() || Instant::now() >= deadline {
+                    cx.backlog.push_back(p);
+                    continue;
                 }
+                cx.handle_pending(p, services);
                 cx.process_closes(services);
             }
             if woken {
@@ -142,7 +166,7 @@ impl Reactor {
                     TimerWhat::ResumeAccept(l) => {
                         if let Some(lst) = cx.listeners.get_mut(l) {
                             lst.paused = false;
-                            cx.accept_all(l, services);
+                            cx.handle_pending(Pending::Accept(l), services);
                         }
                     }
                     TimerWhat::Sweep => {
@@ -161,6 +185,7 @@ impl Reactor {
             }
             cx.flush_dirty(services);
             cx.process_closes(services);
+            cx.turns.record(cx.now, Instant::now());
         }
     }
 }

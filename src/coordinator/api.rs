@@ -130,7 +130,7 @@ fn meta_json(m: &FileMeta) -> Value {
 fn files_json(h: &Host) -> Value {
     Value::Object(
         h.published()
-            .map(|(n, m)| (n.to_string(), meta_json(m)))
+            .map(|(n, m)| (n.to_string(), meta_json(&m)))
             .collect(),
     )
 }
@@ -446,9 +446,14 @@ impl Coordinator {
             );
         }
         let online = self.registry.online_count();
+        let t = cx.loop_turns();
         Reply::ok(json!({
             "success": true,
             "uptime_s": self.started.elapsed().as_secs_f64(),
+            // How long the loop's turns took over the last minute: the
+            // longest any connection may have waited behind the others.
+            "loop": {"turns_60s": t.count, "p50_ms": t.p50_ms, "p99_ms": t.p99_ms,
+                     "p999_ms": t.p999_ms, "max_ms": t.max_ms, "over_2ms": t.over_2ms},
             "users": self.users.count(),
             "clients_total": self.registry.len(),
             "clients_online": online,

@@ -11,10 +11,14 @@ use reactor::{ConnId, Ctx};
 
 use super::guard::{addr_key, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
 use super::handle::{Answer, Context, Effect};
-use super::registry::HostKey;
+use super::registry::{Gather, HostKey, ListParts};
 use super::{Coordinator, Kind, Timer};
-use crate::proto::registry::{self, error_line, Listing, Reply, MAX_LINE};
+use crate::proto::registry::{self, error_line, Reply, MAX_LINE};
 use crate::util::unix_now;
+
+/// The pause between two steps of gathering a whole LIST: the loop serves
+/// everyone else in between (a zero delay would run every step in one turn).
+const GATHER_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Queued answers above this make a connection wait until they drain.
 const MAX_QUEUED: u64 = 4 * 1024 * 1024;
@@ -39,7 +43,7 @@ pub struct RegConn {
     /// Registered without a token under `--allow-anonymous`: closing the
     /// connection does not mark the host offline (seed clients reconnect per request).
     pub anonymous: bool,
-    /// Waiting for a full-LIST snapshot; later lines wait too, in order.
+    /// Waiting for a whole LIST being gathered; later lines wait too, in order.
     pub waiting_list: bool,
     pub standing: Standing,
     /// When its last complete line arrived (or when it was accepted).
@@ -48,6 +52,8 @@ pub struct RegConn {
     pub addr: IpAddr,
     /// A deadline timer is pending: never arm a second one.
     pub timer_armed: bool,
+    /// TCP keepalive is on (set at the first REGISTER).
+    pub keepalive: bool,
 }
 
 /// The timer key of a connection's stranger deadline.
@@ -64,9 +70,9 @@ struct Clock {
 /// What a request line produced besides an inline reply.
 enum Extra {
     None,
-    /// A shared, already serialised reply (full LIST).
-    Shared(std::sync::Arc<Vec<u8>>),
-    /// A full LIST whose snapshot is being built: this connection waits.
+    /// A whole LIST: shared pieces, queued by reference.
+    Parts(ListParts),
+    /// A whole LIST still being gathered: this connection waits.
     WaitList,
     /// Answered (the reply is in `out`); close once it is written.
     Close,
@@ -93,6 +99,7 @@ impl Coordinator {
                 last_line: Instant::now(),
                 addr: ip,
                 timer_armed: true,
+                keepalive: false,
             }),
         );
     }
@@ -166,6 +173,7 @@ impl Coordinator {
         let buf = cx.take_input(id);
         let mut used = 0;
         let mut close = false;
+        let mut gather = false;
         let mut out = std::mem::take(&mut self.scratch);
         out.clear();
         // One clock read per request: each request's service time runs from
@@ -206,17 +214,20 @@ impl Coordinator {
                             close = true;
                             break;
                         }
-                        Extra::Shared(reply) => {
+                        Extra::Parts(list) => {
                             cx.send(id, &out);
                             out.clear();
-                            cx.send_shared(id, reply);
+                            cx.send_parts(id, list.parts, list.len);
                         }
                         Extra::WaitList => {
                             if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                                 rc.waiting_list = true;
                             }
                             self.list_waiters.push(id);
-                            self.build_snapshot(cx);
+                            // After this batch's answers are queued: a small
+                            // registry is gathered at once, and its waiters
+                            // answered and resumed right away.
+                            gather = true;
                             break;
                         }
                     }
@@ -228,6 +239,9 @@ impl Coordinator {
         self.scratch = out;
         if close {
             cx.close_after_flush(id);
+        }
+        if gather {
+            self.start_gather(cx);
         }
     }
 
@@ -270,14 +284,12 @@ impl Coordinator {
             now: clock.unix,
         };
         let (extra, effect) = match self.handle_request(req, &context) {
-            Ok((Answer::Reply(Reply::List(Listing::Shared(line))), effect)) => {
-                (Extra::Shared(line), effect)
-            }
             Ok((Answer::Reply(reply), effect)) => {
                 reply.encode(out);
                 (Extra::None, effect)
             }
-            Ok((Answer::AfterSnapshot, effect)) => (Extra::WaitList, effect),
+            Ok((Answer::Pieces(list), effect)) => (Extra::Parts(list), effect),
+            Ok((Answer::AfterGather, effect)) => (Extra::WaitList, effect),
             Err(_) if over_cap => {
                 Reply::Error("too many connections".into()).encode(out);
                 (Extra::Close, Effect::None)
@@ -310,6 +322,14 @@ impl Coordinator {
                 if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                     rc.host = Some(host);
                     rc.anonymous = anonymous;
+                    // The open connection is the host's liveness from now on:
+                    // keepalive finds a peer that vanished without a FIN.
+                    if !anonymous && !rc.keepalive {
+                        rc.keepalive = true;
+                        if let Err(e) = cx.set_keepalive(id, Some(self.keepalive)) {
+                            crate::log_warn!("cannot set keepalive on a registry connection: {e}");
+                        }
+                    }
                 }
                 self.now_known(id);
             }
@@ -326,39 +346,41 @@ impl Coordinator {
         }
     }
 
-    /// Starts building a full-LIST snapshot on the snapshot worker, unless
-    /// one is already on its way (its answer serves every waiter).
-    fn build_snapshot(&mut self, cx: &mut Ctx) {
-        if self.building_snapshot {
-            return;
+    /// Starts gathering a whole LIST (unless one is on its way: its result
+    /// serves every waiter). The first step runs now, the rest a step per
+    /// loop turn from a timer, so a small registry answers at once and a
+    /// large one never holds the loop longer than a step.
+    fn start_gather(&mut self, cx: &mut Ctx) {
+        if self.gather.is_none() {
+            self.gather = Some(Gather::new(&self.registry, unix_now()));
+            self.gather_step(cx);
         }
-        let parts = self.registry.snapshot_parts();
-        let version = self.registry.version();
-        let built_at = unix_now();
-        let job = move || {
-            (
-                built_at,
-                version,
-                std::sync::Arc::new(super::registry::build_snapshot(parts)),
-            )
+    }
+
+    /// One time-bounded step of the whole LIST being gathered.
+    pub(super) fn gather_step(&mut self, cx: &mut Ctx) {
+        let Some(g) = self.gather.as_mut() else {
+            return;
         };
-        match self.snapshot_pool.submit(job) {
-            Ok(()) => self.building_snapshot = true,
-            Err(_) => {
-                // Cannot happen with one build at a time; answer inline then.
-                let snap = self.registry.list_full(built_at);
-                self.snapshot_ready(cx, snap);
+        match g.step(&mut self.registry, super::registry::STEP_BUDGET) {
+            None => {
+                cx.timer(self.svc, GATHER_PAUSE, Timer::Gather.to_key());
+            }
+            Some(list) => {
+                let (at, version) = (g.started_unix, g.version);
+                self.gather = None;
+                self.registry.store_list(at, version, list.clone());
+                self.list_ready(cx, list);
             }
         }
     }
 
-    /// A snapshot arrived: answer everyone waiting, then go on with their lines.
-    pub(super) fn snapshot_ready(&mut self, cx: &mut Ctx, snap: std::sync::Arc<Vec<u8>>) {
-        self.building_snapshot = false;
+    /// A whole LIST is ready: answer everyone waiting, then go on with their lines.
+    fn list_ready(&mut self, cx: &mut Ctx, list: ListParts) {
         for id in std::mem::take(&mut self.list_waiters) {
             if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                 rc.waiting_list = false;
-                cx.send_shared(id, snap.clone());
+                cx.send_parts(id, list.parts.clone(), list.len);
                 self.registry_input(cx, id);
             }
         }

@@ -8,10 +8,10 @@ use std::net::IpAddr;
 
 use reactor::ConnId;
 
-use super::registry::HostKey;
+use super::registry::{HostKey, ListParts};
 use super::Coordinator;
 use crate::auth::jwt;
-use crate::proto::registry::{self, Listing, Reply, Request};
+use crate::proto::registry::{self, Reply, Request};
 
 /// Who sends a request, as the connection layer knows it.
 pub(super) struct Context {
@@ -26,10 +26,12 @@ pub(super) struct Context {
 
 /// What a request comes to.
 pub(super) enum Answer<'r> {
-    /// Encode and queue this reply (a whole LIST may be a shared line).
+    /// Encode and queue this reply.
     Reply(Reply<'r>),
-    /// A whole LIST whose snapshot is not built yet: answer when it is.
-    AfterSnapshot,
+    /// A LIST page, or a whole LIST gathered a moment ago: queue its shared pieces.
+    Pieces(ListParts),
+    /// A whole LIST still to gather: answer when it is.
+    AfterGather,
 }
 
 /// How a request changes which connection speaks for which host.
@@ -82,7 +84,8 @@ impl Coordinator {
                     None if self.cfg.allow_anonymous => {
                         // No anonymous takeover of a name a token holds or
                         // held, nor of an account's name.
-                        if self.token_bound.contains(&*hostname) || self.users.exists(&hostname) {
+                        if self.token_bound.contains_key(&hostname) || self.users.exists(&hostname)
+                        {
                             return Err("forbidden");
                         }
                         (
@@ -108,8 +111,8 @@ impl Coordinator {
                 if files.len() > self.cfg.max_files_per_host {
                     return Err("too many files");
                 }
-                if !anonymous && !self.token_bound.contains(&*hostname) {
-                    self.token_bound.insert(hostname.as_ref().into());
+                if !anonymous && !self.token_bound.contains_key(&hostname) {
+                    self.token_bound.insert(hostname.as_ref().into(), ());
                 }
                 let ip = self.stored_ip(cx.seen_ip, ip.as_deref());
                 // A host that registers again from a new connection takes
@@ -174,7 +177,9 @@ impl Coordinator {
                     Some(k) => Some(k),
                     // Seed clients heartbeat on a fresh connection, naming
                     // themselves (never a host a token speaks for).
-                    None if self.cfg.allow_anonymous && !self.token_bound.contains(&*hostname) => {
+                    None if self.cfg.allow_anonymous
+                        && !self.token_bound.contains_key(&hostname) =>
+                    {
                         asked
                     }
                     None => None,
@@ -200,16 +205,21 @@ impl Coordinator {
             } => {
                 if offset.is_none() && limit.is_none() && query.is_none() {
                     return Ok((
-                        match self.registry.fresh_snapshot(now) {
-                            Some(snap) => Answer::Reply(Reply::List(Listing::Shared(snap))),
-                            None => Answer::AfterSnapshot,
+                        match self.registry.fresh_list(now) {
+                            Some(list) => Answer::Pieces(list),
+                            None => Answer::AfterGather,
                         },
                         Effect::None,
                     ));
                 }
                 let limit = limit.unwrap_or(registry::MAX_PAGE);
-                self.registry
-                    .list_page_reply(offset.unwrap_or(0), limit, query.as_deref())
+                // Shared pieces, not a copy: a page of 100 hosts is ~70 KB,
+                // and copying it twice was a quarter of the 1k preset's
+                // instructions (callgrind, BENCHMARKS.md).
+                let page =
+                    self.registry
+                        .list_page_parts(offset.unwrap_or(0), limit, query.as_deref());
+                return Ok((Answer::Pieces(page), Effect::None));
             }
             Request::Unregister { hostname } => {
                 let host = self.acting_host(cx.bound, &hostname)?;
@@ -233,7 +243,7 @@ impl Coordinator {
             None if self.cfg.allow_anonymous => {
                 // Seed clients act for a host by naming it; never for one
                 // a token ever spoke for.
-                if self.token_bound.contains(hostname) {
+                if self.token_bound.contains_key(hostname) {
                     return Err("forbidden");
                 }
                 self.registry.key(hostname).ok_or("not registered")

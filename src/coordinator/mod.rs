@@ -12,14 +12,15 @@ pub mod secrets;
 pub mod stats;
 pub mod users;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reactor::{
-    CloseReason, ConnId, ConnMap, ConnOptions, Ctx, ListenerId, Pool, Reactor, Service, ServiceId,
+    CloseReason, ConnId, ConnMap, ConnOptions, Ctx, Keepalive, ListenerId, Pool, Reactor, Service,
+    ServiceId,
 };
 
 use crate::config::Config;
@@ -30,18 +31,60 @@ use crate::{log_info, log_warn};
 use api::{AccountDone, AccountJob, Probe};
 use conn::RegConn;
 use guard::{RateLimit, UnboundCount};
-use registry::Registry;
+use registry::{Gather, Registry};
 use stats::OpStats;
 use users::UserStore;
 
 const HOUSEKEEP_EVERY: Duration = Duration::from_secs(10);
+/// Host slots the inactivity sweep looks at per loop turn, and the pause
+/// between two slices.
+const SWEEP_SLICE: usize = 16_384;
+const SWEEP_PAUSE: Duration = Duration::from_millis(2);
+
+/// Keepalive of registered connections: a host that vanishes without a FIN
+/// is closed, so marked offline, within idle + interval × count = 60 s.
+pub const KEEPALIVE: Keepalive = Keepalive {
+    idle: Duration::from_secs(30),
+    interval: Duration::from_secs(10),
+    count: 3,
+};
+
+/// `P2PSHARE_KEEPALIVE=IDLE,INTERVAL,COUNT` (seconds, seconds, probes)
+/// overrides [`KEEPALIVE`], so a test can watch a dead host go offline in
+/// seconds rather than a minute.
+fn keepalive_from_env() -> Result<Keepalive, String> {
+    let Ok(v) = std::env::var("P2PSHARE_KEEPALIVE") else {
+        return Ok(KEEPALIVE);
+    };
+    let n: Vec<u64> = v
+        .split(',')
+        .map(|x| x.trim().parse::<u64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("P2PSHARE_KEEPALIVE={v:?}: expected IDLE,INTERVAL,COUNT"))?;
+    match n[..] {
+        [idle, interval, count] if idle > 0 && interval > 0 && (1..=127).contains(&count) => {
+            Ok(Keepalive {
+                idle: Duration::from_secs(idle),
+                interval: Duration::from_secs(interval),
+                count: count as u32,
+            })
+        }
+        _ => Err(format!(
+            "P2PSHARE_KEEPALIVE={v:?}: expected IDLE,INTERVAL,COUNT, each at least 1 (count at most 127)"
+        )),
+    }
+}
 
 /// Every timer of this service. The reactor carries a `u64` key; this is
 /// the one place that packs and unpacks it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Timer {
-    /// The inactivity sweep of the registry.
+    /// The inactivity sweep of the registry: a pass starts.
     Sweep,
+    /// The next slice of a sweep pass.
+    SweepMore,
+    /// The next step of gathering a whole LIST.
+    Gather,
     /// Expired revocations and refilled rate buckets are dropped.
     Housekeep,
     /// An admin probe's deadline, by the op id of the request it answers.
@@ -62,6 +105,8 @@ impl Timer {
         match self {
             Timer::Sweep => 1,
             Timer::Housekeep => 2,
+            Timer::SweepMore => 3,
+            Timer::Gather => 4,
             Timer::Probe(op) => KEY_PROBE | (op & (KEY_PROBE - 1)),
             Timer::Stranger(id) => {
                 KEY_STRANGER
@@ -81,6 +126,8 @@ impl Timer {
             match key {
                 1 => Some(Timer::Sweep),
                 2 => Some(Timer::Housekeep),
+                3 => Some(Timer::SweepMore),
+                4 => Some(Timer::Gather),
                 _ => None,
             }
         }
@@ -113,11 +160,14 @@ pub struct Coordinator {
     http: HttpServer,
     /// Live admin probes: op id → the probe connection.
     probes: HashMap<OpId, ConnId>,
-    /// Builds full-LIST snapshots off the loop, one at a time.
-    snapshot_pool: Pool<(f64, u64, Arc<Vec<u8>>)>,
-    building_snapshot: bool,
-    /// Registry connections waiting for the snapshot being built.
+    /// The whole LIST being gathered, a step per loop turn (conn.rs).
+    gather: Option<Gather>,
+    /// Registry connections waiting for it.
     list_waiters: Vec<ConnId>,
+    /// The cutoff of the sweep pass under way, if one is.
+    sweep_cutoff: Option<f64>,
+    /// TCP keepalive of registered connections.
+    keepalive: Keepalive,
     /// Reused reply buffer for registry lines.
     scratch: Vec<u8>,
     /// Unbound registry connections per source address.
@@ -129,7 +179,7 @@ pub struct Coordinator {
     revoked: HashMap<String, u64>,
     /// Hostnames a token has registered since start: never taken over by
     /// an anonymous REGISTER. Grows only with valid tokens.
-    token_bound: HashSet<Box<str>>,
+    token_bound: registry::sharded::ShardedMap<Box<str>, ()>,
 }
 
 /// The inactivity sweep's period. Config keeps it within (0, one year];
@@ -219,8 +269,6 @@ impl Coordinator {
         })?;
         let pool = Pool::new("coord-worker", cfg.workers.max(1), 256, cx.waker())
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
-        let snapshot_pool = Pool::new("list-snapshot", 1, 4, cx.waker())
-            .map_err(|e| format!("cannot start the snapshot thread: {e}"))?;
         print_line(&format!("registry listening on {reg_local}"));
         print_line(&format!("admin api listening on http://{api_local}"));
         if let Some(pw) = &secrets.generated_admin_password {
@@ -260,13 +308,14 @@ impl Coordinator {
             http: HttpServer::new(),
             probes: HashMap::new(),
             scratch: Vec::with_capacity(64 * 1024),
-            snapshot_pool,
-            building_snapshot: false,
+            gather: None,
+            sweep_cutoff: None,
+            keepalive: keepalive_from_env()?,
             list_waiters: Vec::new(),
             unbound: UnboundCount::default(),
             rate: RateLimit::default(),
             revoked,
-            token_bound: HashSet::new(),
+            token_bound: Default::default(),
         })
     }
 
@@ -342,9 +391,14 @@ impl Service for Coordinator {
                 cx.timer(self.svc, HOUSEKEEP_EVERY, Timer::Housekeep.to_key());
             }
             Some(Timer::Sweep) => {
-                self.sweep(cx);
+                if self.sweep_cutoff.is_none() {
+                    self.sweep_cutoff = Some(unix_now() - self.cfg.inactive_timeout_s);
+                    self.sweep(cx);
+                }
                 cx.timer(self.svc, sweep_every(&self.cfg), Timer::Sweep.to_key());
             }
+            Some(Timer::SweepMore) => self.sweep(cx),
+            Some(Timer::Gather) => self.gather_step(cx),
             Some(Timer::Probe(op)) => self.probe_timeout(cx, op),
             None => {}
         }
@@ -354,11 +408,6 @@ impl Service for Coordinator {
         for done in self.pool.drain() {
             self.job_done(cx, done);
         }
-        for (built_at, version, snap) in self.snapshot_pool.drain() {
-            self.registry
-                .store_snapshot(built_at, version, snap.clone());
-            self.snapshot_ready(cx, snap);
-        }
     }
 
     fn on_shutdown(&mut self, _cx: &mut Ctx) {
@@ -367,9 +416,22 @@ impl Service for Coordinator {
 }
 
 impl Coordinator {
+    /// One slice of the sweep pass under way; the next slice follows a
+    /// moment later, so a pass over a million hosts never holds the loop
+    /// (one pass at once took ~10 ms at that size).
     fn sweep(&mut self, cx: &mut Ctx) {
-        let cutoff = unix_now() - self.cfg.inactive_timeout_s;
-        let removed = self.registry.sweep(cutoff);
+        let Some(cutoff) = self.sweep_cutoff else {
+            return;
+        };
+        let now = unix_now();
+        let (removed, done) = self.registry.sweep_step(cutoff, SWEEP_SLICE, |conn| {
+            cx.last_heard(conn).map(|ago| now - ago.as_secs_f64())
+        });
+        if done {
+            self.sweep_cutoff = None;
+        } else {
+            cx.timer(self.svc, SWEEP_PAUSE, Timer::SweepMore.to_key());
+        }
         for (name, conn) in &removed {
             if let Some(c) = conn {
                 self.unbind(cx, *c);
@@ -404,6 +466,8 @@ mod tests {
         for t in [
             Timer::Sweep,
             Timer::Housekeep,
+            Timer::SweepMore,
+            Timer::Gather,
             Timer::Probe(1),
             Timer::Probe(KEY_PROBE - 1),
             Timer::Stranger(id),

@@ -17,6 +17,7 @@ pub mod progress;
 pub mod report;
 pub mod rlimit;
 pub mod scenario;
+pub mod server_stats;
 pub mod shard;
 pub mod spawn;
 pub mod tokens;

@@ -10,6 +10,8 @@ pub const PRESET_SECONDS: &[(&str, usize, f64)] = &[
     ("1k", 1_000, 10.0),
     ("10k", 10_000, 20.0),
     ("100k", 100_000, 60.0),
+    // One million clients over ten minutes at the 100k preset's arrival rate.
+    ("1m", 1_000_000, 600.0),
 ];
 
 /// The default think time between one client's operations (a node's, not a load

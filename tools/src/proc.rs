@@ -115,6 +115,16 @@ pub fn machine_use(a: MachineTicks, b: MachineTicks, cores: usize) -> MachineUse
 }
 
 /// CPU used between two samples of one process, in percent of one core.
+/// (time on a CPU, time waiting on a run queue) of `pid`'s main thread, in
+/// nanoseconds, from /proc/PID/schedstat. The coordinator's loop is its main
+/// thread: the wait is how long it was ready to work but not running, which
+/// on a shared machine adds to every latency without being the server's cost.
+pub fn sched(pid: u32) -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+    Some((f.next()??, f.next()??))
+}
+
 pub fn cpu_between(a: &Sample, b: &Sample) -> f64 {
     let span = b.t.duration_since(a.t).as_secs_f64();
     if span <= 0.0 {

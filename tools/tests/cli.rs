@@ -81,6 +81,46 @@ fn registry_bench_preset_runs_every_step_over_two_shards_and_merges() {
 }
 
 #[test]
+fn registry_bench_1m_preset_set_up_on_a_small_scale() {
+    // The 1m preset's shape with 400 clients: paced, at most `--concurrency`
+    // connected at once, each closing after its script, no whole LIST.
+    let echo = Echo::start(b"{\"status\":\"OK\"}\n").unwrap();
+    let d = tmp("preset1m");
+    let addr = echo.addr.to_string();
+    let v = run_json(
+        env!("CARGO_BIN_EXE_registry-bench"),
+        &[
+            "--preset",
+            "1m",
+            "--clients",
+            "400",
+            "--concurrency",
+            "40",
+            "--arrival-rate",
+            "2000",
+            "--think",
+            "1",
+            "--coordinator",
+            &addr,
+            "--anonymous",
+        ],
+        &d.join("r.json"),
+    );
+    assert_eq!(v["preset"], "1m");
+    assert_eq!(v["mode"], "paced");
+    assert_eq!(v["clients"], 400);
+    assert_eq!(v["concurrency"], 40);
+    assert_eq!(v["leave"], "close");
+    assert_eq!(v["full_list_every"], 0);
+    assert_eq!(v["files_per_client"], 5);
+    assert_eq!(v["success_rate"], 1.0);
+    assert_eq!(v["ops"]["REGISTER"]["count"], 400);
+    assert_eq!(v["ops"]["PUBLISH"]["count"], 2000);
+    assert_eq!(v["ops"]["list_full"]["count"], 0);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
 fn registry_bench_counts_error_answers_and_unregisters_when_asked() {
     // Everything answered ERROR: REGISTER fails, so no client goes on.
     let echo = Echo::start(b"{\"status\":\"ERROR\",\"reason\":\"unauthorized\"}\n").unwrap();
@@ -351,6 +391,16 @@ fn heartbeat_sim_adaptive_sends_fewer_heartbeats_than_fixed() {
     assert!((17.0..=24.0).contains(&adaptive), "{adaptive}");
     let red = v["reduction_pct"].as_f64().unwrap();
     assert!((52.0..=66.0).contains(&red), "{red}");
+    // Liveness from the connection: a PING per state change (3,600 s) or NAT
+    // keepalive (3,600 s): 3,000 / 1,800 s = 1.7/s, 96.7% fewer; the same
+    // fields as the fixed run.
+    let conn = &v["connection"];
+    for k in ["scheduled_rps", "requests_per_s", "wire_rps", "ops", "sent"] {
+        assert!(!conn[k].is_null(), "connection.{k} missing: {conn}");
+    }
+    let c = conn["requests_per_s"].as_f64().unwrap();
+    assert!((1.0..=2.5).contains(&c), "{c}");
+    assert!(v["connection_reduction_pct"].as_f64().unwrap() >= 95.0);
     // The echo reference ran the fixed schedule on the wire: 50/s × 60.
     let wire = v["reference"]["wire_rps"].as_f64().unwrap();
     assert!((2700.0..=3150.0).contains(&wire), "{wire}");

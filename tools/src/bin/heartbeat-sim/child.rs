@@ -77,13 +77,14 @@ pub(crate) fn child(cfg: &Cfg, i: usize, n: usize) {
     let states: Vec<usize> = (first..first + count)
         .map(|c| state_of(&cfg.mix, c))
         .collect();
-    // `GO <fixed|adaptive> <time scale>` runs one strategy; anything else ends the child.
+    // `GO <fixed|adaptive|connection> <time scale>` runs one strategy; anything else ends
+    // the child.
     while let Some(line) = shard::wait_line() {
         let mut words = line.split_whitespace();
         if words.next() != Some("GO") {
             return;
         }
-        let adaptive = words.next() == Some("adaptive");
+        let strategy = words.next().unwrap_or("fixed").to_string();
         let scale = words
             .next()
             .and_then(|w| w.parse::<f64>().ok())
@@ -91,13 +92,7 @@ pub(crate) fn child(cfg: &Cfg, i: usize, n: usize) {
             .unwrap_or(cfg.scale);
         let mut ops = OpSet::new(OPS);
         let mut reasons = Reasons::default();
-        let interval_of = |s: usize| {
-            if adaptive {
-                cfg.intervals[s]
-            } else {
-                cfg.fixed_interval
-            }
-        };
+        let interval_of = |s: usize| cfg.interval(&strategy, s);
         let out = phase(
             &mut net,
             &mut held,

@@ -1,6 +1,8 @@
 //! heartbeat-sim: N simulated clients heartbeating a real coordinator, first every 60 s
 //! (fixed), then at the adaptive intervals of their state (idle 300 s, active 60 s, busy
-//! 30 s), with time compressed by --time-scale. Reports heartbeats per second in real time,
+//! 30 s), then with liveness from the connection (a PING only when the state changes or
+//! to keep a NAT mapping; TCP keepalive watches the rest), with time compressed by
+//! --time-scale. Reports heartbeats per second in real time,
 //! the reduction, and the coordinator's CPU per 1,000 heartbeats a second. Clients share a
 //! pool of registered connections when they do not all fit; load runs in child processes.
 
@@ -25,6 +27,10 @@ usage: heartbeat-sim --coordinator HOST:PORT (--jwt-secret S | --jwt-secret-file
                            the default is the mix that gives the seed's 684 req/s
   --fixed-interval S       the fixed strategy's heartbeat (60)
   --intervals idle=300,active=60,busy=30   the adaptive strategy's heartbeats
+  --state-change-every S   connection strategy: a client's state changes once per S s on
+                           average, and each change is a PING (3600)
+  --nat-keepalive S        connection strategy: a PING every S s keeps a NAT mapping (3600;
+                           RFC 5382 asks NATs to keep an idle TCP mapping 2 h 4 min)
   --time-scale X           X simulated seconds per real second (10: a 60 s heartbeat is sent
                            every 6 s). A saturated run (answers fall behind, median latency
                            over 5 ms, or the coordinator over 80% of a core) measures queueing,
@@ -60,6 +66,8 @@ struct Cfg {
     pub(crate) mix: [f64; 3],
     pub(crate) fixed_interval: f64,
     pub(crate) intervals: [f64; 3],
+    pub(crate) state_change_every: f64,
+    pub(crate) nat_keepalive: f64,
     pub(crate) scale: f64,
     pub(crate) auto_scale: bool,
     pub(crate) reference_echo: bool,
@@ -164,6 +172,8 @@ fn parse() -> Cfg {
         mix: [mix[0] / total, mix[1] / total, mix[2] / total],
         fixed_interval: a.parsed("--fixed-interval").unwrap_or(60.0),
         intervals,
+        state_change_every: a.parsed("--state-change-every").unwrap_or(3600.0),
+        nat_keepalive: a.parsed("--nat-keepalive").unwrap_or(3600.0),
         scale: a.parsed("--time-scale").unwrap_or(10.0),
         auto_scale: !a.flag("--fixed-scale"),
         reference_echo: a.flag("--reference-echo"),
@@ -192,10 +202,15 @@ fn parse() -> Cfg {
     if cfg.clients == 0 {
         die(TOOL, "--clients must be at least 1");
     }
-    if !(cfg.scale > 0.0 && cfg.duration > 0.0 && cfg.fixed_interval > 0.0) {
+    if !(cfg.scale > 0.0
+        && cfg.duration > 0.0
+        && cfg.fixed_interval > 0.0
+        && cfg.state_change_every > 0.0
+        && cfg.nat_keepalive > 0.0)
+    {
         die(
             TOOL,
-            "--time-scale, --duration and --fixed-interval must be positive",
+            "--time-scale, --duration, --fixed-interval, --state-change-every and --nat-keepalive must be positive",
         );
     }
     if cfg.run.len() > 12 || !cfg.run.chars().all(|c| c.is_ascii_alphanumeric()) {
@@ -209,6 +224,21 @@ fn main() {
     match cfg.shard {
         Some((i, n)) => child(&cfg, i, n),
         None => parent(cfg),
+    }
+}
+
+/// The strategies, in the order they run and report.
+pub(crate) const STRATEGIES: [&str; 3] = ["fixed", "adaptive", "connection"];
+
+impl Cfg {
+    /// One client's mean PING interval (s) under `strategy` in state `s`.
+    pub(crate) fn interval(&self, strategy: &str, s: usize) -> f64 {
+        match strategy {
+            "adaptive" => self.intervals[s],
+            // State changes and NAT keepalives together: their rates add.
+            "connection" => 1.0 / (1.0 / self.state_change_every + 1.0 / self.nat_keepalive),
+            _ => self.fixed_interval,
+        }
     }
 }
 

@@ -38,6 +38,10 @@ pub(crate) fn child_args(cfg: &Cfg, conns: usize, i: usize, n: usize) -> Vec<Str
         ),
         "--fixed-interval",
         &cfg.fixed_interval.to_string(),
+        "--state-change-every",
+        &cfg.state_change_every.to_string(),
+        "--nat-keepalive",
+        &cfg.nat_keepalive.to_string(),
         "--time-scale",
         &cfg.scale.to_string(),
         "--duration",
@@ -165,7 +169,7 @@ pub(crate) fn parent(mut cfg: Cfg) {
     let phases = loop {
         let mut phases = Vec::new();
         let mut redo = None;
-        for label in ["fixed", "adaptive"] {
+        for label in crate::STRATEGIES {
             let p = run_phase(&mut shards, &cfg, mon.as_ref(), label, scale);
             if p.saturated.is_some() && cfg.auto_scale && scale > MIN_SCALE {
                 redo = p.saturated.clone().map(|why| (label, why));

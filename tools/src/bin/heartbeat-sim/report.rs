@@ -5,6 +5,7 @@ use crate::parent::Reference;
 use crate::Cfg;
 use crate::HB_OPS;
 use crate::SEED_MIX;
+use crate::STRATEGIES;
 use crate::TOOL;
 use p2pshare_tools::hist::{OpSet, Reasons};
 use p2pshare_tools::report::{round, thousands, write_json};
@@ -33,12 +34,11 @@ pub(crate) fn report(
         (run.conns, run.processes, run.registered, run.scale);
     let pooled = conns < cfg.clients;
     let n = cfg.clients as f64;
-    let scheduled = [
-        n / cfg.fixed_interval,
+    let scheduled = STRATEGIES.map(|st| {
         (0..3)
-            .map(|s| n * cfg.mix[s] / cfg.intervals[s])
-            .sum::<f64>(),
-    ];
+            .map(|s| n * cfg.mix[s] / cfg.interval(st, s))
+            .sum::<f64>()
+    });
     println!(
         "heartbeat-sim  run {}  clients {}  connections {} ({} registered){}  processes {processes}",
         cfg.run,
@@ -96,8 +96,8 @@ pub(crate) fn report(
         "seed": {"fixed_rps": 1667, "adaptive_rps": 684},
         "run": cfg.run,
     });
-    let mut real_rates = [0.0; 2];
-    for (k, (label, p)) in ["fixed", "adaptive"].iter().zip(phases).enumerate() {
+    let mut real_rates = [0.0; 3];
+    for (k, (label, p)) in STRATEGIES.iter().zip(phases).enumerate() {
         let wall_rps = p.in_window as f64 / cfg.duration;
         let real_rps = wall_rps / scale;
         real_rates[k] = real_rps;
@@ -108,13 +108,16 @@ pub(crate) fn report(
                 0.0
             }
         });
-        let intervals = if k == 0 {
-            format!("every {} s", cfg.fixed_interval)
-        } else {
-            format!(
+        let intervals = match k {
+            0 => format!("every {} s", cfg.fixed_interval),
+            1 => format!(
                 "idle {} s, active {} s, busy {} s",
                 cfg.intervals[0], cfg.intervals[1], cfg.intervals[2]
-            )
+            ),
+            _ => format!(
+                "on a state change (every {} s on average) or a NAT keepalive (every {} s)",
+                cfg.state_change_every, cfg.nat_keepalive
+            ),
         };
         println!(
             "{label} ({intervals}): scheduled {:.0} req/s, answered {:.0} req/s in real time \
@@ -169,8 +172,10 @@ pub(crate) fn report(
             println!("  errors by reason:\n{}", p.reasons.top(5).trim_end());
         }
         out[*label] = json!({
-            "intervals_s": if k == 0 { json!(cfg.fixed_interval) } else {
-                json!({"idle": cfg.intervals[0], "active": cfg.intervals[1], "busy": cfg.intervals[2]})
+            "intervals_s": match k {
+                0 => json!(cfg.fixed_interval),
+                1 => json!({"idle": cfg.intervals[0], "active": cfg.intervals[1], "busy": cfg.intervals[2]}),
+                _ => json!({"state_change": cfg.state_change_every, "nat_keepalive": cfg.nat_keepalive}),
             },
             "scheduled_rps": round(scheduled[k], 1),
             "sent": p.sent,
@@ -194,6 +199,16 @@ pub(crate) fn report(
         real_rates[0], real_rates[1]
     );
     out["reduction_pct"] = json!(round(reduction, 1));
+    let conn_reduction = if real_rates[0] > 0.0 {
+        100.0 * (real_rates[0] - real_rates[2]) / real_rates[0]
+    } else {
+        0.0
+    };
+    println!(
+        "reduction with liveness from the connection {conn_reduction:.1}% (fixed {:.0} -> connection {:.0} req/s)",
+        real_rates[0], real_rates[2]
+    );
+    out["connection_reduction_pct"] = json!(round(conn_reduction, 1));
     if let Some((wire, cpu)) = run.reference {
         let per_1k = if wire > 0.0 {
             cpu / (wire / 1000.0)

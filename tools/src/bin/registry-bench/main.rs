@@ -20,7 +20,7 @@ mod report;
 
 const TOOL: &str = "registry-bench";
 const HELP: &str = "\
-usage: registry-bench --coordinator HOST:PORT (--preset 1k|10k|100k | --hold N --duration S)
+usage: registry-bench --coordinator HOST:PORT (--preset 1k|10k|100k|1m | --hold N --duration S)
                       (--jwt-secret S | --jwt-secret-file F | --api URL | --anonymous) [options]
 
 Scalability (seed presets): each simulated client connects, REGISTERs (5 files), PUBLISHes
@@ -37,16 +37,21 @@ always in flight, and by Little's law latency = in-flight / throughput: 10,000 i
 at 50,000 answers/s is 200 ms per request however fast the server serves each one. --burst
 keeps the seed's all-at-once run for comparison; read it as a stress test of throughput
 and errors, not as a latency figure.
-  --preset 1k|10k|100k     clients 1,000 / 10,000 / 100,000
+  --preset 1k|10k|100k|1m  clients 1,000 / 10,000 / 100,000 / 1,000,000 (1m: over ten
+                           minutes, at most 18,000 connected at once, each closing after its
+                           script; no whole-registry LIST unless --full-list-every)
   --clients N              override the preset's client count (the preset's rate stays)
   --arrival-rate R         paced: clients arriving per second over all processes (1k: 100,
-                           10k: 500, 100k: 1,667: a preset takes about 10 / 20 / 60 s)
+                           10k: 500, 100k and 1m: 1,667: a preset takes about 10 / 20 / 60 /
+                           600 s)
   --think MS               paced: mean pause before each operation, randomised ±50% (50)
   --burst                  the seed's run: all clients at once, back to back
   --files N                files per client (5)
-  --concurrency N          connections open at once (1k, 10k: all; 100k: as many as fit)
+  --concurrency N          connections open at once (1k, 10k: all; 100k: as many as fit;
+                           1m: as many as fit, at most 18,000)
   --leave stay|close|unregister   after the script (stay when all fit at once, else close)
-  --full-list-every N      (100; 10,000 for 100k)
+  --full-list-every N      (100; 10,000 for 100k; 0, none, for 1m: a whole LIST of a
+                           million hosts is ~700 MB)
   --connect-burst N        connects in progress at once (512)
   --list-query Q|none      query of the paged LISTs (bench-<run>-: this run's clients)
 
@@ -64,6 +69,9 @@ CPU next to the throughput, and says which of them bounds it.
 
 Both:
   --coordinator-pid PID    sample its CPU and memory every 100 ms
+  --stats-api URL          the coordinator's server API (default: --api's): poll its /api/stats
+                           and report the coordinator's own service time per action and its
+                           loop's turn times beside the client-observed latency
   --reference-echo         run the same load against an in-process echo server too
   --json FILE              write the report as JSON
   --shards N               at least N client processes (default: one per CPU; 2 with
@@ -101,6 +109,7 @@ struct Cfg {
     pub(crate) source_ips: usize,
     pub(crate) connect_burst: usize,
     pub(crate) token_threads: usize,
+    pub(crate) stats_api: Option<String>,
     /// Child mode: this is shard i of n.
     pub(crate) shard: Option<(usize, usize)>,
 }
@@ -117,7 +126,8 @@ fn parse() -> Cfg {
         Some("1k") => Some(1_000),
         Some("10k") => Some(10_000),
         Some("100k") => Some(100_000),
-        Some(p) => die(TOOL, format!("unknown preset {p:?} (1k, 10k or 100k)")),
+        Some("1m") => Some(1_000_000),
+        Some(p) => die(TOOL, format!("unknown preset {p:?} (1k, 10k, 100k or 1m)")),
     };
     let hold: Option<usize> = a.parsed("--hold");
     let clients = a
@@ -129,6 +139,7 @@ fn parse() -> Cfg {
     let secret_file = a.value("--jwt-secret-file");
     let api = a.value("--api");
     let anonymous = a.flag("--anonymous");
+    let stats_api = a.value("--stats-api").or_else(|| api.clone());
     let auth = match (secret, secret_file, api, anonymous) {
         (Some(s), None, None, false) => Auth::Mint(s.into_bytes()),
         (None, Some(f), None, false) => match std::fs::read_to_string(&f) {
@@ -228,6 +239,7 @@ fn parse() -> Cfg {
         source_ips: a.parsed("--source-ips").unwrap_or(16),
         connect_burst: a.parsed::<usize>("--connect-burst").unwrap_or(512).max(1),
         token_threads: a.parsed("--token-threads").unwrap_or(8),
+        stats_api: stats_api.map(|u| u.trim_end_matches('/').to_string()),
         shard,
     };
     a.finish();

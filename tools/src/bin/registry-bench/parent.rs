@@ -11,7 +11,7 @@ use p2pshare_tools::report::thousands;
 use p2pshare_tools::scenario::{Leave, OPS};
 use p2pshare_tools::shard::Shards;
 use p2pshare_tools::tokens::Auth;
-use p2pshare_tools::{die, reach, rlimit};
+use p2pshare_tools::{die, reach, rlimit, server_stats};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,9 @@ pub(crate) struct Pass {
     pub(crate) own_cpu_pct: Option<f64>,
     /// The whole machine's CPU over the pass (others' load shows here).
     pub(crate) machine_cpu_pct: Option<proc::MachineUse>,
+    /// The coordinator's loop thread over the pass: (ms on a CPU, ms ready
+    /// but waiting for one).
+    pub(crate) coord_sched_ms: Option<(f64, f64)>,
 }
 
 /// CPU samples of the client processes, this one and the machine, taken at GO.
@@ -256,6 +259,16 @@ pub(crate) fn run_pass(
     );
     let rss = |m: Option<&Monitor>| m.and_then(|m| m.now()).map(|s| s.rss_kb as f64 / 1024.0);
     let rss_before_mb = if reference { None } else { rss(mon) };
+    let sched_pid = if reference { None } else { cfg.coordinator_pid };
+    let sched_at = |pid: Option<u32>| pid.and_then(proc::sched);
+    let sched_between = |a: Option<(u64, u64)>, b: Option<(u64, u64)>| {
+        a.zip(b).map(|(a, b)| {
+            (
+                b.0.saturating_sub(a.0) as f64 / 1e6,
+                b.1.saturating_sub(a.1) as f64 / 1e6,
+            )
+        })
+    };
     let mut shards = Shards::spawn(n, |i| child_args(cfg, target, i, n, reference))
         .unwrap_or_else(|e| die(TOOL, e));
     if cfg.hold.is_some() {
@@ -281,6 +294,7 @@ pub(crate) fn run_pass(
         let rss_after_mb = if reference { None } else { rss(mon) };
         let pids = shards.pids();
         let mark = CpuMark::take(&pids);
+        let sched0 = sched_at(sched_pid);
         let started = Instant::now();
         shards.broadcast("GO");
         let mut p = ProgSum::new(n, "load", cfg.clients);
@@ -289,6 +303,7 @@ pub(crate) fn run_pass(
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
+        let coord_sched_ms = sched_between(sched0, sched_at(sched_pid));
         let (clients_cpu_pct, own_cpu_pct, machine_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
@@ -310,6 +325,7 @@ pub(crate) fn run_pass(
             clients_cpu_pct,
             own_cpu_pct,
             machine_cpu_pct,
+            coord_sched_ms,
         }
     } else {
         let mut p = ProgSum::new(n, "clients", cfg.clients);
@@ -319,6 +335,7 @@ pub(crate) fn run_pass(
         }
         let pids = shards.pids();
         let mark = CpuMark::take(&pids);
+        let sched0 = sched_at(sched_pid);
         let started = Instant::now();
         shards.broadcast("GO");
         let results = match shards.collect("RESULT", |i, t| p.feed(i, t)) {
@@ -326,6 +343,7 @@ pub(crate) fn run_pass(
             Err(e) => fail_parent(shards, e),
         };
         let ended = Instant::now();
+        let coord_sched_ms = sched_between(sched0, sched_at(sched_pid));
         let (clients_cpu_pct, own_cpu_pct, machine_cpu_pct) = mark.since(&pids);
         p.line.clear();
         shards.finish();
@@ -360,9 +378,13 @@ pub(crate) fn run_pass(
             clients_cpu_pct,
             own_cpu_pct,
             machine_cpu_pct,
+            coord_sched_ms,
         }
     }
 }
+
+/// The 1m preset's ceiling on connections open at once.
+const MAX_1M_CONNECTED: usize = 18_000;
 
 pub(crate) fn success_rate(p: &Pass) -> f64 {
     if p.clients == 0 {
@@ -388,6 +410,7 @@ pub(crate) fn parent(mut cfg: Cfg) {
         None => {
             let c = cfg.concurrency.unwrap_or(match cfg.preset.as_deref() {
                 Some("100k") => coord_fit.min(cfg.clients),
+                Some("1m") => coord_fit.min(MAX_1M_CONNECTED).min(cfg.clients),
                 _ => cfg.clients,
             });
             let c = c.clamp(1, cfg.clients.max(1));
@@ -409,7 +432,11 @@ pub(crate) fn parent(mut cfg: Cfg) {
                 );
             }
             if cfg.full_list_every.is_none() {
-                cfg.full_list_every = Some(if cfg.clients >= 100_000 { 10_000 } else { 100 });
+                cfg.full_list_every = Some(match cfg.preset.as_deref() {
+                    Some("1m") => 0,
+                    _ if cfg.clients >= 100_000 => 10_000,
+                    _ => 100,
+                });
             }
             if c > coord_fit {
                 eprintln!(
@@ -426,7 +453,13 @@ pub(crate) fn parent(mut cfg: Cfg) {
         thousands(per_process as u64)
     );
 
+    let poller = cfg.stats_api.as_deref().and_then(|api| {
+        server_stats::Poller::start(api, Duration::from_secs(5))
+            .map_err(|e| eprintln!("{TOOL}: warning: no server-side figures from {api}: {e}"))
+            .ok()
+    });
     let main = run_pass(&cfg, &cfg.coordinator, n, false, mon.as_ref());
+    let own = poller.map(|p| p.finish());
     let cstats = mon.as_ref().and_then(|m| m.stats(main.started, main.ended));
 
     let reference = if cfg.reference_echo {
@@ -449,5 +482,13 @@ pub(crate) fn parent(mut cfg: Cfg) {
     if let Some(m) = mon {
         m.stop();
     }
-    report(&cfg, conns, n, &main, cstats, reference.as_ref());
+    report(
+        &cfg,
+        conns,
+        n,
+        &main,
+        cstats,
+        own.as_ref(),
+        reference.as_ref(),
+    );
 }

@@ -100,6 +100,7 @@ pub(crate) fn report(
     shards: usize,
     main: &Pass,
     cstats: Option<p2pshare_tools::proc::Stats>,
+    own: Option<&p2pshare_tools::server_stats::Seen>,
     reference: Option<&Pass>,
 ) {
     let preset = cfg.preset.clone().unwrap_or_else(|| "custom".into());
@@ -113,6 +114,9 @@ pub(crate) fn report(
     println!("mode {mode}: {how}");
     println!("coordinator {}", cfg.coordinator);
     print!("{}", main.ops.table());
+    if let Some(o) = own {
+        print!("{}", o.table());
+    }
     println!(
         "duration {:.3} s  success_rate {:.4}  answers {}  throughput {:.0} responses/s",
         main.duration_s,
@@ -131,6 +135,13 @@ pub(crate) fn report(
             shards
         )
     );
+    if let Some((run_ms, wait_ms)) = main.coord_sched_ms {
+        println!(
+            "coordinator loop thread: {run_ms:.0} ms on a CPU, {wait_ms:.0} ms ready but waiting for one \
+             ({:.1}% of the run: the machine's share of every latency, not the server's)",
+            100.0 * wait_ms / (main.duration_s * 1000.0).max(1.0)
+        );
+    }
     let mut coordinator = json!({
         "cpu_mean_pct": null, "cpu_peak_pct": null, "rss_mean_mb": null, "peak_rss_mb": null,
     });
@@ -160,6 +171,8 @@ pub(crate) fn report(
         "run": cfg.run,
         "processes": shards,
         "error_reasons": main.reasons.to_json(),
+        "coordinator_own": own.map(|o| o.to_json()),
+        "coordinator_sched_ms": main.coord_sched_ms.map(|(r, w)| json!({"on_cpu": round(r, 1), "runqueue_wait": round(w, 1)})),
     });
     if cfg.hold.is_none() {
         out["files_per_client"] = json!(cfg.files);
