@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,9 @@ use slab::Slab;
 
 use crate::conn::{CloseReason, Conn, ConnId, ConnOptions, Phase};
 use crate::service::{ListenerId, ServiceId, TimerId};
+use crate::sockopt::Keepalive;
 use crate::timer::Timers;
+use crate::turns::{TurnStats, TurnSummary};
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Listener tokens live above every possible connection slot.
@@ -65,6 +68,8 @@ pub struct Ctx {
     pub(crate) stop_flag: Option<Arc<AtomicBool>>,
     pub(crate) stopping: bool,
     pub(crate) log: Box<dyn Fn(&str)>,
+    /// How long each turn's work took, for [`Ctx::loop_turns`].
+    pub(crate) turns: TurnStats,
 }
 
 impl Ctx {
@@ -85,6 +90,12 @@ impl Ctx {
     /// The time this loop turn started.
     pub fn now(&self) -> Instant {
         self.now
+    }
+
+    /// The loop's turn times over the last minute: how long any connection
+    /// may have waited behind the others' work.
+    pub fn loop_turns(&mut self) -> TurnSummary {
+        self.turns.summary(Instant::now())
     }
 
     /// Asks the loop to stop (as SIGTERM does).
@@ -250,6 +261,22 @@ impl Ctx {
         self.conn(id).and_then(|c| c.sock.peer_addr().ok())
     }
 
+    /// Turns TCP keepalive on (with these timings) or off for `id`.
+    pub fn set_keepalive(&mut self, id: ConnId, ka: Option<Keepalive>) -> io::Result<()> {
+        match self.conn(id) {
+            Some(c) => crate::sockopt::set_keepalive(c.sock.as_raw_fd(), ka),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// The keepalive settings the kernel holds for `id`'s socket.
+    pub fn keepalive(&self, id: ConnId) -> io::Result<Option<Keepalive>> {
+        match self.conn(id) {
+            Some(c) => crate::sockopt::keepalive(c.sock.as_raw_fd()),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     pub fn local_addr(&self, id: ConnId) -> Option<SocketAddr> {
         self.conn(id).and_then(|c| c.sock.local_addr().ok())
     }
@@ -289,6 +316,15 @@ impl Ctx {
     pub fn send_shared(&mut self, id: ConnId, data: Arc<Vec<u8>>) {
         if let Some(c) = self.conn_mut(id) {
             c.out.push_shared(data);
+            self.mark_dirty(id.index());
+        }
+    }
+
+    /// Queues the concatenation of shared `parts` (`len` bytes in all)
+    /// without copying them; they go out by `writev`, within the write budget.
+    pub fn send_parts(&mut self, id: ConnId, parts: Arc<Vec<Arc<[u8]>>>, len: u64) {
+        if let Some(c) = self.conn_mut(id) {
+            c.out.push_parts(parts, len);
             self.mark_dirty(id.index());
         }
     }

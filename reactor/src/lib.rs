@@ -21,7 +21,9 @@ pub mod outq;
 mod reactor;
 mod service;
 pub mod signals;
+mod sockopt;
 mod timer;
+mod turns;
 pub mod workers;
 
 pub use conn::{CloseReason, ConnId, ConnOptions};
@@ -30,4 +32,6 @@ pub use ctx::Ctx;
 pub use outq::Chunk;
 pub use reactor::Reactor;
 pub use service::{ListenerId, Service, ServiceId, TimerId};
+pub use sockopt::Keepalive;
+pub use turns::TurnSummary;
 pub use workers::{Busy, Pool};

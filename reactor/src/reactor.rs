@@ -46,6 +46,7 @@ impl Reactor {
                 stop_flag: None,
                 stopping: false,
                 log: Box::new(|m| eprintln!("{m}")),
+                turns: crate::turns::TurnStats::new(Instant::now()),
             },
             events: Events::with_capacity(1024),
         })
@@ -161,6 +162,7 @@ impl Reactor {
             }
             cx.flush_dirty(services);
             cx.process_closes(services);
+            cx.turns.record(cx.now, Instant::now());
         }
     }
 }

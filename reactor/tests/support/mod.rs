@@ -2,7 +2,11 @@
 //! loopback tests. Commands, one per line:
 //! `ECHO x` → `x`; `BIG n` → n bytes of a known pattern; `STALE` → the service
 //! sends to the first connection it ever accepted (which may be gone) and
-//! answers whether the loop still called that id open.
+//! answers whether the loop still called that id open; `SPIN ms` → busy
+//! for ms in the loop, then `spun`; `TURNS` → `count max_ms p99_ms over_2ms`
+//! of the loop's turns; `KEEPALIVE idle interval count` → sets it and
+//! answers what the kernel holds; `PARTS n` → n shared pieces of the `BIG`
+//! pattern (n × 100 bytes), queued by reference.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -77,6 +81,46 @@ impl Service for LineService {
                 let mut s = self.seen.lock().unwrap();
                 s.bigs += 1;
                 s.max_output = s.max_output.max(cx.output_len(id));
+            } else if let Some(ms) = line.strip_prefix("SPIN ") {
+                let until = Instant::now() + Duration::from_millis(ms.parse().unwrap_or(0));
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                cx.send(id, b"spun\n");
+            } else if line == "TURNS" {
+                let t = cx.loop_turns();
+                let a = format!("{} {} {} {}\n", t.count, t.max_ms, t.p99_ms, t.over_2ms);
+                cx.send(id, a.as_bytes());
+            } else if let Some(args) = line.strip_prefix("KEEPALIVE ") {
+                let v: Vec<u64> = args.split(' ').filter_map(|x| x.parse().ok()).collect();
+                let ka = reactor::Keepalive {
+                    idle: Duration::from_secs(v[0]),
+                    interval: Duration::from_secs(v[1]),
+                    count: v[2] as u32,
+                };
+                let set = cx.set_keepalive(id, Some(ka)).is_ok();
+                let got = cx.keepalive(id).ok().flatten();
+                let a = match got {
+                    Some(k) if set => format!(
+                        "{} {} {}\n",
+                        k.idle.as_secs(),
+                        k.interval.as_secs(),
+                        k.count
+                    ),
+                    _ => "off\n".to_string(),
+                };
+                cx.send(id, a.as_bytes());
+            } else if let Some(n) = line.strip_prefix("PARTS ") {
+                let n: usize = n.parse().unwrap_or(0);
+                let parts: Vec<Arc<[u8]>> = (0..n)
+                    .map(|i| {
+                        (i * 100..(i + 1) * 100)
+                            .map(pattern)
+                            .collect::<Vec<u8>>()
+                            .into()
+                    })
+                    .collect();
+                cx.send_parts(id, Arc::new(parts), (n * 100) as u64);
             } else if line == "STALE" {
                 let first = self.seen.lock().unwrap().accepted[0];
                 cx.send(first, b"leaked to a stale id\n");

@@ -1,0 +1,98 @@
+//! TCP keepalive on a connection's socket (setsockopt through libc): lets
+//! the kernel find a peer that vanished without a FIN (a dead host, a
+//! pulled cable, a NAT that forgot the mapping) on a connection that is
+//! otherwise silent by design.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Keepalive probing: the first probe after `idle` without traffic, then one
+/// every `interval`; after `count` unanswered probes the kernel resets the
+/// connection (the loop sees an error and closes it). Worst case a dead
+/// peer is noticed `idle + interval × count` after its last packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+}
+
+impl Keepalive {
+    /// How long a silent dead peer can go unnoticed at most.
+    pub fn detection_bound(&self) -> Duration {
+        self.idle + self.interval * self.count
+    }
+}
+
+fn set(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: a c_int option value of the right size for these options.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn get(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value and len describe a c_int the kernel fills in.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whole seconds, at least 1, within what the kernel takes (32,767).
+fn secs(d: Duration) -> libc::c_int {
+    d.as_secs().clamp(1, 32_767) as libc::c_int
+}
+
+pub(crate) fn set_keepalive(fd: RawFd, ka: Option<Keepalive>) -> io::Result<()> {
+    match ka {
+        None => set(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0),
+        Some(k) => {
+            set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(k.idle))?;
+            set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(k.interval))?;
+            set(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPCNT,
+                k.count.clamp(1, 127) as libc::c_int,
+            )?;
+            set(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
+        }
+    }
+}
+
+pub(crate) fn keepalive(fd: RawFd) -> io::Result<Option<Keepalive>> {
+    if get(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE)? == 0 {
+        return Ok(None);
+    }
+    let n = |name| get(fd, libc::IPPROTO_TCP, name).map(|v| v.max(0) as u64);
+    Ok(Some(Keepalive {
+        idle: Duration::from_secs(n(libc::TCP_KEEPIDLE)?),
+        interval: Duration::from_secs(n(libc::TCP_KEEPINTVL)?),
+        count: n(libc::TCP_KEEPCNT)? as u32,
+    }))
+}
