@@ -746,6 +746,8 @@ fn heartbeat_follows_activity() {
         &coord,
         &[],
         &[
+            // The seed-style schedule, still available beside the default.
+            ("HEARTBEAT_MODE", "adaptive"),
             ("P2PSHARE_HEARTBEAT_IDLE", "60"),
             ("P2PSHARE_HEARTBEAT_ACTIVE", "0.5"),
             ("P2PSHARE_HEARTBEAT_BUSY", "0.25"),
@@ -791,9 +793,56 @@ fn heartbeat_follows_activity() {
 }
 
 #[test]
+fn on_the_connection_a_ping_goes_out_only_when_the_state_changes() {
+    let coord = Coordinator::start();
+    // Short adaptive intervals that the default mode must not follow.
+    let n = Node::start_with(
+        &coord,
+        &[],
+        &[
+            ("P2PSHARE_HEARTBEAT_IDLE", "0.3"),
+            ("P2PSHARE_HEARTBEAT_ACTIVE", "0.2"),
+            ("P2PSHARE_ACTIVE_WINDOW", "1"),
+        ],
+    );
+    let (alice, _) = n.session("alice", "Alice");
+    let status = || {
+        let (s, v) = n.call("GET", "/api/client/status", Some(&alice), None);
+        assert_eq!(s, 200, "{v}");
+        v["heartbeat"].clone()
+    };
+    let hb = status();
+    assert_eq!(hb["mode"], "connection", "{hb}");
+    assert_eq!(hb["state"], "active");
+    assert_eq!(hb["sent"], 0, "REGISTER reports the host; no PING after it");
+    // Active → idle is one change: one PING, which the coordinator records.
+    wait_for("idle, announced once", || {
+        let hb = status();
+        (hb["state"] == "idle" && hb["sent"] == 1).then_some(())
+    });
+    let admin = coord.admin_token();
+    wait_for("the coordinator knows alice is idle", || {
+        let (_, v) = coord.call("GET", "/api/admin/registry", Some(&admin), None);
+        let c = v["clients"].as_array()?.iter().find(|c| c["hostname"] == "alice")?.clone();
+        (c["state"] == "idle").then_some(())
+    });
+    // An observation window, not a wait: over several adaptive intervals
+    // (0.3 s) a node in connection mode sends nothing more.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(status()["sent"], 1, "no PING while nothing changes");
+    // Using the API is a change: one more.
+    let (s, _) = n.call("GET", "/api/client/local-files", Some(&alice), None);
+    assert_eq!(s, 200);
+    wait_for("the change to active sent", || {
+        (status()["sent"] == 2).then_some(())
+    });
+}
+
+#[test]
 fn heartbeat_is_busy_while_a_transfer_runs() {
     let coord = Coordinator::start();
-    let hb_env: [(&'static str, &str); 4] = [
+    let hb_env: [(&'static str, &str); 5] = [
+        ("HEARTBEAT_MODE", "adaptive"),
         ("P2PSHARE_HEARTBEAT_IDLE", "60"),
         ("P2PSHARE_HEARTBEAT_ACTIVE", "30"),
         ("P2PSHARE_HEARTBEAT_BUSY", "0.25"),

@@ -343,7 +343,8 @@
     }
     const hb = d.heartbeat || {};
     const hbState = hb.state || "idle";
-    const every = typeof hb.interval_s === "number" ? " · every " + Math.round(hb.interval_s) + " s" : "";
+    const every = hb.mode === "connection" ? " · sent on change"
+      : typeof hb.interval_s === "number" ? " · every " + Math.round(hb.interval_s) + " s" : "";
     setChildren($("#sb-heartbeat"), "Heartbeat: " + hbState + every);
     setChildren($("#sb-port"), d.peer_port ? "Peer port " + d.peer_port : "No peer port");
     const counts = d.counts || {};

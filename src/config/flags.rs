@@ -184,6 +184,20 @@ pub(super) const SPECS: &[Spec] = &[
         "node: stays 'active' this long after last use",
     ),
     spec(
+        "--heartbeat-mode",
+        "MODE",
+        &["HEARTBEAT_MODE"],
+        "connection",
+        "node: 'connection' (PING on a state change; the open connection is the liveness) or 'adaptive' (PING every interval)",
+    ),
+    spec(
+        "--nat-keepalive",
+        "SECS",
+        &["NAT_KEEPALIVE_INTERVAL"],
+        "3600",
+        "node: in connection mode, PING after this long without one (60-7200)",
+    ),
+    spec(
         "--share-root",
         "DIR",
         &["P2PSHARE_SHARE_ROOTS"],

@@ -85,6 +85,12 @@ pub struct Config {
     pub heartbeat_busy_s: f64,
     /// How long after its last use a node counts as "active" (s).
     pub active_window_s: f64,
+    /// `connection` (PING only when the state changes, or as a NAT
+    /// keepalive; the open connection is the liveness) or `adaptive` (PING
+    /// on the per-state interval, for seed-style registries).
+    pub heartbeat_mode: String,
+    /// In `connection` mode, a PING after this long without one (s).
+    pub nat_keepalive_s: f64,
     /// Worker threads for slow work (password hashing, file hashing).
     pub workers: usize,
     /// Node: folders under which users may add files (docs/trust.md). Default: the
@@ -138,6 +144,8 @@ impl Default for Config {
             heartbeat_active_s: 60.0,
             heartbeat_busy_s: 30.0,
             active_window_s: 300.0,
+            heartbeat_mode: "connection".into(),
+            nat_keepalive_s: 3600.0,
             workers: 2,
             share_roots: Vec::new(),
             download_roots: Vec::new(),

@@ -264,6 +264,27 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
         |v| crate::log::level_from_str(v).map(|_| v.to_ascii_lowercase()),
         "is not a log level (error, warn, info or debug)",
     )?;
+    let heartbeat_mode = src.parsed(
+        "--heartbeat-mode",
+        "HEARTBEAT_MODE",
+        d.heartbeat_mode,
+        |v| match v.to_ascii_lowercase().as_str() {
+            m @ ("connection" | "adaptive") => Some(m.to_owned()),
+            _ => None,
+        },
+        "is not a heartbeat mode (connection or adaptive)",
+    )?;
+    let nat_keepalive_s = src.parsed(
+        "--nat-keepalive",
+        "NAT_KEEPALIVE_INTERVAL",
+        d.nat_keepalive_s,
+        |v| {
+            v.parse::<f64>()
+                .ok()
+                .filter(|s| (60.0..=7200.0).contains(s))
+        },
+        "must be a number of seconds from 60 to 7200",
+    )?;
     let session_timeout_s = src.parsed(
         "--session-timeout",
         "SESSION_TIMEOUT",
@@ -399,6 +420,8 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
             "P2PSHARE_ACTIVE_WINDOW",
             d.active_window_s,
         )?,
+        heartbeat_mode,
+        nat_keepalive_s,
         workers,
         share_roots,
         download_roots,

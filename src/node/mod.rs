@@ -298,12 +298,19 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
-            intervals: Intervals::from_secs(
-                cfg.heartbeat_idle_s,
-                cfg.heartbeat_active_s,
-                cfg.heartbeat_busy_s,
-                cfg.active_window_s,
-            ),
+            intervals: {
+                let iv = Intervals::from_secs(
+                    cfg.heartbeat_idle_s,
+                    cfg.heartbeat_active_s,
+                    cfg.heartbeat_busy_s,
+                    cfg.active_window_s,
+                );
+                if cfg.heartbeat_mode == "adaptive" {
+                    iv
+                } else {
+                    iv.on_connection(Duration::from_secs_f64(cfg.nat_keepalive_s))
+                }
+            },
             sandbox: sandbox.clone(),
         },
         api_addr,

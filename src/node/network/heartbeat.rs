@@ -1,6 +1,13 @@
-//! The adaptive heartbeat of one user's session: which state it is in (idle,
-//! active, busy) and when the next PING is due. Pure: no I/O, no timers; the
-//! node's cron tick asks it and sends the PING itself.
+//! The heartbeat of one user's session: which state it is in (idle, active,
+//! busy) and when the next PING is due. Pure: no I/O, no timers; the node's
+//! cron tick asks it and sends the PING itself.
+//!
+//! Two modes (docs/registry-protocol.md, "Liveness"). `Connection`, the
+//! default: the open, registered connection is the host's liveness (TCP
+//! keepalive on both ends finds a dead peer), so a PING goes out only when
+//! the state changes, or after `nat_keepalive` without one. `Adaptive`: the
+//! seed design's PING every interval of the current state, for registries
+//! that judge liveness by messages alone.
 
 use crate::proto::registry::HeartbeatState;
 
@@ -37,8 +44,16 @@ impl State {
 }
 
 /// Intervals per state and the active window, from the configuration.
+/// When PINGs go out (see the module comment).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Connection { nat_keepalive: Duration },
+    Adaptive,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub struct Intervals {
+    pub mode: Mode,
     pub idle: Duration,
     pub active: Duration,
     pub busy: Duration,
@@ -52,6 +67,7 @@ impl Intervals {
     pub fn from_secs(idle: f64, active: f64, busy: f64, window: f64) -> Intervals {
         let d = |s: f64| Duration::from_secs_f64(if s.is_finite() && s > 0.1 { s } else { 0.1 });
         Intervals {
+            mode: Mode::Adaptive,
             idle: d(idle),
             active: d(active),
             busy: d(busy),
@@ -60,6 +76,21 @@ impl Intervals {
             } else {
                 Duration::ZERO
             },
+        }
+    }
+
+    /// The same intervals, PINGing only on a state change and after
+    /// `nat_keepalive` of silence.
+    pub fn on_connection(mut self, nat_keepalive: Duration) -> Intervals {
+        self.mode = Mode::Connection { nat_keepalive };
+        self
+    }
+
+    /// How long until the next PING at most in state `s`.
+    pub fn due_after(&self, s: State) -> Duration {
+        match self.mode {
+            Mode::Connection { nat_keepalive } => nat_keepalive,
+            Mode::Adaptive => self.of(s),
         }
     }
 
@@ -116,7 +147,7 @@ impl Heartbeat {
     /// The registry accepted us: the first PING is one interval away.
     pub fn start(&mut self, iv: &Intervals, now: Instant) {
         self.anchor = Some(now);
-        self.next_at = Some(now + iv.of(self.state));
+        self.next_at = Some(now + iv.due_after(self.state));
     }
 
     /// The registry connection is gone: nothing to send until `start`.
@@ -134,7 +165,11 @@ impl Heartbeat {
         }
         self.state = state;
         if let (Some(anchor), Some(_)) = (self.anchor, self.next_at) {
-            self.next_at = Some((anchor + iv.of(state)).max(now));
+            self.next_at = Some(match iv.mode {
+                // The registry learns of a change at once.
+                Mode::Connection { .. } => now,
+                Mode::Adaptive => (anchor + iv.of(state)).max(now),
+            });
         }
     }
 
@@ -146,7 +181,7 @@ impl Heartbeat {
     pub fn record_sent(&mut self, iv: &Intervals, now: Instant) {
         self.sent += 1;
         self.anchor = Some(now);
-        self.next_at = Some(now + iv.of(self.state));
+        self.next_at = Some(now + iv.due_after(self.state));
     }
 
     /// Seconds until the next PING, if one is planned.
@@ -231,5 +266,25 @@ mod tests {
         hb.stop();
         assert!(!hb.due(t0 + Duration::from_secs(1000)));
         assert_eq!(hb.next_in(t0), None);
+    }
+
+    #[test]
+    fn on_the_connection_a_ping_goes_out_only_on_a_change_or_after_the_nat_keepalive() {
+        let iv = iv().on_connection(Duration::from_secs(3600));
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::default();
+        hb.start(&iv, t0);
+        // No PING after REGISTER, none at the adaptive intervals.
+        assert!(!hb.due(t0));
+        assert!(!hb.due(t0 + Duration::from_secs(301)));
+        // A change is sent at once.
+        let t1 = t0 + Duration::from_secs(400);
+        hb.update(&iv, State::Busy, t1);
+        assert!(hb.due(t1));
+        hb.record_sent(&iv, t1);
+        assert!(!hb.due(t1 + Duration::from_secs(3599)));
+        // Silence for the NAT keepalive: one PING.
+        assert!(hb.due(t1 + Duration::from_secs(3600)));
+        assert_eq!(hb.sent(), 1);
     }
 }

@@ -22,6 +22,13 @@ use crate::proto::registry::{self, Request};
 const MAX_REPLY_LINE: usize = 64 * 1024 * 1024;
 /// The coordinator refuses lines over 1 MiB; REGISTER stays well below.
 const MAX_REGISTER_LINE: usize = 900 * 1024;
+/// TCP keepalive on the registry connection: idle 30 s, then a probe every
+/// 10 s, 3 unanswered probes close it (docs/registry-protocol.md).
+const REGISTRY_KEEPALIVE: reactor::Keepalive = reactor::Keepalive {
+    idle: Duration::from_secs(30),
+    interval: Duration::from_secs(10),
+    count: 3,
+};
 const BACKOFF_FIRST: f64 = 0.5;
 /// Capped low so a node is back within 2 s of its coordinator (issue 12):
 /// with the 250 ms cron tick a retry is never more than 1.75 s away, and a
@@ -194,6 +201,14 @@ impl Node {
 
     /// TCP is up: say who we are.
     pub(crate) fn registry_connected(&mut self, cx: &mut Ctx, user: &str, id: ConnId) {
+        // The open connection is the liveness on both ends: keepalive finds
+        // a coordinator (or a NAT) that vanished without a FIN within 60 s,
+        // and the reconnect path registers again.
+        if let Err(e) = cx.set_keepalive(id, Some(REGISTRY_KEEPALIVE)) {
+            crate::log_warn!(
+                "{user}: cannot turn TCP keepalive on for the registry connection: {e}"
+            );
+        }
         let now_unix = crate::util::unix_secs();
         let token = self
             .tokens

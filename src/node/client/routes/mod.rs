@@ -191,7 +191,13 @@ impl Node {
             "coordinator": coordinator,
             "heartbeat": {
                 "state": state.as_str(),
-                "interval_s": iv.of(state).as_secs_f64(),
+                "mode": match iv.mode {
+                    crate::node::network::heartbeat::Mode::Connection { .. } => "connection",
+                    crate::node::network::heartbeat::Mode::Adaptive => "adaptive",
+                },
+                // At most this long between PINGs (connection mode: the NAT
+                // keepalive; a state change is sent at once).
+                "interval_s": iv.due_after(state).as_secs_f64(),
                 "sent": sent,
                 "next_in_s": u.session.as_ref().and_then(|s| s.heartbeat.next_in(now)).map(|d| d.as_secs_f64()),
             },
