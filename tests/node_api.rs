@@ -823,7 +823,11 @@ fn on_the_connection_a_ping_goes_out_only_when_the_state_changes() {
     let admin = coord.admin_token();
     wait_for("the coordinator knows alice is idle", || {
         let (_, v) = coord.call("GET", "/api/admin/registry", Some(&admin), None);
-        let c = v["clients"].as_array()?.iter().find(|c| c["hostname"] == "alice")?.clone();
+        let c = v["clients"]
+            .as_array()?
+            .iter()
+            .find(|c| c["hostname"] == "alice")?
+            .clone();
         (c["state"] == "idle").then_some(())
     });
     // An observation window, not a wait: over several adaptive intervals

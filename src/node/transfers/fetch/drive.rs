@@ -231,9 +231,10 @@ impl Fetches {
                 CloseReason::Shutdown | CloseReason::Local => {
                     return f.drop_link(cx, job, &host);
                 }
-                CloseReason::ConnectFailed(e) => {
-                    format!("Could not connect to {host} at {addr}: {e}")
-                }
+                CloseReason::ConnectFailed(e) => format!(
+                    "Could not connect to {host} at {addr}: {}",
+                    crate::util::without_errno(&e)
+                ),
                 CloseReason::Timeout if connecting => {
                     format!("Could not connect to {host} at {addr} in time")
                 }
@@ -241,7 +242,14 @@ impl Fetches {
                     format!("{host} sent nothing for {} s", IDLE_TIMEOUT.as_secs())
                 }
                 CloseReason::PeerClosed => format!("{host} closed the connection"),
-                CloseReason::Error(e) => format!("The connection to {host} failed ({e})"),
+                // A reset is the peer closing too, just abruptly.
+                CloseReason::Error(e) if e.contains("reset by peer") => {
+                    format!("{host} closed the connection")
+                }
+                CloseReason::Error(e) => format!(
+                    "The connection to {host} failed ({})",
+                    crate::util::without_errno(&e)
+                ),
             };
             f.link_failed(cx, job, &host, msg, None);
         });
@@ -417,8 +425,9 @@ impl Fetches {
             }
             Err(e) => {
                 job.last_error = Some(format!(
-                    "Could not connect to {} at {addr}: {e}",
-                    h.hostname
+                    "Could not connect to {} at {addr}: {}",
+                    h.hostname,
+                    crate::util::without_errno(&e.to_string())
                 ));
                 if let Some(t) = job.phase.transfer_mut() {
                     t.tried.insert(h.hostname.clone());
