@@ -28,6 +28,38 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Why a listener could not be bound, in words that say what to change:
+/// a busy port names the flag and variable that pick another.
+pub fn listen_failure(
+    what: &str,
+    addr: std::net::SocketAddr,
+    e: &std::io::Error,
+    flag: &str,
+    env: &str,
+) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "cannot listen for {what} on {addr}: the port is already in use (another p2pshare, or another program); pick another with {flag} PORT or {env}=PORT"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "cannot listen for {what} on {addr}: not allowed to use that port (ports below 1024 need privileges); pick another with {flag} PORT or {env}=PORT"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "cannot listen for {what} on {addr}: that address is not one of this machine's"
+        ),
+        _ => format!("cannot listen for {what} on {addr}: {e}"),
+    }
+}
+
+/// An error message without the " (os error N)" the standard library
+/// appends: users read "Connection refused", not an errno.
+pub fn without_errno(msg: &str) -> String {
+    match msg.rfind(" (os error ") {
+        Some(i) if msg.ends_with(')') => msg[..i].to_owned(),
+        _ => msg.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +68,14 @@ mod tests {
     fn hex_is_lowercase_and_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn errno_suffixes_are_dropped() {
+        assert_eq!(
+            super::without_errno("Connection refused (os error 111)"),
+            "Connection refused"
+        );
+        assert_eq!(super::without_errno("timed out"), "timed out");
     }
 }

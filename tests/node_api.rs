@@ -168,7 +168,7 @@ fn users_are_kept_apart_and_bad_input_is_explained() {
     assert_eq!(
         v["error"],
         format!(
-            "{} is a directory, not a regular file",
+            "{} is a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)",
             dir.path().display()
         )
     );
@@ -608,7 +608,8 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
         "FOUND"
     );
 
-    // Changed: a publish attempt looks at the disk at once.
+    // Changed: a publish attempt looks at the disk at once (the old content
+    // is unpublished) and answers once the new content is hashed, published.
     std::fs::write(&a, b"version two, longer").unwrap();
     let (s, v) = n.call(
         "POST",
@@ -616,15 +617,16 @@ fn files_changed_or_deleted_on_disk_are_unpublished() {
         Some(&alice),
         Some(json!({"fname": name})),
     );
-    assert_eq!(s, 409, "the new content is being hashed: {v}");
-    assert_eq!(v["hashing"], true, "{v}");
-    let (_, l) = n.call("GET", "/api/client/local-files", Some(&alice), None);
-    let f = &l["files"][0];
-    assert_eq!(f["status"], "changed", "{f}");
-    assert_eq!(f["is_published"], false);
+    assert_eq!(s, 200, "published once the new content was hashed: {v}");
+    let f = &v["file"];
+    assert_eq!(f["status"], "ok", "{f}");
+    assert_eq!(f["is_published"], true);
     assert_eq!(f["size"], 19);
-    wait_for("unpublished after a change", || {
-        (reg.req("REQUEST", json!({"fname": name}))["status"] == "NOTFOUND").then_some(())
+    let new_hash = sha256_hex(b"version two, longer");
+    assert_eq!(f["sha256"], new_hash.as_str());
+    wait_for("the registry to offer the new content", || {
+        let v = reg.req("REQUEST", json!({"fname": name}));
+        (v["hosts"][0]["sha256"] == new_hash.as_str()).then_some(())
     });
 
     // Deleted: the periodic rescan marks it missing and unpublishes it.

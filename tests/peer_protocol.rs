@@ -6,6 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
+use sha2::Digest;
 
 struct World {
     _coord: Coordinator,
@@ -81,6 +82,8 @@ fn peer_protocol_end_to_end() {
         "GET secret.txt",
         "INFO secret.txt",
         "RANGE 0 5 secret.txt",
+        "PIECES secret.txt",
+        "PIECES ../files/my file.bin",
         "GET nothing-like-this",
         "GET ../files/my file.bin",
         "HELLO",
@@ -120,7 +123,7 @@ fn pipelined_requests_are_answered_in_order() {
     let mut c = PeerConn::connect(w.user.peer);
     // All at once: each transfer must finish before the next answer.
     let batch = format!(
-        "PING\nGET {n}\nRANGE 100 1000 {n}\nGET nope\nRANGE 0 0 {n}\nGET {n}\nPING\n",
+        "PING\nGET {n}\nRANGE 100 1000 {n}\nGET nope\nPIECES {n}\nRANGE 0 0 {n}\nGET {n}\nPING\n",
         n = w.name
     );
     c.send(batch.as_bytes());
@@ -130,6 +133,9 @@ fn pipelined_requests_are_answered_in_order() {
     assert_eq!(c.line(), "LENGTH 1000");
     assert_eq!(c.bytes(1000), &w.body[100..1100]);
     assert_eq!(c.line(), "ERROR notfound");
+    // One piece (300 000 bytes): its digest is the file's SHA-256.
+    assert_eq!(c.line(), "PIECES 1 1048576");
+    assert_eq!(c.bytes(32), sha2::Sha256::digest(&w.body).to_vec());
     assert_eq!(c.line(), "LENGTH 0");
     assert_eq!(c.line(), format!("LENGTH {size}"));
     assert!(c.bytes(size) == w.body);

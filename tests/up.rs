@@ -170,3 +170,36 @@ fn up_with_host_0_0_0_0_keeps_the_client_api_on_loopback() {
     let (s, _) = http_json(addr, "GET", "/api/client/status", None, None);
     assert_eq!(s, 401);
 }
+
+#[test]
+fn a_busy_port_names_the_flag_that_picks_another() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Hold a port, then ask `up` for it: it must stop and say what to change.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = held.local_addr().expect("addr").port().to_string();
+    let out = std::process::Command::new(bin())
+        .args([
+            "up",
+            "--host",
+            "127.0.0.1",
+            "--registry-port",
+            &port,
+            "--admin-api-port",
+            "0",
+            "--client-api-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("data"))
+        .env("P2PSHARE_PBKDF2_ITERATIONS", "1000")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run up");
+    assert!(!out.status.success(), "up must fail on a busy port");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already in use") && err.contains("--registry-port"),
+        "stderr: {err}"
+    );
+    assert!(!err.contains("os error"), "stderr: {err}");
+}

@@ -14,7 +14,8 @@
   const CLIENTS_EVERY_MS = 5000;
   const HISTORY = 120; // chart points: two minutes at one sample a second
   const ACTIONS = ["REGISTER", "PUBLISH", "UNPUBLISH", "REQUEST", "DISCOVER", "PING", "LIST", "UNREGISTER"];
-  const VIEWS = ["dashboard", "clients"];
+  const VIEWS = ["dashboard", "clients", "credentials"];
+  const TITLES = { dashboard: "Dashboard", clients: "Clients", credentials: "Node credentials" };
 
   const state = {
     token: null,
@@ -127,10 +128,11 @@
       if (v === name) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
-    document.title = "p2pshare admin — " + (name === "dashboard" ? "Dashboard" : "Clients");
+    document.title = "p2pshare admin — " + TITLES[name];
     if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
     clearTimeout(state.timers.clients);
     if (name === "clients") loadClients();
+    if (name === "credentials") loadCredentials();
     if (name === "dashboard") drawChart();
     if (focus) $("#main").focus();
   }
@@ -478,6 +480,53 @@
         loadClients();
       }
     });
+  }
+
+  // ---- Node credentials --------------------------------------------------
+
+  async function loadCredentials() {
+    const gen = state.generation;
+    const res = await authed("GET", "/api/admin/credentials");
+    if (gen !== state.generation || !state.token) return;
+    const msg = $("#cred-msg");
+    if (!res.ok || !res.data) {
+      P.formMessage(msg, "Could not load the node credentials: " + res.error);
+      return;
+    }
+    P.formMessage(msg, "");
+    const rows = Array.isArray(res.data.credentials) ? res.data.credentials : [];
+    $("#cred-table").hidden = rows.length === 0;
+    $("#cred-empty").hidden = rows.length !== 0;
+    keepFocus(() => setChildren($("#cred-body"), rows.map(credentialRow)));
+  }
+
+  function credentialRow(c) {
+    const id = String(c.id);
+    const revoked = c.revoked === true;
+    return el("tr", { dataset: { credential: id } },
+      el("td", {}, el("div", { class: "fname" }, String(c.username))),
+      el("td", { class: "mono", "data-label": "Node" }, c.label ? String(c.label) : "—"),
+      el("td", { class: "nowrap", "data-label": "Issued" }, P.formatAgo(c.created_at)),
+      el("td", { class: "nowrap", "data-label": "Expires" }, new Date(c.expires_at * 1000).toLocaleDateString()),
+      el("td", { "data-label": "Status" },
+        el("span", { class: "badge " + (revoked ? "badge-danger" : "badge-ok") }, revoked ? "Revoked" : "Active")),
+      el("td", { class: "actions" }, el("div", { class: "actions-inner" },
+        revoked ? null : el("button", {
+          type: "button", class: "btn btn-ghost btn-small",
+          dataset: { action: "revoke", focusKey: "revoke:" + id },
+          "aria-label": "Revoke the node credential of " + c.username,
+          on: { click: () => revokeCredential(c) },
+        }, "Revoke"))));
+  }
+
+  async function revokeCredential(c) {
+    const res = await authed("DELETE", "/api/admin/credentials/" + encodeURIComponent(String(c.id)));
+    if (res.ok) {
+      P.toast("Revoked: " + c.username + " is off that node until they log in again.", "ok");
+    } else {
+      P.toast("Could not revoke the credential: " + res.error, "error");
+    }
+    loadCredentials();
   }
 
   function start() {

@@ -1,6 +1,6 @@
 // p2pshare client UI: account, my files, network search, downloads and the
 // status bar, talking to this node's client API (/api/client/*). It keeps the
-// token in sessionStorage only, and never puts user or peer text into HTML
+// token in localStorage (one login for every tab of this node), and never puts user or peer text into HTML
 // markup: names are always text nodes (see common.js).
 "use strict";
 
@@ -49,16 +49,16 @@
   function saveSession(token, user) {
     state.token = token;
     state.user = user || null;
-    P.store.set(TOKEN_KEY, token);
-    P.store.set(USER_KEY, JSON.stringify(user || {}));
+    P.keep.set(TOKEN_KEY, token);
+    P.keep.set(USER_KEY, JSON.stringify(user || {}));
   }
 
   function clearSession() {
     state.token = null;
     state.user = null;
     state.hostname = null;
-    P.store.remove(TOKEN_KEY);
-    P.store.remove(USER_KEY);
+    P.keep.remove(TOKEN_KEY);
+    P.keep.remove(USER_KEY);
   }
 
   function stopTimers() {
@@ -75,6 +75,8 @@
     state.fetches.clear();
     state.announced.clear();
     state.fetchesLoaded = false;
+    state.trouble = null;
+    state.troubleReady = false;
     state.files = [];
     state.filesKey = "";
     state.net = { q: "", offset: 0, total: 0, nextOffset: null, loaded: false };
@@ -97,7 +99,7 @@
             username: res.data.client.username,
             display_name: res.data.client.display_name,
           });
-          P.store.set(USER_KEY, JSON.stringify(state.user));
+          P.keep.set(USER_KEY, JSON.stringify(state.user));
         }
       }
       showApp();
@@ -110,9 +112,9 @@
   }
 
   async function resume() {
-    state.token = P.store.get(TOKEN_KEY);
+    state.token = P.keep.get(TOKEN_KEY);
     try {
-      state.user = JSON.parse(P.store.get(USER_KEY) || "null");
+      state.user = JSON.parse(P.keep.get(USER_KEY) || "null");
     } catch (_) {
       state.user = null;
     }
@@ -350,6 +352,32 @@
     if (counts.uploads) parts.push(P.plural(counts.uploads, "upload", "uploads"));
     const host = d.hostname ? "Host " + d.hostname : "";
     setChildren($("#sb-host"), [host, parts.length ? " · " + parts.join(" · ") : ""].join(""));
+    announceTrouble(Array.isArray(d.attention) ? d.attention : []);
+  }
+
+  /** A shared file that changed or vanished on disk is taken off the
+   *  network by the node; say so once, whatever page is open. */
+  function announceTrouble(list) {
+    const seen = state.trouble || (state.trouble = new Map());
+    const now = new Set();
+    for (const f of list) {
+      const key = f.name + "\u0000" + f.status;
+      now.add(key);
+      if (seen.has(key)) continue;
+      seen.set(key, true);
+      if (!state.troubleReady) continue; // the first poll only learns what is already known
+      P.toast(f.status === "changed"
+        ? "“" + f.name + "” changed on disk, so it is no longer shared. Publish it again from My files to share the new version."
+        : "“" + f.name + "” is gone from its folder, so it is no longer shared.", "error");
+    }
+    for (const key of Array.from(seen.keys())) if (!now.has(key)) seen.delete(key);
+    state.troubleReady = true;
+    const badge = $("#nav-files-badge");
+    if (badge) {
+      badge.hidden = list.length === 0;
+      badge.textContent = String(list.length);
+      badge.title = list.length ? P.plural(list.length, "file needs", "files need") + " your attention" : "";
+    }
   }
 
   // ---- My files ----------------------------------------------------------
@@ -425,9 +453,10 @@
         type: "button", class: "btn btn-primary btn-small",
         dataset: { action: "publish", focusKey: "share:" + name },
         "aria-label": "Publish " + name,
-        disabled: !!f.hashing || f.status === "missing",
-        title: f.hashing ? "Wait until the SHA-256 is computed" : null,
-        on: { click: (ev) => publishFile(name, false, ev.currentTarget) },
+        disabled: f.status === "missing",
+        // The node answers a publish once the file's hash is done.
+        title: f.hashing ? "Publishes as soon as the SHA-256 is computed" : null,
+        on: { click: (ev) => publishFile(name, false, ev.currentTarget, !!f.hashing) },
       }, "Publish");
     const removeBtn = el("button", {
       type: "button", class: "btn btn-ghost btn-small",
@@ -452,6 +481,7 @@
   }
 
   function wireFiles() {
+    $("#add-browse").addEventListener("click", () => openPicker());
     $("#add-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const input = $("#add-path");
@@ -482,8 +512,101 @@
     });
   }
 
-  async function publishFile(fname, force, button) {
-    if (button) P.setBusy(button, true, "Publishing…");
+  // ---- File picker: folders beneath the node's share roots -------------
+
+  async function addPath(path) {
+    const res = await authed("POST", "/api/client/add-file", { path });
+    return res;
+  }
+
+  function pickerList(listing, go, pick) {
+    const rows = [];
+    if (listing.parent) {
+      rows.push(el("li", {}, el("button", {
+        type: "button", class: "picker-item picker-dir", dataset: { path: listing.parent },
+        on: { click: () => go(listing.parent) },
+      }, "↑ Up one folder")));
+    } else if (listing.path) {
+      rows.push(el("li", {}, el("button", {
+        type: "button", class: "picker-item picker-dir",
+        on: { click: () => go(null) },
+      }, "↑ All shared folders")));
+    }
+    for (const e of listing.entries || []) {
+      const isDir = e.kind === "dir";
+      rows.push(el("li", {}, el("button", {
+        type: "button",
+        class: "picker-item " + (isDir ? "picker-dir" : "picker-file"),
+        dataset: { path: e.path, kind: e.kind },
+        on: { click: () => (isDir ? go(e.path) : pick(e.path)) },
+      },
+      el("span", { class: "picker-name" }, isDir ? e.name + "/" : e.name),
+      el("span", { class: "picker-size muted" }, isDir ? "folder" : P.formatBytes(e.size)))));
+    }
+    return rows;
+  }
+
+  async function openPicker() {
+    const list = el("ul", { class: "picker-list", id: "picker-list", "aria-live": "polite" });
+    const where = el("p", { class: "picker-where mono", id: "picker-where" }, "");
+    const note = el("p", { class: "form-msg", id: "picker-msg", role: "alert", hidden: true });
+    let current = null;
+    let files = [];
+    async function go(path) {
+      const qs = path ? "?path=" + encodeURIComponent(path) : "";
+      const res = await authed("GET", "/api/client/browse" + qs);
+      if (!res.ok || !res.data) {
+        P.formMessage(note, res.error || "Cannot open that folder.");
+        return;
+      }
+      P.formMessage(note, res.data.truncated ? "This folder holds more entries than can be shown." : "");
+      current = res.data.path || null;
+      files = (res.data.entries || []).filter((e) => e.kind === "file").map((e) => e.path);
+      where.textContent = current ? current : "Folders you may share from";
+      setChildren(list, pickerList(res.data, go, pickOne));
+      const all = document.querySelector("#picker-add-all");
+      if (all) {
+        all.disabled = files.length === 0;
+        all.textContent = files.length ? "Add all " + P.plural(files.length, "file", "files") + " here" : "No files here";
+      }
+    }
+    let finish = null;
+    async function pickOne(path) {
+      $("#add-path").value = path;
+      if (finish) finish();
+      $("#add-form").requestSubmit();
+    }
+    const dialog = P.openDialog({
+      title: "Choose a file to share",
+      id: "picker-dialog",
+      wide: true,
+      body: [where, note, list],
+      actions: [
+        { label: "Add all files here", value: "all", kind: "primary", id: "picker-add-all" },
+        { label: "Cancel", value: null, id: "picker-cancel" },
+      ],
+    });
+    finish = () => {
+      const close = document.querySelector("#picker-cancel");
+      if (close) close.click();
+    };
+    await go(null);
+    const choice = await dialog;
+    if (choice !== "all" || files.length === 0) return;
+    let added = 0;
+    const failed = [];
+    for (const path of files) {
+      const res = await addPath(path);
+      if (res.ok) added += 1;
+      else if (res.status !== 409) failed.push(path.split("/").pop() + ": " + res.error);
+    }
+    if (added) P.toast("Added " + P.plural(added, "file", "files") + " from " + current + ".", "ok");
+    if (failed.length) P.toast("Not added: " + failed.slice(0, 3).join("; ") + (failed.length > 3 ? "…" : ""), "error");
+    loadFiles();
+  }
+
+  async function publishFile(fname, force, button, hashing) {
+    if (button) P.setBusy(button, true, hashing ? "Hashing, then publishing…" : "Publishing…");
     const body = { fname };
     if (force) body.force = true;
     const res = await authed("POST", "/api/client/publish", body);
@@ -580,10 +703,15 @@
     P.setBusy(btn, false);
     if (gen !== state.generation || !state.token) return;
     const msg = $("#network-msg");
+    // The results card is hidden while there are no results to show, so an
+    // error never sits above an empty card.
+    const card = $("#network-table").closest(".table-card");
     if (!res.ok) {
       P.formMessage(msg, "Could not search the network: " + res.error);
+      if (card) card.hidden = true;
       return;
     }
+    if (card) card.hidden = false;
     P.formMessage(msg, "");
     const files = Array.isArray(res.data.files) ? res.data.files : [];
     n.total = typeof res.data.total === "number" ? res.data.total : files.length;
@@ -958,6 +1086,13 @@
   // ---- Start -------------------------------------------------------------
 
   function start() {
+    // One login for every tab: a logout or a login in another tab of this
+    // node's UI is followed here.
+    window.addEventListener("storage", (ev) => {
+      if (ev.key !== TOKEN_KEY) return;
+      if (!ev.newValue && state.token) endSession("You logged out in another tab.");
+      else if (ev.newValue && ev.newValue !== state.token) resume();
+    });
     wireAuth();
     wireShell();
     wireFiles();

@@ -222,7 +222,11 @@
       host = el("div", { id: "toasts", class: "toasts", role: "status", "aria-live": "polite" });
       document.body.appendChild(host);
     }
-    const item = el("div", { class: "toast toast-" + (kind || "info") }, message);
+    const item = el("div", {
+      class: "toast toast-" + (kind || "info"),
+      title: "Click to dismiss",
+      on: { click: () => item.remove() },
+    }, message);
     host.appendChild(item);
     // A burst of actions should not bury the page: keep the newest three.
     while (host.children.length > 3) host.firstElementChild.remove();
@@ -336,29 +340,35 @@
 
   // ---- Storage -------------------------------------------------------------
 
-  const store = {
-    get(key) {
-      try {
-        return sessionStorage.getItem(key);
-      } catch (_) {
-        return null;
-      }
-    },
-    set(key, value) {
-      try {
-        sessionStorage.setItem(key, value);
-      } catch (_) {
-        /* private mode: the session just won't survive a reload */
-      }
-    },
-    remove(key) {
-      try {
-        sessionStorage.removeItem(key);
-      } catch (_) {
-        /* nothing stored */
-      }
-    },
-  };
+  /** Key-value storage that never throws: `store` lasts for the tab,
+   *  `keep` across tabs and restarts of the browser (the client's login). */
+  function storage(kind) {
+    return {
+      get(key) {
+        try {
+          return window[kind].getItem(key);
+        } catch (_) {
+          return null;
+        }
+      },
+      set(key, value) {
+        try {
+          window[kind].setItem(key, value);
+        } catch (_) {
+          /* private mode: the session just won't survive a reload */
+        }
+      },
+      remove(key) {
+        try {
+          window[kind].removeItem(key);
+        } catch (_) {
+          /* nothing stored */
+        }
+      },
+    };
+  }
+  const store = storage("sessionStorage");
+  const keep = storage("localStorage");
 
   /** Delays `fn` until `ms` have passed without another call. */
   function debounce(fn, ms) {
@@ -372,6 +382,6 @@
   window.P2P = {
     el, svg, setChildren, $, $$, api,
     formatBytes, formatSpeed, formatDuration, formatTime, formatAgo, shortHash, formatMs, plural,
-    toast, openDialog, field, setBusy, formMessage, store, debounce,
+    toast, openDialog, field, setBusy, formMessage, store, keep, debounce,
   };
 })();

@@ -90,10 +90,17 @@ fn new_jti() -> String {
 /// Sign `claims` with `secret` as `header.payload.signature`, adding a random
 /// `jti` claim.
 pub fn sign(secret: &[u8], claims: &Claims) -> String {
+    sign_identified(secret, claims).0
+}
+
+/// [`sign`], also returning the token's id as [`verify_with_id`] reports it
+/// (`j:<jti>`), so the issuer can list and revoke it later.
+pub fn sign_identified(secret: &[u8], claims: &Claims) -> (String, String) {
+    let jti = new_jti();
     // Serialising strings and integers cannot fail.
     let payload = serde_json::to_vec(&Payload {
         claims,
-        jti: new_jti(),
+        jti: jti.clone(),
     })
     .unwrap_or_default();
     let mut token = String::with_capacity(64 + payload.len() * 4 / 3 + 43);
@@ -105,7 +112,7 @@ pub fn sign(secret: &[u8], claims: &Claims) -> String {
     let sig = mac.finalize().into_bytes();
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(sig, &mut token);
-    token
+    (token, format!("j:{jti}"))
 }
 
 /// Check the header's algorithm and the signature; return the decoded payload object

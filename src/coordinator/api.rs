@@ -43,6 +43,11 @@ pub enum AccountJob {
         id: String,
         exp: u64,
     },
+    /// Record a node credential before handing out its token.
+    Credential {
+        cred: super::users::Credential,
+        token: String,
+    },
 }
 
 /// What the account work found.
@@ -51,6 +56,7 @@ pub enum AccountResult {
     LoggedIn(Result<User, LoginError>),
     Admin(bool),
     Revoked(Result<(), String>),
+    Credential(Result<(super::users::Credential, String), String>),
 }
 
 /// Account work done, for the request that waits as `op`.
@@ -91,6 +97,7 @@ pub fn run_job(
         AccountJob::Revoke { id, exp } => {
             AccountResult::Revoked(users.persist_revocation(&id, exp))
         }
+        AccountJob::Credential { cred, token } => super::credentials::record(users, cred, token),
     };
     AccountDone { op, result }
 }
@@ -146,7 +153,7 @@ fn client_json(h: &Host) -> Value {
 }
 
 /// Parses a JSON object body into string fields.
-fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Reply> {
+pub(super) fn body_json(req: &Request) -> Result<serde_json::Map<String, Value>, Reply> {
     match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(err(400, "Request body must be a JSON object")),
@@ -209,6 +216,15 @@ impl Coordinator {
             ("POST", "/api/user/login") => self.start_login(op, &req, false),
             ("POST", "/api/admin/login") => self.start_login(op, &req, true),
             ("POST", "/api/user/verify") => self.verify(&req).map(Some),
+            ("POST", "/api/user/credential") => self.start_credential(op, &req),
+            ("GET", "/api/admin/credentials") => {
+                self.admin(&req).map(|_| Some(self.admin_credentials()))
+            }
+            ("DELETE", p) if p.starts_with("/api/admin/credentials/") => {
+                self.admin(&req).and_then(|_| {
+                    self.start_revoke_credential(cx, op, &p["/api/admin/credentials/".len()..])
+                })
+            }
             ("GET", "/api/stats") => Ok(Some(self.stats_json(cx))),
             ("GET", "/api/admin/registry") => {
                 self.admin(&req).map(|_| Some(self.admin_registry(&req)))
@@ -260,7 +276,7 @@ impl Coordinator {
             .ok_or_else(|| err(401, "Authorization must be 'Bearer <token>'"))
     }
 
-    fn claims(&self, req: &Request) -> Result<jwt::Claims, Reply> {
+    pub(super) fn claims(&self, req: &Request) -> Result<jwt::Claims, Reply> {
         self.check_token(Self::bearer(req)?).map(|(c, _)| c)
     }
 
@@ -350,6 +366,12 @@ impl Coordinator {
         let m = body_json(req)?;
         let token = str_field(&m, "token", true)?;
         let (c, _) = self.check_token(&token)?;
+        if c.role == super::credentials::ROLE {
+            return Err(err(
+                401,
+                "Invalid token: a node credential only registers a node; log in for a session",
+            ));
+        }
         if c.role == "admin" {
             return Ok(Reply::ok(
                 json!({"success": true, "user": {"username": c.sub, "role": "admin"}, "exp": c.exp}),
@@ -405,6 +427,7 @@ impl Coordinator {
                 crate::log_error!("could not record a logout: {m}");
                 err(500, "Could not record the logout; try again")
             }
+            AccountResult::Credential(r) => self.credential_issued(r),
         };
         // A request whose connection closed meanwhile is dropped by the driver.
         http_server::answer(self, cx, done.op, answer);
@@ -586,7 +609,10 @@ fn known_path(p: &str) -> bool {
             | "/api/user/logout"
             | "/api/admin/login"
             | "/api/admin/registry"
+            | "/api/admin/credentials"
+            | "/api/user/credential"
             | "/api/stats"
     ) || p.starts_with("/api/admin/discover/")
+        || p.starts_with("/api/admin/credentials/")
         || p.starts_with("/api/admin/ping/")
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod conn;
+mod credentials;
 pub mod guard;
 mod handle;
 pub mod registry;
@@ -196,13 +197,26 @@ impl Coordinator {
         )?;
         let users = Arc::new(UserStore::open(&cfg.data_dir)?);
         let reg_addr = SocketAddr::new(cfg.coordinator_host, cfg.registry_port);
-        let (registry_listener, reg_local) = cx
-            .listen(reg_addr, svc, registry_options())
-            .map_err(|e| format!("cannot listen for the registry on {reg_addr}: {e}"))?;
+        let (registry_listener, reg_local) =
+            cx.listen(reg_addr, svc, registry_options()).map_err(|e| {
+                crate::util::listen_failure(
+                    "the registry",
+                    reg_addr,
+                    &e,
+                    "--registry-port",
+                    "SERVER_PORT",
+                )
+            })?;
         let api_addr = SocketAddr::new(cfg.admin_api_host, cfg.admin_api_port);
-        let (_api_listener, api_local) = cx
-            .listen(api_addr, svc, http_options())
-            .map_err(|e| format!("cannot listen for the admin API on {api_addr}: {e}"))?;
+        let (_api_listener, api_local) = cx.listen(api_addr, svc, http_options()).map_err(|e| {
+            crate::util::listen_failure(
+                "the admin API",
+                api_addr,
+                &e,
+                "--admin-api-port",
+                "ADMIN_API_PORT",
+            )
+        })?;
         let pool = Pool::new("coord-worker", cfg.workers.max(1), 256, cx.waker())
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
         let snapshot_pool = Pool::new("list-snapshot", 1, 4, cx.waker())

@@ -173,9 +173,25 @@ pub struct Node {
     net: network_index::NetCache,
     /// Hash jobs the pool had no room for yet.
     backlog: VecDeque<(String, String)>,
+    /// Users registered with a node credential across restarts.
+    standing: HashMap<String, network::standing::Standing>,
+    /// Users whose credential request is out.
+    standing_asked: std::collections::HashSet<String>,
+    /// Op ids of background server-API calls.
+    next_background_op: u64,
+    /// Publishes waiting for their file's hash (`client/routes`).
+    hash_waits: Vec<HashWait>,
     last_rescan: Instant,
     last_purge: Instant,
     rng: u64,
+}
+
+/// A publish waiting for the hash of its file (`client/routes`).
+pub(crate) struct HashWait {
+    pub op: OpId,
+    pub user: String,
+    pub name: String,
+    pub since: Instant,
 }
 
 /// Serves nothing: peer connections of a user who logged out meanwhile.
@@ -213,13 +229,21 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
             cfg.data_dir.display()
         )
     })?;
+    // Paths the node shows (a download's target) are absolute, whatever
+    // folder the node was started from.
+    let data_dir = std::fs::canonicalize(&cfg.data_dir).map_err(|e| {
+        format!(
+            "cannot resolve the data directory {}: {e}",
+            cfg.data_dir.display()
+        )
+    })?;
     let sandbox = Arc::new(sandbox::Sandbox::new(
         &cfg.share_roots,
         &cfg.download_roots,
-        &cfg.data_dir,
+        &data_dir,
         cfg.share_hidden,
     )?);
-    let fetches = fetch::Fetches::new(svc, cx.waker(), &cfg.data_dir, sandbox.clone())
+    let fetches = fetch::Fetches::new(svc, cx.waker(), &data_dir, sandbox.clone())
         .map_err(|e| format!("cannot set up downloads: {e}"))?;
     let work = Pool::new("hash", cfg.workers.max(1), WORK_QUEUE, cx.waker())
         .map_err(|e| format!("cannot start hashing workers: {e}"))?;
@@ -231,9 +255,15 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         ..ConnOptions::default()
     };
     let want = SocketAddr::new(cfg.client_api_host, cfg.client_api_port);
-    let (api_listener, api_addr) = cx
-        .listen(want, svc, opts)
-        .map_err(|e| format!("cannot listen for the client API on {want}: {e}"))?;
+    let (api_listener, api_addr) = cx.listen(want, svc, opts).map_err(|e| {
+        crate::util::listen_failure(
+            "the client API",
+            want,
+            &e,
+            "--client-api-port",
+            "CLIENT_API_PORT",
+        )
+    })?;
     println!("client api listening on http://{api_addr}");
     let _ = std::io::stdout().flush();
     crate::log_info!(
@@ -255,10 +285,10 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
         ^ (u64::from(std::process::id()) << 32);
-    Ok(Node {
+    let mut node = Node {
         svc,
         settings: Settings {
-            data_dir: cfg.data_dir.clone(),
+            data_dir,
             registry,
             port_min: cfg.port_min,
             port_max: cfg.port_max,
@@ -292,10 +322,16 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         saves: persist::Saves::default(),
         net: network_index::NetCache::default(),
         backlog: VecDeque::new(),
+        standing: HashMap::new(),
+        standing_asked: Default::default(),
+        next_background_op: 0,
+        hash_waits: Vec::new(),
         last_rescan: now,
         last_purge: now,
         rng: seed | 1,
-    })
+    };
+    node.restore_standing(cx);
+    Ok(node)
 }
 
 /// `p2pshare node`: a reactor of its own, stopped by SIGINT/SIGTERM.
@@ -336,14 +372,48 @@ impl Node {
             return;
         };
         let j: HashJob = job;
+        crate::log_debug!("{user}: hashing {name:?}");
         let submitted = self.work.submit(move || {
-            let result = catalog::hashing::hash_file(&j.sandbox, &j.path);
+            let started = Instant::now();
+            let result = catalog::hashing::run(&j);
+            if let catalog::hashing::HashResult::Ok { size, .. } = &result {
+                crate::log_info!(
+                    "{}: hashed {:?} ({size} bytes) in {} ms",
+                    j.user,
+                    j.name,
+                    started.elapsed().as_millis()
+                );
+            }
             WorkDone::Hash { job: j, result }
         });
         if submitted.is_err() {
             u.catalog.hash_not_started(name);
             self.backlog.push_back((user.to_owned(), name.to_owned()));
         }
+    }
+
+    /// A finished, verified download at `path` joins `user`'s files with
+    /// the hash pair it was checked against, without being read again
+    /// ([`Catalog::add_verified`]; its digests must be in the piece store
+    /// already, stored on a worker). Hashed like an added file only if it
+    /// changed since. Saved by the next cron tick (nobody waits); publish
+    /// it as `routes` does. Returns the name it is tracked under; errors
+    /// carry an HTTP status and a sentence.
+    pub(crate) fn track_verified(
+        &mut self,
+        user: &str,
+        path: &str,
+        v: &catalog::Verified,
+    ) -> Result<String, (u16, String)> {
+        let u = self
+            .users
+            .get_mut(user)
+            .ok_or_else(|| (404, "Unknown user".to_owned()))?;
+        let (name, hash) = u.catalog.add_verified(path, crate::util::unix_now(), v)?;
+        if hash {
+            self.queue_hash(user, &name);
+        }
+        Ok(name)
     }
 
     fn apply_effects(&mut self, cx: &mut Ctx, user: &str, effects: Vec<Effect>) {
@@ -355,8 +425,27 @@ impl Node {
                     self.net_sync_file(user, &name);
                 }
                 Effect::Hash(name) => self.queue_hash(user, &name),
+                Effect::Announce(name) => self.announce(cx, user, &name),
             }
         }
+    }
+
+    /// PUBLISH again with the file's current metadata (its hash pair),
+    /// nobody waiting; without a link the next REGISTER carries it.
+    fn announce(&mut self, cx: &mut Ctx, user: &str, name: &str) {
+        let Some(f) = self.users.get(user).and_then(|u| u.catalog.get(name)) else {
+            return;
+        };
+        if !f.is_published {
+            return;
+        }
+        let msg = crate::proto::registry::Request::Publish {
+            hostname: user.into(),
+            fname: f.name.clone().into(),
+            meta: f.registry_meta(),
+        };
+        let why = ops::Wait::Quiet("announcing a file's new hash pair");
+        self.registry_send(cx, user, &msg, why);
     }
 
     /// Stats every file of `user` on the pool (a stat may block on a slow
@@ -389,7 +478,9 @@ impl Node {
     }
 
     fn work_done(&mut self, cx: &mut Ctx) {
+        let mut any = false;
         for done in self.work.drain() {
+            any = true;
             match done {
                 WorkDone::Hash { job, result } => {
                     let effects = match self.users.get_mut(&job.user) {
@@ -411,6 +502,9 @@ impl Node {
                     self.apply_effects(cx, &user, effects);
                 }
             }
+        }
+        if any {
+            self.resume_hash_waits(cx);
         }
     }
 
@@ -473,6 +567,8 @@ impl Node {
             self.tokens.purge(crate::util::unix_secs(), now);
         }
         self.saves_tick(cx);
+        // Removals, logouts and the wait's own bound.
+        self.resume_hash_waits(cx);
         self.net.sweep(now);
         self.fetch_lookups(cx);
         self.fetches_completed(cx);

@@ -46,6 +46,15 @@ pub enum OpKind {
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.
     Saving(SaveOp),
+    /// A node credential asked of the coordinator (no client waits).
+    Standing {
+        user: String,
+        registry: std::net::SocketAddr,
+    },
+    /// A folder being read for the file picker (store thread).
+    Browse,
+    /// A call to the server API nobody waits for; its answer is logged.
+    Background(&'static str),
     /// The user's catalog is being loaded; the request is routed after.
     Load {
         req: Box<Request>,
@@ -66,6 +75,9 @@ pub struct PublishOp {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum PublishStage {
+    /// Waiting for the file's hash (a publish right after `/add-file`);
+    /// the publish starts over once it ends (`routes`, `resume_hash_waits`).
+    Hashing,
     /// REQUEST by name answered next.
     Request,
     /// The network index (all LIST pages), for duplicates under other names.

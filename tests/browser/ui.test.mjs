@@ -366,8 +366,8 @@ step("alice registers; the session starts by itself and the status bar shows the
   await page.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
   await page.locator("#sb-port", { hasText: /Peer port \d+/ }).waitFor();
   await page.locator("#sb-heartbeat", { hasText: /Heartbeat: (idle|active|busy)/ }).waitFor();
-  const token = await page.evaluate(() => sessionStorage.getItem("p2pshare.client.token"));
-  assert.ok(token && token.split(".").length === 3, "token kept in sessionStorage");
+  const token = await page.evaluate(() => localStorage.getItem("p2pshare.client.token"));
+  assert.ok(token && token.split(".").length === 3, "token kept in localStorage");
 });
 
 step("alice adds files by path and publishes them", async () => {
@@ -387,6 +387,42 @@ step("alice adds files by path and publishes them", async () => {
   await fileRow(page, XSS_NAME).locator(".badge", { hasText: "Published" }).waitFor();
   await page.locator("#sb-host", { hasText: "2 shared" }).waitFor();
   await shot(page, "client-files");
+});
+
+step("alice browses for files: the picker shows the share root but never the node's data", async () => {
+  const page = pages.alice;
+  const picks = path.join(tmpRoot, "alice-picks");
+  await fs.mkdir(picks, { recursive: true });
+  await fs.writeFile(path.join(picks, "notes-one.txt"), "one\n");
+  await fs.writeFile(path.join(picks, "notes-two.txt"), "two\n");
+  await page.click("#nav-files");
+  await page.click("#add-browse");
+  const dlg = page.locator("#picker-dialog");
+  await dlg.waitFor();
+  // The share root, then the folder inside it.
+  await dlg.locator(".picker-dir").first().click();
+  await dlg.locator(".picker-dir", { hasText: "alice-picks" }).waitFor();
+  assert.equal(await dlg.locator(".picker-item", { hasText: "node-a" }).count(), 0, "the node's data directory is not listed");
+  await dlg.locator(".picker-dir", { hasText: "alice-picks" }).click();
+  await dlg.locator(".picker-file", { hasText: "notes-two.txt" }).waitFor();
+  await shot(page, "client-picker");
+  await page.locator("#picker-add-all", { hasText: "Add all 2 files here" }).click();
+  await dlg.waitFor({ state: "detached" });
+  await fileRow(page, "notes-one.txt").waitFor();
+  await fileRow(page, "notes-two.txt").waitFor();
+});
+
+step("a shared file edited on disk is announced on any page, not only in My files", async () => {
+  const page = pages.alice;
+  await publishWhenHashed(page, "notes-one.txt");
+  await fileRow(page, "notes-one.txt").locator(".badge", { hasText: "Published" }).waitFor();
+  await page.click("#nav-network");
+  await fs.appendFile(path.join(tmpRoot, "alice-picks", "notes-one.txt"), "edited\n");
+  // The node looks at every tracked file every 10 s.
+  await page.locator(".toast", { hasText: "changed on disk" }).waitFor({ timeout: 30_000 });
+  await page.locator("#nav-files-badge", { hasText: "1" }).waitFor();
+  await shot(page, "client-changed-file", { keepToasts: true });
+  await page.click("#nav-files");
 });
 
 step("a taken username is refused with a clear message; bob registers on the second node", async () => {
@@ -574,12 +610,33 @@ step("admin clients table: search, ping (rtt shown) and discover files", async (
   assert.equal(await page.locator("img").count(), 0);
 });
 
-step("a reload keeps the session (token in sessionStorage)", async () => {
+step("admin sees each user's node credential and can revoke one", async () => {
+  const page = pages.admin;
+  await page.click("#nav-credentials");
+  const rowOf = (user) => page.locator("#cred-body tr").filter({ has: page.locator(".fname", { hasText: user }) });
+  await rowOf(alice.username).locator(".badge", { hasText: "Active" }).waitFor();
+  await rowOf(bob.username).locator(".badge", { hasText: "Active" }).waitFor();
+  await shot(page, "admin-credentials");
+  // Revoking bob's takes his host offline at once (his node connects again
+  // with his login's token, which is still valid, so he comes back).
+  await rowOf(bob.username).locator('button[data-action="revoke"]').click();
+  await rowOf(bob.username).locator(".badge", { hasText: "Revoked" }).waitFor();
+  assert.equal(await rowOf(bob.username).locator('button[data-action="revoke"]').count(), 0);
+});
+
+step("a reload and a second tab keep the login (token in localStorage)", async () => {
   const page = pages.bob;
   await page.reload();
   await page.locator("#app-view").waitFor();
   await page.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
   assert.equal(await page.locator("#auth-view").isVisible(), false);
+  // A second tab of the same browser is logged in too.
+  const second = await page.context().newPage();
+  await second.goto(page.url());
+  await second.locator("#app-view").waitFor();
+  await second.locator("#sb-coordinator", { hasText: "Connected to coordinator" }).waitFor();
+  assert.equal(await second.locator("#auth-view").isVisible(), false);
+  await second.close();
 });
 
 step("the pages work on a phone-sized window", async () => {
@@ -598,7 +655,7 @@ step("logging out clears the token and shows the login form", async () => {
   await page.click("#logout-btn");
   await page.locator("#login-form").waitFor();
   await page.locator("#login-msg", { hasText: "You have logged out." }).waitFor();
-  const token = await page.evaluate(() => sessionStorage.getItem("p2pshare.client.token"));
+  const token = await page.evaluate(() => localStorage.getItem("p2pshare.client.token"));
   assert.equal(token, null);
 
   // Logging back in starts the session again by itself.

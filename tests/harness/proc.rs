@@ -199,7 +199,12 @@ impl Coordinator {
     ///
     /// [`restart`]: Coordinator::restart
     pub fn start_relayed() -> Coordinator {
-        let mut c = Coordinator::start();
+        Coordinator::start_relayed_with(&[], &[])
+    }
+
+    /// [`start_relayed`](Coordinator::start_relayed) with extra flags and environment.
+    pub fn start_relayed_with(args: &[&str], env: &[(&str, &str)]) -> Coordinator {
+        let mut c = Coordinator::start_with(args, env);
         let reg = Relay::start(c.registry);
         let api = Relay::start(c.api);
         c.registry = reg.addr;

@@ -3,6 +3,9 @@
 //! time) and per revoked token. It never stores or logs a password, and an
 //! acknowledged change is fsynced before it is acknowledged.
 //!
+//! Node credentials (`docs/server-api.md`, "Node credentials") are listed
+//! here too: one record when issued, so an admin can see and revoke them.
+//!
 //! `register`, `login` and `persist_revocation` run PBKDF2 and fsync: call them
 //! from worker threads, never from the event loop. Two locks, never nested the
 //! other way round: the log's mutex (workers only) is held across the append
@@ -17,7 +20,7 @@
 use crate::auth::password;
 use crate::util::unix_secs;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -141,6 +144,20 @@ fn normalize_display_name(display_name: &str, username: &str) -> Result<String, 
     Ok(if d.is_empty() { username } else { d }.to_owned())
 }
 
+/// A long-lived, registry-only token a node holds for one user, so the
+/// user's files stay on the network across restarts without a login.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Credential {
+    /// The token's id (`j:<jti>`), as revocations name it.
+    pub id: String,
+    pub username: String,
+    /// Where it was issued for (the node's own words, at most 64 characters).
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub exp: u64,
+}
+
 /// One line of the log.
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -151,6 +168,8 @@ enum Record {
     Login { username: String, at: String },
     /// A token (by id) refused until `exp` (Unix seconds).
     Revoke { id: String, exp: u64 },
+    /// A node credential issued.
+    Credential(Credential),
 }
 
 fn record_line(r: &Record) -> Vec<u8> {
@@ -166,6 +185,8 @@ struct Users {
     by_name: HashMap<String, User>,
     /// Lower-cased names: "Alice" cannot pose as "alice", checked in O(1).
     folded: HashSet<String>,
+    /// Node credentials not yet expired, by id.
+    credentials: BTreeMap<String, Credential>,
 }
 
 impl Users {
@@ -275,6 +296,11 @@ fn parse_log(bytes: &[u8], now: u64) -> Result<Loaded, String> {
                     Record::Revoke { id, exp } => {
                         if exp > now {
                             revoked.insert(id, exp);
+                        }
+                    }
+                    Record::Credential(c) => {
+                        if c.exp > now {
+                            users.credentials.insert(c.id.clone(), c);
                         }
                     }
                 }
@@ -472,7 +498,8 @@ impl UserStore {
     /// Rewrites the log as one record per account and live revocation when
     /// it has grown well past that. Runs on a worker, holding the log lock.
     fn maybe_compact(&self, log: &mut Log) {
-        let live = self.count() as u64 + log.revoked.len() as u64;
+        let live =
+            self.count() as u64 + log.revoked.len() as u64 + self.read().credentials.len() as u64;
         if log.records <= COMPACT_MIN_RECORDS.max(live.saturating_mul(2)) || log.broken.is_some() {
             return;
         }
@@ -487,6 +514,10 @@ impl UserStore {
             list.sort_by(|a, b| a.username.cmp(&b.username));
             for u in list {
                 out.extend_from_slice(&record_line(&Record::User(u.clone())));
+                records += 1;
+            }
+            for c in users.credentials.values().filter(|c| c.exp > now) {
+                out.extend_from_slice(&record_line(&Record::Credential(c.clone())));
                 records += 1;
             }
         }
@@ -606,6 +637,33 @@ impl UserStore {
         log.revoked.insert(id.to_owned(), exp);
         self.maybe_compact(&mut log);
         Ok(())
+    }
+
+    /// Records an issued node credential. Returns once durable.
+    pub fn persist_credential(&self, c: &Credential) -> Result<(), String> {
+        let mut log = self.log();
+        self.append(&mut log, &Record::Credential(c.clone()))?;
+        let now = unix_secs();
+        let mut users = self.write();
+        users.credentials.retain(|_, c| c.exp > now);
+        users.credentials.insert(c.id.clone(), c.clone());
+        drop(users);
+        self.maybe_compact(&mut log);
+        Ok(())
+    }
+
+    /// Node credentials not yet expired, oldest first.
+    pub fn credentials(&self) -> Vec<Credential> {
+        let now = unix_secs();
+        let mut list: Vec<Credential> = self
+            .read()
+            .credentials
+            .values()
+            .filter(|c| c.exp > now)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        list
     }
 
     /// The revocations found at open (not yet expired); the caller keeps

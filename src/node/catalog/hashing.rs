@@ -1,17 +1,17 @@
 //! Work that may block, run on the node's worker pool: SHA-256 of a tracked
-//! file (streamed in 1 MiB reads) and `stat` sweeps over many files. Every
+//! file with its piece digests and `root` (one pass of 1 MiB reads, the
+//! digests then kept in the piece store, `pieces.rs`) and `stat` sweeps over
+//! many files. Every
 //! file is opened through the [`Sandbox`] (beneath its share root, no
 //! symlink followed), so a swapped-in symlink cannot redirect a hash or a
 //! rescan; results go back to the loop as [`WorkDone`].
 
-use crate::util::hex;
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
+use crate::node::catalog::pieces::{self, FileHasher};
 use crate::node::sandbox::mtime_secs;
 use crate::node::sandbox::Sandbox;
 
@@ -49,6 +49,9 @@ pub fn observe(sandbox: &Sandbox, path: &Path) -> Observation {
 pub enum HashResult {
     Ok {
         sha256: String,
+        /// The piece root; None when its digests could not be stored (the
+        /// file is still served whole, and hashed again at the next start).
+        root: Option<String>,
         size: u64,
         modified: f64,
         dev: u64,
@@ -68,6 +71,8 @@ pub struct HashJob {
     /// The resolved path, opened beneath its share root.
     pub path: PathBuf,
     pub sandbox: Arc<Sandbox>,
+    /// The node's data directory, where the piece store is.
+    pub data_dir: Arc<Path>,
 }
 
 /// A finished job, handed back to the loop.
@@ -83,8 +88,46 @@ pub enum WorkDone {
     },
 }
 
-/// SHA-256 of the file, checking that its size and mtime did not move meanwhile.
-pub fn hash_file(sandbox: &Sandbox, path: &Path) -> HashResult {
+/// Runs `job`: [`hash_file`], then the digests go to the piece store.
+pub fn run(job: &HashJob) -> HashResult {
+    let (result, digests) = hash_file(&job.sandbox, &job.path);
+    match result {
+        HashResult::Ok {
+            sha256,
+            root: Some(root),
+            size,
+            modified,
+            dev,
+            ino,
+        } => {
+            let root = match pieces::store(&job.data_dir, &root, &digests) {
+                Ok(_) => Some(root),
+                Err(e) => {
+                    crate::log_warn!(
+                        "{}: cannot keep the piece digests of {:?}: {e}",
+                        job.user,
+                        job.name
+                    );
+                    None
+                }
+            };
+            HashResult::Ok {
+                sha256,
+                root,
+                size,
+                modified,
+                dev,
+                ino,
+            }
+        }
+        other => other,
+    }
+}
+
+/// SHA-256, piece digests and root of the file in one read pass, checking
+/// that its size and mtime did not move meanwhile. The digests come back
+/// beside the result (empty unless it is `Ok`).
+pub fn hash_file(sandbox: &Sandbox, path: &Path) -> (HashResult, Vec<u8>) {
     let failed = |e: std::io::Error| {
         HashResult::Failed(match e.kind() {
             ErrorKind::NotFound => format!("{} no longer exists", path.display()),
@@ -94,10 +137,12 @@ pub fn hash_file(sandbox: &Sandbox, path: &Path) -> HashResult {
     };
     let (mut f, before) = match sandbox.open_read(path, libc::O_RDONLY) {
         Ok(opened) => opened,
-        Err(e) if e.raw_os_error().is_none() => return HashResult::Failed(e.to_string()),
-        Err(e) => return failed(e),
+        Err(e) if e.raw_os_error().is_none() => {
+            return (HashResult::Failed(e.to_string()), Vec::new())
+        }
+        Err(e) => return (failed(e), Vec::new()),
     };
-    let mut h = Sha256::new();
+    let mut h = FileHasher::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut total = 0u64;
     loop {
@@ -108,30 +153,35 @@ pub fn hash_file(sandbox: &Sandbox, path: &Path) -> HashResult {
                 total += n as u64;
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return failed(e),
+            Err(e) => return (failed(e), Vec::new()),
         }
     }
     // The descriptor read, not the path: what was hashed is this inode.
     let after = match f.metadata() {
         Ok(m) => m,
-        Err(e) => return failed(e),
+        Err(e) => return (failed(e), Vec::new()),
     };
     let (size, modified) = (before.len(), mtime_secs(&before));
     if total != size || after.len() != size || mtime_secs(&after) != modified {
-        return HashResult::Changed;
+        return (HashResult::Changed, Vec::new());
     }
-    HashResult::Ok {
-        sha256: hex(&h.finalize()),
+    let hashed = h.finish();
+    let result = HashResult::Ok {
+        sha256: hashed.sha256,
+        root: Some(hashed.root),
         size,
         modified,
         dev: before.dev(),
         ino: before.ino(),
-    }
+    };
+    (result, hashed.digests)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::hex;
+    use sha2::{Digest, Sha256};
 
     fn sandbox(dir: &Path) -> Sandbox {
         let data = dir.join("data");
@@ -146,7 +196,7 @@ mod tests {
         let sb = sandbox(&dir);
         let p = dir.join("f");
         std::fs::write(&p, b"abc").unwrap();
-        match hash_file(&sb, &p) {
+        match hash_file(&sb, &p).0 {
             HashResult::Ok { sha256, size, .. } => {
                 assert_eq!(size, 3);
                 assert_eq!(
@@ -160,7 +210,7 @@ mod tests {
         let big: Vec<u8> = (0..READ_CHUNK * 2 + 7).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &big).unwrap();
         let want = hex(&Sha256::digest(&big));
-        assert!(matches!(hash_file(&sb, &p), HashResult::Ok { sha256, .. } if sha256 == want));
+        assert!(matches!(hash_file(&sb, &p).0, HashResult::Ok { sha256, .. } if sha256 == want));
     }
 
     #[test]
@@ -170,7 +220,7 @@ mod tests {
         let sb = sandbox(&dir);
         let gone = dir.join("gone");
         assert!(
-            matches!(hash_file(&sb, &gone), HashResult::Failed(m) if m.contains("no longer exists"))
+            matches!(hash_file(&sb, &gone).0, HashResult::Failed(m) if m.contains("no longer exists"))
         );
         assert_eq!(observe(&sb, &gone), Observation::Missing);
         assert_eq!(observe(&sb, &dir), Observation::Missing);
@@ -185,6 +235,6 @@ mod tests {
         std::fs::remove_file(&gone).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", &gone).unwrap();
         assert_eq!(observe(&sb, &gone), Observation::Missing);
-        assert!(matches!(hash_file(&sb, &gone), HashResult::Failed(_)));
+        assert!(matches!(hash_file(&sb, &gone).0, HashResult::Failed(_)));
     }
 }

@@ -5,7 +5,10 @@
 //! tracked is the [`Sandbox`]'s rule; the catalog asks it at add and at
 //! load. It does no hashing, no registry I/O and, in a loop turn, no disk
 //! writes: [`Snapshot::write`] runs on the node's store thread, and the
-//! catalog returns [`Effect`]s for the node.
+//! catalog returns [`Effect`]s for the node. Each file's hash pair (`sha256`
+//! and the piece `root`) comes from one pass on a worker (`hashing`); the
+//! digests behind a root live in the piece store (`pieces`), which a load
+//! checks so an unchanged file is not read again after a restart.
 
 use crate::proto::names::check_file_name;
 use crate::util::unix_now;
@@ -18,156 +21,18 @@ use std::sync::{Arc, Mutex};
 use crate::node::sandbox::Sandbox;
 use crate::proto::registry::FileMeta;
 
+mod file;
 pub mod hashing;
 pub mod persist;
 pub mod pieces;
 
+use file::SAME_TIME;
+pub use file::{backoff_s, Effect, Status, TrackedFile};
+
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::node::transfers::peer_server::{self, SharedFile};
 use hashing::{HashJob, HashResult, Observation};
-
-/// Times within this many seconds are the same mtime (JSON keeps f64 exact;
-/// this only absorbs float noise).
-const SAME_TIME: f64 = 1e-5;
-/// A file seen changing again soon after a change waits this long before the
-/// next hash, doubling each time (10 s, 20 s, … 10 min): a growing log or a
-/// file rewritten constantly is not rehashed in a loop.
-const BACKOFF_FIRST_S: f64 = 10.0;
-const BACKOFF_MAX_S: f64 = 600.0;
-
-/// The wait before the next hash after the `n`th change in a row (n ≥ 1).
-pub fn backoff_s(n: u32) -> f64 {
-    let steps = n.saturating_sub(1).min(16) as i32;
-    (BACKOFF_FIRST_S * 2f64.powi(steps)).min(BACKOFF_MAX_S)
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    /// Gone from its path, or no longer a regular file.
-    Missing,
-    /// Size or mtime moved since it was added or published.
-    Changed,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Missing => "missing",
-            Status::Changed => "changed",
-        }
-    }
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-pub struct TrackedFile {
-    pub name: String,
-    pub path: String,
-    pub size: u64,
-    pub modified: f64,
-    pub added_at: f64,
-    pub sha256: Option<String>,
-    pub is_published: bool,
-    pub published_at: Option<f64>,
-    pub status: Status,
-    /// The path with every symlink resolved when it was added: what the
-    /// node opens (beneath its share root). Catalogs from before it lack it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub real: Option<PathBuf>,
-    /// Device and inode when last hashed or added (0: not known yet).
-    #[serde(default)]
-    pub dev: u64,
-    #[serde(default)]
-    pub ino: u64,
-    /// Changes seen in a row without a quiet rescan in between.
-    #[serde(default)]
-    pub changes: u32,
-    /// Unix time of the next hash while backing off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_hash_at: Option<f64>,
-    /// It kept changing while hashed: hashing backs off.
-    #[serde(default)]
-    pub changing: bool,
-    /// A hash job is out for this file.
-    #[serde(skip)]
-    pub hashing: bool,
-    #[serde(skip)]
-    pub hash_error: Option<String>,
-    /// Bumped whenever a hash is (re)started, so stale results are dropped.
-    #[serde(skip)]
-    pub gen: u64,
-}
-
-impl TrackedFile {
-    /// The path the node opens.
-    pub fn real_path(&self) -> PathBuf {
-        self.real
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(&self.path))
-    }
-
-    /// A change was seen (by a rescan, or by a hash that watched the file
-    /// move): the first one is hashed at once, the next ones after a
-    /// growing wait, and the file is marked "changing".
-    fn change_seen(&mut self, now: f64, during_hash: bool) -> Option<Effect> {
-        let n = if during_hash {
-            self.changes.max(1)
-        } else {
-            self.changes
-        };
-        self.changes = n.saturating_add(1);
-        if n == 0 {
-            self.next_hash_at = None;
-            return Some(Effect::Hash(self.name.clone()));
-        }
-        self.changing = true;
-        self.next_hash_at = Some(now + backoff_s(n));
-        None
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "path": self.path,
-            "size": self.size,
-            "modified": self.modified,
-            "added_at": self.added_at,
-            "sha256": self.sha256,
-            "hashing": self.hashing,
-            "hash_error": self.hash_error,
-            "is_published": self.is_published,
-            "published_at": self.published_at,
-            "status": self.status.as_str(),
-            "changing": self.changing,
-            "next_hash_at": self.next_hash_at,
-        })
-    }
-
-    /// The registry's view: size, times, whether it is offered, its hash.
-    pub fn registry_meta(&self) -> FileMeta {
-        FileMeta {
-            size: self.size,
-            modified: self.modified,
-            published_at: self.published_at,
-            is_published: self.is_published && self.status != Status::Missing,
-            sha256: self.sha256.clone(),
-            root: None,
-        }
-    }
-}
-
-/// What the node must do after a change in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    /// Tell the registry the file is no longer offered.
-    Unpublish(String),
-    /// Start (again) hashing the file.
-    Hash(String),
-}
 
 #[derive(Deserialize, Default)]
 struct OnDisk {
@@ -181,6 +46,17 @@ struct OnDisk {
 struct OnDiskRef<'a> {
     version: u32,
     files: Vec<&'a TrackedFile>,
+}
+
+/// What a finished download verified (for [`Catalog::add_verified`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    /// Size and modification time of the file once renamed into place.
+    pub size: u64,
+    pub modified: f64,
+    /// The whole-file SHA-256 and the piece root, lower-case hex.
+    pub sha256: String,
+    pub root: String,
 }
 
 /// A file's publication state, to undo a publish or unpublish that could not be saved.
@@ -223,6 +99,8 @@ impl Snapshot {
 pub struct Catalog {
     user: String,
     sandbox: Arc<Sandbox>,
+    /// The node's data directory: the piece store is below it.
+    data_dir: Arc<Path>,
     store: PathBuf,
     files: BTreeMap<String, TrackedFile>,
     /// Bumped by every change worth saving.
@@ -243,9 +121,15 @@ impl Catalog {
     /// parsed is moved aside, never overwritten, and the catalog starts empty.
     /// Entries the sandbox refuses now (outside the share roots, in the data
     /// directory, hidden, on a pseudo file system) are dropped with a log
-    /// line, so they are neither served nor announced again. Blocking: runs
-    /// on the store thread.
-    pub fn load(dir: &Path, user: &str, sandbox: Arc<Sandbox>) -> Result<Catalog, String> {
+    /// line, so they are neither served nor announced again. A root whose
+    /// digests are not in the piece store (under `data_dir`) is forgotten,
+    /// so the file is hashed again. Blocking: runs on the store thread.
+    pub fn load(
+        dir: &Path,
+        user: &str,
+        sandbox: Arc<Sandbox>,
+        data_dir: &Path,
+    ) -> Result<Catalog, String> {
         fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the user directory {}: {e}", dir.display()))?;
         let store = dir.join("files.json");
@@ -274,8 +158,12 @@ impl Catalog {
         let before = files.len();
         files.retain(|_, f| allowed_at_load(&sandbox, user, f));
         let dropped = before != files.len();
+        for f in files.values_mut() {
+            forget_root_without_digests(data_dir, f);
+        }
         Ok(Catalog {
             sandbox,
+            data_dir: Arc::from(data_dir),
             user: user.to_owned(),
             store,
             files,
@@ -438,6 +326,7 @@ impl Catalog {
                 modified: accepted.id.modified,
                 added_at: now,
                 sha256: None,
+                root: None,
                 is_published: false,
                 published_at: None,
                 status: Status::Ok,
@@ -454,6 +343,39 @@ impl Catalog {
         );
         self.touch();
         Ok((name, true))
+    }
+
+    /// Tracks a file this node downloaded and verified (`transfers/fetch`)
+    /// with the hash pair the download checked, so it is not read again:
+    /// [`Catalog::add`]'s rules, then `sha256` and `root` are taken as the
+    /// file's if it is still what the download wrote (`size`, `modified`:
+    /// the file after its rename) and has no pair of its own yet. The
+    /// digest list of `root` must be in the piece store already
+    /// ([`pieces::store`], on a worker, before this call). `Ok((name,
+    /// true))`: the pair was not taken (the file moved meanwhile): hash it
+    /// as any added file (`Node::queue_hash`).
+    pub fn add_verified(
+        &mut self,
+        path: &str,
+        now: f64,
+        v: &Verified,
+    ) -> Result<(String, bool), (u16, String)> {
+        let hex64 = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex64(&v.sha256) || !hex64(&v.root) {
+            return Err((400, "A verified download needs a sha256 and a root".into()));
+        }
+        let (name, new) = self.add(path, now)?;
+        let Some(f) = self.files.get_mut(&name) else {
+            return Err((409, format!("'{name}' stopped being tracked meanwhile")));
+        };
+        let same = f.size == v.size && (f.modified - v.modified).abs() <= SAME_TIME;
+        if same && !f.hashing && (f.sha256.is_none() || f.root.is_none()) {
+            f.sha256 = Some(v.sha256.to_ascii_lowercase());
+            f.root = Some(v.root.to_ascii_lowercase());
+            self.touch();
+            return Ok((name, false));
+        }
+        Ok((name, new))
     }
 
     pub fn remove(&mut self, name: &str) -> Option<TrackedFile> {
@@ -552,6 +474,7 @@ impl Catalog {
             gen: f.gen,
             path: f.real_path(),
             sandbox: self.sandbox.clone(),
+            data_dir: self.data_dir.clone(),
         })
     }
 
@@ -562,12 +485,13 @@ impl Catalog {
         }
     }
 
-    /// Files that have no hash and none under way (after a load or a crash).
+    /// Files that have no hash (or no root) and none under way (after a
+    /// load or a crash).
     pub fn needing_hash(&self) -> Vec<String> {
         self.files
             .values()
             .filter(|f| {
-                f.sha256.is_none()
+                (f.sha256.is_none() || f.root.is_none())
                     && !f.hashing
                     && f.status != Status::Missing
                     && f.next_hash_at.is_none()
@@ -601,6 +525,7 @@ impl Catalog {
         match result {
             HashResult::Ok {
                 sha256,
+                root,
                 size,
                 modified,
                 dev,
@@ -623,7 +548,14 @@ impl Catalog {
                         effects.push(Effect::Unpublish(f.name.clone()));
                     }
                 }
+                let learnt = f.sha256.as_deref() != Some(sha256.as_str()) || f.root != root;
+                if learnt && f.is_published {
+                    // Same file on disk, new hash pair (an old entry learnt
+                    // its root): the registry must offer the new pair.
+                    effects.push(Effect::Announce(f.name.clone()));
+                }
                 f.sha256 = Some(sha256);
+                f.root = root;
                 effects
             }
             HashResult::Changed => {
@@ -692,6 +624,7 @@ impl Catalog {
                     f.modified = modified;
                     (f.dev, f.ino) = (dev, ino);
                     f.sha256 = None;
+                    f.root = None;
                     // A hash of the old content still under way must not land.
                     self.next_gen += 1;
                     f.gen = self.next_gen;
@@ -748,6 +681,11 @@ impl peer_server::PublishedFiles for Catalog {
             size: f.size,
             modified: f.modified,
             sha256: f.sha256.clone(),
+            pieces: f
+                .root
+                .as_deref()
+                .filter(|_| f.sha256.is_some())
+                .and_then(|r| pieces::path(&self.data_dir, r)),
         })
     }
 
@@ -755,6 +693,21 @@ impl peer_server::PublishedFiles for Catalog {
         if self.suspects.len() < 1024 && !self.suspects.iter().any(|s| s == name) {
             self.suspects.push(name.to_owned());
         }
+    }
+}
+
+/// A root is kept only while its digest list is in the piece store with the
+/// length the file's size implies; otherwise the file is hashed again.
+fn forget_root_without_digests(data_dir: &Path, f: &mut TrackedFile) {
+    let Some(root) = f.root.as_deref() else {
+        return;
+    };
+    let want = pieces::piece_count(f.size).saturating_mul(pieces::DIGEST_LEN as u64);
+    let stored = pieces::path(data_dir, root)
+        .and_then(|p| fs::metadata(p).ok())
+        .is_some_and(|m| m.is_file() && m.len() == want);
+    if !stored || f.sha256.is_none() {
+        f.root = None;
     }
 }
 
@@ -789,25 +742,6 @@ fn allowed_at_load(sandbox: &Sandbox, user: &str, f: &mut TrackedFile) -> bool {
             f.real = Some(real);
             true
         }
-    }
-}
-
-impl Catalog {
-    /// Tracks a file this node just downloaded and verified against
-    /// `sha256` (`transfers::fetch`): added as `add` does (the same rules),
-    /// with its hash known, so it is not read again before it is published.
-    pub fn add_fetched(
-        &mut self,
-        path: &str,
-        now: f64,
-        sha256: Option<&str>,
-    ) -> Result<(String, bool), (u16, String)> {
-        let (name, new) = self.add(path, now)?;
-        if let (true, Some(sha), Some(f)) = (new, sha256, self.files.get_mut(&name)) {
-            f.sha256 = Some(sha.to_ascii_lowercase());
-            self.version += 1;
-        }
-        Ok((name, new))
     }
 }
 

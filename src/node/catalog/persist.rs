@@ -31,6 +31,16 @@ pub enum Stored {
         user: String,
         result: Result<Catalog, String>,
     },
+    /// A small file written or removed for `what` (a standing registration).
+    Noted {
+        what: String,
+        result: Result<(), String>,
+    },
+    /// A folder read for the file picker, for the request waiting as `op`.
+    Listed {
+        op: OpId,
+        result: Result<serde_json::Value, (u16, String)>,
+    },
 }
 
 /// A user whose catalog is being read; requests wait here.
@@ -94,8 +104,9 @@ impl Node {
         let dir = self.settings.data_dir.join("users").join(user);
         let who = user.to_owned();
         let sandbox = self.settings.sandbox.clone();
+        let data_dir = self.settings.data_dir.clone();
         let job = move || Stored::Loaded {
-            result: Catalog::load(&dir, &who, sandbox),
+            result: Catalog::load(&dir, &who, sandbox, &data_dir),
             user: who,
         };
         if self.store.submit(job).is_err() {
@@ -133,16 +144,19 @@ impl Node {
                 scan_due: true,
             },
         );
-        crate::log_info!("{user}: loaded, {n} tracked files");
         self.scan_user(user);
         let todo = self
             .users
             .get(user)
             .map(|u| u.catalog.needing_hash())
             .unwrap_or_default();
+        // Logged after the hashes are queued: a file whose hash and digests
+        // were kept is not read again (tests/pieces.rs reads this line).
+        crate::log_info!("{user}: loaded, {n} tracked files, {} to hash", todo.len());
         for name in todo {
             self.queue_hash(user, &name);
         }
+        self.resume_standing(cx, user);
     }
 
     /// Logout: the catalog leaves memory once nothing about it is pending.
@@ -221,6 +235,20 @@ impl Node {
                     version,
                     result,
                 } => self.saved(cx, &user, version, result),
+                Stored::Listed { op, result } => {
+                    if self.take_op(op).is_some() {
+                        let reply = match result {
+                            Ok(v) => Reply::ok(v),
+                            Err((status, msg)) => Reply::error(status, &msg),
+                        };
+                        self.finish(cx, op, reply);
+                    }
+                }
+                Stored::Noted { what, result } => {
+                    if let Err(e) = result {
+                        crate::log_error!("{what}: {e}");
+                    }
+                }
                 Stored::Loaded { user, result } => {
                     let l = self.saves.loading.remove(&user).unwrap_or_default();
                     match result {
@@ -332,8 +360,11 @@ impl Node {
                 c.unadd(&name, &path, added_at);
             }
             AfterSave::Removed(f) => {
-                let (name, published, hashed) =
-                    (f.name.clone(), f.is_published, f.sha256.is_some());
+                let (name, published, hashed) = (
+                    f.name.clone(),
+                    f.is_published,
+                    f.sha256.is_some() && f.root.is_some(),
+                );
                 if !c.reinsert(*f) {
                     return;
                 }

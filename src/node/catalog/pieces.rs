@@ -10,6 +10,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
@@ -46,12 +47,18 @@ pub fn store(data_dir: &Path, root: &str, digests: &[u8]) -> io::Result<PathBuf>
         }
     }
     fs::create_dir_all(dir(data_dir))?;
-    let tmp = final_path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(digests)?;
-    f.sync_data()?;
-    drop(f);
-    fs::rename(&tmp, &final_path)?;
+    // Unique per call: two workers may store the same content at once (two
+    // copies of one file hashed together), and must not share a temporary.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = final_path.with_extension(format!("tmp{}-{n}", std::process::id()));
+    let written = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(digests).and_then(|_| f.sync_data()))
+        .and_then(|_| fs::rename(&tmp, &final_path));
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     Ok(final_path)
 }
 

@@ -1,8 +1,10 @@
 //! The catalog's decisions without a disk: tracking, hashing, backoff, snapshots, undo.
 
 use super::*;
-use crate::node::catalog::hashing::{hash_file, observe};
+use crate::node::catalog::hashing::{observe, run};
 use crate::node::transfers::peer_server::PublishedFiles as _;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 fn sandbox(dir: &Path) -> Arc<Sandbox> {
     let data = dir.join("data");
@@ -11,7 +13,14 @@ fn sandbox(dir: &Path) -> Arc<Sandbox> {
 }
 
 fn load(dir: &Path) -> Catalog {
-    Catalog::load(&dir.join("data/users/alice"), "alice", sandbox(dir)).unwrap()
+    let sb = sandbox(dir);
+    Catalog::load(
+        &dir.join("data/users/alice"),
+        "alice",
+        sb,
+        &dir.join("data"),
+    )
+    .unwrap()
 }
 
 fn setup() -> (tempfile::TempDir, Catalog) {
@@ -31,7 +40,7 @@ fn add_checks_the_path_clearly() {
     let e = cat.add(folder.to_str().unwrap(), 1.0).unwrap_err();
     assert_eq!(e.0, 400);
     assert!(
-        e.1.ends_with("is a directory, not a regular file"),
+        e.1.ends_with("is a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)"),
         "{}",
         e.1
     );
@@ -151,7 +160,7 @@ fn metadata_follows_the_disk() {
     cat.add(p.to_str().unwrap(), 1.0).unwrap();
     let sb = cat.sandbox.clone();
     let job = cat.begin_hash("doc").unwrap();
-    let fx = cat.hash_done(&job, hash_file(&sb, &job.path));
+    let fx = cat.hash_done(&job, run(&job));
     assert!(fx.is_empty());
     assert!(cat.get("doc").unwrap().sha256.is_some());
     cat.set_published("doc", Some(2.0));
@@ -224,7 +233,7 @@ fn a_file_that_keeps_changing_backs_off_instead_of_looping() {
     assert!(f.changing && f.next_hash_at.is_some() && f.changes >= 2);
     // Once hashed and then quiet for a rescan, the next change is hashed at once.
     let job = cat.begin_hash("log").unwrap();
-    cat.hash_done(&job, hash_file(&sb, &job.path));
+    cat.hash_done(&job, run(&job));
     assert!(!cat.get("log").unwrap().changing);
     assert!(cat.observe("log", observe(&sb, &p)).is_empty());
     assert_eq!(cat.get("log").unwrap().changes, 0);
@@ -273,4 +282,128 @@ fn names_follow_the_spec() {
     for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(256)] {
         assert!(check_file_name(bad).is_err(), "{bad:?}");
     }
+}
+
+/// Hashes `name` now, on this thread, and folds the result in.
+fn hash_now(cat: &mut Catalog, name: &str) -> Vec<Effect> {
+    let job = cat.begin_hash(name).unwrap();
+    cat.hash_done(&job, run(&job))
+}
+
+#[test]
+fn one_hash_gives_the_root_its_stored_digests_and_the_registry_both() {
+    let (dir, mut cat) = setup();
+    let body: Vec<u8> = (0..pieces::PIECE_SIZE as usize * 2 + 5)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    let p = dir.path().join("big");
+    fs::write(&p, &body).unwrap();
+    cat.add(p.to_str().unwrap(), 1.0).unwrap();
+    assert!(hash_now(&mut cat, "big").is_empty());
+    let f = cat.get("big").unwrap().clone();
+    let mut want = Vec::new();
+    for piece in body.chunks(pieces::PIECE_SIZE as usize) {
+        want.extend_from_slice(&Sha256::digest(piece));
+    }
+    let root = f.root.clone().unwrap();
+    assert_eq!(root, pieces::root_of(&want));
+    assert_eq!(pieces::load(&dir.path().join("data"), &root).unwrap(), want);
+    let meta = f.registry_meta();
+    assert_eq!(
+        (meta.sha256.as_deref(), meta.root.as_deref()),
+        (f.sha256.as_deref(), Some(root.as_str()))
+    );
+    cat.set_published("big", Some(2.0));
+    let shared = cat.published("big").unwrap();
+    assert_eq!(
+        shared.pieces,
+        pieces::path(&dir.path().join("data"), &root),
+        "the peer server finds the digests"
+    );
+    // Changed on disk: the pair goes together.
+    fs::write(&p, b"other").unwrap();
+    let sb = cat.sandbox.clone();
+    cat.observe("big", observe(&sb, &p));
+    let f = cat.get("big").unwrap();
+    assert!(f.sha256.is_none() && f.root.is_none());
+    assert!(cat.published("big").is_none());
+}
+
+#[test]
+fn a_reload_keeps_a_stored_root_and_rehashes_only_what_lacks_one() {
+    let (dir, mut cat) = setup();
+    for (name, body) in [("a", &b"alpha"[..]), ("b", b"beta"), ("empty", b"")] {
+        let p = dir.path().join(name);
+        fs::write(&p, body).unwrap();
+        cat.add(p.to_str().unwrap(), 1.0).unwrap();
+        hash_now(&mut cat, name);
+        cat.set_published(name, Some(2.0));
+    }
+    assert_eq!(
+        cat.get("empty").unwrap().root.as_deref(),
+        Some(pieces::root_of(&[]).as_str())
+    );
+    cat.save_now().unwrap();
+    let back = load(dir.path());
+    assert!(back.needing_hash().is_empty(), "nothing is read again");
+    assert_eq!(back.get("a").unwrap().root, cat.get("a").unwrap().root);
+
+    // "a" from a catalog older than pieces (no root); "b"'s digests lost.
+    let store = dir.path().join("data/users/alice/files.json");
+    let mut v: Value = serde_json::from_slice(&fs::read(&store).unwrap()).unwrap();
+    for e in v["files"].as_array_mut().unwrap() {
+        if e["name"] == "a" {
+            e.as_object_mut().unwrap().remove("root");
+        }
+    }
+    fs::write(&store, serde_json::to_vec(&v).unwrap()).unwrap();
+    let b_root = cat.get("b").unwrap().root.clone().unwrap();
+    fs::remove_file(pieces::path(&dir.path().join("data"), &b_root).unwrap()).unwrap();
+    let mut back = load(dir.path());
+    let mut todo = back.needing_hash();
+    todo.sort();
+    assert_eq!(todo, vec!["a", "b"]);
+    // Hashed once more, still published all along; the registry hears the pair.
+    assert!(back.get("a").unwrap().is_published);
+    assert_eq!(hash_now(&mut back, "a"), vec![Effect::Announce("a".into())]);
+    assert_eq!(hash_now(&mut back, "b"), vec![Effect::Announce("b".into())]);
+    assert!(back.get("a").unwrap().is_published && back.get("a").unwrap().root.is_some());
+    assert!(back.needing_hash().is_empty());
+}
+
+#[test]
+fn a_verified_download_is_tracked_with_its_pair_unless_it_moved() {
+    let (dir, mut cat) = setup();
+    let p = dir.path().join("got");
+    fs::write(&p, b"fetched").unwrap();
+    let m = fs::metadata(&p).unwrap();
+    let v = Verified {
+        size: 7,
+        modified: crate::node::sandbox::mtime_secs(&m),
+        sha256: "AB".repeat(32),
+        root: "cd".repeat(32),
+    };
+    let bad = Verified {
+        root: "zz".into(),
+        ..v.clone()
+    };
+    assert_eq!(
+        cat.add_verified(p.to_str().unwrap(), 1.0, &bad)
+            .unwrap_err()
+            .0,
+        400
+    );
+    let (name, hash) = cat.add_verified(p.to_str().unwrap(), 1.0, &v).unwrap();
+    assert_eq!((name.as_str(), hash), ("got", false));
+    let f = cat.get("got").unwrap();
+    assert_eq!(f.sha256.as_deref(), Some("ab".repeat(32).as_str()));
+    assert_eq!(f.root.as_deref(), Some("cd".repeat(32).as_str()));
+    assert!(cat.needing_hash().is_empty());
+
+    // Not what was verified any more: hashed like any added file.
+    let q = dir.path().join("moved");
+    fs::write(&q, b"fetched, then appended to").unwrap();
+    let (_, hash) = cat.add_verified(q.to_str().unwrap(), 1.0, &v).unwrap();
+    assert!(hash);
+    assert!(cat.get("moved").unwrap().sha256.is_none());
 }

@@ -267,6 +267,10 @@ impl Node {
                 Some(r) => r.into(),
                 None => self.api_network(cx, op, user, req),
             },
+            ("browse", None) => match get(m == "GET" || m == "HEAD") {
+                Some(r) => r.into(),
+                None => self.api_browse(op, user, req),
+            },
             ("add-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
                 Ok(b) => self.api_add_file(cx, op, user, &b),
                 Err(r) => r.into(),
@@ -348,6 +352,15 @@ impl Node {
             Ok(r) => r,
             Err(e) => {
                 let msg = match kind {
+                    OpKind::Standing { user, .. } => {
+                        self.standing_asked.remove(&user);
+                        crate::log_warn!("{user}: cannot get a node credential: {e}");
+                        return;
+                    }
+                    OpKind::Background(what) => {
+                        crate::log_warn!("{what}: {e}");
+                        return;
+                    }
                     OpKind::Verify { .. } => format!("Cannot check the token: {e}"),
                     OpKind::Logout { user } => {
                         crate::log_warn!("{user}: the token could not be revoked: {e}");
@@ -452,6 +465,12 @@ impl Node {
                     v["note"] = json!(n);
                 }
                 self.finish(cx, op, Reply::ok(v));
+            }
+            OpKind::Standing { user, registry } => {
+                self.standing_answer(cx, &user, registry, resp.status, body.as_ref());
+            }
+            OpKind::Background(what) => {
+                crate::log_info!("{what}: the coordinator answered {}", resp.status);
             }
             other => {
                 // Not a forwarding op: put it back untouched.

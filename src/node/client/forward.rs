@@ -187,7 +187,7 @@ impl Forwards {
             return None;
         }
         let reason = match why {
-            CloseReason::ConnectFailed(e) | CloseReason::Error(e) => e.clone(),
+            CloseReason::ConnectFailed(e) | CloseReason::Error(e) => crate::util::without_errno(e),
             CloseReason::Timeout => "no answer in time".to_owned(),
             CloseReason::PeerClosed => "it closed the connection without answering".to_owned(),
             CloseReason::Local | CloseReason::Shutdown => "the node is stopping".to_owned(),

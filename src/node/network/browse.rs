@@ -65,7 +65,7 @@ impl Node {
         if limit == 0 {
             return Reply::error(400, "'limit' must be at least 1").into();
         }
-        if let Err(r) = self.require_link(user) {
+        if let Err(r) = self.require_link(cx, user) {
             return r.into();
         }
         let n = NetworkOp {

@@ -7,3 +7,4 @@ pub mod browse;
 pub mod heartbeat;
 pub mod index;
 pub mod session;
+pub mod standing;

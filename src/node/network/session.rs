@@ -23,7 +23,10 @@ const MAX_REPLY_LINE: usize = 64 * 1024 * 1024;
 /// The coordinator refuses lines over 1 MiB; REGISTER stays well below.
 const MAX_REGISTER_LINE: usize = 900 * 1024;
 const BACKOFF_FIRST: f64 = 0.5;
-const BACKOFF_MAX: f64 = 30.0;
+/// Capped low so a node is back within 2 s of its coordinator (issue 12):
+/// with the 250 ms cron tick a retry is never more than 1.75 s away, and a
+/// refused connect to a port nobody listens on costs the coordinator nothing.
+const BACKOFF_MAX: f64 = 1.5;
 
 /// Where the registry connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,9 +86,10 @@ impl Session {
     }
 }
 
-/// Delay before attempt `failures` (1 = first retry): 0.5 s doubling to 30 s,
-/// then scaled by a jitter factor in [0.75, 1.25) so many nodes do not
-/// reconnect in lockstep after a coordinator restart.
+/// Delay before attempt `failures` (1 = first retry): 0.5 s doubling to
+/// [`BACKOFF_MAX`], then scaled by a jitter factor in [0.75, 1.25) (and kept
+/// under the cap) so many nodes do not reconnect in lockstep after a
+/// coordinator restart.
 pub fn backoff(failures: u32, jitter01: f64) -> Duration {
     let base =
         (BACKOFF_FIRST * 2f64.powi(failures.saturating_sub(1).min(16) as i32)).min(BACKOFF_MAX);
@@ -177,14 +181,25 @@ impl Node {
                     s.link = Link::Connecting(id);
                 }
             }
-            Err(e) => self.link_failed(cx, user, format!("cannot connect to {addr}: {e}")),
+            Err(e) => self.link_failed(
+                cx,
+                user,
+                format!(
+                    "cannot connect to {addr}: {}",
+                    crate::util::without_errno(&e.to_string())
+                ),
+            ),
         }
     }
 
     /// TCP is up: say who we are.
     pub(crate) fn registry_connected(&mut self, cx: &mut Ctx, user: &str, id: ConnId) {
         let now_unix = crate::util::unix_secs();
-        let token = self.tokens.freshest(user, now_unix).map(|(t, _)| t);
+        let token = self
+            .tokens
+            .freshest(user, now_unix)
+            .map(|(t, _)| t)
+            .or_else(|| self.standing_credential(user, now_unix));
         let advertise = self.settings.advertise_ip;
         let (Some(u), Some(token)) = (self.users.get(user), token) else {
             let why = "no valid token for this user (log in again)".to_owned();
@@ -211,7 +226,7 @@ impl Node {
             ip: Some(ip.into()),
             display_name: Some(u.display_name.as_str().into()),
             files: u.catalog.registry_metadata(),
-            token: Some(token.into()),
+            token: Some(token.as_str().into()),
         };
         let mut msg = register.line();
         let mut republish = Vec::new();
@@ -231,6 +246,7 @@ impl Node {
             }
         }
         cx.send_vec(id, msg);
+        self.want_standing(cx, user, &token);
         let n = republish.len();
         for m in republish {
             cx.send_vec(id, m);
@@ -330,6 +346,9 @@ impl Node {
             }
             Wait::Register => {
                 let why = format!("the coordinator refused REGISTER: {reason}");
+                if reason.contains("unauthorized") {
+                    self.standing_refused(cx, user);
+                }
                 let first = self.session_mut(user).is_some_and(|s| !s.ever_up);
                 if first {
                     let status = if reason.contains("unauthorized") {
@@ -386,8 +405,16 @@ impl Node {
         }
         let waits: Vec<Wait> = s.inflight.drain(..).collect();
         let reason = match why {
-            CloseReason::ConnectFailed(e) => format!("cannot connect to {}: {e}", s.registry),
-            CloseReason::Error(e) => format!("connection to {} failed: {e}", s.registry),
+            CloseReason::ConnectFailed(e) => format!(
+                "cannot connect to {}: {}",
+                s.registry,
+                crate::util::without_errno(e)
+            ),
+            CloseReason::Error(e) => format!(
+                "connection to {} failed: {}",
+                s.registry,
+                crate::util::without_errno(e)
+            ),
             CloseReason::PeerClosed => format!("{} closed the connection", s.registry),
             CloseReason::Timeout => format!("{} stopped answering", s.registry),
             CloseReason::Local => match &s.last_error {
@@ -425,10 +452,20 @@ impl Node {
         s.failures = s.failures.saturating_add(1);
         let delay = backoff(s.failures, jitter);
         s.link = Link::Backoff(now + delay);
-        crate::log_warn!(
-            "{user}: registry connection lost ({reason}); retrying in {:.1} s",
-            delay.as_secs_f64()
-        );
+        // Retries come every 1.5 s at most: a warning for the first and
+        // about one a minute after, the others at debug level.
+        if s.failures == 1 || s.failures % 40 == 0 {
+            crate::log_warn!(
+                "{user}: registry connection lost ({reason}); retrying in {:.1} s (attempt {})",
+                delay.as_secs_f64(),
+                s.failures
+            );
+        } else {
+            crate::log_debug!(
+                "{user}: registry still unreachable ({reason}); retrying in {:.1} s",
+                delay.as_secs_f64()
+            );
+        }
         s.last_error = Some(reason);
     }
 
@@ -496,6 +533,18 @@ impl Node {
         }
     }
 
+    /// A user's request needs the registry while the link waits to retry:
+    /// try now rather than at the end of the backoff.
+    pub(crate) fn link_retry_now(&mut self, cx: &mut Ctx, user: &str) {
+        let waiting = self
+            .session_mut(user)
+            .is_some_and(|s| s.ever_up && matches!(s.link, Link::Backoff(_)));
+        if waiting {
+            crate::log_info!("{user}: a request needs the coordinator; reconnecting now");
+            self.link_connect(cx, user);
+        }
+    }
+
     /// A new token for `user`: a registration refused for want of one is retried now.
     pub(crate) fn token_renewed(&mut self, cx: &mut Ctx, user: &str) {
         let now = cx.now();
@@ -546,11 +595,11 @@ mod tests {
         let mid = |n| backoff(n, 0.5).as_secs_f64();
         assert!((mid(1) - 0.5).abs() < 1e-9);
         assert!((mid(2) - 1.0).abs() < 1e-9);
-        assert!((mid(3) - 2.0).abs() < 1e-9);
-        assert!((mid(7) - 30.0).abs() < 1e-9);
-        assert!((mid(1000) - 30.0).abs() < 1e-9);
+        assert!((mid(3) - 1.5).abs() < 1e-9);
+        assert!((mid(1000) - 1.5).abs() < 1e-9);
         assert!((backoff(1, 0.0).as_secs_f64() - 0.375).abs() < 1e-9);
-        assert!(backoff(1000, 1.0).as_secs_f64() <= 30.0);
+        assert!((backoff(1000, 0.0).as_secs_f64() - 1.125).abs() < 1e-9);
+        assert!(backoff(1000, 1.0).as_secs_f64() <= BACKOFF_MAX);
         assert!(backoff(2, 0.99).as_secs_f64() > backoff(2, 0.0).as_secs_f64());
     }
 

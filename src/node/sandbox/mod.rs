@@ -12,6 +12,7 @@
 //! a root are in `fs`, where a download is written (`Place`, `Dir`) in `place`.
 
 mod fs;
+mod listing;
 mod place;
 #[cfg(test)]
 mod tests;
@@ -186,7 +187,17 @@ impl Sandbox {
 
     /// The reading rules for a path with every symlink resolved: the share
     /// root it is under and the path below it. Pure: no file system access.
+    ///
+    /// One part of the data directory is readable: the files a fetch saved in
+    /// a user's downloads folder (`users/<name>/downloads/…`), so what a user
+    /// fetched can be shared back. Nothing else of it ever is (secrets,
+    /// catalogs, credentials), and a user can never *add* a path there by
+    /// hand ([`Sandbox::check_add`]): only a finished fetch tracks one, for the
+    /// user who fetched it.
     pub fn read_rule(&self, real: &Path) -> Result<(&Arc<Root>, PathBuf), Refusal> {
+        if let Some(rel) = self.in_downloads(real) {
+            return Ok((&self.data, rel));
+        }
         if real.starts_with(&self.data.path) {
             return Err((
                 403,
@@ -230,7 +241,7 @@ impl Sandbox {
         let meta = file.metadata()?;
         if !meta.is_file() {
             let what = if meta.is_dir() {
-                "a directory, not a regular file"
+                "a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)"
             } else {
                 "not a regular file"
             };
@@ -251,6 +262,23 @@ impl Sandbox {
         Ok((file, meta))
     }
 
+    /// The path below the data directory when `real` is a file inside some
+    /// user's downloads folder (not the folder itself, nothing hidden).
+    fn in_downloads(&self, real: &Path) -> Option<PathBuf> {
+        let rel = real.strip_prefix(&self.data.path).ok()?;
+        let parts: Vec<&OsStr> = rel.iter().collect();
+        let ok = parts.len() >= 4
+            && parts[0] == "users"
+            && parts[1]
+                .to_str()
+                .is_some_and(crate::proto::names::valid_username)
+            && parts[2] == "downloads"
+            && parts[3..]
+                .iter()
+                .all(|p| !p.to_string_lossy().starts_with('.'));
+        ok.then(|| rel.to_path_buf())
+    }
+
     /// `add-file`'s check of a path as the user gave it (absolute). Runs a
     /// realpath, an open and two fstat calls: the caller's loop turn pays
     /// for those (as it paid for the stat and open before this check).
@@ -259,6 +287,18 @@ impl Sandbox {
             Ok(r) => r,
             Err(e) => return Err(access_error(path, &e)),
         };
+        // Downloads are readable for sharing back what was fetched, but a
+        // path in the data directory is never added by hand (it could be
+        // another user's download).
+        if real.starts_with(&self.data.path) {
+            return Err((
+                403,
+                format!(
+                    "{path} is inside the node's data directory ({}), which is never shared",
+                    self.data.path.display()
+                ),
+            ));
+        }
         self.read_rule(&real)?;
         match self.open_read(&real, libc::O_RDONLY) {
             Ok((_, meta)) => Ok(Accepted {

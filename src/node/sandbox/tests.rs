@@ -143,7 +143,7 @@ fn only_regular_files_and_no_pseudo_file_systems() {
         (
             400,
             format!(
-                "{} is a directory, not a regular file",
+                "{} is a folder, not a file: add the files in it (Browse… in the web UI, or `p2pshare share FOLDER`)",
                 s(&t.share.join("d"))
             )
         )
@@ -263,4 +263,41 @@ fn folders_are_made_only_beneath_the_root_and_parts_are_exclusive() {
     symlink(&victim, t.dl.join("g.bin")).unwrap();
     assert!(d.rename(&q.part_name(), q.name(), true).is_err());
     assert_eq!(fs::read(&victim).unwrap(), b"keep");
+}
+
+#[test]
+fn a_fetched_file_in_a_downloads_folder_is_readable_but_never_addable_by_hand() {
+    let t = setup(false);
+    let dl = t.data.join("users").join("alice").join("downloads");
+    fs::create_dir_all(&dl).unwrap();
+    fs::write(dl.join("song.ogg"), b"la").unwrap();
+    fs::write(
+        t.data.join("users").join("alice").join("standing.json"),
+        b"{}",
+    )
+    .unwrap();
+    fs::write(t.data.join("secrets.json"), b"{}").unwrap();
+    fs::write(dl.join(".hidden"), b"x").unwrap();
+    // Serving and hashing what a fetch tracked: allowed.
+    let (_, meta) =
+        t.sb.open_read(&dl.join("song.ogg"), libc::O_RDONLY)
+            .unwrap();
+    assert_eq!(meta.len(), 2);
+    // Everything else in the data directory stays closed.
+    for p in [
+        t.data.join("secrets.json"),
+        t.data.join("users").join("alice").join("standing.json"),
+        dl.join(".hidden"),
+        dl.clone(),
+    ] {
+        assert!(
+            t.sb.open_read(&p, libc::O_RDONLY).is_err(),
+            "{}",
+            p.display()
+        );
+    }
+    // And nobody adds a download by hand (it may be another user's).
+    let e = t.sb.check_add(s(&dl.join("song.ogg"))).unwrap_err();
+    assert_eq!(e.0, 403);
+    assert!(e.1.contains("data directory"), "{}", e.1);
 }

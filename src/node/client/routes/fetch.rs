@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use crate::node::catalog;
 use crate::node::transfers::fetch::Completed;
 
 use super::*;
@@ -87,7 +88,7 @@ impl Node {
                 .into();
             }
         }
-        try_reply!(self.require_link(user));
+        try_reply!(self.require_link(cx, user));
         // A coordinator that knows `sha256` answers only hosts with that
         // content; an older one ignores it, so the answer is filtered here too.
         let msg = Request::Request {
@@ -161,28 +162,46 @@ impl Node {
     /// folder is in the node's data directory, docs/trust.md) stays
     /// private. Returns what happened, for `/fetch-progress`.
     fn share_fetched(&mut self, cx: &mut Ctx, c: &Completed) -> String {
-        let Some(u) = self.users.get_mut(&c.user) else {
-            return "not added to your files: the user is not loaded on this node".into();
+        let path = c.path.to_string_lossy().into_owned();
+        // With both checks done (pieces against the root, the whole file
+        // against sha256), the pair is the file's: it is not read again.
+        let added = match (&c.sha256, &c.root) {
+            (Some(sha256), Some(root)) => {
+                let v = catalog::Verified {
+                    size: c.size,
+                    modified: c.modified,
+                    sha256: sha256.clone(),
+                    root: root.clone(),
+                };
+                self.track_verified(&c.user, &path, &v)
+            }
+            // Without a root: hashed like any added file, published after.
+            _ => {
+                let r = match self.users.get_mut(&c.user) {
+                    Some(u) => u.catalog.add(&path, unix_now()),
+                    None => Err((404, "the user is not loaded on this node".into())),
+                };
+                if let Ok((name, true)) = &r {
+                    self.queue_hash(&c.user, name);
+                }
+                r.map(|(name, _)| name)
+            }
         };
-        let now = unix_now();
-        let path = c.path.to_string_lossy();
-        let name = match u.catalog.add_fetched(&path, now, c.sha256.as_deref()) {
-            Ok((name, _)) => name,
+        let name = match added {
+            Ok(name) => name,
             Err((_, why)) => return format!("not added to your files: {why}"),
         };
+        let now = unix_now();
+        let Some(u) = self.users.get_mut(&c.user) else {
+            return "added to your files".into();
+        };
         let hashed = u.catalog.get(&name).is_some_and(|f| f.sha256.is_some());
-        if !hashed {
-            self.queue_hash(&c.user, &name);
-        }
         if !c.share {
             return "added to your files, not published (share: false)".into();
         }
         if !hashed {
             return "added to your files; publish it once it is hashed".into();
         }
-        let Some(u) = self.users.get_mut(&c.user) else {
-            return "added to your files".into();
-        };
         u.catalog.set_published(&name, Some(now));
         let Some(f) = u.catalog.get(&name) else {
             return "added to your files".into();

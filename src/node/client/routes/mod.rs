@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use reactor::Ctx;
 use serde_json::{json, Map, Value};
@@ -17,12 +18,26 @@ use crate::node::ops::Wait;
 use crate::node::ops::NOT_INITIALISED;
 use crate::node::ops::{FetchOp, OpKind, Outcome, PublishOp, PublishStage, Reply};
 use crate::node::transfers::fetch::{FetchRequest, HostOffer};
-use crate::node::{Node, OpId};
+use crate::node::{HashWait, Node, OpId};
 use crate::proto::names::check_file_name;
 use crate::proto::registry::{self, Request};
 use crate::util::unix_now;
 
 type Fields = Map<String, Value>;
+
+/// A publish waits at most this long for its file's hash, then answers 409
+/// as before (hashing goes on); more waiting at once than
+/// [`MAX_HASH_WAITS`] are answered 409 at once.
+const HASH_WAIT_MAX: Duration = Duration::from_secs(600);
+const MAX_HASH_WAITS: usize = 1024;
+
+fn still_hashing(name: &str) -> Reply {
+    Reply::error_with(
+        409,
+        &format!("'{name}' is still being hashed; try again in a moment"),
+        json!({"hashing": true}),
+    )
+}
 
 fn str_field<'a>(b: &'a Fields, key: &str) -> Result<Option<&'a str>, Reply> {
     match b.get(key) {
@@ -58,6 +73,7 @@ macro_rules! try_reply {
 
 // After the macro, which the endpoints there use too.
 mod fetch;
+mod picker;
 
 impl Node {
     pub(crate) fn client_info(&self, user: &str) -> Reply {
@@ -88,6 +104,8 @@ impl Node {
     pub(crate) fn api_init(&mut self, cx: &mut Ctx, op: OpId, user: &str, b: &Fields) -> Outcome {
         if let Some(s) = self.users.get_mut(user).and_then(|u| u.session.as_mut()) {
             if s.ever_up {
+                // A user is here: a link waiting to retry tries now.
+                self.link_retry_now(cx, user);
                 return self.client_info(user).into();
             }
             // The first REGISTER is under way: answer together with it.
@@ -153,10 +171,20 @@ impl Node {
                 0,
             ),
         };
+        // Files that went missing or changed on disk: the UI tells the owner
+        // on whatever page they are (a changed file is off the network).
+        let attention: Vec<Value> = u
+            .catalog
+            .iter()
+            .filter(|f| f.status != crate::node::catalog::Status::Ok)
+            .take(50)
+            .map(|f| json!({"name": f.name, "status": f.status.as_str()}))
+            .collect();
         Reply::ok(json!({
             "success": true,
             "username": user,
             "hostname": user,
+            "attention": attention,
             "display_name": u.display_name,
             "initialized": u.session.is_some(),
             "peer_port": peer_port,
@@ -344,6 +372,21 @@ impl Node {
     ) -> Outcome {
         let force = try_reply!(bool_field(b, "force"));
         let name = try_reply!(self.named_file(user, b));
+        self.publish_start(cx, op, user, &name, force)
+    }
+
+    /// A publish from the start: at once, or once the file's hash is known
+    /// (a publish right after `/add-file` waits for it, see
+    /// [`Node::resume_hash_waits`]).
+    fn publish_start(
+        &mut self,
+        cx: &mut Ctx,
+        op: OpId,
+        user: &str,
+        name: &str,
+        force: bool,
+    ) -> Outcome {
+        let name = name.to_owned();
         // Look at the disk now, not at what the last sweep saw.
         self.check_file(cx, user, &name);
         let Some(u) = self.users.get_mut(user) else {
@@ -371,12 +414,24 @@ impl Node {
             .into();
         }
         if f.hashing || (f.sha256.is_none() && f.hash_error.is_none()) {
-            return Reply::error_with(
-                409,
-                &format!("'{name}' is still being hashed; try again in a moment"),
-                json!({"hashing": true}),
-            )
-            .into();
+            if self.hash_waits.len() >= MAX_HASH_WAITS {
+                return still_hashing(&name).into();
+            }
+            crate::log_debug!("{user}: the publish of {name:?} waits for its hash");
+            self.hash_waits.push(HashWait {
+                op,
+                user: user.to_owned(),
+                name: name.clone(),
+                since: cx.now(),
+            });
+            return Outcome::Later(OpKind::Publish(PublishOp {
+                user: user.to_owned(),
+                name,
+                force,
+                stage: PublishStage::Hashing,
+                found: Vec::new(),
+                published_at: 0.0,
+            }));
         }
         if let Some(e) = &f.hash_error {
             return Reply::error(409, &format!("'{name}' could not be hashed: {e}")).into();
@@ -391,6 +446,7 @@ impl Node {
         };
         let at = unix_now();
         if !s.is_up() {
+            self.link_retry_now(cx, user);
             return self.publish_locally(cx, op, user, &name, at);
         }
         let mut p = PublishOp {
@@ -413,6 +469,59 @@ impl Node {
             self.registry_send(cx, user, &req, Wait::Op(op));
         }
         Outcome::Later(OpKind::Publish(p))
+    }
+
+    /// Publishes whose wait for a hash is over — hashed, failed, changing,
+    /// removed, logged out, or waiting past [`HASH_WAIT_MAX`] — start over
+    /// (from the work results and the cron).
+    pub(crate) fn resume_hash_waits(&mut self, cx: &mut Ctx) {
+        if self.hash_waits.is_empty() {
+            return;
+        }
+        let now = cx.now();
+        let users = &self.users;
+        let (over, waiting): (Vec<HashWait>, Vec<HashWait>) = std::mem::take(&mut self.hash_waits)
+            .into_iter()
+            .partition(|w| {
+                let hashing = users
+                    .get(&w.user)
+                    .and_then(|u| u.catalog.get(&w.name))
+                    .is_some_and(|f| {
+                        f.status != Status::Missing
+                            && !(f.changing && f.sha256.is_none())
+                            && (f.hashing || (f.sha256.is_none() && f.hash_error.is_none()))
+                    });
+                !hashing || now.saturating_duration_since(w.since) >= HASH_WAIT_MAX
+            });
+        self.hash_waits = waiting;
+        for w in over {
+            let Some(kind) = self.take_op(w.op) else {
+                continue;
+            };
+            let out = match kind {
+                OpKind::Publish(p) if p.stage == PublishStage::Hashing => {
+                    if now.saturating_duration_since(w.since) >= HASH_WAIT_MAX {
+                        still_hashing(&p.name).into()
+                    } else if !self.users.contains_key(&p.user) {
+                        Reply::error(409, "The user logged out while this publish waited").into()
+                    } else if self
+                        .users
+                        .get(&p.user)
+                        .is_none_or(|u| u.catalog.get(&p.name).is_none())
+                    {
+                        let msg = format!(
+                            "'{}' stopped being tracked while this publish waited for its hash",
+                            p.name
+                        );
+                        Reply::error(404, &msg).into()
+                    } else {
+                        self.publish_start(cx, w.op, &p.user, &p.name, p.force)
+                    }
+                }
+                other => Outcome::Later(other),
+            };
+            self.settle(cx, w.op, out);
+        }
     }
 
     fn send_publish(&mut self, cx: &mut Ctx, op: OpId, p: &PublishOp) -> bool {
@@ -510,7 +619,13 @@ impl Node {
         self.commit(cx, op, user, then)
     }
 
-    pub(crate) fn require_link(&self, user: &str) -> Result<(), Reply> {
+    /// The user's registry link is up; if it waits to retry, it retries
+    /// now (a user action should not wait out the backoff) and the caller
+    /// answers 503 meanwhile.
+    pub(crate) fn require_link(&mut self, cx: &mut Ctx, user: &str) -> Result<(), Reply> {
+        if !self.session_up(user) {
+            self.link_retry_now(cx, user);
+        }
         let s = self
             .users
             .get(user)
@@ -552,6 +667,9 @@ impl Node {
         self.fetches.cancel_user(cx, user);
         self.peer_server.close_user(cx, user);
         self.tokens.revoke_user(user);
+        if let Some(credential) = self.drop_standing(cx, user) {
+            self.revoke_in_background(cx, user, &credential);
+        }
         if let Some(u) = self.users.remove(user) {
             self.retire_catalog(cx, user, u.catalog);
         }
@@ -622,8 +740,9 @@ impl Node {
                     Err(_) => self.publish_locally(cx, op, &p.user, &p.name, p.published_at),
                 }
             }
-            // The index comes through `publish_checked`, not as a registry answer.
-            PublishStage::List => Outcome::Later(OpKind::Publish(p)),
+            // The index comes through `publish_checked`, not as a registry
+            // answer; the hash through `resume_hash_waits`.
+            PublishStage::List | PublishStage::Hashing => Outcome::Later(OpKind::Publish(p)),
             PublishStage::Ack => {
                 if *v == registry::Reply::Ack {
                     self.mark_published(cx, op, &p.user, &p.name, p.published_at, true)

@@ -183,6 +183,8 @@ pub struct Job {
     /// this pass.
     pub lookup: Option<u64>,
     pub looked_up: bool,
+    /// The finished file's modification time, once renamed into place.
+    pub modified: Option<f64>,
     /// The deadline of the `Resolving` phase (timer, its key).
     pub resolve_timer: Option<(reactor::TimerId, u64)>,
     /// (when, bytes) for the speed, newest last.
@@ -203,6 +205,7 @@ impl Job {
             lookup: None,
             looked_up: false,
             resolve_timer: None,
+            modified: None,
             samples: VecDeque::new(),
         }
     }

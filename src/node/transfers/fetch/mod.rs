@@ -70,6 +70,8 @@ pub struct Completed {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
+    /// Modification time once renamed (0 when found already saved).
+    pub modified: f64,
     pub sha256: Option<String>,
     pub root: Option<String>,
     pub share: bool,
@@ -633,6 +635,7 @@ impl Fetches {
                     path: r.save_path.clone(),
                     name: r.file_name.clone(),
                     size: r.total_size,
+                    modified: job.modified.unwrap_or(0.0),
                     sha256: r.sha256.clone(),
                     root: r.root.clone(),
                     share: r.share,

@@ -168,8 +168,9 @@ impl Fetches {
                     return;
                 }
                 match result {
-                    Ok(digest) => {
+                    Ok((digest, modified)) => {
                         job.rec.sha256.get_or_insert(digest);
+                        job.modified = Some(modified);
                         self.enter(cx, job, Next::Done(Outcome::Completed), None);
                     }
                     Err(Finish::Mismatch) => self.bad_content(cx, job),

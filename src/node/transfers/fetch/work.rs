@@ -47,8 +47,9 @@ pub enum What {
         result: Result<(), String>,
     },
     Checkpointed(Result<(), String>),
-    /// Verified, durable and renamed: the digest; or why not.
-    Finished(Result<String, Finish>),
+    /// Verified, durable and renamed: the digest and the file's
+    /// modification time in place; or why not.
+    Finished(Result<(String, f64), Finish>),
     /// The records were written (`covers`: see `record::Book`).
     Saved {
         covers: u64,
@@ -210,14 +211,20 @@ pub fn finish(
     place: &Place,
     overwrite: bool,
     state: &Path,
-) -> Result<String, Finish> {
+) -> Result<(String, f64), Finish> {
     let got = sha.finish();
     if expect.is_some_and(|want| !want.eq_ignore_ascii_case(&got)) {
         return Err(Finish::Mismatch);
     }
     disk::finalize(file, place, overwrite).map_err(Finish::Error)?;
     remove_state(state);
-    Ok(got)
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    Ok((got, modified))
 }
 
 /// A failed or cancelled fetch: its `.part` (if still ours) and resume state go.
