@@ -108,11 +108,10 @@ fn a_dying_peer_with_no_other_host_fails_and_leaves_no_file() {
     assert!(err.contains("alice closed the connection after"), "{err}");
     assert!(err.contains("no other host has the file"), "{err}");
     assert!(err.contains(" MB"), "says how far it got: {err}");
-    assert!(
-        files_like(&out, "only.bin").is_empty(),
-        "{:?}",
-        files_like(&out, "only.bin")
-    );
+    // The `.part` is removed on a worker, just after the status changes.
+    wait_for("no only.bin left", || {
+        files_like(&out, "only.bin").is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -141,7 +140,10 @@ fn truncating_a_served_file_fails_the_fetch_and_the_server_lives_on() {
         .unwrap();
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "failed", "{p}");
-    assert!(files_like(&out, "shrinks.bin").is_empty());
+    // The `.part` is removed on a worker, just after the status changes.
+    wait_for("no shrinks.bin left", || {
+        files_like(&out, "shrinks.bin").is_empty().then_some(())
+    });
     assert!(a.is_running(), "the serving node died");
     let mut pc = PeerConn::connect(alice.peer);
     pc.send(b"PING\n");
@@ -183,7 +185,10 @@ fn a_file_rewritten_while_served_fails_verification() {
         err.contains("does not match") && err.contains("alice"),
         "{p}"
     );
-    assert!(files_like(&out, "zeroed.bin").is_empty());
+    // The `.part` is removed on a worker, just after the status changes.
+    wait_for("no zeroed.bin left", || {
+        files_like(&out, "zeroed.bin").is_empty().then_some(())
+    });
 }
 
 #[test]
@@ -307,7 +312,10 @@ fn another_version_of_the_file_is_never_used_to_go_on() {
     a.kill();
     let p = c.wait_final(&carol, &id, 60);
     assert_eq!(status(&p), "failed", "{p}");
-    assert!(files_like(&out, "v.bin").is_empty());
+    // The `.part` is removed on a worker, just after the status changes.
+    wait_for("no v.bin left", || {
+        files_like(&out, "v.bin").is_empty().then_some(())
+    });
 }
 
 #[test]

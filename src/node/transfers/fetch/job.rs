@@ -125,6 +125,8 @@ pub struct Transfer {
     pub round: u8,
     /// A retry timer is armed.
     pub backoff: bool,
+    /// A timer to look at the endgame again is armed.
+    pub endgame_timer: bool,
 }
 
 impl Transfer {
@@ -145,6 +147,7 @@ impl Transfer {
             tried: HashSet::new(),
             round: 0,
             backoff: false,
+            endgame_timer: false,
         }
     }
 

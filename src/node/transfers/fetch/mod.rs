@@ -105,6 +105,8 @@ const MISMATCH: &str = "Downloaded data does not match the SHA-256 published for
 enum TimerKind {
     Connect(ConnId),
     Backoff,
+    /// Pieces may be asked of a second host now.
+    Endgame,
     Resolve,
     Save,
 }
@@ -523,6 +525,16 @@ impl Fetches {
                         t.backoff = false;
                     }
                     f.fill(cx, job);
+                });
+            }
+            TimerKind::Endgame => {
+                self.with(&fid, |f, job| {
+                    if let Some(t) = job.phase.transfer_mut() {
+                        t.endgame_timer = false;
+                    }
+                    if job.phase.moving() {
+                        f.fill(cx, job);
+                    }
                 });
             }
             TimerKind::Resolve => {

@@ -61,6 +61,21 @@ impl Fetches {
                         result,
                     }
                 }
+                What::Checked {
+                    piece,
+                    host,
+                    buf,
+                    ok,
+                } => {
+                    self.bufs.give(buf);
+                    freed = true;
+                    What::Checked {
+                        piece,
+                        host,
+                        buf: Vec::new(),
+                        ok,
+                    }
+                }
                 other => other,
             };
             let gen = d.gen;
@@ -119,7 +134,8 @@ impl Fetches {
                     }
                     Ok(false) => {
                         t.sched.release(piece);
-                        let why = format!("sent piece {piece} that does not match its digest");
+                        let why =
+                            format!("sent piece {piece}, whose SHA-256 does not match its digest");
                         crate::log_warn!("fetch {}: {host} {why}", job.rec.fetch_id);
                         self.link_failed(cx, job, &host, format!("{host} {why}"), Some(&why));
                     }
@@ -129,6 +145,16 @@ impl Fetches {
                 }
                 if job.phase.moving() {
                     self.fill(cx, job);
+                }
+            }
+            What::Checked {
+                piece, host, ok, ..
+            } => {
+                if !ok {
+                    let why =
+                        format!("sent piece {piece}, whose SHA-256 does not match its digest");
+                    crate::log_warn!("fetch {}: {host} {why}", job.rec.fetch_id);
+                    self.link_failed(cx, job, &host, format!("{host} {why}"), Some(&why));
                 }
             }
             What::Hashed { sha, upto, result } => {

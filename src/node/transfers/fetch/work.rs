@@ -40,6 +40,14 @@ pub enum What {
         buf: Vec<u8>,
         result: Result<bool, String>,
     },
+    /// A copy of a piece that was not needed (the endgame's slower copy),
+    /// checked against its digest only.
+    Checked {
+        piece: u64,
+        host: String,
+        buf: Vec<u8>,
+        ok: bool,
+    },
     /// The whole-file hash now covers pieces `..upto`.
     Hashed {
         sha: Sha256State,
@@ -171,6 +179,11 @@ pub fn piece(file: &File, offset: u64, buf: &[u8], digest: Option<&[u8]>) -> Res
     file.write_all_at(buf, offset)
         .map_err(|e| format!("Could not write the download to disk: {e}"))?;
     Ok(true)
+}
+
+/// Whether `buf` hashes to `digest`.
+pub fn check(buf: &[u8], digest: &[u8]) -> bool {
+    Sha256::digest(buf).as_slice() == digest
 }
 
 /// Feeds pieces `from..upto` (verified, written) into `sha`, reading them
