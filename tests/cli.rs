@@ -292,9 +292,11 @@ fn share_ls_get_status_unshare_and_logout_through_the_command_line() {
     // unshare: gone from the network; an unknown name is exit 4.
     let o = alice.run(&["unshare", "report.bin"], None, &[]);
     assert_eq!(o.code(), 0, "{o:?}");
-    wait_for("report.bin to leave bob's view", || {
+    // Bob shares what he fetched (the default), so report.bin stays on the
+    // network from him; alice no longer offers it.
+    wait_for("alice's report.bin to leave bob's view", || {
         let o = bob.run(&["ls", "report"], None, &[]);
-        (o.code() == 0 && !o.stdout().contains("report.bin")).then_some(())
+        (o.code() == 0 && !o.stdout().contains("alice")).then_some(())
     });
     let o = alice.run(&["unshare", "never-shared.txt"], None, &[]);
     assert_eq!(o.code(), 4, "{o:?}");

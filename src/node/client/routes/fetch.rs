@@ -5,6 +5,7 @@
 
 use serde_json::json;
 
+use crate::node::catalog;
 use crate::node::transfers::fetch::Completed;
 
 use super::*;
@@ -161,52 +162,46 @@ impl Node {
     /// folder is in the node's data directory, docs/trust.md) stays
     /// private. Returns what happened, for `/fetch-progress`.
     fn share_fetched(&mut self, cx: &mut Ctx, c: &Completed) -> String {
-        let Some(u) = self.users.get_mut(&c.user) else {
-            return "not added to your files: the user is not loaded on this node".into();
-        };
-        let now = unix_now();
         let path = c.path.to_string_lossy().into_owned();
-        // With the pair it was verified against (and the piece list kept by
-        // the worker that renamed it), the file is not read again; a file
-        // from seed-style hosts (no root) is hashed like any added file.
-        let verified = match (&c.sha256, &c.root) {
+        // With both checks done (pieces against the root, the whole file
+        // against sha256), the pair is the file's: it is not read again.
+        let added = match (&c.sha256, &c.root) {
             (Some(sha256), Some(root)) => {
-                std::fs::metadata(&c.path)
-                    .ok()
-                    .map(|m| crate::node::catalog::Verified {
-                        size: m.len(),
-                        modified: crate::node::sandbox::mtime_secs(&m),
-                        sha256: sha256.clone(),
-                        root: root.clone(),
-                    })
+                let v = catalog::Verified {
+                    size: c.size,
+                    modified: c.modified,
+                    sha256: sha256.clone(),
+                    root: root.clone(),
+                };
+                self.track_verified(&c.user, &path, &v)
             }
-            _ => None,
-        };
-        let added = match &verified {
-            Some(v) => self.track_verified(&c.user, &path, v),
-            None => u.catalog.add(&path, now).map(|(name, _)| {
-                self.queue_hash(&c.user, &name);
-                name
-            }),
+            // Without a root: hashed like any added file, published after.
+            _ => {
+                let r = match self.users.get_mut(&c.user) {
+                    Some(u) => u.catalog.add(&path, unix_now()),
+                    None => Err((404, "the user is not loaded on this node".into())),
+                };
+                if let Ok((name, true)) = &r {
+                    self.queue_hash(&c.user, name);
+                }
+                r.map(|(name, _)| name)
+            }
         };
         let name = match added {
             Ok(name) => name,
             Err((_, why)) => return format!("not added to your files: {why}"),
         };
-        let hashed = self
-            .users
-            .get(&c.user)
-            .and_then(|u| u.catalog.get(&name))
-            .is_some_and(|f| f.sha256.is_some() && !f.hashing);
+        let now = unix_now();
+        let Some(u) = self.users.get_mut(&c.user) else {
+            return "added to your files".into();
+        };
+        let hashed = u.catalog.get(&name).is_some_and(|f| f.sha256.is_some());
         if !c.share {
             return "added to your files, not published (share: false)".into();
         }
         if !hashed {
             return "added to your files; publish it once it is hashed".into();
         }
-        let Some(u) = self.users.get_mut(&c.user) else {
-            return "added to your files".into();
-        };
         u.catalog.set_published(&name, Some(now));
         let Some(f) = u.catalog.get(&name) else {
             return "added to your files".into();

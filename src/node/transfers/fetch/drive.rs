@@ -80,8 +80,9 @@ impl Fetches {
             link.sample(now);
             let host = link.host.clone();
             peers::add_bytes(&mut job.rec.peers, &host, fed.body);
-            if fed.body > 0 && job.rec.peer.as_deref() != Some(host.as_str()) {
-                // `peer`: the host that sent the latest bytes.
+            if fed.body > 0 && job.rec.peer.is_none() {
+                // `peer`: the host of the latest verified piece, or the
+                // first to send bytes before one is.
                 job.rec.peer = Some(host.clone());
             }
             let got = job.received();
@@ -172,15 +173,38 @@ impl Fetches {
                     self.bufs.give(buf);
                     return true;
                 };
-                if discard || t.sched.have(piece) {
-                    t.sched.release(piece);
-                    self.bufs.give(buf);
-                    return true;
-                }
                 let digest: Option<Vec<u8>> = t.digests.as_ref().and_then(|d| {
                     let at = usize::try_from(piece).ok()? * DIGEST_LEN;
                     d.get(at..at + DIGEST_LEN).map(<[u8]>::to_vec)
                 });
+                if discard || t.sched.have(piece) {
+                    t.sched.release(piece);
+                    // The copy that lost the endgame is still checked: a
+                    // host sending bad bytes is dropped even when they
+                    // were not needed.
+                    let Some(digest) = digest else {
+                        self.bufs.give(buf);
+                        return true;
+                    };
+                    let (id, gen, host) = (job.rec.fetch_id.clone(), job.gen, host.to_owned());
+                    let sent = self.work.submit(move || {
+                        let ok = work::check(&buf, &digest);
+                        Done {
+                            id,
+                            gen,
+                            what: What::Checked {
+                                piece,
+                                host,
+                                buf,
+                                ok,
+                            },
+                        }
+                    });
+                    if sent.is_err() {
+                        self.bufs.give(Vec::new());
+                    }
+                    return true;
+                }
                 t.sched.handed(piece);
                 let (file, offset) = (t.file.clone(), t.sched.offset(piece));
                 let (id, gen, host) = (job.rec.fetch_id.clone(), job.gen, host.to_owned());
@@ -202,6 +226,7 @@ impl Fetches {
                     // The queue holds more than every buffer there is: not reached.
                     t.writing -= 1;
                     t.sched.release(piece);
+                    self.bufs.give(Vec::new());
                 }
                 true
             }
@@ -345,6 +370,11 @@ impl Fetches {
             return;
         };
         if !listing {
+            // Hosts are asked in the registry's order, the one the user
+            // named first (`hostname`).
+            let hosts = &job.rec.hosts;
+            let rank = |l: &Link| hosts.iter().position(|h| h.hostname == l.host);
+            t.links.sort_by_key(|l| rank(l).unwrap_or(usize::MAX));
             self.ask_pieces(cx, &job.rec.file_name, t, root_mode, now);
         }
         let Some(t) = job.phase.transfer_mut() else {
@@ -372,8 +402,8 @@ impl Fetches {
             let depth = l.depth(now);
             while t.links[i].ranges() < depth && held < FETCH_BUFS {
                 let mine = t.links[i].pieces();
-                let Some(piece) = t.sched.pick(&mine, endgame) else {
-                    return;
+                let Some(piece) = t.sched.pick(&mine, endgame.then_some(now)) else {
+                    return self.endgame_later(cx, t, endgame, now);
                 };
                 let len = t.sched.len(piece);
                 let Some(buf) = self.bufs.take(len) else {
@@ -394,6 +424,33 @@ impl Fetches {
                 });
                 held += 1;
             }
+        }
+    }
+
+    /// Nothing to ask now: look again when a piece becomes eligible for
+    /// the endgame (nothing else may wake the fetch if its hosts stall).
+    fn endgame_later(
+        &mut self,
+        cx: &mut Ctx,
+        t: &mut Transfer,
+        endgame: bool,
+        now: std::time::Instant,
+    ) {
+        if !endgame || t.endgame_timer {
+            return;
+        }
+        let Some(fid) = t
+            .links
+            .first()
+            .and_then(|l| self.conns.get(l.conn))
+            .cloned()
+        else {
+            return;
+        };
+        if let Some(wait) = t.sched.endgame_wait(now) {
+            t.endgame_timer = true;
+            let wait = wait.max(std::time::Duration::from_millis(10));
+            self.arm(cx, &fid, TimerKind::Endgame, wait);
         }
     }
 

@@ -125,6 +125,8 @@ pub struct Transfer {
     pub round: u8,
     /// A retry timer is armed.
     pub backoff: bool,
+    /// A timer to look at the endgame again is armed.
+    pub endgame_timer: bool,
 }
 
 impl Transfer {
@@ -145,6 +147,7 @@ impl Transfer {
             tried: HashSet::new(),
             round: 0,
             backoff: false,
+            endgame_timer: false,
         }
     }
 
@@ -183,6 +186,8 @@ pub struct Job {
     /// this pass.
     pub lookup: Option<u64>,
     pub looked_up: bool,
+    /// The finished file's modification time, once renamed into place.
+    pub modified: Option<f64>,
     /// The deadline of the `Resolving` phase (timer, its key).
     pub resolve_timer: Option<(reactor::TimerId, u64)>,
     /// (when, bytes) for the speed, newest last.
@@ -203,6 +208,7 @@ impl Job {
             lookup: None,
             looked_up: false,
             resolve_timer: None,
+            modified: None,
             samples: VecDeque::new(),
         }
     }

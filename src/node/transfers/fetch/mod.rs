@@ -70,6 +70,8 @@ pub struct Completed {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
+    /// Modification time once renamed (0 when found already saved).
+    pub modified: f64,
     pub sha256: Option<String>,
     pub root: Option<String>,
     pub share: bool,
@@ -103,6 +105,8 @@ const MISMATCH: &str = "Downloaded data does not match the SHA-256 published for
 enum TimerKind {
     Connect(ConnId),
     Backoff,
+    /// Pieces may be asked of a second host now.
+    Endgame,
     Resolve,
     Save,
 }
@@ -523,6 +527,16 @@ impl Fetches {
                     f.fill(cx, job);
                 });
             }
+            TimerKind::Endgame => {
+                self.with(&fid, |f, job| {
+                    if let Some(t) = job.phase.transfer_mut() {
+                        t.endgame_timer = false;
+                    }
+                    if job.phase.moving() {
+                        f.fill(cx, job);
+                    }
+                });
+            }
             TimerKind::Resolve => {
                 self.with(&fid, |f, job| {
                     if matches!(job.phase, Phase::Resolving(_)) {
@@ -633,6 +647,7 @@ impl Fetches {
                     path: r.save_path.clone(),
                     name: r.file_name.clone(),
                     size: r.total_size,
+                    modified: job.modified.unwrap_or(0.0),
                     sha256: r.sha256.clone(),
                     root: r.root.clone(),
                     share: r.share,

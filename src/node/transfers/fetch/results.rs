@@ -61,6 +61,21 @@ impl Fetches {
                         result,
                     }
                 }
+                What::Checked {
+                    piece,
+                    host,
+                    buf,
+                    ok,
+                } => {
+                    self.bufs.give(buf);
+                    freed = true;
+                    What::Checked {
+                        piece,
+                        host,
+                        buf: Vec::new(),
+                        ok,
+                    }
+                }
                 other => other,
             };
             let gen = d.gen;
@@ -119,7 +134,8 @@ impl Fetches {
                     }
                     Ok(false) => {
                         t.sched.release(piece);
-                        let why = format!("sent piece {piece} that does not match its digest");
+                        let why =
+                            format!("sent piece {piece}, whose SHA-256 does not match its digest");
                         crate::log_warn!("fetch {}: {host} {why}", job.rec.fetch_id);
                         self.link_failed(cx, job, &host, format!("{host} {why}"), Some(&why));
                     }
@@ -129,6 +145,16 @@ impl Fetches {
                 }
                 if job.phase.moving() {
                     self.fill(cx, job);
+                }
+            }
+            What::Checked {
+                piece, host, ok, ..
+            } => {
+                if !ok {
+                    let why =
+                        format!("sent piece {piece}, whose SHA-256 does not match its digest");
+                    crate::log_warn!("fetch {}: {host} {why}", job.rec.fetch_id);
+                    self.link_failed(cx, job, &host, format!("{host} {why}"), Some(&why));
                 }
             }
             What::Hashed { sha, upto, result } => {
@@ -168,8 +194,9 @@ impl Fetches {
                     return;
                 }
                 match result {
-                    Ok(digest) => {
+                    Ok((digest, modified)) => {
                         job.rec.sha256.get_or_insert(digest);
+                        job.modified = Some(modified);
                         self.enter(cx, job, Next::Done(Outcome::Completed), None);
                     }
                     Err(Finish::Mismatch) => self.bad_content(cx, job),
@@ -317,19 +344,8 @@ impl Fetches {
         let overwrite = job.rec.overwrite;
         let state = record::state_path(&self.data_dir, &job.rec.fetch_id);
         let (id, gen) = (job.rec.fetch_id.clone(), job.gen);
-        // The verified piece list goes to the piece store, so the finished
-        // file is shared back with its root and never read again for it.
-        let keep = match (job.rec.root.clone(), t.digests.clone()) {
-            (Some(root), Some(d)) => Some((self.data_dir.clone(), root, d)),
-            _ => None,
-        };
         let sent = self.work.submit(move || {
             let result = work::finish(&file, &sha, expect.as_deref(), &place, overwrite, &state);
-            if let (Ok(_), Some((data_dir, root, d))) = (&result, keep) {
-                if let Err(e) = crate::node::catalog::pieces::store(&data_dir, &root, &d) {
-                    crate::log_warn!("fetch {id}: cannot keep its piece list: {e}");
-                }
-            }
             Done {
                 id,
                 gen,

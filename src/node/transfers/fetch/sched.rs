@@ -3,10 +3,16 @@
 //! from the page cache while still there); each connection pulls a new
 //! piece whenever one of its requests completes, so a faster host gets more
 //! pieces. When nothing is left unasked, a piece another host is still
-//! sending may be asked of a second host (endgame); the copy verified first
-//! wins and the other is discarded. Pure: no I/O.
+//! sending may be asked of a second host (endgame) once that host has had
+//! it for [`ENDGAME_AFTER`] (so a small file is not fetched twice); the
+//! copy verified first wins and the other is only checked. Pure: no I/O.
+
+use std::time::{Duration, Instant};
 
 use crate::proto::peer::{piece_count, PIECE_SIZE};
+
+/// A piece asked this long ago may be asked of a second host.
+pub const ENDGAME_AFTER: Duration = Duration::from_millis(500);
 
 pub struct Sched {
     size: u64,
@@ -18,6 +24,8 @@ pub struct Sched {
     asked: Vec<u8>,
     /// Received and on a worker being checked: never asked twice meanwhile.
     busy: Vec<bool>,
+    /// When a piece asked once was asked.
+    asked_at: Vec<Option<Instant>>,
     /// Every piece below this is verified or asked (a search hint).
     low: usize,
 }
@@ -37,6 +45,7 @@ impl Sched {
             have_bytes: 0,
             asked: vec![0; n],
             busy: vec![false; n],
+            asked_at: vec![None; n],
             low: 0,
         };
         s.have_bytes = (0..s.count())
@@ -80,23 +89,39 @@ impl Sched {
     }
 
     /// The next piece for a connection already asking for `mine`, marked
-    /// asked; with `endgame`, a piece one other connection is sending.
-    pub fn pick(&mut self, mine: &[u64], endgame: bool) -> Option<u64> {
+    /// asked; with `endgame` (now), a piece one other connection has been
+    /// sending for [`ENDGAME_AFTER`].
+    pub fn pick(&mut self, mine: &[u64], endgame: Option<Instant>) -> Option<u64> {
         while self.low < self.have.len() && (self.have[self.low] || self.asked[self.low] > 0) {
             self.low += 1;
         }
         if self.low < self.have.len() {
             self.asked[self.low] += 1;
+            self.asked_at[self.low] = endgame;
             return Some(self.low as u64);
         }
-        if !endgame {
-            return None;
-        }
+        let now = endgame?;
         let i = (0..self.have.len()).find(|&i| {
-            !self.have[i] && !self.busy[i] && self.asked[i] == 1 && !mine.contains(&(i as u64))
+            self.lone(i, mine)
+                && self.asked_at[i]
+                    .is_none_or(|t| now.saturating_duration_since(t) >= ENDGAME_AFTER)
         })?;
         self.asked[i] += 1;
         Some(i as u64)
+    }
+
+    /// A piece asked of one connection only, not `mine`, not being checked.
+    fn lone(&self, i: usize, mine: &[u64]) -> bool {
+        !self.have[i] && !self.busy[i] && self.asked[i] == 1 && !mine.contains(&(i as u64))
+    }
+
+    /// How long until some piece may be asked of a second host (None: none can).
+    pub fn endgame_wait(&self, now: Instant) -> Option<Duration> {
+        (0..self.have.len())
+            .filter(|&i| self.lone(i, &[]))
+            .filter_map(|i| self.asked_at[i])
+            .map(|t| ENDGAME_AFTER.saturating_sub(now.saturating_duration_since(t)))
+            .min()
     }
 
     /// `piece` arrived and went to a worker to be checked.
@@ -163,22 +188,27 @@ mod tests {
         let mut s = Sched::new(3 * PIECE_SIZE + 1, None);
         assert_eq!(s.count(), 4);
         assert_eq!(s.len(3), 1);
-        assert_eq!((s.pick(&[], true), s.pick(&[], true)), (Some(0), Some(1)));
-        assert_eq!((s.pick(&[], true), s.pick(&[], true)), (Some(2), Some(3)));
-        // Nothing unasked: the endgame asks a piece another connection has,
-        // never one this connection asked itself.
-        assert_eq!(s.pick(&[0, 1, 2], true), Some(3));
-        assert_eq!(s.pick(&[], false), None);
+        let t0 = Instant::now();
+        let e = Some(t0);
+        assert_eq!((s.pick(&[], e), s.pick(&[], e)), (Some(0), Some(1)));
+        assert_eq!((s.pick(&[], e), s.pick(&[], e)), (Some(2), Some(3)));
+        // Nothing unasked: not at once (a small file is not fetched twice)...
+        assert_eq!(s.pick(&[0, 1, 2], e), None);
+        assert_eq!(s.endgame_wait(t0), Some(ENDGAME_AFTER));
+        // ...then a piece another connection has, never one it asked itself.
+        let later = Some(t0 + ENDGAME_AFTER);
+        assert_eq!(s.pick(&[0, 1, 2], later), Some(3));
+        assert_eq!(s.pick(&[], None), None);
         s.handed(3);
         assert_eq!(
-            s.pick(&[0, 1, 2], true),
+            s.pick(&[0, 1, 2], later),
             None,
             "a piece being checked is not asked again"
         );
         assert!(s.verified(3));
         assert!(!s.verified(3), "the slower copy is no news");
         s.release(1);
-        assert_eq!(s.pick(&[], false), Some(1));
+        assert_eq!(s.pick(&[], None), Some(1));
         for p in [0, 1, 2] {
             s.verified(p);
         }
@@ -190,8 +220,8 @@ mod tests {
     #[test]
     fn a_resumed_bitmap_is_not_asked_again() {
         let mut s = Sched::new(3 * PIECE_SIZE, Some(vec![true, false, true]));
-        assert_eq!(s.pick(&[], true), Some(1));
-        assert_eq!(s.pick(&[], false), None);
+        assert_eq!(s.pick(&[], Some(Instant::now())), Some(1));
+        assert_eq!(s.pick(&[], None), None);
         assert_eq!(s.run_from(0), 1);
         let empty = Sched::new(0, None);
         assert!(empty.complete());

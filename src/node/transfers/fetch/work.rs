@@ -40,6 +40,14 @@ pub enum What {
         buf: Vec<u8>,
         result: Result<bool, String>,
     },
+    /// A copy of a piece that was not needed (the endgame's slower copy),
+    /// checked against its digest only.
+    Checked {
+        piece: u64,
+        host: String,
+        buf: Vec<u8>,
+        ok: bool,
+    },
     /// The whole-file hash now covers pieces `..upto`.
     Hashed {
         sha: Sha256State,
@@ -47,8 +55,9 @@ pub enum What {
         result: Result<(), String>,
     },
     Checkpointed(Result<(), String>),
-    /// Verified, durable and renamed: the digest; or why not.
-    Finished(Result<String, Finish>),
+    /// Verified, durable and renamed: the digest and the file's
+    /// modification time in place; or why not.
+    Finished(Result<(String, f64), Finish>),
     /// The records were written (`covers`: see `record::Book`).
     Saved {
         covers: u64,
@@ -172,6 +181,11 @@ pub fn piece(file: &File, offset: u64, buf: &[u8], digest: Option<&[u8]>) -> Res
     Ok(true)
 }
 
+/// Whether `buf` hashes to `digest`.
+pub fn check(buf: &[u8], digest: &[u8]) -> bool {
+    Sha256::digest(buf).as_slice() == digest
+}
+
 /// Feeds pieces `from..upto` (verified, written) into `sha`, reading them
 /// back from the `.part`.
 pub fn hash(file: &File, sha: &mut Sha256State, from: u64, upto: u64, size: u64) -> io::Result<()> {
@@ -210,14 +224,20 @@ pub fn finish(
     place: &Place,
     overwrite: bool,
     state: &Path,
-) -> Result<String, Finish> {
+) -> Result<(String, f64), Finish> {
     let got = sha.finish();
     if expect.is_some_and(|want| !want.eq_ignore_ascii_case(&got)) {
         return Err(Finish::Mismatch);
     }
     disk::finalize(file, place, overwrite).map_err(Finish::Error)?;
     remove_state(state);
-    Ok(got)
+    let modified = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    Ok((got, modified))
 }
 
 /// A failed or cancelled fetch: its `.part` (if still ours) and resume state go.
