@@ -50,9 +50,9 @@ impl Ctx {
         let Some(c) = self.conns.get_mut(idx) else {
             return;
         };
-        let bits = u8::from(readable) * PENDING_READ
-            | u8::from(hup) * PENDING_HUP
-            | u8::from(writable) * PENDING_WRITE;
+        let bits = (u8::from(readable) * PENDING_READ)
+            | (u8::from(hup) * PENDING_HUP)
+            | (u8::from(writable) * PENDING_WRITE);
         if c.pending & PENDING_QUEUED == 0 {
             self.backlog.push_back(Pending::Conn(idx));
         }
