@@ -142,6 +142,8 @@ pub(crate) struct Conn {
     pub want_drained: bool,
     /// The peer's FIN (or an error) was reported: read to EOF, no shortcut.
     pub hup: bool,
+    /// Readiness waiting in the loop's backlog (`ctx::PENDING_*` bits).
+    pub pending: u8,
 }
 
 impl Conn {
@@ -169,6 +171,7 @@ impl Conn {
             dirty: false,
             want_drained: false,
             hup: false,
+            pending: 0,
         }
     }
 

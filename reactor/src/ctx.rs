@@ -35,16 +35,20 @@ pub(crate) const TURN_BUDGET: Duration = Duration::from_millis(1);
 /// Connections accepted from one listener per step; more wait in the backlog.
 pub(crate) const ACCEPT_PER_STEP: usize = 64;
 
-/// An event a turn had no time for, handled first next turn.
+/// An event a turn had no time for, handled first next turn. A connection
+/// is queued once: later events for it while it waits are merged into its
+/// record (`Conn::pending`), so a long backlog never holds duplicates that
+/// each cost a read returning EAGAIN.
 pub(crate) enum Pending {
     Accept(usize),
-    Conn {
-        idx: usize,
-        readable: bool,
-        hup: bool,
-        writable: bool,
-    },
+    Conn(usize),
 }
+
+/// `Conn::pending` bits: queued in the backlog, and what was reported.
+pub(crate) const PENDING_QUEUED: u8 = 1;
+pub(crate) const PENDING_READ: u8 = 2;
+pub(crate) const PENDING_HUP: u8 = 4;
+pub(crate) const PENDING_WRITE: u8 = 8;
 
 /// How long a stopping loop keeps flushing output.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

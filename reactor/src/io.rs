@@ -8,7 +8,10 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use crate::conn::{CloseReason, Phase, CONNECT_TIMEOUT};
-use crate::ctx::{Ctx, Pending, TimerWhat, ACCEPT_PAUSE, ACCEPT_PER_STEP, SWEEP_PER_TICK};
+use crate::ctx::{
+    Ctx, Pending, TimerWhat, ACCEPT_PAUSE, ACCEPT_PER_STEP, PENDING_HUP, PENDING_QUEUED,
+    PENDING_READ, PENDING_WRITE, SWEEP_PER_TICK,
+};
 use crate::outq::Flush;
 use crate::service::{ListenerId, Service};
 
@@ -23,13 +26,37 @@ impl Ctx {
                     self.backlog.push_back(Pending::Accept(l));
                 }
             }
-            Pending::Conn {
-                idx,
-                readable,
-                hup,
-                writable,
-            } => self.conn_event(idx, readable, hup, writable, services),
+            Pending::Conn(idx) => {
+                let Some(c) = self.conns.get_mut(idx) else {
+                    return;
+                };
+                let bits = std::mem::take(&mut c.pending);
+                if bits & PENDING_QUEUED == 0 {
+                    return;
+                }
+                self.conn_event(
+                    idx,
+                    bits & PENDING_READ != 0,
+                    bits & PENDING_HUP != 0,
+                    bits & PENDING_WRITE != 0,
+                    services,
+                );
+            }
         }
+    }
+
+    /// Queues a connection's readiness for a later turn, once per connection.
+    pub(crate) fn defer_conn(&mut self, idx: usize, readable: bool, hup: bool, writable: bool) {
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let bits = (u8::from(readable) * PENDING_READ)
+            | (u8::from(hup) * PENDING_HUP)
+            | (u8::from(writable) * PENDING_WRITE);
+        if c.pending & PENDING_QUEUED == 0 {
+            self.backlog.push_back(Pending::Conn(idx));
+        }
+        c.pending |= PENDING_QUEUED | bits;
     }
 
     /// Accepts up to `max` connections; true when it stopped at `max` (more

@@ -129,25 +129,27 @@ impl Reactor {
             let mut woken = false;
             for ev in self.events.iter() {
                 let t = ev.token();
-                let p = if t == WAKER {
+                if t == WAKER {
                     woken = true;
                     continue;
-                } else if t.0 >= LISTENER_BASE {
-                    Pending::Accept(t.0 - LISTENER_BASE)
+                }
+                let late = !cx.backlog.is_empty() || Instant::now() >= deadline;
+                if t.0 >= LISTENER_BASE {
+                    let l = t.0 - LISTENER_BASE;
+                    if late {
+                        cx.backlog.push_back(Pending::Accept(l));
+                    } else {
+                        cx.handle_pending(Pending::Accept(l), services);
+                    }
                 } else {
                     let hup = ev.is_read_closed() || ev.is_error();
-                    Pending::Conn {
-                        idx: t.0,
-                        readable: ev.is_readable() || hup,
-                        hup,
-                        writable: ev.is_writable(),
+                    let (r, w) = (ev.is_readable() || hup, ev.is_writable());
+                    if late {
+                        cx.defer_conn(t.0, r, hup, w);
+                    } else {
+                        cx.conn_event(t.0, r, hup, w, services);
                     }
-                };
-                if !cx.backlog.is_empty() || Instant::now() >= deadline {
-                    cx.backlog.push_back(p);
-                    continue;
                 }
-                cx.handle_pending(p, services);
                 cx.process_closes(services);
             }
             if woken {

@@ -43,7 +43,8 @@ pub struct RegConn {
     /// Registered without a token under `--allow-anonymous`: closing the
     /// connection does not mark the host offline (seed clients reconnect per request).
     pub anonymous: bool,
-    /// Waiting for a whole LIST being gathered; later lines wait too, in order.
+    /// Waiting for a whole LIST being gathered or a query's matches being
+    /// collected; later lines wait too, in order.
     pub waiting_list: bool,
     pub standing: Standing,
     /// When its last complete line arrived (or when it was accepted).
@@ -74,6 +75,8 @@ enum Extra {
     Parts(ListParts),
     /// A whole LIST still being gathered: this connection waits.
     WaitList,
+    /// A query's matches still being collected: this line is read again later.
+    WaitQuery,
     /// Answered (the reply is in `out`); close once it is written.
     Close,
 }
@@ -219,6 +222,18 @@ impl Coordinator {
                             out.clear();
                             cx.send_parts(id, list.parts, list.len);
                         }
+                        Extra::WaitQuery => {
+                            used -= n;
+                            if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
+                                rc.waiting_list = true;
+                            }
+                            self.query_waiters.push(id);
+                            if !self.query_timer {
+                                self.query_timer = true;
+                                cx.timer(self.svc, GATHER_PAUSE, Timer::Query.to_key());
+                            }
+                            break;
+                        }
                         Extra::WaitList => {
                             if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
                                 rc.waiting_list = true;
@@ -290,6 +305,10 @@ impl Coordinator {
             }
             Ok((Answer::Pieces(list), effect)) => (Extra::Parts(list), effect),
             Ok((Answer::AfterGather, effect)) => (Extra::WaitList, effect),
+            Ok((Answer::AfterQuery, _)) => {
+                // Not answered yet: counted when it is read again.
+                return Extra::WaitQuery;
+            }
             Err(_) if over_cap => {
                 Reply::Error("too many connections".into()).encode(out);
                 (Extra::Close, Effect::None)
@@ -371,6 +390,28 @@ impl Coordinator {
                 self.gather = None;
                 self.registry.store_list(at, version, list.clone());
                 self.list_ready(cx, list);
+            }
+        }
+    }
+
+    /// One step of the query being collected; when it is done, every
+    /// connection waiting on a query reads its line again (another query
+    /// starts collecting then, if one was waiting behind it).
+    pub(super) fn query_step(&mut self, cx: &mut Ctx) {
+        self.query_timer = false;
+        let done = match self.registry.query_building() {
+            Some(q) => self.registry.query_step(&q, super::registry::STEP_BUDGET),
+            None => true,
+        };
+        if !done {
+            self.query_timer = true;
+            cx.timer(self.svc, GATHER_PAUSE, Timer::Query.to_key());
+            return;
+        }
+        for id in std::mem::take(&mut self.query_waiters) {
+            if let Some(Kind::Registry(rc)) = self.conns.get_mut(id) {
+                rc.waiting_list = false;
+                self.registry_input(cx, id);
             }
         }
     }

@@ -32,6 +32,9 @@ pub(super) enum Answer<'r> {
     Pieces(ListParts),
     /// A whole LIST still to gather: answer when it is.
     AfterGather,
+    /// A LIST page whose query's matches are still being collected: the
+    /// request is read again once they are.
+    AfterQuery,
 }
 
 /// How a request changes which connection speaks for which host.
@@ -213,6 +216,12 @@ impl Coordinator {
                     ));
                 }
                 let limit = limit.unwrap_or(registry::MAX_PAGE);
+                if let Some(q) = query.as_deref().filter(|q| !q.is_empty()) {
+                    // A new query scans every host: in steps, never in one turn.
+                    if !self.registry.query_step(q, super::registry::STEP_BUDGET) {
+                        return Ok((Answer::AfterQuery, Effect::None));
+                    }
+                }
                 // Shared pieces, not a copy: a page of 100 hosts is ~70 KB,
                 // and copying it twice was a quarter of the 1k preset's
                 // instructions (callgrind, BENCHMARKS.md).

@@ -85,6 +85,8 @@ enum Timer {
     SweepMore,
     /// The next step of gathering a whole LIST.
     Gather,
+    /// The next step of collecting a LIST query's matches.
+    Query,
     /// Expired revocations and refilled rate buckets are dropped.
     Housekeep,
     /// An admin probe's deadline, by the op id of the request it answers.
@@ -107,6 +109,7 @@ impl Timer {
             Timer::Housekeep => 2,
             Timer::SweepMore => 3,
             Timer::Gather => 4,
+            Timer::Query => 5,
             Timer::Probe(op) => KEY_PROBE | (op & (KEY_PROBE - 1)),
             Timer::Stranger(id) => {
                 KEY_STRANGER
@@ -128,6 +131,7 @@ impl Timer {
                 2 => Some(Timer::Housekeep),
                 3 => Some(Timer::SweepMore),
                 4 => Some(Timer::Gather),
+                5 => Some(Timer::Query),
                 _ => None,
             }
         }
@@ -164,6 +168,10 @@ pub struct Coordinator {
     gather: Option<Gather>,
     /// Registry connections waiting for it.
     list_waiters: Vec<ConnId>,
+    /// Registry connections waiting for a query's matches (conn.rs).
+    query_waiters: Vec<ConnId>,
+    /// A query step is scheduled.
+    query_timer: bool,
     /// The cutoff of the sweep pass under way, if one is.
     sweep_cutoff: Option<f64>,
     /// TCP keepalive of registered connections.
@@ -312,6 +320,8 @@ impl Coordinator {
             sweep_cutoff: None,
             keepalive: keepalive_from_env()?,
             list_waiters: Vec::new(),
+            query_waiters: Vec::new(),
+            query_timer: false,
             unbound: UnboundCount::default(),
             rate: RateLimit::default(),
             revoked,
@@ -399,6 +409,7 @@ impl Service for Coordinator {
             }
             Some(Timer::SweepMore) => self.sweep(cx),
             Some(Timer::Gather) => self.gather_step(cx),
+            Some(Timer::Query) => self.query_step(cx),
             Some(Timer::Probe(op)) => self.probe_timeout(cx, op),
             None => {}
         }
@@ -468,6 +479,7 @@ mod tests {
             Timer::Housekeep,
             Timer::SweepMore,
             Timer::Gather,
+            Timer::Query,
             Timer::Probe(1),
             Timer::Probe(KEY_PROBE - 1),
             Timer::Stranger(id),

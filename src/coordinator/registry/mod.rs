@@ -134,6 +134,14 @@ struct QueryHits {
     keys: OrderedKeys,
 }
 
+/// A query's matches being collected a step per loop turn (a scan of every
+/// host took tens of ms at a million hosts): the hosts up to `cursor` are
+/// done and kept up to date as they change; the rest are still to visit.
+struct QueryBuild {
+    hits: QueryHits,
+    cursor: Option<Box<str>>,
+}
+
 #[derive(Default)]
 pub struct Registry {
     /// Boxed so that growing the slab moves pointers, not whole hosts
@@ -156,6 +164,8 @@ pub struct Registry {
     queries: Vec<QueryHits>,
     /// Where the incremental inactivity sweep goes on (a slab index).
     sweep_at: usize,
+    /// A query whose matches are being collected (one at a time).
+    building: Option<QueryBuild>,
 }
 
 impl Registry {
@@ -193,7 +203,12 @@ impl Registry {
         h.tail = None;
         let h = &self.hosts[key];
         let hosts = &self.hosts;
-        for qh in self.queries.iter_mut() {
+        let visited = self
+            .building
+            .as_mut()
+            .filter(|b| b.cursor.as_deref().is_some_and(|c| *h.name <= *c))
+            .map(|b| &mut b.hits);
+        for qh in self.queries.iter_mut().chain(visited) {
             if h.matches(&qh.query) {
                 qh.keys.insert(key, &h.name, |k| &hosts[k].name);
             } else {
@@ -364,7 +379,8 @@ impl Registry {
         let hosts = &self.hosts;
         let name = hosts[key].name.clone();
         self.order.remove(&name, |k| &hosts[k].name);
-        for qh in self.queries.iter_mut() {
+        let building = self.building.as_mut().map(|b| &mut b.hits);
+        for qh in self.queries.iter_mut().chain(building) {
             qh.keys.remove(&name, |k| &hosts[k].name);
         }
         let h = self.hosts.remove(key);
@@ -561,7 +577,64 @@ impl Registry {
         (page, total as u64, next)
     }
 
+    /// Whether `q`'s matches are at hand (no query, or a recent one).
+    pub fn query_ready(&self, q: Option<&str>) -> bool {
+        match q.filter(|q| !q.is_empty()) {
+            None => true,
+            Some(q) => self.queries.iter().any(|qh| qh.query == q),
+        }
+    }
+
+    /// The query being collected, if any.
+    pub fn query_building(&self) -> Option<String> {
+        self.building.as_ref().map(|b| b.hits.query.clone())
+    }
+
+    /// Collects `q`'s matches for about `budget`; true once they are at
+    /// hand. While another query is being collected, `q` waits (false).
+    pub fn query_step(&mut self, q: &str, budget: std::time::Duration) -> bool {
+        if self.query_ready(Some(q)) {
+            return true;
+        }
+        let b = self.building.get_or_insert_with(|| QueryBuild {
+            hits: QueryHits {
+                query: q.to_string(),
+                keys: OrderedKeys::default(),
+            },
+            cursor: None,
+        });
+        if b.hits.query != q {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        loop {
+            let hosts = &self.hosts;
+            let keys = self
+                .order
+                .after(b.cursor.as_deref(), 256, |k| &hosts[k].name);
+            let Some(&last) = keys.last() else {
+                break;
+            };
+            for k in keys {
+                if hosts[k].matches(q) {
+                    b.hits.keys.insert(k, &hosts[k].name, |o| &hosts[o].name);
+                }
+            }
+            b.cursor = Some(hosts[last].name.as_ref().into());
+            if start.elapsed() >= budget {
+                return false;
+            }
+        }
+        if let Some(b) = self.building.take() {
+            self.queries.truncate(MAX_QUERIES - 1);
+            self.queries.insert(0, b.hits);
+        }
+        true
+    }
+
     /// Host keys matching `q`, in hostname order (kept for recent queries).
+    /// An uncached query is collected here at once (the admin API; registry
+    /// connections collect it in steps first, [`Registry::query_step`]).
     fn matching(&mut self, q: &str) -> &OrderedKeys {
         match self.queries.iter().position(|qh| qh.query == q) {
             Some(0) => {}
@@ -733,6 +806,54 @@ mod tests {
         let copy = sorted.clone();
         sorted.sort();
         assert_eq!(copy, sorted);
+    }
+
+    #[test]
+    fn a_query_collected_in_steps_while_hosts_change_matches_a_scan() {
+        let mut r = Registry::default();
+        let mut keys = Vec::new();
+        for i in 0..3000 {
+            let tag = if i % 3 == 0 { "fizz" } else { "buzz" };
+            let files = vec![(format!("{tag}-{i}"), meta(1))];
+            keys.push(r.register(&format!("h{i:05}"), "", "ip", 1, files, None, 1.0));
+        }
+        let mut steps = 0;
+        while !r.query_step("fizz", std::time::Duration::ZERO) {
+            assert!(
+                !r.query_step("other", std::time::Duration::ZERO),
+                "one at a time"
+            );
+            steps += 1;
+            let i = (steps * 251) % 3000;
+            r.publish(keys[i], "fizz-late", meta(2));
+            r.remove(keys[(i + 1500) % 3000]);
+            r.register(
+                &format!("a{steps:04}"),
+                "",
+                "ip",
+                1,
+                vec![("fizz".into(), meta(1))],
+                None,
+                2.0,
+            );
+        }
+        assert!(steps >= 10, "{steps}");
+        assert!(r.query_ready(Some("fizz")));
+        let (got, total, _) = r.page(0, 1000, Some("fizz"));
+        let (rest, _, _) = r.page(1000, 1000, Some("fizz"));
+        let got: Vec<String> = got
+            .iter()
+            .chain(rest.iter())
+            .map(|k| r.get(*k).unwrap().name.to_string())
+            .collect();
+        let mut want: Vec<String> = (0..r.hosts.capacity())
+            .filter_map(|k| r.hosts.get(k))
+            .filter(|h| h.matches("fizz"))
+            .map(|h| h.name.to_string())
+            .collect();
+        want.sort();
+        assert_eq!(total as usize, want.len());
+        assert_eq!(got, want);
     }
 
     #[test]
