@@ -31,6 +31,8 @@ const SVG: &str = "image/svg+xml; charset=utf-8";
 const INDEX_HTML: &[u8] = include_bytes!("../www/index.html");
 const ADMIN_HTML: &[u8] = include_bytes!("../www/admin.html");
 const APP_JS: &[u8] = include_bytes!("../www/app.js");
+const FILES_JS: &[u8] = include_bytes!("../www/files.js");
+const DOWNLOADS_JS: &[u8] = include_bytes!("../www/downloads.js");
 const ADMIN_JS: &[u8] = include_bytes!("../www/admin.js");
 const COMMON_JS: &[u8] = include_bytes!("../www/common.js");
 const STYLE_CSS: &[u8] = include_bytes!("../www/style.css");
@@ -46,6 +48,8 @@ pub fn lookup(site: Site, path: &str) -> Option<Asset> {
     let (body, content_type) = match (site, path) {
         (Site::Client, "/" | "/index.html") => (INDEX_HTML, HTML),
         (Site::Client, "/app.js") => (APP_JS, JS),
+        (Site::Client, "/files.js") => (FILES_JS, JS),
+        (Site::Client, "/downloads.js") => (DOWNLOADS_JS, JS),
         (Site::Admin, "/" | "/admin.html") => (ADMIN_HTML, HTML),
         (Site::Admin, "/admin.js") => (ADMIN_JS, JS),
         (_, "/common.js") => (COMMON_JS, JS),

@@ -35,6 +35,13 @@
     generation: 0, // bumps on logout so late answers from a previous session are dropped
   };
 
+  // The views in files.js and downloads.js share this scope's state and
+  // helpers through one namespace, and add their own entry points to it.
+  const C = (window.P2PClient = {
+    state, authed, keepFocus, setView,
+    PAGE_SIZE, HASHING_RECHECK_MS, FETCH_ACTIVE_MS, FETCH_IDLE_MS, ACTIVE, CANCELLABLE,
+  });
+
   // ---- Session -----------------------------------------------------------
 
   function authed(method, path, body) {
@@ -261,7 +268,7 @@
     const fromHash = location.hash.replace("#", "");
     setView(VIEWS.includes(fromHash) ? fromHash : "files", false);
     pollStatus();
-    pollFetches();
+    C.pollFetches();
   }
 
   function setView(name, focus) {
@@ -275,9 +282,9 @@
     const titles = { files: "My files", network: "Network", downloads: "Downloads" };
     document.title = "p2pshare — " + titles[name];
     if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
-    if (name === "files") loadFiles();
+    if (name === "files") C.loadFiles();
     if (name === "network") loadNetwork();
-    if (name === "downloads") renderFetches();
+    if (name === "downloads") C.renderFetches();
     if (focus) $("#main").focus();
   }
 
@@ -381,27 +388,8 @@
     }
   }
 
-  // ---- My files ----------------------------------------------------------
+  // ---- Shared by the views ---
 
-  async function loadFiles() {
-    clearTimeout(state.timers.files);
-    const gen = state.generation;
-    const res = await authed("GET", "/api/client/local-files");
-    if (gen !== state.generation || !state.token) return;
-    if (!res.ok) {
-      P.formMessage($("#add-msg"), "Could not load your files: " + res.error);
-      return;
-    }
-    const files = Array.isArray(res.data.files) ? res.data.files : [];
-    state.files = files;
-    renderFiles(files);
-    // Hashing runs on the node in the background; look again until it is done.
-    if (files.some((f) => f.hashing) && state.view === "files") {
-      state.timers.files = setTimeout(loadFiles, HASHING_RECHECK_MS);
-    }
-  }
-
-  /** Re-renders a list, keeping keyboard focus on the same logical control. */
   function keepFocus(render) {
     const active = document.activeElement;
     const key = active && active.dataset ? active.dataset.focusKey : null;
@@ -410,286 +398,6 @@
       const again = $$("[data-focus-key]").find((n) => n.dataset.focusKey === key);
       if (again && !again.disabled) again.focus();
     }
-  }
-
-  function renderFiles(files) {
-    const key = JSON.stringify(files);
-    if (key === state.filesKey) return;
-    state.filesKey = key;
-    $("#files-empty").hidden = files.length > 0;
-    $("#files-table").hidden = files.length === 0;
-    keepFocus(() => setChildren($("#files-body"), files.map(fileRow)));
-  }
-
-  function sharingBadge(f) {
-    if (f.status === "missing") return el("span", { class: "badge badge-danger" }, "Missing on disk");
-    if (f.status === "changed") return el("span", { class: "badge badge-warn" }, "Changed since added");
-    if (f.hash_error) {
-      return el("span", { class: "badge badge-danger", title: String(f.hash_error) }, "Cannot read file");
-    }
-    if (f.changing && !f.sha256) {
-      return el("span", {
-        class: "badge badge-warn",
-        title: "The file changed each time it was read; it is hashed again less and less often until it stops changing",
-      }, "Keeps changing");
-    }
-    if (f.hashing) {
-      return el("span", { class: "badge badge-info" },
-        el("span", { class: "spinner", "aria-hidden": "true" }), "Hashing…");
-    }
-    if (f.is_published) return el("span", { class: "badge badge-ok" }, "Published");
-    return el("span", { class: "badge" }, "Not published");
-  }
-
-  function fileRow(f) {
-    const name = String(f.name);
-    const publishBtn = f.is_published
-      ? el("button", {
-        type: "button", class: "btn btn-ghost btn-small",
-        dataset: { action: "unpublish", focusKey: "share:" + name },
-        "aria-label": "Unpublish " + name,
-        on: { click: (ev) => unpublishFile(name, ev.currentTarget) },
-      }, "Unpublish")
-      : el("button", {
-        type: "button", class: "btn btn-primary btn-small",
-        dataset: { action: "publish", focusKey: "share:" + name },
-        "aria-label": "Publish " + name,
-        disabled: f.status === "missing",
-        // The node answers a publish once the file's hash is done.
-        title: f.hashing ? "Publishes as soon as the SHA-256 is computed" : null,
-        on: { click: (ev) => publishFile(name, false, ev.currentTarget, !!f.hashing) },
-      }, "Publish");
-    const removeBtn = el("button", {
-      type: "button", class: "btn btn-ghost btn-small",
-      dataset: { action: "remove", focusKey: "remove:" + name },
-      "aria-label": "Stop tracking " + name,
-      on: { click: () => removeFile(name) },
-    }, "Remove");
-    return el("tr", { dataset: { name } },
-      el("td", {},
-        el("div", { class: "fname" }, name),
-        f.path ? el("div", { class: "sub", title: f.path }, f.path) : null),
-      el("td", { class: "num", "data-label": "Size" }, P.formatBytes(f.size)),
-      el("td", { class: "nowrap", "data-label": "Modified" }, P.formatTime(f.modified)),
-      el("td", { "data-label": "SHA-256" },
-        f.sha256
-          ? el("span", { class: "hash", title: f.sha256 }, P.shortHash(f.sha256))
-          : el("span", { class: "muted" }, f.hashing ? "computing…" : "—")),
-      el("td", { "data-label": "Sharing" }, sharingBadge(f),
-        f.is_published && f.published_at
-          ? el("div", { class: "sub nowrap" }, "since " + P.formatTime(f.published_at)) : null),
-      el("td", { class: "actions" }, el("div", { class: "actions-inner" }, publishBtn, removeBtn)));
-  }
-
-  function wireFiles() {
-    $("#add-browse").addEventListener("click", () => openPicker());
-    $("#add-form").addEventListener("submit", async (ev) => {
-      ev.preventDefault();
-      const input = $("#add-path");
-      const path = input.value.trim();
-      const msg = $("#add-msg");
-      if (!path) {
-        P.formMessage(msg, "Type the full path of a file, for example /home/me/report.pdf.");
-        input.focus();
-        return;
-      }
-      const btn = $("#add-submit");
-      P.setBusy(btn, true, "Adding…");
-      const res = await authed("POST", "/api/client/add-file", { path });
-      P.setBusy(btn, false);
-      if (!res.ok) {
-        P.formMessage(msg, res.status === 409
-          ? "A file with that name is already in your list: " + res.error
-          : res.error);
-        input.focus();
-        return;
-      }
-      P.formMessage(msg, "");
-      input.value = "";
-      const added = res.data && res.data.file ? res.data.file.name : path;
-      P.toast("Added “" + added + "”. Its SHA-256 is computed in the background.", "ok");
-      input.focus();
-      loadFiles();
-    });
-  }
-
-  // ---- File picker: folders beneath the node's share roots -------------
-
-  async function addPath(path) {
-    const res = await authed("POST", "/api/client/add-file", { path });
-    return res;
-  }
-
-  function pickerList(listing, go, pick) {
-    const rows = [];
-    if (listing.parent) {
-      rows.push(el("li", {}, el("button", {
-        type: "button", class: "picker-item picker-dir", dataset: { path: listing.parent },
-        on: { click: () => go(listing.parent) },
-      }, "↑ Up one folder")));
-    } else if (listing.path) {
-      rows.push(el("li", {}, el("button", {
-        type: "button", class: "picker-item picker-dir",
-        on: { click: () => go(null) },
-      }, "↑ All shared folders")));
-    }
-    for (const e of listing.entries || []) {
-      const isDir = e.kind === "dir";
-      rows.push(el("li", {}, el("button", {
-        type: "button",
-        class: "picker-item " + (isDir ? "picker-dir" : "picker-file"),
-        dataset: { path: e.path, kind: e.kind },
-        on: { click: () => (isDir ? go(e.path) : pick(e.path)) },
-      },
-      el("span", { class: "picker-name" }, isDir ? e.name + "/" : e.name),
-      el("span", { class: "picker-size muted" }, isDir ? "folder" : P.formatBytes(e.size)))));
-    }
-    return rows;
-  }
-
-  async function openPicker() {
-    const list = el("ul", { class: "picker-list", id: "picker-list", "aria-live": "polite" });
-    const where = el("p", { class: "picker-where mono", id: "picker-where" }, "");
-    const note = el("p", { class: "form-msg", id: "picker-msg", role: "alert", hidden: true });
-    let current = null;
-    let files = [];
-    async function go(path) {
-      const qs = path ? "?path=" + encodeURIComponent(path) : "";
-      const res = await authed("GET", "/api/client/browse" + qs);
-      if (!res.ok || !res.data) {
-        P.formMessage(note, res.error || "Cannot open that folder.");
-        return;
-      }
-      P.formMessage(note, res.data.truncated ? "This folder holds more entries than can be shown." : "");
-      current = res.data.path || null;
-      files = (res.data.entries || []).filter((e) => e.kind === "file").map((e) => e.path);
-      where.textContent = current ? current : "Folders you may share from";
-      setChildren(list, pickerList(res.data, go, pickOne));
-      const all = document.querySelector("#picker-add-all");
-      if (all) {
-        all.disabled = files.length === 0;
-        all.textContent = files.length ? "Add all " + P.plural(files.length, "file", "files") + " here" : "No files here";
-      }
-    }
-    let finish = null;
-    async function pickOne(path) {
-      $("#add-path").value = path;
-      if (finish) finish();
-      $("#add-form").requestSubmit();
-    }
-    const dialog = P.openDialog({
-      title: "Choose a file to share",
-      id: "picker-dialog",
-      wide: true,
-      body: [where, note, list],
-      actions: [
-        { label: "Add all files here", value: "all", kind: "primary", id: "picker-add-all" },
-        { label: "Cancel", value: null, id: "picker-cancel" },
-      ],
-    });
-    finish = () => {
-      const close = document.querySelector("#picker-cancel");
-      if (close) close.click();
-    };
-    await go(null);
-    const choice = await dialog;
-    if (choice !== "all" || files.length === 0) return;
-    let added = 0;
-    const failed = [];
-    for (const path of files) {
-      const res = await addPath(path);
-      if (res.ok) added += 1;
-      else if (res.status !== 409) failed.push(path.split("/").pop() + ": " + res.error);
-    }
-    if (added) P.toast("Added " + P.plural(added, "file", "files") + " from " + current + ".", "ok");
-    if (failed.length) P.toast("Not added: " + failed.slice(0, 3).join("; ") + (failed.length > 3 ? "…" : ""), "error");
-    loadFiles();
-  }
-
-  async function publishFile(fname, force, button, hashing) {
-    if (button) P.setBusy(button, true, hashing ? "Hashing, then publishing…" : "Publishing…");
-    const body = { fname };
-    if (force) body.force = true;
-    const res = await authed("POST", "/api/client/publish", body);
-    if (button && button.isConnected) P.setBusy(button, false);
-    if (res.ok) {
-      // The node may accept a publish while the coordinator is away and say so.
-      const note = res.data && typeof res.data.note === "string" ? res.data.note : "";
-      if (note) P.toast("“" + fname + "” is published on this computer. " + note, "info");
-      else P.toast("“" + fname + "” is now shared on the network.", "ok");
-      loadFiles();
-      return;
-    }
-    if (res.status === 409 && res.data && Array.isArray(res.data.duplicates)) {
-      const choice = await duplicateDialog(fname, res.data.duplicates);
-      if (choice === "anyway") await publishFile(fname, true, null);
-      return;
-    }
-    if (res.status === 409 && res.data && res.data.hashing) {
-      P.toast("“" + fname + "” is still being hashed. Publish it again in a moment.", "info");
-      loadFiles();
-      return;
-    }
-    P.toast("Could not publish “" + fname + "”: " + res.error, "error");
-    loadFiles();
-  }
-
-  function duplicateDialog(fname, dups) {
-    const items = dups.map((d) => {
-      const who = d.display_name && d.display_name !== d.hostname
-        ? d.display_name + " (" + d.hostname + ")"
-        : String(d.hostname || "unknown host");
-      const reason = d.reason === "same content"
-        ? "Same content (identical SHA-256)"
-        : d.reason === "same size and modified time"
-          ? "Same size and modified time"
-          : String(d.reason || "Looks the same");
-      return el("li", { class: "dup-item" },
-        el("span", { class: "fname" }, String(d.name)),
-        el("span", { class: "sub" }, "Shared by " + who),
-        el("span", { class: "sub" },
-          [P.formatBytes(d.size), "modified " + P.formatTime(d.modified), reason].join(" · ")));
-    });
-    return P.openDialog({
-      id: "duplicate-dialog",
-      title: "This file is already on the network",
-      body: [
-        el("p", {}, "“", el("strong", {}, fname), "” looks the same as ",
-          dups.length === 1 ? "a file" : dups.length + " files",
-          " other people already share. Publishing it again adds another source for the same data."),
-        el("ul", { class: "dup-list", "aria-label": "Files that look the same" }, items),
-      ],
-      actions: [
-        { label: "Cancel", value: null, id: "dup-cancel" },
-        { label: "Publish anyway", value: "anyway", kind: "primary", id: "dup-publish-anyway" },
-      ],
-    });
-  }
-
-  async function unpublishFile(fname, button) {
-    P.setBusy(button, true, "Unpublishing…");
-    const res = await authed("POST", "/api/client/unpublish", { fname });
-    if (button.isConnected) P.setBusy(button, false);
-    if (!res.ok) P.toast("Could not unpublish “" + fname + "”: " + res.error, "error");
-    else P.toast("“" + fname + "” is no longer shared.", "ok");
-    loadFiles();
-  }
-
-  async function removeFile(fname) {
-    const ok = await P.openDialog({
-      title: "Stop tracking this file?",
-      body: el("p", {}, "“", el("strong", {}, fname),
-        "” is removed from your list and no longer shared. The file on your disk is not touched."),
-      actions: [
-        { label: "Cancel", value: null },
-        { label: "Stop tracking", value: "remove", kind: "danger", id: "remove-confirm" },
-      ],
-    });
-    if (ok !== "remove") return;
-    const res = await authed("POST", "/api/client/remove-file", { fname });
-    if (!res.ok) P.toast("Could not remove “" + fname + "”: " + res.error, "error");
-    else P.toast("Stopped tracking “" + fname + "”.", "ok");
-    loadFiles();
   }
 
   // ---- Network -----------------------------------------------------------
@@ -848,240 +556,10 @@
           return false;
         }
         P.toast("Downloading “" + f.name + "”. Follow it in Downloads.", "ok");
-        pollFetches();
+        C.pollFetches();
         return "started";
       },
     });
-  }
-
-  // ---- Downloads ---------------------------------------------------------
-
-  async function pollFetches() {
-    clearTimeout(state.timers.fetches);
-    const gen = state.generation;
-    const res = await authed("GET", "/api/client/fetches");
-    if (gen !== state.generation || !state.token) return;
-    if (res.ok && res.data && Array.isArray(res.data.fetches)) {
-      const firstLoad = !state.fetchesLoaded;
-      state.fetchesLoaded = true;
-      const next = new Map();
-      for (const f of res.data.fetches) next.set(String(f.fetch_id), f);
-      for (const [id, f] of next) {
-        if (ACTIVE.has(f.status) || state.announced.has(id)) continue;
-        state.announced.add(id);
-        if (firstLoad) continue;
-        if (f.status === "completed") P.toast("Downloaded “" + f.file_name + "”.", "ok");
-        else if (f.status === "failed") P.toast("“" + f.file_name + "” failed: " + humanFetchError(f.error).text, "error");
-      }
-      state.fetches = next;
-      renderFetches();
-    }
-    const anyActive = Array.from(state.fetches.values()).some((f) => ACTIVE.has(f.status));
-    state.timers.fetches = setTimeout(pollFetches, anyActive ? FETCH_ACTIVE_MS : FETCH_IDLE_MS);
-  }
-
-  const STATUS_LABEL = {
-    pending: ["Waiting", "badge-info"],
-    downloading: ["Downloading", "badge-info"],
-    verifying: ["Verifying", "badge-warn"],
-    paused: ["Paused", "badge-warn"],
-    completed: ["Completed", "badge-ok"],
-    failed: ["Failed", "badge-danger"],
-    cancelled: ["Cancelled", ""],
-  };
-
-  /** Peer and node error codes → a sentence a person understands. */
-  function humanFetchError(raw) {
-    const text = String(raw || "").trim();
-    const low = text.toLowerCase();
-    const rules = [
-      [/^(error )?notfound$|not published|no longer/, "The other computer no longer shares this file."],
-      [/filenotfound|gone from disk|changed since/, "The file was moved, deleted or changed on the other computer since it was published."],
-      [/readerror|read error/, "The other computer could not read the file from its disk."],
-      [/refused/, "Could not connect to the other computer: it may be offline or behind a firewall."],
-      [/timed? ?out|timeout/, "The other computer stopped answering."],
-      [/reset|broken pipe|closed|eof|unexpected end/, "The connection to the other computer was lost before the download finished."],
-      [/sha|checksum|hash|mismatch|verify/, "The downloaded data did not match the published fingerprint (SHA-256), so it was discarded."],
-      [/exists/, "A file already exists at the save location. Choose another path, or allow replacing it."],
-      [/permission|denied|read-only/, "p2pshare may not write to the save location. Choose another folder."],
-      [/no space|disk full/, "There is not enough free disk space for this file."],
-      [/no (online )?hosts?|no peers?|nobody|not found on the network|notfound/, "No computer that has this file is online right now."],
-      [/cancel/, "The download was cancelled."],
-    ];
-    for (const [re, sentence] of rules) {
-      if (re.test(low)) return { text: sentence, detail: text };
-    }
-    if (!text) return { text: "The download failed for an unknown reason.", detail: "" };
-    const sentence = text.charAt(0).toUpperCase() + text.slice(1);
-    return { text: /[.!?]$/.test(sentence) ? sentence : sentence + ".", detail: "" };
-  }
-
-  function renderFetches() {
-    const list = $("#downloads-list");
-    const fetches = Array.from(state.fetches.values());
-    $("#downloads-empty").hidden = fetches.length > 0;
-    const active = fetches.filter((f) => ACTIVE.has(f.status)).length;
-    const badge = $("#downloads-badge");
-    badge.hidden = active === 0;
-    badge.textContent = String(active);
-    badge.setAttribute("aria-label", P.plural(active, "active download", "active downloads"));
-
-    // Update cards in place, so bars animate smoothly and focus stays put.
-    const existing = new Map($$(".transfer", list).map((n) => [n.dataset.fetchId, n]));
-    const order = [];
-    for (const f of fetches) {
-      const id = String(f.fetch_id);
-      let card = existing.get(id);
-      if (!card) card = buildTransfer(id);
-      updateTransfer(card, f);
-      existing.delete(id);
-      order.push(card);
-    }
-    for (const stale of existing.values()) stale.remove();
-    order.forEach((card, i) => {
-      if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
-    });
-  }
-
-  function buildTransfer(id) {
-    const card = el("li", { class: "card transfer", dataset: { fetchId: id } },
-      el("div", { class: "transfer-head" },
-        el("div", { class: "transfer-title" },
-          el("span", { class: "fname", dataset: { part: "name" } }),
-          el("span", { class: "transfer-path", dataset: { part: "path" } })),
-        el("div", { class: "actions" },
-          el("span", { class: "badge", dataset: { part: "badge" } }),
-          el("button", {
-            type: "button", class: "btn btn-ghost btn-small", dataset: { part: "pause", focusKey: "pause:" + id },
-            on: { click: () => pauseFetch(id, card) },
-          }, "Pause"),
-          el("button", {
-            type: "button", class: "btn btn-ghost btn-small", dataset: { part: "cancel", focusKey: "cancel:" + id },
-            on: { click: () => cancelFetch(id, card) },
-          }, "Cancel"))),
-      el("div", { class: "progress-row" },
-        el("div", {
-          class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100",
-          dataset: { part: "bar" },
-        }, el("div", { class: "progress-fill", dataset: { part: "fill" } })),
-        el("span", { class: "progress-pct", dataset: { part: "pct" } })),
-      el("dl", { class: "transfer-stats" },
-        stat("Downloaded", "bytes"), stat("Speed", "speed"), stat("Time left", "eta"), stat("From", "peer")),
-      el("ul", { class: "transfer-peers", dataset: { part: "peers" }, "aria-label": "Computers sending this file" }),
-      el("p", { class: "transfer-note", dataset: { part: "shared" }, hidden: true }),
-      el("p", { class: "transfer-error", dataset: { part: "error" }, hidden: true }));
-    return card;
-  }
-
-  function stat(label, part) {
-    return el("div", {}, el("dt", {}, label), el("dd", { dataset: { part } }));
-  }
-
-  function part(card, name) {
-    return card.querySelector('[data-part="' + name + '"]');
-  }
-
-  function updateTransfer(card, f) {
-    const active = ACTIVE.has(f.status);
-    const total = typeof f.total_size === "number" ? f.total_size : 0;
-    const done = typeof f.downloaded_size === "number" ? f.downloaded_size : 0;
-    let pct = typeof f.progress_percent === "number" ? f.progress_percent
-      : total > 0 ? (done / total) * 100 : 0;
-    if (f.status === "completed") pct = 100;
-    pct = Math.max(0, Math.min(100, pct));
-    const name = String(f.file_name || "");
-    card.dataset.status = String(f.status);
-    part(card, "name").textContent = name;
-    part(card, "path").textContent = f.save_path ? "→ " + f.save_path : "";
-    const [label, cls] = STATUS_LABEL[f.status] || [String(f.status), ""];
-    const badge = part(card, "badge");
-    badge.className = "badge " + cls;
-    badge.textContent = label;
-    const cancel = part(card, "cancel");
-    cancel.hidden = !CANCELLABLE.has(f.status);
-    cancel.setAttribute("aria-label", "Cancel download of " + name);
-    const pause = part(card, "pause");
-    const paused = f.status === "paused";
-    pause.hidden = !paused && !(f.status === "pending" || f.status === "downloading");
-    pause.textContent = paused ? "Resume" : "Pause";
-    pause.dataset.action = paused ? "resume" : "pause";
-    pause.setAttribute("aria-label", (paused ? "Resume" : "Pause") + " download of " + name);
-
-    const bar = part(card, "bar");
-    const shown = pct >= 99.95 && f.status !== "completed" ? 99.9 : pct;
-    bar.setAttribute("aria-valuenow", String(Math.floor(shown)));
-    bar.setAttribute("aria-label", "Download progress for " + name);
-    bar.className = "progress" + ({
-      completed: " progress-done", failed: " progress-failed",
-      cancelled: " progress-cancelled", verifying: " progress-verifying",
-    }[f.status] || "");
-    part(card, "fill").style.width = shown.toFixed(1) + "%";
-    part(card, "pct").textContent = (shown === 100 ? "100" : shown.toFixed(1)) + "%";
-
-    part(card, "bytes").textContent = P.formatBytes(done) + " of " + P.formatBytes(total);
-    const took = f.finished_at && f.started_at ? f.finished_at - f.started_at : 0;
-    part(card, "speed").textContent = f.status === "downloading"
-      ? P.formatSpeed(f.speed_bps)
-      : f.status === "completed" && took > 0 ? P.formatSpeed(total / took) + " average" : "—";
-    part(card, "eta").textContent = f.status === "downloading"
-      ? P.formatDuration(f.eta_seconds)
-      : f.status === "completed" && took >= 0 && f.finished_at
-        ? "done in " + (took < 1 ? "under 1 s" : P.formatDuration(took))
-        : "—";
-    const peers = Array.isArray(f.peers) ? f.peers : [];
-    const using = peers.filter((p) => p.state === "active").length;
-    part(card, "peer").textContent = using > 1 ? using + " computers" : f.peer ? String(f.peer) : "—";
-    renderPeers(part(card, "peers"), peers);
-    const shared = part(card, "shared");
-    shared.hidden = !(f.status === "completed" && f.shared);
-    shared.textContent = f.shared ? "Your files: " + String(f.shared) : "";
-
-    const err = part(card, "error");
-    if (f.status === "failed" || (f.error && f.status !== "completed" && f.status !== "cancelled")) {
-      const human = humanFetchError(f.error);
-      err.hidden = false;
-      setChildren(err, human.text,
-        human.detail ? el("span", { class: "sub" }, " (" + human.detail + ")") : null);
-    } else {
-      err.hidden = true;
-      setChildren(err);
-    }
-  }
-
-  /** One line per computer: its share of the bytes, speed and state. */
-  function renderPeers(list, peers) {
-    list.hidden = peers.length === 0;
-    setChildren(list, peers.map((p) => {
-      const state = p.state === "dropped" ? "dropped" : p.state === "active" ? "sending" : "done";
-      return el("li", { class: "peer peer-" + state, dataset: { host: String(p.hostname) } },
-        el("span", { class: "peer-name" }, String(p.hostname)),
-        el("span", { class: "peer-share" },
-          (typeof p.share_percent === "number" ? p.share_percent.toFixed(0) : "0") + "% · " + P.formatBytes(p.bytes || 0)),
-        el("span", { class: "peer-speed" }, p.state === "active" ? P.formatSpeed(p.speed_bps || 0) : ""),
-        el("span", { class: "peer-state" }, state + (p.reason ? ": " + String(p.reason) : "")));
-    }));
-  }
-
-  async function pauseFetch(id, card) {
-    const btn = part(card, "pause");
-    const what = btn.dataset.action === "resume" ? "resume" : "pause";
-    P.setBusy(btn, true, what === "resume" ? "Resuming…" : "Pausing…");
-    const res = await authed("POST", "/api/client/fetch/" + encodeURIComponent(id) + "/" + what, {});
-    if (btn.isConnected) P.setBusy(btn, false);
-    if (!res.ok) P.toast("Could not " + what + ": " + res.error, "error");
-    pollFetches();
-  }
-
-  async function cancelFetch(id, card) {
-    const btn = part(card, "cancel");
-    P.setBusy(btn, true, "Cancelling…");
-    const res = await authed("DELETE", "/api/client/fetch/" + encodeURIComponent(id));
-    if (btn.isConnected) P.setBusy(btn, false);
-    if (!res.ok) {
-      P.toast(res.status === 409 ? "That download has already finished." : "Could not cancel: " + res.error,
-        res.status === 409 ? "info" : "error");
-    }
-    pollFetches();
   }
 
   // ---- Start -------------------------------------------------------------
@@ -1096,11 +574,12 @@
     });
     wireAuth();
     wireShell();
-    wireFiles();
+    C.wireFiles();
     wireNetwork();
     resume();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  // After every deferred script (files.js, downloads.js) has run.
+  if (document.readyState === "complete") start();
+  else document.addEventListener("DOMContentLoaded", start);
 })();
