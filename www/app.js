@@ -575,6 +575,7 @@
     wireAuth();
     wireShell();
     C.wireFiles();
+    C.wireDownloads();
     wireNetwork();
     resume();
   }

@@ -521,6 +521,25 @@ step("a download can be paused, resumed and cancelled mid-way and leaves no file
   assert.equal(existsSync(target), false, "no file under the final name after a cancel");
 });
 
+step("a download's absolute path can be copied, and finished downloads cleared without touching files", async () => {
+  const page = pages.bob;
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(page.url()).origin });
+  const card = page.locator(".transfer").filter({ has: page.locator(".transfer-path", { hasText: files.saveAs }) });
+  await card.locator(".badge", { hasText: "Completed" }).waitFor();
+  await card.locator('button[data-part="copy"]').click();
+  await page.locator(".toast", { hasText: "Copied" }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), files.saveAs);
+  assert.ok(path.isAbsolute(files.saveAs));
+
+  const clear = page.locator("#downloads-clear");
+  await clear.click();
+  await page.locator(".toast", { hasText: "Cleared 2 finished downloads" }).waitFor();
+  await page.locator(".transfer").first().waitFor({ state: "detached" });
+  await page.locator("#downloads-empty").waitFor();
+  await clear.waitFor({ state: "hidden" });
+  assert.equal(await sha256(files.saveAs), files.bigSha, "the downloaded file stays");
+});
+
 step("bob publishes a copy of the same bytes: the duplicate dialog lists alice's file", async () => {
   const page = pages.bob;
   await addFile(page, files.copy);
