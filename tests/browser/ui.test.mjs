@@ -425,6 +425,23 @@ step("a shared file edited on disk is announced on any page, not only in My file
   await page.click("#nav-files");
 });
 
+step("a changed shared file keeps a banner on every page until published again in one click", async () => {
+  const page = pages.alice;
+  const banner = page.locator("#notice-banner");
+  for (const view of ["#nav-network", "#nav-downloads", "#nav-files"]) {
+    await page.click(view);
+    await banner.locator("li", { hasText: "notes-one.txt" }).waitFor();
+  }
+  await page.click("#nav-network");
+  await shot(page, "client-notice-banner");
+  await banner.locator('button[data-notice="notes-one.txt"]').click();
+  await page.locator(".toast", { hasText: "shared again" }).waitFor({ timeout: 60_000 });
+  await banner.waitFor({ state: "hidden" });
+  await page.locator("#nav-files-badge").waitFor({ state: "hidden" });
+  await page.click("#nav-files");
+  await fileRow(page, "notes-one.txt").locator(".badge", { hasText: "Published" }).waitFor();
+});
+
 step("a taken username is refused with a clear message; bob registers on the second node", async () => {
   const page = await newPage("bob", env.nodeB + "/");
   await registerUser(page, { ...bob, username: alice.username });
