@@ -410,6 +410,23 @@ step("alice browses for files: the picker shows the share root but never the nod
   await dlg.waitFor({ state: "detached" });
   await fileRow(page, "notes-one.txt").waitFor();
   await fileRow(page, "notes-two.txt").waitFor();
+  await page.locator(".toast", { hasText: "2 added." }).waitFor();
+
+  // Another folder with a file of a name already tracked: the collision is
+  // listed in the result, not dropped silently.
+  const more = path.join(tmpRoot, "alice-more");
+  await fs.mkdir(more, { recursive: true });
+  await fs.writeFile(path.join(more, "notes-one.txt"), "another one\n");
+  await fs.writeFile(path.join(more, "notes-three.txt"), "three\n");
+  await page.click("#add-browse");
+  await dlg.waitFor();
+  await dlg.locator(".picker-dir").first().click();
+  await dlg.locator(".picker-dir", { hasText: "alice-more" }).click();
+  await dlg.locator(".picker-file", { hasText: "notes-three.txt" }).waitFor();
+  await page.locator("#picker-add-all", { hasText: "Add all 2 files here" }).click();
+  await dlg.waitFor({ state: "detached" });
+  await page.locator(".toast", { hasText: "1 added; 1 already tracked under the same name: notes-one.txt" }).waitFor();
+  await fileRow(page, "notes-three.txt").waitFor();
 });
 
 step("a shared file edited on disk is announced on any page, not only in My files", async () => {
