@@ -1,5 +1,7 @@
 //! Small helpers every part of the crate uses, written once: wall-clock
-//! time as the protocols carry it, and lowercase hex. No I/O beyond a clock read.
+//! time as the protocols carry it, lowercase hex, and what to do and say when
+//! a listener's port is busy. No I/O beyond a clock read and the note
+//! [`listen_moving`] prints.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,6 +53,39 @@ pub fn listen_failure(
     }
 }
 
+/// Binds a listener through `listen` on `addr`. When the port is busy and
+/// `movable` (a default nobody chose, `Config::unchosen_ports`), binds a free
+/// port instead and prints a line saying so; otherwise a busy port is the
+/// error [`listen_failure`] words, naming the flag.
+pub fn listen_moving<T>(
+    what: &str,
+    addr: std::net::SocketAddr,
+    movable: bool,
+    flag: &str,
+    env: &str,
+    mut listen: impl FnMut(std::net::SocketAddr) -> std::io::Result<(T, std::net::SocketAddr)>,
+) -> Result<(T, std::net::SocketAddr), String> {
+    match listen(addr) {
+        Err(e) if movable && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let any = std::net::SocketAddr::new(addr.ip(), 0);
+            let (l, local) = listen(any).map_err(|e| listen_failure(what, any, &e, flag, env))?;
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", moved_note(what, addr.port(), local.port(), flag));
+            let _ = out.flush();
+            Ok((l, local))
+        }
+        r => r.map_err(|e| listen_failure(what, addr, &e, flag, env)),
+    }
+}
+
+/// The line [`listen_moving`] prints when it moved off a busy default port.
+pub fn moved_note(what: &str, busy: u16, now: u16, flag: &str) -> String {
+    format!(
+        "the default port {busy} for {what} is in use, so {what} listens on port {now} instead (choose one with {flag} PORT)"
+    )
+}
+
 /// An error message without the " (os error N)" the standard library
 /// appends: users read "Connection refused", not an errno.
 pub fn without_errno(msg: &str) -> String {
@@ -68,6 +103,49 @@ mod tests {
     fn hex_is_lowercase_and_two_digits_a_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn only_a_movable_busy_port_moves() {
+        use std::io::{Error, ErrorKind};
+        use std::net::SocketAddr;
+        let want: SocketAddr = "127.0.0.1:5501".parse().unwrap();
+        // Busy at the default, free at port 0 (which the kernel picks).
+        let fake = |a: SocketAddr| {
+            if a.port() == 5501 {
+                Err(Error::from(ErrorKind::AddrInUse))
+            } else {
+                Ok(((), SocketAddr::new(a.ip(), 41234)))
+            }
+        };
+        let moved = listen_moving("the client API", want, true, "--client-api-port", "X", fake);
+        assert_eq!(moved.unwrap().1.port(), 41234);
+        let kept = listen_moving(
+            "the client API",
+            want,
+            false,
+            "--client-api-port",
+            "X",
+            fake,
+        );
+        let err = kept.unwrap_err();
+        assert!(
+            err.contains("--client-api-port PORT") && err.contains("in use"),
+            "{err}"
+        );
+        // Other failures never move, movable or not.
+        let denied = |_| -> std::io::Result<((), SocketAddr)> {
+            Err(Error::from(ErrorKind::PermissionDenied))
+        };
+        let err = listen_moving(
+            "the client API",
+            want,
+            true,
+            "--client-api-port",
+            "X",
+            denied,
+        );
+        assert!(err.unwrap_err().contains("not allowed"));
     }
 
     #[test]

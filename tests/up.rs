@@ -203,3 +203,123 @@ fn a_busy_port_names_the_flag_that_picks_another() {
     );
     assert!(!err.contains("os error"), "stderr: {err}");
 }
+
+/// `up` with the default ports of `P2PSHARE_TEST_DEFAULT_PORTS` (tests
+/// only): a suite running in parallel cannot hold the real 9000/5500/5501,
+/// and must not, so the test holds three free ports and names them the
+/// defaults. What it checks is the real rule (src/config: a port no flag,
+/// environment variable or .env chose) on real sockets.
+fn up_with_defaults(
+    tmp: &std::path::Path,
+    defaults: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args([
+        "up",
+        "--port-range",
+        "0-0",
+        "--advertise-ip",
+        "127.0.0.1",
+        "--data-dir",
+    ])
+    .arg(tmp.join("data"))
+    .args(["--share-root"])
+    .arg(tmp)
+    .args(extra)
+    .env("P2PSHARE_TEST_DEFAULT_PORTS", defaults)
+    .env("P2PSHARE_PBKDF2_ITERATIONS", "1000")
+    .env("P2PSHARE_LOG", "warn")
+    .env_remove("SERVER_PORT")
+    .env_remove("ADMIN_API_PORT")
+    .env_remove("CLIENT_API_PORT")
+    .current_dir(tmp)
+    .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn a_busy_default_port_moves_and_a_chosen_one_fails_naming_its_flag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Held on every interface, so binding either 0.0.0.0 or 127.0.0.1 there fails.
+    let held: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("0.0.0.0:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    let defaults = format!("{},{},{}", ports[0], ports[1], ports[2]);
+
+    // Nobody chose them: each moves to a free port and says so.
+    let args: Vec<String> = up_with_defaults(tmp.path(), &defaults, &[], &[])
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let env = [
+        ("P2PSHARE_TEST_DEFAULT_PORTS", defaults.clone()),
+        ("P2PSHARE_PBKDF2_ITERATIONS", "1000".to_string()),
+        ("P2PSHARE_LOG", "warn".to_string()),
+    ];
+    let mut up = Proc::spawn("up", &args, &env);
+    let note = up.wait_line(&format!(
+        "the default port {} for the registry is in use",
+        ports[0]
+    ));
+    assert!(note.contains("--registry-port PORT"), "{note}");
+    up.wait_line(&format!(
+        "the default port {} for the admin API is in use",
+        ports[1]
+    ));
+    let registry = reachable(&up.wait_line("registry listening on "));
+    let admin = reachable(&up.wait_line("admin api listening on "));
+    up.wait_line(&format!(
+        "the default port {} for the client API is in use",
+        ports[2]
+    ));
+    let client = reachable(&up.wait_line("client api listening on "));
+    let hint = up.wait_line("the command line reaches this node with --node ");
+    assert!(hint.contains(&client.to_string()), "{hint}");
+    let banner = up.wait_line("p2pshare is up: open ");
+    assert!(banner.contains(&client.to_string()), "{banner}");
+    for (a, p) in [(registry, ports[0]), (admin, ports[1]), (client, ports[2])] {
+        assert_ne!(a.port(), p);
+    }
+    let page = http_raw(
+        client,
+        format!("GET / HTTP/1.1\r\nHost: {client}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(page.status, 200);
+    drop(up);
+
+    // Chosen by flag or by environment: a busy port stops `up`, naming the flag.
+    let by_flag = up_with_defaults(
+        tmp.path(),
+        &defaults,
+        &["--client-api-port", &ports[2].to_string()],
+        &[],
+    )
+    .output()
+    .expect("run up");
+    let by_env = up_with_defaults(
+        tmp.path(),
+        &defaults,
+        &[],
+        &[("CLIENT_API_PORT", &ports[2].to_string())],
+    )
+    .output()
+    .expect("run up");
+    for out in [by_flag, by_env] {
+        assert!(!out.status.success(), "up must fail on a chosen busy port");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("already in use") && err.contains("--client-api-port PORT"),
+            "stderr: {err}"
+        );
+    }
+    drop(held);
+}

@@ -380,12 +380,67 @@
     }
     for (const key of Array.from(seen.keys())) if (!now.has(key)) seen.delete(key);
     state.troubleReady = true;
+    renderNotices(list);
     const badge = $("#nav-files-badge");
     if (badge) {
       badge.hidden = list.length === 0;
       badge.textContent = String(list.length);
       badge.title = list.length ? P.plural(list.length, "file needs", "files need") + " your attention" : "";
     }
+  }
+
+  /** The banner on every page while a shared file is changed or missing:
+   *  what happened, and for a changed file "Publish again" (its new content). */
+  function renderNotices(list) {
+    const banner = $("#notice-banner");
+    if (!banner) return;
+    banner.hidden = list.length === 0;
+    const shown = list.slice(0, 3);
+    const items = shown.map((f) => {
+      const name = String(f.name);
+      const changed = f.status === "changed";
+      const button = changed ? el("button", {
+        type: "button", class: "btn btn-warn btn-small", dataset: { notice: name, focusKey: "notice:" + name },
+        on: { click: (ev) => publishAgain(name, ev.currentTarget) },
+      }, "Publish again") : null;
+      return el("li", { dataset: { file: name } },
+        el("span", { class: "notice-text" }, "“", el("strong", {}, name), "” ",
+          changed ? "changed on disk, so it is no longer shared." : "is gone from its folder, so it is no longer shared."),
+        button);
+    });
+    if (list.length > shown.length) {
+      items.push(el("li", {}, el("span", { class: "notice-text" },
+        P.plural(list.length - shown.length, "more file needs", "more files need") + " your attention in My files.")));
+    }
+    keepFocus(() => setChildren(banner, list.length ? el("ul", {}, items) : null));
+  }
+
+  /** Publishes a changed file's new content: waits while the node hashes it,
+   *  and goes ahead (force) when the only look-alike is the user's own old copy. */
+  async function publishAgain(name, btn) {
+    P.setBusy(btn, true, "Publishing…");
+    const deadline = Date.now() + 60_000;
+    let res = await authed("POST", "/api/client/publish", { fname: name });
+    while (res.status === 409 && res.data && res.data.hashing && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 500));
+      res = await authed("POST", "/api/client/publish", { fname: name });
+    }
+    const dups = res.status === 409 && res.data && Array.isArray(res.data.duplicates) ? res.data.duplicates : null;
+    if (dups && dups.every((d) => d.hostname === state.hostname)) {
+      res = await authed("POST", "/api/client/publish", { fname: name, force: true });
+    }
+    if (btn.isConnected) P.setBusy(btn, false);
+    if (res.ok) {
+      P.toast("“" + name + "” is shared again, with its new content.", "ok");
+    } else if (res.status === 409 && res.data && Array.isArray(res.data.duplicates)) {
+      await C.publishFile(name, false, null); // other people share the same: the usual dialog
+    } else if (res.status === 409 && res.data && res.data.hashing) {
+      P.toast("“" + name + "” is still being read. Try again in a moment.", "info");
+    } else {
+      P.toast("Could not publish “" + name + "” again: " + res.error, "error");
+    }
+    if (state.view === "files") C.loadFiles();
+    pollStatus();
   }
 
   // ---- Shared by the views ---
@@ -575,6 +630,7 @@
     wireAuth();
     wireShell();
     C.wireFiles();
+    C.wireDownloads();
     wireNetwork();
     resume();
   }

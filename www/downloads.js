@@ -1,5 +1,6 @@
 // p2pshare client UI, Downloads: each fetch with its progress, speed, ETA,
-// the computers it comes from, pause/resume/cancel. Shares app.js's state
+// the computers it comes from, pause/resume/cancel, where it is saved (with
+// a copy button), and "Clear finished" (POST /fetches/clear, docs/client-api.md). Shares app.js's state
 // through window.P2PClient (see app.js).
 "use strict";
 
@@ -93,6 +94,7 @@
       order.push(card);
     }
     for (const stale of existing.values()) stale.remove();
+    $("#downloads-clear").hidden = !fetches.some((f) => FINISHED.has(f.status));
     order.forEach((card, i) => {
       if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
     });
@@ -103,7 +105,12 @@
       el("div", { class: "transfer-head" },
         el("div", { class: "transfer-title" },
           el("span", { class: "fname", dataset: { part: "name" } }),
-          el("span", { class: "transfer-path", dataset: { part: "path" } })),
+          el("div", { class: "transfer-where" },
+            el("span", { class: "transfer-path", dataset: { part: "path" } }),
+            el("button", {
+              type: "button", class: "btn btn-ghost btn-small", dataset: { part: "copy", focusKey: "copy:" + id },
+              on: { click: () => copyPath(card) },
+            }, "Copy path"))),
         el("div", { class: "actions" },
           el("span", { class: "badge", dataset: { part: "badge" } }),
           el("button", {
@@ -148,6 +155,10 @@
     card.dataset.status = String(f.status);
     part(card, "name").textContent = name;
     part(card, "path").textContent = f.save_path ? "→ " + f.save_path : "";
+    card.dataset.path = f.save_path ? String(f.save_path) : "";
+    const copy = part(card, "copy");
+    copy.hidden = !f.save_path;
+    copy.setAttribute("aria-label", "Copy where " + name + " is saved");
     const [label, cls] = STATUS_LABEL[f.status] || [String(f.status), ""];
     const badge = part(card, "badge");
     badge.className = "badge " + cls;
@@ -217,6 +228,39 @@
     }));
   }
 
+  const FINISHED = new Set(["completed", "failed", "cancelled"]);
+
+  /** The absolute path of the download, to paste into a file manager or a terminal. */
+  async function copyPath(card) {
+    const text = card.dataset.path || "";
+    try {
+      await navigator.clipboard.writeText(text);
+      P.toast("Copied: " + text, "ok");
+    } catch (_) {
+      P.toast("Your browser did not allow copying. Select the path and copy it by hand.", "error");
+    }
+  }
+
+  /** Forgets completed, failed and cancelled downloads; the files stay where they are. */
+  async function clearFinished() {
+    const btn = $("#downloads-clear");
+    P.setBusy(btn, true, "Clearing…");
+    const res = await authed("POST", "/api/client/fetches/clear", {});
+    P.setBusy(btn, false);
+    if (res.ok) {
+      const n = Number(res.data && res.data.cleared) || 0;
+      P.toast(n === 0 ? "Nothing to clear." : "Cleared " + P.plural(n, "finished download", "finished downloads")
+        + " from this list; the files stay where they were saved.", "ok");
+    } else {
+      P.toast("Could not clear the list: " + res.error, "error");
+    }
+    pollFetches();
+  }
+
+  function wireDownloads() {
+    $("#downloads-clear").addEventListener("click", clearFinished);
+  }
+
   async function pauseFetch(id, card) {
     const btn = part(card, "pause");
     const what = btn.dataset.action === "resume" ? "resume" : "pause";
@@ -239,5 +283,5 @@
     pollFetches();
   }
 
-  Object.assign(C, { pollFetches, renderFetches });
+  Object.assign(C, { pollFetches, renderFetches, wireDownloads });
 })();

@@ -214,15 +214,30 @@
     await go(null);
     const choice = await dialog;
     if (choice !== "all" || files.length === 0) return;
+    // Every file is accounted for in the result: added, already there,
+    // refused because another file of the same name is tracked, or failed.
+    const tracked = new Set((state.files || []).map((f) => String(f.path)));
     let added = 0;
+    let already = 0;
+    const clashes = [];
     const failed = [];
     for (const path of files) {
+      const name = path.split("/").pop();
+      if (tracked.has(path)) {
+        already += 1;
+        continue;
+      }
       const res = await addPath(path);
       if (res.ok) added += 1;
-      else if (res.status !== 409) failed.push(path.split("/").pop() + ": " + res.error);
+      else if (res.status === 409) clashes.push(name);
+      else failed.push(name + ": " + res.error);
     }
-    if (added) P.toast("Added " + P.plural(added, "file", "files") + " from " + current + ".", "ok");
-    if (failed.length) P.toast("Not added: " + failed.slice(0, 3).join("; ") + (failed.length > 3 ? "…" : ""), "error");
+    const names = (list) => list.slice(0, 5).join(", ") + (list.length > 5 ? " and " + (list.length - 5) + " more" : "");
+    const parts = [added + " added"];
+    if (already) parts.push(already + " already in your files");
+    if (clashes.length) parts.push(clashes.length + " already tracked under the same name: " + names(clashes));
+    if (failed.length) parts.push(failed.length + " could not be added: " + failed.slice(0, 3).join("; ") + (failed.length > 3 ? "…" : ""));
+    P.toast("From " + current + ": " + parts.join("; ") + ".", failed.length ? "error" : clashes.length ? "info" : "ok");
     loadFiles();
   }
 

@@ -2,8 +2,10 @@
 //! configuration, logging, limits, and which services run on this process's
 //! one reactor. `login`, `share`, `ls`, `get`, `status`, `unshare` and
 //! `logout` ([`remote`]): the command line that talks to a running node's
-//! client API over plain HTTP (`docs/cli.md`); it runs no reactor.
+//! client API over plain HTTP (`docs/cli.md`); it runs no reactor. `admin
+//! reset-password` ([`remote`] too) writes the coordinator's secrets file.
 
+mod admin;
 mod api;
 mod args;
 mod commands;
@@ -65,6 +67,9 @@ pub fn io_words(e: &std::io::Error) -> String {
 /// Runs `args` if they name a command of the remote command line (`login`,
 /// `share`, ...); `None` leaves them to [`main`].
 pub fn remote(args: &[String]) -> Option<ExitCode> {
+    if let Some(code) = admin::run(args) {
+        return Some(code);
+    }
     let cmd = args::remote_command(args)?;
     let outcome = args::parse(cmd, args).and_then(commands::run);
     Some(match outcome {
@@ -87,6 +92,9 @@ pub fn main(args: &[String]) -> Result<(), String> {
             println!(
                 "\nThe command line (talks to a running node; see docs/cli.md and\n`p2pshare COMMAND --help`):\n{}",
                 args::summary()
+            );
+            println!(
+                "On the coordinator's machine:\n  p2pshare admin reset-password [--data-dir DIR] [--password-stdin]\n      set a new admin password (used from the coordinator's next start)"
             );
             return Ok(());
         }

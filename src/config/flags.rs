@@ -267,6 +267,13 @@ pub(super) const SPECS: &[Spec] = &[
         "600000",
         "password hash cost; lower only in tests",
     ),
+    spec(
+        "",
+        "",
+        &["P2PSHARE_TEST_DEFAULT_PORTS"],
+        "9000,5500,5501",
+        "tests only: the default registry, admin API and client API ports",
+    ),
 ];
 
 /// The `--help` text: commands, then every flag with its environment variable and default.

@@ -107,6 +107,28 @@ pub struct Config {
     pub max_upload_rate: Option<u64>,
     /// Coordinator: take REGISTER's claimed `ip` as given (the seed's behaviour).
     pub trust_claimed_ip: bool,
+    /// Which listener ports nobody chose (no flag, environment or `.env`):
+    /// `up` moves such a port to a free one when it is busy; a chosen one never
+    /// moves, and `coordinator` and `node` alone move none (`NONE`).
+    pub unchosen_ports: UnchosenPorts,
+}
+
+/// Per listener, whether its port is the built-in default (nobody chose it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnchosenPorts {
+    pub registry: bool,
+    pub admin_api: bool,
+    pub client_api: bool,
+}
+
+impl UnchosenPorts {
+    /// Every port chosen: none may move (`coordinator` and `node` alone,
+    /// whose ports other processes are told to expect).
+    pub const NONE: UnchosenPorts = UnchosenPorts {
+        registry: false,
+        admin_api: false,
+        client_api: false,
+    };
 }
 
 /// The longest any duration setting may be: one year, in seconds.
@@ -153,6 +175,11 @@ impl Default for Config {
             max_files_per_host: 10_000,
             max_upload_rate: None,
             trust_claimed_ip: false,
+            unchosen_ports: UnchosenPorts {
+                registry: true,
+                admin_api: true,
+                client_api: true,
+            },
         }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::dotenv::parse_dotenv;
 use super::flags::{flag_spec, see_help, usage};
 use super::values::{home_dir, normalize_api_url, parse_range, parse_rate, valid_host_port};
-use super::{Command, Config, MAX_DURATION_S, MAX_SESSION_S};
+use super::{Command, Config, UnchosenPorts, MAX_DURATION_S, MAX_SESSION_S};
 
 /// Where each setting comes from, in precedence order.
 struct Sources<'a> {
@@ -194,11 +194,30 @@ pub fn parse(
         None => HashMap::new(),
     };
     let src = Sources { flags, env, dotenv };
-    Ok(make(resolve(&src)?))
+    let mut cfg = resolve(&src)?;
+    // Only `up` moves a busy default port: it runs the coordinator and the
+    // node that talks to it together. Alone, others expect their ports.
+    if command != Some("up") {
+        cfg.unchosen_ports = UnchosenPorts::NONE;
+    }
+    Ok(make(cfg))
 }
 
 fn resolve(src: &Sources<'_>) -> Result<Config, String> {
-    let d = Config::default();
+    let mut d = Config::default();
+    // Tests only: other default ports, so a test can hold a listener on a
+    // "default" without touching the real 9000/5500/5501 (tests/up.rs).
+    if let Some((origin, v)) = src.get("", "P2PSHARE_TEST_DEFAULT_PORTS") {
+        let ports: Vec<u16> = v.split(',').filter_map(|p| p.trim().parse().ok()).collect();
+        match ports[..] {
+            [r, a, c] => (d.registry_port, d.admin_api_port, d.client_api_port) = (r, a, c),
+            _ => {
+                return Err(format!(
+                    "{origin}: '{v}' is not three ports like 9000,5500,5501"
+                ))
+            }
+        }
+    }
     let data_dir = src
         .get("--data-dir", "P2PSHARE_DATA")
         .map_or(d.data_dir, |(_, v)| PathBuf::from(v));
@@ -429,5 +448,10 @@ fn resolve(src: &Sources<'_>) -> Result<Config, String> {
         max_files_per_host,
         max_upload_rate,
         trust_claimed_ip: src.flags.contains_key("--trust-claimed-ip"),
+        unchosen_ports: UnchosenPorts {
+            registry: src.get("--registry-port", "SERVER_PORT").is_none(),
+            admin_api: src.get("--admin-api-port", "ADMIN_API_PORT").is_none(),
+            client_api: src.get("--client-api-port", "CLIENT_API_PORT").is_none(),
+        },
     })
 }

@@ -350,3 +350,39 @@ fn help_lists_every_flag_and_env() {
     }
     assert!(text.contains("coordinator") && text.contains("up") && text.contains("node"));
 }
+
+#[test]
+fn ports_nobody_chose_are_known_and_only_up_moves_them() {
+    let none = HashMap::new();
+    let c = config(parse(&args("up"), &none, None));
+    assert_eq!(c.unchosen_ports, Config::default().unchosen_ports);
+    assert!(c.unchosen_ports.registry && c.unchosen_ports.client_api);
+    let c = config(parse(&args("up --registry-port 9000"), &none, None));
+    assert!(!c.unchosen_ports.registry && c.unchosen_ports.admin_api);
+    let c = config(parse(
+        &args("up"),
+        &env(&[("CLIENT_API_PORT", "5501")]),
+        None,
+    ));
+    assert!(!c.unchosen_ports.client_api && c.unchosen_ports.registry);
+    let c = config(parse(&args("up"), &none, Some("ADMIN_API_PORT=5500\n")));
+    assert!(!c.unchosen_ports.admin_api && c.unchosen_ports.client_api);
+    for cmd in ["coordinator", "node"] {
+        let c = config(parse(&args(cmd), &none, None));
+        assert_eq!(c.unchosen_ports, UnchosenPorts::NONE, "{cmd}");
+    }
+    // The test-only defaults move the defaults, not the rule.
+    let t = env(&[("P2PSHARE_TEST_DEFAULT_PORTS", "1,2,3")]);
+    let c = config(parse(&args("up"), &t, None));
+    assert_eq!(
+        (c.registry_port, c.admin_api_port, c.client_api_port),
+        (1, 2, 3)
+    );
+    assert!(c.unchosen_ports.registry);
+    assert!(parse(
+        &args("up"),
+        &env(&[("P2PSHARE_TEST_DEFAULT_PORTS", "1,2")]),
+        None
+    )
+    .is_err());
+}

@@ -255,26 +255,23 @@ impl Coordinator {
         )?;
         let users = Arc::new(UserStore::open(&cfg.data_dir)?);
         let reg_addr = SocketAddr::new(cfg.coordinator_host, cfg.registry_port);
-        let (registry_listener, reg_local) =
-            cx.listen(reg_addr, svc, registry_options()).map_err(|e| {
-                crate::util::listen_failure(
-                    "the registry",
-                    reg_addr,
-                    &e,
-                    "--registry-port",
-                    "SERVER_PORT",
-                )
-            })?;
+        let (registry_listener, reg_local) = crate::util::listen_moving(
+            "the registry",
+            reg_addr,
+            cfg.unchosen_ports.registry,
+            "--registry-port",
+            "SERVER_PORT",
+            |a| cx.listen(a, svc, registry_options()),
+        )?;
         let api_addr = SocketAddr::new(cfg.admin_api_host, cfg.admin_api_port);
-        let (_api_listener, api_local) = cx.listen(api_addr, svc, http_options()).map_err(|e| {
-            crate::util::listen_failure(
-                "the admin API",
-                api_addr,
-                &e,
-                "--admin-api-port",
-                "ADMIN_API_PORT",
-            )
-        })?;
+        let (_api_listener, api_local) = crate::util::listen_moving(
+            "the admin API",
+            api_addr,
+            cfg.unchosen_ports.admin_api,
+            "--admin-api-port",
+            "ADMIN_API_PORT",
+            |a| cx.listen(a, svc, http_options()),
+        )?;
         let pool = Pool::new("coord-worker", cfg.workers.max(1), 256, cx.waker())
             .map_err(|e| format!("cannot start worker threads: {e}"))?;
         print_line(&format!("registry listening on {reg_local}"));

@@ -6,7 +6,7 @@ use crate::auth::{password, random};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const FILE_NAME: &str = "secrets.json";
 const JWT_SECRET_LEN: usize = 32;
@@ -175,6 +175,33 @@ pub fn load_or_create(
     })
 }
 
+/// `p2pshare admin reset-password`: keeps `hash` as the admin password hash in
+/// `<data_dir>/secrets.json` (made 0600; the JWT secret, if kept there, stays).
+/// A file it cannot read or understand is refused and left as it is.
+/// Returns the file's path.
+pub fn store_admin_password_hash(data_dir: &Path, hash: &str) -> Result<PathBuf, String> {
+    let words = |e: std::io::Error| e.kind().to_string();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|e| {
+            format!(
+                "cannot create data directory {}: {}",
+                data_dir.display(),
+                words(e)
+            )
+        })?;
+    let path = data_dir.join(FILE_NAME);
+    let mut stored = read_stored(&path)?.unwrap_or_default();
+    stored.version = 1;
+    stored.admin_password_hash = Some(hash.to_owned());
+    let json = serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?;
+    crate::store::write_atomic_mode(&path, &json, 0o600)
+        .map_err(|e| format!("cannot write secrets file {}: {}", path.display(), words(e)))?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +283,32 @@ mod tests {
             assert!(err.contains("corrupt"), "{err}");
             assert_eq!(fs::read_to_string(&file).unwrap(), bad, "never replaced");
         }
+    }
+
+    #[test]
+    fn a_reset_keeps_the_jwt_secret_and_never_replaces_a_bad_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = load_or_create(tmp.path(), None, None, 2).unwrap();
+        let h = password::hash_password("a new password", 2).unwrap();
+        let file = store_admin_password_hash(tmp.path(), &h).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        let again = load_or_create(tmp.path(), None, None, 2).unwrap();
+        assert_eq!(again.jwt_secret, first.jwt_secret);
+        assert_eq!(again.admin_password_hash, h);
+        assert_eq!(again.generated_admin_password, None);
+
+        fs::write(&file, "not json").unwrap();
+        let err = store_admin_password_hash(tmp.path(), &h).unwrap_err();
+        assert!(err.contains("corrupt"), "{err}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "not json");
+
+        // No file yet: only the hash is written; the secret comes at first start.
+        let fresh = tmp.path().join("fresh");
+        let file = store_admin_password_hash(&fresh, &h).unwrap();
+        assert!(!fs::read_to_string(&file).unwrap().contains("jwt_secret"));
+        let s = load_or_create(&fresh, None, None, 2).unwrap();
+        assert_eq!(s.admin_password_hash, h);
+        assert_eq!(s.generated_admin_password, None);
     }
 
     #[test]

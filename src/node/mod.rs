@@ -255,16 +255,21 @@ pub fn start(cx: &mut Ctx, svc: ServiceId, cfg: &Config) -> Result<Node, String>
         ..ConnOptions::default()
     };
     let want = SocketAddr::new(cfg.client_api_host, cfg.client_api_port);
-    let (api_listener, api_addr) = cx.listen(want, svc, opts).map_err(|e| {
-        crate::util::listen_failure(
-            "the client API",
-            want,
-            &e,
-            "--client-api-port",
-            "CLIENT_API_PORT",
-        )
-    })?;
+    let (api_listener, api_addr) = crate::util::listen_moving(
+        "the client API",
+        want,
+        cfg.unchosen_ports.client_api,
+        "--client-api-port",
+        "CLIENT_API_PORT",
+        |a| cx.listen(a, svc, opts.clone()),
+    )?;
     println!("client api listening on http://{api_addr}");
+    if want.port() != 0 && api_addr.port() != want.port() {
+        // Moved off a busy default: the command line's default would miss it.
+        println!(
+            "the command line reaches this node with --node {api_addr} (or P2PSHARE_NODE={api_addr})"
+        );
+    }
     let _ = std::io::stdout().flush();
     crate::log_info!(
         "node: client api on http://{api_addr}, registry {registry}, server api {}",

@@ -42,6 +42,10 @@ pub enum OpKind {
     /// A fetch cancelled; answered once its `.part` is removed and the
     /// record saved.
     FetchCancelled,
+    /// Finished fetch records forgotten; answered once the records are saved.
+    FetchesCleared {
+        cleared: usize,
+    },
     /// Waiting for the network index (a walk of LIST pages).
     Network(NetworkOp),
     /// Waiting for the user's catalog to be on disk with this request's change.

@@ -410,6 +410,23 @@ step("alice browses for files: the picker shows the share root but never the nod
   await dlg.waitFor({ state: "detached" });
   await fileRow(page, "notes-one.txt").waitFor();
   await fileRow(page, "notes-two.txt").waitFor();
+  await page.locator(".toast", { hasText: "2 added." }).waitFor();
+
+  // Another folder with a file of a name already tracked: the collision is
+  // listed in the result, not dropped silently.
+  const more = path.join(tmpRoot, "alice-more");
+  await fs.mkdir(more, { recursive: true });
+  await fs.writeFile(path.join(more, "notes-one.txt"), "another one\n");
+  await fs.writeFile(path.join(more, "notes-three.txt"), "three\n");
+  await page.click("#add-browse");
+  await dlg.waitFor();
+  await dlg.locator(".picker-dir").first().click();
+  await dlg.locator(".picker-dir", { hasText: "alice-more" }).click();
+  await dlg.locator(".picker-file", { hasText: "notes-three.txt" }).waitFor();
+  await page.locator("#picker-add-all", { hasText: "Add all 2 files here" }).click();
+  await dlg.waitFor({ state: "detached" });
+  await page.locator(".toast", { hasText: "1 added; 1 already tracked under the same name: notes-one.txt" }).waitFor();
+  await fileRow(page, "notes-three.txt").waitFor();
 });
 
 step("a shared file edited on disk is announced on any page, not only in My files", async () => {
@@ -423,6 +440,23 @@ step("a shared file edited on disk is announced on any page, not only in My file
   await page.locator("#nav-files-badge", { hasText: "1" }).waitFor();
   await shot(page, "client-changed-file", { keepToasts: true });
   await page.click("#nav-files");
+});
+
+step("a changed shared file keeps a banner on every page until published again in one click", async () => {
+  const page = pages.alice;
+  const banner = page.locator("#notice-banner");
+  for (const view of ["#nav-network", "#nav-downloads", "#nav-files"]) {
+    await page.click(view);
+    await banner.locator("li", { hasText: "notes-one.txt" }).waitFor();
+  }
+  await page.click("#nav-network");
+  await shot(page, "client-notice-banner");
+  await banner.locator('button[data-notice="notes-one.txt"]').click();
+  await page.locator(".toast", { hasText: "shared again" }).waitFor({ timeout: 60_000 });
+  await banner.waitFor({ state: "hidden" });
+  await page.locator("#nav-files-badge").waitFor({ state: "hidden" });
+  await page.click("#nav-files");
+  await fileRow(page, "notes-one.txt").locator(".badge", { hasText: "Published" }).waitFor();
 });
 
 step("a taken username is refused with a clear message; bob registers on the second node", async () => {
@@ -519,6 +553,25 @@ step("a download can be paused, resumed and cancelled mid-way and leaves no file
   await assert.doesNotReject(card.locator('button[data-part="cancel"]').waitFor({ state: "hidden" }));
   await page.locator("#downloads-badge").waitFor({ state: "hidden" });
   assert.equal(existsSync(target), false, "no file under the final name after a cancel");
+});
+
+step("a download's absolute path can be copied, and finished downloads cleared without touching files", async () => {
+  const page = pages.bob;
+  await page.context().grantPermissions(["clipboard-read", "clipboard-write"], { origin: new URL(page.url()).origin });
+  const card = page.locator(".transfer").filter({ has: page.locator(".transfer-path", { hasText: files.saveAs }) });
+  await card.locator(".badge", { hasText: "Completed" }).waitFor();
+  await card.locator('button[data-part="copy"]').click();
+  await page.locator(".toast", { hasText: "Copied" }).waitFor();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), files.saveAs);
+  assert.ok(path.isAbsolute(files.saveAs));
+
+  const clear = page.locator("#downloads-clear");
+  await clear.click();
+  await page.locator(".toast", { hasText: "Cleared 2 finished downloads" }).waitFor();
+  await page.locator(".transfer").first().waitFor({ state: "detached" });
+  await page.locator("#downloads-empty").waitFor();
+  await clear.waitFor({ state: "hidden" });
+  assert.equal(await sha256(files.saveAs), files.bigSha, "the downloaded file stays");
 });
 
 step("bob publishes a copy of the same bytes: the duplicate dialog lists alice's file", async () => {

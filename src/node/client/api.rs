@@ -311,6 +311,10 @@ impl Node {
                     .unwrap_or_else(|| self.api_fetch_progress(user, &decode(id)))
                     .into()
             }
+            ("fetches", Some("clear")) => match post(m == "POST") {
+                Some(r) => r.into(),
+                None => self.api_clear_fetches(op, user),
+            },
             ("fetches", None) => get(m == "GET" || m == "HEAD")
                 .unwrap_or_else(|| self.api_fetches(user))
                 .into(),

@@ -250,6 +250,16 @@ impl Node {
         }
     }
 
+    /// Forgets the user's finished downloads (never their files); answered
+    /// once the records are on disk, as other fetch changes are.
+    pub(crate) fn api_clear_fetches(&mut self, op: OpId, user: &str) -> Outcome {
+        let cleared = self.fetches.clear_finished(user);
+        if cleared > 0 && self.fetches.when_durable(op) {
+            return Outcome::Later(OpKind::FetchesCleared { cleared });
+        }
+        Reply::ok(json!({"success": true, "cleared": cleared})).into()
+    }
+
     pub(crate) fn api_fetch_progress(&self, user: &str, id: &str) -> Reply {
         match self.fetches.progress(user, id) {
             Some(mut v) => {
@@ -368,6 +378,16 @@ impl Node {
             OpKind::FetchRecorded { user, fetch_id } => (user, fetch_id),
             OpKind::FetchCancelled => {
                 let reply = Reply::ok(json!({"success": true}));
+                return self.finish(cx, op, reply);
+            }
+            OpKind::FetchesCleared { cleared } => {
+                let reply = match result {
+                    Ok(()) => Reply::ok(json!({"success": true, "cleared": cleared})),
+                    Err(e) => Reply::error(
+                        500,
+                        &format!("The finished downloads were cleared here but could not be saved ({}); they may come back after a restart", crate::util::without_errno(&e)),
+                    ),
+                };
                 return self.finish(cx, op, reply);
             }
             other => return self.resume_op(op, other),

@@ -720,6 +720,17 @@ impl Fetches {
         (cx.timer(self.svc, after, Timer::Fetch(seq).to_key()), seq)
     }
 
+    /// Forgets `user`'s completed, failed and cancelled records (`POST
+    /// /fetches/clear`); their files stay as they are. How many; the caller
+    /// waits for the save ([`Fetches::when_durable`]).
+    pub fn clear_finished(&mut self, user: &str) -> usize {
+        let before = self.jobs.len();
+        self.jobs
+            .retain(|_, j| j.rec.user != user || !j.rec.status.is_final());
+        self.order.retain(|id| self.jobs.contains_key(id));
+        before - self.jobs.len()
+    }
+
     /// Drops the oldest finished records of `user` beyond the keep limit.
     fn forget_old(&mut self, user: &str) {
         let finished: Vec<String> = self
