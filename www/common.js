@@ -220,7 +220,11 @@
     let host = $("#toasts");
     if (!host) {
       host = el("div", { id: "toasts", class: "toasts", role: "status", "aria-live": "polite" });
-      document.body.appendChild(host);
+      // First in the page's main area: floating on wide screens, in the
+      // flow on phones, where any overlay would cover a button (style.css).
+      const main = document.querySelector("main");
+      if (main) main.prepend(host);
+      else document.body.appendChild(host);
     }
     const item = el("div", {
       class: "toast toast-" + (kind || "info"),

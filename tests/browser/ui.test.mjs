@@ -699,7 +699,20 @@ step("the pages work on a phone-sized window", async () => {
   await fileRow(page, COPY_NAME).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no horizontal scrolling on a phone (overflow ${overflow}px)`);
-  await shot(page, "client-files-phone");
+  // A stack of toasts never covers a button (Add file, Publish, Remove…).
+  await page.evaluate(() => {
+    for (let i = 0; i < 3; i += 1) window.P2P.toast("A notice long enough to wrap on a phone screen, number " + i, "info");
+  });
+  const covered = await page.evaluate(() => {
+    const hit = (a, b) => a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom;
+    const toasts = Array.from(document.querySelectorAll(".toast")).map((t) => t.getBoundingClientRect());
+    return Array.from(document.querySelectorAll("main button"))
+      .filter((b) => b.offsetParent !== null)
+      .filter((b) => toasts.some((t) => hit(t, b.getBoundingClientRect())))
+      .map((b) => b.textContent.trim());
+  });
+  assert.deepEqual(covered, [], "toasts cover these buttons on a phone");
+  await shot(page, "client-files-phone", { keepToasts: true });
   await page.setViewportSize({ width: 1280, height: 800 });
 });
 
