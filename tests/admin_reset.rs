@@ -5,10 +5,9 @@
 
 mod harness;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use harness::*;
 use serde_json::json;
@@ -64,23 +63,8 @@ fn reset(data: &Path, extra: &[&str], stdin: Option<&str>, env: &[(&str, &str)])
         .env_remove("ADMIN_PASSWORD")
         .env_remove("P2PSHARE_DATA")
         .env("P2PSHARE_PBKDF2_ITERATIONS", "1000")
-        .current_dir(data.parent().expect("parent"))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn");
-    if let Some(text) = stdin {
-        let mut i = child.stdin.take().expect("stdin");
-        i.write_all(text.as_bytes()).expect("write stdin");
-    }
-    child.wait_with_output().expect("output")
+        .current_dir(data.parent().expect("parent"));
+    run_to_end(&mut cmd, stdin, env)
 }
 
 fn text(o: &Output) -> String {

@@ -45,23 +45,8 @@ impl Shell {
             .env("XDG_CONFIG_HOME", self.config())
             .env_remove("P2PSHARE_NODE")
             .env_remove("P2PSHARE_PASSWORD")
-            .current_dir(self.home.path())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn the CLI");
-        if let Some(text) = stdin {
-            let mut i = child.stdin.take().expect("stdin");
-            i.write_all(text.as_bytes()).expect("write stdin");
-        }
-        Out(child.wait_with_output().expect("the CLI's output"))
+            .current_dir(self.home.path());
+        Out(run_to_end(&mut cmd, stdin, env))
     }
 
     /// Registers `user` and logs in (password piped on stdin).

@@ -9,6 +9,7 @@
 //! coordinator and the node on one). Every listener, connection and timer
 //! belongs to exactly one service, which receives its callbacks.
 
+pub mod buckets;
 mod conn;
 pub mod conn_map;
 mod ctx;

@@ -6,33 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::buckets::{self, BUCKETS};
+
 const SLOTS: usize = 10;
 const SLOT: Duration = Duration::from_secs(6);
-/// Eight sub-buckets per power of two of nanoseconds: about 9% resolution.
-const SUB: usize = 8;
-const BUCKETS: usize = 64 * SUB;
-
-fn bucket(ns: u64) -> usize {
-    let ns = ns.max(1);
-    let exp = 63 - ns.leading_zeros() as usize;
-    let frac = if exp >= 3 {
-        ((ns >> (exp - 3)) & 7) as usize
-    } else {
-        0
-    };
-    exp * SUB + frac
-}
-
-/// The upper bound of a bucket, in nanoseconds.
-fn bucket_value(b: usize) -> u64 {
-    let exp = b / SUB;
-    let frac = (b % SUB) as u64;
-    if exp >= 3 {
-        (1u64 << exp).saturating_add((frac + 1) << (exp - 3))
-    } else {
-        1u64 << (exp + 1)
-    }
-}
 
 struct Slot {
     start: Instant,
@@ -98,7 +75,7 @@ impl TurnStats {
         self.rotate(end);
         let ns = end.duration_since(start).as_nanos().min(u64::MAX as u128) as u64;
         let s = &mut self.slots[self.current];
-        s.counts[bucket(ns)] += 1;
+        s.counts[buckets::of(ns)] += 1;
         s.total += 1;
         s.max_ns = s.max_ns.max(ns);
     }
@@ -128,7 +105,7 @@ impl TurnStats {
                 seen += c;
                 if seen >= want {
                     // Never above the exact maximum.
-                    return bucket_value(b).min(max_ns) as f64 / 1e6;
+                    return buckets::upper(b).min(max_ns) as f64 / 1e6;
                 }
             }
             0.0
@@ -136,7 +113,7 @@ impl TurnStats {
         let over_2ms = merged
             .iter()
             .enumerate()
-            .filter(|(b, _)| *b > bucket(2_000_000))
+            .filter(|(b, _)| *b > buckets::of(2_000_000))
             .map(|(_, c)| c)
             .sum();
         TurnSummary {

@@ -4,12 +4,10 @@
 use std::time::{Duration, Instant};
 
 use crate::proto::registry::Action;
+use reactor::buckets::{self, BUCKETS};
 
 const SLOTS: usize = 10;
 const SLOT: Duration = Duration::from_secs(6);
-/// Eight sub-buckets per power of two of nanoseconds: about 9% resolution.
-const SUB: usize = 8;
-const BUCKETS: usize = 64 * SUB;
 
 #[derive(Clone)]
 struct Hist {
@@ -25,30 +23,8 @@ impl Hist {
         }
     }
 
-    fn bucket(ns: u64) -> usize {
-        let ns = ns.max(1);
-        let exp = 63 - ns.leading_zeros() as usize;
-        let frac = if exp >= 3 {
-            ((ns >> (exp - 3)) & 7) as usize
-        } else {
-            0
-        };
-        exp * SUB + frac
-    }
-
-    /// The upper bound of a bucket, in nanoseconds.
-    fn bucket_value(b: usize) -> u64 {
-        let exp = b / SUB;
-        let frac = (b % SUB) as u64;
-        if exp >= 3 {
-            (1u64 << exp) + ((frac + 1) << (exp - 3))
-        } else {
-            1u64 << (exp + 1)
-        }
-    }
-
     fn record(&mut self, ns: u64) {
-        self.counts[Self::bucket(ns)] += 1;
+        self.counts[buckets::of(ns)] += 1;
         self.total += 1;
     }
 }
@@ -131,7 +107,7 @@ impl OpStats {
             for (b, c) in merged.iter().enumerate() {
                 seen += c;
                 if seen >= want {
-                    return Hist::bucket_value(b) as f64 / 1e6;
+                    return buckets::upper(b) as f64 / 1e6;
                 }
             }
             0.0

@@ -16,7 +16,7 @@ pub mod wait;
 pub use client::User;
 pub use http::{http_json, http_raw, read_response, request_bytes, HttpResponse};
 pub use peer::PeerConn;
-pub use proc::{Coordinator, Node, Proc, Spec};
+pub use proc::{run_to_end, Coordinator, Node, Proc, Spec};
 pub use registry::{token, token_exp, RegistryClient};
 pub use relay::Relay;
 pub use wait::{wait_for, wait_until, WAIT};

@@ -419,3 +419,29 @@ impl Node {
         self.proc.is_running()
     }
 }
+
+/// Runs a short-lived command to its end with `env` added and `stdin`
+/// piped in (or none at all: no terminal, as in CI), capturing its output.
+pub fn run_to_end(
+    cmd: &mut Command,
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    use std::io::Write;
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(text) = stdin {
+        let mut i = child.stdin.take().expect("stdin");
+        i.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("output")
+}

@@ -167,25 +167,13 @@ impl Node {
         if fresh || self.standing_asked.contains(user) {
             return;
         }
-        self.next_background_op += 1;
-        let op = BACKGROUND_OPS + self.next_background_op;
         let label = json!({"label": format!("node {}", self.api_addr)}).to_string();
-        match self.forwards.post_as(
-            cx,
-            op,
-            "/api/user/credential",
-            label.as_bytes(),
-            Some(token),
-        ) {
-            Ok(id) => {
-                self.conns.insert(id, Kind::Forward);
-                self.ops.insert(
-                    op,
-                    OpKind::Standing {
-                        user: user.to_owned(),
-                        registry,
-                    },
-                );
+        let kind = OpKind::Standing {
+            user: user.to_owned(),
+            registry,
+        };
+        match self.post_in_background(cx, "/api/user/credential", label.as_bytes(), token, kind) {
+            Ok(()) => {
                 self.standing_asked.insert(user.to_owned());
             }
             Err(e) => crate::log_warn!("{user}: cannot ask for a node credential: {e}"),
@@ -241,21 +229,28 @@ impl Node {
 
     /// Tells the coordinator to revoke a credential given up at logout.
     pub(crate) fn revoke_in_background(&mut self, cx: &mut Ctx, user: &str, credential: &str) {
+        let kind = OpKind::Background("logout: revoking the node credential");
+        if let Err(e) = self.post_in_background(cx, "/api/user/logout", b"{}", credential, kind) {
+            crate::log_warn!("{user}: the node credential could not be revoked: {e}");
+        }
+    }
+
+    /// A call to the server API no client request waits for; its answer
+    /// comes back to `forward_done` as `kind`.
+    fn post_in_background(
+        &mut self,
+        cx: &mut Ctx,
+        path: &str,
+        body: &[u8],
+        token: &str,
+        kind: OpKind,
+    ) -> Result<(), String> {
         self.next_background_op += 1;
         let op = BACKGROUND_OPS + self.next_background_op;
-        match self
-            .forwards
-            .post_as(cx, op, "/api/user/logout", b"{}", Some(credential))
-        {
-            Ok(id) => {
-                self.conns.insert(id, Kind::Forward);
-                self.ops.insert(
-                    op,
-                    OpKind::Background("logout: revoking the node credential"),
-                );
-            }
-            Err(e) => crate::log_warn!("{user}: the node credential could not be revoked: {e}"),
-        }
+        let id = self.forwards.post_as(cx, op, path, body, Some(token))?;
+        self.conns.insert(id, Kind::Forward);
+        self.ops.insert(op, kind);
+        Ok(())
     }
 
     /// The registry refused the credential (revoked by an admin, or the

@@ -386,38 +386,24 @@ impl Fetches {
 
     /// Saves the resume state if pieces were verified since the last save.
     fn checkpoint_job(&mut self, job: &mut Job) {
-        let r = &job.rec;
-        let (id, gen) = (r.fetch_id.clone(), job.gen);
-        let state = record::state_path(&self.data_dir, &r.fetch_id);
-        let (total, root) = (r.total_size, r.root.clone());
-        let Some(t) = job.phase.transfer_mut() else {
-            return;
-        };
-        if t.checkpointing || !t.dirty {
-            return;
-        }
-        let rf = work::resume_file(t.part_id, total, root, t.sched.bits(), t.saved.as_ref());
-        let file = t.file.clone();
-        t.dirty = false;
-        t.checkpointing = true;
-        let sent = self.work.submit(move || Done {
-            id,
-            gen,
-            what: What::Checkpointed(work::checkpoint(&file, &state, &rf)),
-        });
-        if sent.is_err() {
-            t.checkpointing = false;
-            t.dirty = true;
+        let gen = job.gen;
+        if let Some(t) = job.phase.transfer_mut() {
+            self.save_resume(&job.rec, gen, t);
         }
     }
 
     /// The resume state of a transfer that is being paused.
     pub(super) fn checkpoint(&mut self, job: &mut Job, t: &mut Transfer) {
-        let r = &job.rec;
+        self.save_resume(&job.rec, job.gen, t);
+    }
+
+    /// Writes `t`'s verified pieces and hash state on a worker, unless a
+    /// write is out already or nothing changed since the last.
+    fn save_resume(&mut self, r: &record::Record, gen: u64, t: &mut Transfer) {
         if t.checkpointing || !t.dirty {
             return;
         }
-        let (id, gen) = (r.fetch_id.clone(), job.gen);
+        let id = r.fetch_id.clone();
         let state = record::state_path(&self.data_dir, &r.fetch_id);
         let rf = work::resume_file(
             t.part_id,
