@@ -91,6 +91,8 @@ pub struct Ctx {
     pub(crate) log: Box<dyn Fn(&str)>,
     /// How long each turn's work took, for [`Ctx::loop_turns`].
     pub(crate) turns: TurnStats,
+    /// Bytes written to sockets so far (for the slow-turn diagnostic).
+    pub(crate) flushed: u64,
     /// Events left for the next turn, oldest first.
     pub(crate) backlog: std::collections::VecDeque<Pending>,
 }

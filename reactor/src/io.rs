@@ -299,6 +299,7 @@ impl Ctx {
                 Ok((state, n)) => {
                     if n > 0 {
                         c.last_active = self.now;
+                        self.flushed += n as u64;
                     }
                     if state == Flush::Budget {
                         c.dirty = true;

@@ -22,6 +22,7 @@ pub mod outq;
 mod reactor;
 mod service;
 pub mod signals;
+mod slow;
 mod sockopt;
 mod timer;
 mod turns;

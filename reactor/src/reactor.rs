@@ -16,11 +16,13 @@ use crate::ctx::{
     Ctx, Pending, TimerWhat, LISTENER_BASE, SHUTDOWN_GRACE, SWEEP_TICK, TURN_BUDGET, WAKER,
 };
 use crate::service::Service;
+use crate::slow::{Phase, SlowTurns};
 use crate::timer::Timers;
 
 pub struct Reactor {
     cx: Ctx,
     events: Events,
+    slow: SlowTurns,
 }
 
 impl Reactor {
@@ -49,9 +51,11 @@ impl Reactor {
                 stopping: false,
                 log: Box::new(|m| eprintln!("{m}")),
                 turns: crate::turns::TurnStats::new(Instant::now()),
+                flushed: 0,
                 backlog: std::collections::VecDeque::new(),
             },
             events: Events::with_capacity(1024),
+            slow: SlowTurns::from_env(),
         })
     }
 
@@ -111,6 +115,10 @@ impl Reactor {
                 Err(e) => return Err(e),
             }
             cx.now = Instant::now();
+            let slow = &mut self.slow;
+            if slow.enabled() {
+                slow.begin(cx.now, self.events.iter().count(), cx.flushed);
+            }
 
             // Events are handled oldest first within a time budget: what a
             // turn could not reach (a reconnect storm's thousands of accepts
@@ -126,6 +134,7 @@ impl Reactor {
                     cx.process_closes(services);
                 }
             }
+            slow.mark(Phase::Backlog);
             let mut woken = false;
             for ev in self.events.iter() {
                 let t = ev.token();
@@ -152,12 +161,14 @@ impl Reactor {
                 }
                 cx.process_closes(services);
             }
+            slow.mark(Phase::Events);
             if woken {
                 for s in services.iter_mut() {
                     s.on_wake(cx);
                 }
                 cx.process_closes(services);
             }
+            slow.mark(Phase::Wake);
             while let Some(what) = cx.timers.pop_due(cx.now) {
                 match what {
                     TimerWhat::Service(s, key) => {
@@ -179,15 +190,22 @@ impl Reactor {
                 }
                 cx.process_closes(services);
             }
+            slow.mark(Phase::Timers);
             // Connections whose reading was paused and may go on now.
             let resume = std::mem::take(&mut cx.resume);
             for i in resume {
                 cx.read_and_dispatch(i, services);
                 cx.process_closes(services);
             }
+            slow.mark(Phase::Resume);
             cx.flush_dirty(services);
             cx.process_closes(services);
-            cx.turns.record(cx.now, Instant::now());
+            slow.mark(Phase::Flush);
+            let end = Instant::now();
+            cx.turns.record(cx.now, end);
+            if let Some(line) = slow.end(end, cx.flushed) {
+                (cx.log)(&line);
+            }
         }
     }
 }

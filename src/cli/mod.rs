@@ -118,7 +118,13 @@ fn setup(cfg: &Config) -> Result<(), String> {
         .ok_or_else(|| format!("unknown log level '{}'", cfg.log_level))?;
     log::set_level(level);
     match reactor::limits::raise_nofile() {
-        Ok((before, after)) => crate::log_info!("open-file limit: {after} (was {before})"),
+        Ok((before, after)) => {
+            crate::log_info!("open-file limit: {after} (was {before})");
+            // Before any thread starts: growing the table later stalls the loop.
+            if let Err(e) = reactor::limits::presize_fd_table(after) {
+                crate::log_warn!("could not size the descriptor table ahead: {e}");
+            }
+        }
         Err(e) => crate::log_warn!("could not raise the open-file limit: {e}"),
     }
     Ok(())
