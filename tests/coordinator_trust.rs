@@ -516,3 +516,52 @@ fn re_registering_one_host_on_many_connections_does_not_escape_the_cap() {
     send(current, "PING", json!({"hostname":"mallory"}));
     assert_eq!(read_line(current).unwrap()["status"], "ALIVE");
 }
+
+/// A reconnect storm from behind one NAT while the coordinator is behind:
+/// 300 connections past the per-address cap send their REGISTER while the
+/// loop is stopped for longer than their 5 s grace. When it runs again it
+/// cannot read them all in one turn; the ones it reaches after their
+/// deadline must still be served, since their line was there in time.
+#[test]
+fn registers_waiting_unread_behind_a_late_loop_are_served_not_reset() {
+    let c = Coordinator::start();
+    // Fill the address's unbound quota so the storm is "over the cap".
+    let mut quota = Vec::new();
+    for _ in 0..256 {
+        let mut s = TcpStream::connect(c.registry).unwrap();
+        send(&mut s, "PING", json!({"hostname":"x"}));
+        quota.push(s);
+    }
+    for s in quota.iter_mut() {
+        assert_eq!(read_line(s).unwrap()["status"], "DEAD");
+    }
+    let mut storm: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(c.registry).unwrap())
+        .collect();
+    // Let the loop accept them all (their 5 s deadlines start now).
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = c.proc.pid() as i32;
+    // SAFETY: signals to the child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    for (i, s) in storm.iter_mut().enumerate() {
+        let host = format!("storm-{i}");
+        send(
+            s,
+            "REGISTER",
+            json!({"hostname": host, "port": 6001, "token": token(&host)}),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let mut refused = 0;
+    for s in storm.iter_mut() {
+        match read_line(s) {
+            Some(v) if v["status"] == "OK" => {}
+            other => {
+                refused += 1;
+                eprintln!("refused: {other:?}");
+            }
+        }
+    }
+    assert_eq!(refused, 0, "{refused} of 300 REGISTERs were not served");
+}

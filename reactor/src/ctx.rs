@@ -294,6 +294,16 @@ impl Ctx {
         }
     }
 
+    /// Whether the kernel holds bytes from `id`'s peer that the loop has not
+    /// read yet (it is behind). A deadline for a peer's next line should not
+    /// fire on a peer whose line is merely waiting for us. Bytes already read
+    /// (a partial line in the input buffer) do not count: a peer trickling
+    /// a line that never ends must not keep its connection this way.
+    pub fn input_waiting(&self, id: ConnId) -> bool {
+        self.conn(id)
+            .is_some_and(|c| crate::sockopt::unread(c.sock.as_raw_fd()).is_ok_and(|n| n > 0))
+    }
+
     /// How long ago the kernel last received anything from `id`'s peer,
     /// keepalive answers included: a silent peer's proof of life.
     pub fn last_heard(&self, id: ConnId) -> Option<Duration> {

@@ -118,3 +118,15 @@ pub(crate) fn last_heard(fd: RawFd) -> io::Result<Duration> {
     let ms = info.tcpi_last_data_recv.min(info.tcpi_last_ack_recv);
     Ok(Duration::from_millis(u64::from(ms)))
 }
+
+/// Bytes the kernel holds for `fd` that nobody has read yet (`FIONREAD`).
+pub(crate) fn unread(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int into the value we own.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if rc == 0 {
+        Ok(n.max(0) as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -4,12 +4,12 @@
 //! offline-at-close. What a request does is `handle.rs`'s.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reactor::line::{next_line, Line};
 use reactor::{ConnId, Ctx};
 
-use super::guard::{addr_key, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
+use super::guard::{addr_key, LATE_LOOP_GRACE, OVER_CAP_GRACE, UNBOUND_LINE_TIMEOUT};
 use super::handle::{Answer, Context, Effect};
 use super::registry::{Gather, HostKey, ListParts};
 use super::{Coordinator, Kind, Timer};
@@ -55,6 +55,8 @@ pub struct RegConn {
     pub timer_armed: bool,
     /// TCP keepalive is on (set at the first REGISTER).
     pub keepalive: bool,
+    /// Deadlines put off because its input waited unread (`LATE_LOOP_GRACE`).
+    pub late_extensions: u8,
 }
 
 /// The timer key of a connection's stranger deadline.
@@ -103,6 +105,7 @@ impl Coordinator {
                 addr: ip,
                 timer_armed: true,
                 keepalive: false,
+                late_extensions: 0,
             }),
         );
     }
@@ -140,6 +143,21 @@ impl Coordinator {
             return;
         };
         rc.timer_armed = false;
+        // Its line is here but the loop has not read it yet (far behind,
+        // as after a coordinator restart): wait for the loop, a bounded
+        // number of times, instead of resetting a peer that did its part.
+        let step = match rc.standing {
+            Standing::Known => Duration::ZERO,
+            Standing::OverCap => OVER_CAP_GRACE,
+            Standing::Unbound(_) => UNBOUND_LINE_TIMEOUT,
+        };
+        let allowed = (LATE_LOOP_GRACE.as_secs() / step.as_secs().max(1)).min(u8::MAX as u64) as u8;
+        if !step.is_zero() && rc.late_extensions < allowed && cx.input_waiting(id) {
+            rc.late_extensions += 1;
+            rc.timer_armed = true;
+            cx.timer(self.svc, step, conn_timer_key(id));
+            return;
+        }
         match rc.standing {
             Standing::Known => {}
             Standing::OverCap => {

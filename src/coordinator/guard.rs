@@ -16,6 +16,11 @@ pub const UNBOUND_LINE_TIMEOUT: Duration = Duration::from_secs(30);
 /// with REGISTER as its first line (many nodes behind one NAT reconnecting
 /// at once); one that says nothing is refused after this long.
 pub const OVER_CAP_GRACE: Duration = Duration::from_secs(5);
+/// A stranger whose line has arrived but waits unread because the loop is
+/// behind (a reconnect storm) is given this much more time, at most, in
+/// steps of its own deadline: it is the coordinator that is late, not the
+/// peer. A peer that sends nothing gains nothing from it.
+pub const LATE_LOOP_GRACE: Duration = Duration::from_secs(120);
 
 /// The key a limit is counted under: the address itself, or for IPv6 its
 /// /64, since one subscriber commonly holds a whole /64.
