@@ -9,11 +9,14 @@
 //! `\n` (or `\r\n`); `Partial` means no newline yet and under the cap; the
 //! frames (and whether the stream ends in `TooLong`) are the same whatever the
 //! split; a decoded request re-encodes to a line that decodes to the same
-//! request; every refusal reason fits an ERROR reply that is valid JSON.
+//! request; the one-pass fast path and the general decoder agree on every
+//! line; every refusal reason fits an ERROR reply that is valid JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use p2pshare::proto::registry::{decode_request, error_line, FileMeta, Request, MAX_LINE};
+use p2pshare::proto::registry::{
+    decode_request, decode_request_general, error_line, FileMeta, Request, MAX_LINE,
+};
 use reactor::line::{next_line, Line};
 
 #[derive(Debug, PartialEq)]
@@ -123,6 +126,16 @@ fn same(a: &Request<'_>, b: &Request<'_>) -> bool {
 }
 
 fn check_request(line: &[u8]) {
+    // The one-pass fast path (taken first) and the general decoder agree:
+    // the same request, or the same refusal.
+    match (decode_request(line), decode_request_general(line)) {
+        (Ok(a), Ok(b)) => assert!(same(&a, &b), "fast {a:?}\ngeneral {b:?}"),
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!(
+            "the decoders disagree on {}:\n{a:?}\n{b:?}",
+            String::from_utf8_lossy(line)
+        ),
+    }
     match decode_request(line) {
         Ok(req) => {
             // The protocol's own encoder, newline included: the newline

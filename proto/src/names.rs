@@ -18,6 +18,17 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
 }
 
 pub fn valid_file_name(name: &str) -> bool {
+    // The same rule as `check_file_name`, without building its message: the
+    // registry checks a name or two on every request line.
+    if name.is_ascii() {
+        let b = name.as_bytes();
+        return !b.is_empty()
+            && b.len() <= 255
+            && name != "."
+            && name != ".."
+            && b.iter()
+                .all(|&c| c >= 0x20 && c != 0x7f && c != b'/' && c != b'\\');
+    }
     check_file_name(name).is_ok()
 }
 
@@ -45,6 +56,14 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a\\b", "a\nb", &"x".repeat(256)] {
             assert!(!valid_file_name(bad), "{bad:?}");
         }
+        // The quick ASCII path and the full rule agree on every byte.
+        for c in 0u8..0x80 {
+            let s = format!("a{}b", c as char);
+            assert_eq!(valid_file_name(&s), check_file_name(&s).is_ok(), "{c:#x}");
+        }
+        assert!(!valid_file_name("a\u{85}b"));
+        assert!(valid_file_name(&"ü".repeat(127)));
+        assert!(!valid_file_name(&"ü".repeat(128)));
     }
 
     #[test]

@@ -3,10 +3,31 @@
 
 use super::FileMeta;
 
+/// Whether any byte of `b` must be escaped in a JSON string. Whole chunks
+/// are folded without an early exit so the compiler can vectorise them:
+/// names, hosts and digests almost never need escaping.
+fn needs_escape(b: &[u8]) -> bool {
+    let bad = |c: u8| c < 0x20 || c == b'"' || c == b'\\' || c == 0x7f;
+    let mut chunks = b.chunks_exact(16);
+    for c in &mut chunks {
+        if c.iter().fold(false, |acc, &x| acc | bad(x)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&x| bad(x))
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: Option<&[u8]> = match b {

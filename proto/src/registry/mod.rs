@@ -5,6 +5,7 @@
 
 use serde::Deserialize;
 
+mod fast;
 mod json;
 mod reply;
 mod request;
@@ -13,7 +14,7 @@ mod tests;
 
 pub use json::{error_line, push_f64, push_files, push_json_str, push_meta, push_u64};
 pub use reply::{decode_reply, Discovery, HostHead, ListedHost, Listing, Offer, Page, Reply};
-pub use request::{decode_request, Action, HeartbeatState, Request};
+pub use request::{decode_request, decode_request_general, Action, HeartbeatState, Request};
 
 /// A line longer than this is refused and the connection closed.
 pub const MAX_LINE: usize = 1024 * 1024;

@@ -335,8 +335,17 @@ struct ListData<'a> {
 }
 
 /// Decodes one request line (without its newline), the server's side. `Err` is the reason for
-/// an ERROR reply; the connection stays usable.
+/// an ERROR reply; the connection stays usable. The usual shapes are read in one pass
+/// (`fast.rs`); the rest, and every refusal, by [`decode_request_general`].
 pub fn decode_request(line: &[u8]) -> Result<Request<'_>, String> {
+    match super::fast::decode(line) {
+        Some(req) => Ok(req),
+        None => decode_request_general(line),
+    }
+}
+
+/// The decoder for every line, through serde: the reference the fast path is held to.
+pub fn decode_request_general(line: &[u8]) -> Result<Request<'_>, String> {
     let text = std::str::from_utf8(line)
         .map_err(|_| "invalid JSON: the line is not valid UTF-8".to_string())?;
     let env: Envelope =
@@ -488,6 +497,10 @@ fn clean(e: &serde_json::Error) -> String {
     }
 }
 
+pub(super) fn valid_name(name: &str) -> bool {
+    valid_file_name(name)
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     if valid_file_name(name) {
         Ok(())
@@ -511,7 +524,7 @@ fn check_sha(sha: Option<String>) -> Result<Option<String>, String> {
 
 /// A SHA-256 in hex: 64 hex digits, kept lower-case so that comparing two
 /// digests is comparing two strings.
-fn check_hex(field: &str, hex: Option<String>) -> Result<Option<String>, String> {
+pub(super) fn check_hex(field: &str, hex: Option<String>) -> Result<Option<String>, String> {
     match hex {
         Some(s) if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Err(format!("invalid {field}: expected 64 hex digits"))
