@@ -294,6 +294,25 @@ impl Ctx {
         }
     }
 
+    /// Gives every socket `listener` accepts from now on these keepalive
+    /// timings (not keepalive itself): [`Ctx::keepalive_on`] then turns it
+    /// on with one system call instead of four.
+    pub fn set_listener_keepalive(&mut self, listener: ListenerId, k: Keepalive) -> io::Result<()> {
+        match self.listeners.get(listener.0) {
+            Some(l) => crate::sockopt::set_keepalive_timings(l.sock.as_raw_fd(), k),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    /// Turns TCP keepalive on for `id` with the timings its socket holds
+    /// (its listener's, see [`Ctx::set_listener_keepalive`]).
+    pub fn keepalive_on(&mut self, id: ConnId) -> io::Result<()> {
+        match self.conn(id) {
+            Some(c) => crate::sockopt::keepalive_on(c.sock.as_raw_fd()),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
     /// Whether the kernel holds bytes from `id`'s peer that the loop has not
     /// read yet (it is behind). A deadline for a peer's next line should not
     /// fire on a peer whose line is merely waiting for us. Bytes already read

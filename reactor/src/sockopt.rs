@@ -68,21 +68,33 @@ fn secs(d: Duration) -> libc::c_int {
     d.as_secs().clamp(1, 32_767) as libc::c_int
 }
 
+/// The probing timings alone (they act once `SO_KEEPALIVE` is on). Set on a
+/// listening socket, every socket it accepts starts with them, so turning
+/// keepalive on later is one call instead of four.
+pub(crate) fn set_keepalive_timings(fd: RawFd, k: Keepalive) -> io::Result<()> {
+    set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(k.idle))?;
+    set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(k.interval))?;
+    set(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_KEEPCNT,
+        k.count.clamp(1, 127) as libc::c_int,
+    )
+}
+
 pub(crate) fn set_keepalive(fd: RawFd, ka: Option<Keepalive>) -> io::Result<()> {
     match ka {
         None => set(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 0),
         Some(k) => {
-            set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, secs(k.idle))?;
-            set(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, secs(k.interval))?;
-            set(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_KEEPCNT,
-                k.count.clamp(1, 127) as libc::c_int,
-            )?;
+            set_keepalive_timings(fd, k)?;
             set(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
         }
     }
+}
+
+/// Turns keepalive on with the timings the socket has (from its listener).
+pub(crate) fn keepalive_on(fd: RawFd) -> io::Result<()> {
+    set(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)
 }
 
 pub(crate) fn keepalive(fd: RawFd) -> io::Result<Option<Keepalive>> {

@@ -66,6 +66,13 @@ fn keepalive_is_set_on_the_socket_as_asked() {
 }
 
 #[test]
+fn keepalive_turned_on_takes_the_timings_the_listener_set() {
+    let r = Running::start(ConnOptions::default(), vec![]);
+    let mut c = r.connect();
+    assert_eq!(ask(&mut c, "KEEPALIVE_ON"), "40 20 5");
+}
+
+#[test]
 fn the_kernel_says_when_the_peer_was_last_heard() {
     let r = Running::start(ConnOptions::default(), vec![]);
     let mut c = r.connect();

@@ -363,7 +363,12 @@ impl Coordinator {
                     // keepalive finds a peer that vanished without a FIN.
                     if !anonymous && !rc.keepalive {
                         rc.keepalive = true;
-                        if let Err(e) = cx.set_keepalive(id, Some(self.keepalive)) {
+                        let set = if self.keepalive_inherited {
+                            cx.keepalive_on(id)
+                        } else {
+                            cx.set_keepalive(id, Some(self.keepalive))
+                        };
+                        if let Err(e) = set {
                             crate::log_warn!("cannot set keepalive on a registry connection: {e}");
                         }
                     }

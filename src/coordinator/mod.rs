@@ -176,6 +176,8 @@ pub struct Coordinator {
     sweep_cutoff: Option<f64>,
     /// TCP keepalive of registered connections.
     keepalive: Keepalive,
+    /// The registry listener holds those timings, so accepted sockets do.
+    keepalive_inherited: bool,
     /// Reused reply buffer for registry lines.
     scratch: Vec<u8>,
     /// Unbound registry connections per source address.
@@ -263,6 +265,16 @@ impl Coordinator {
             "SERVER_PORT",
             |a| cx.listen(a, svc, registry_options()),
         )?;
+        let keepalive = keepalive_from_env()?;
+        // Accepted sockets inherit the timings: a REGISTER then turns
+        // keepalive on with one call (docs/registry-protocol.md, "Liveness").
+        let keepalive_inherited = match cx.set_listener_keepalive(registry_listener, keepalive) {
+            Ok(()) => true,
+            Err(e) => {
+                log_warn!("cannot set keepalive timings on the registry listener: {e}");
+                false
+            }
+        };
         let api_addr = SocketAddr::new(cfg.admin_api_host, cfg.admin_api_port);
         let (_api_listener, api_local) = crate::util::listen_moving(
             "the admin API",
@@ -315,7 +327,8 @@ impl Coordinator {
             scratch: Vec::with_capacity(64 * 1024),
             gather: None,
             sweep_cutoff: None,
-            keepalive: keepalive_from_env()?,
+            keepalive,
+            keepalive_inherited,
             list_waiters: Vec::new(),
             query_waiters: Vec::new(),
             query_timer: false,

@@ -5,7 +5,8 @@
 //! answers whether the loop still called that id open; `SPIN ms` → busy
 //! for ms in the loop, then `spun`; `TURNS` → `count max_ms p99_ms over_2ms`
 //! of the loop's turns; `KEEPALIVE idle interval count` → sets it and
-//! answers what the kernel holds; `PARTS n` → n shared pieces of the `BIG`
+//! answers what the kernel holds; `KEEPALIVE_ON` → turns it on with the
+//! timings inherited from the listener (40 20 5) and answers them; `PARTS n` → n shared pieces of the `BIG`
 //! pattern (n × 100 bytes), queued by reference.
 #![allow(dead_code)]
 
@@ -91,6 +92,18 @@ impl Service for LineService {
                 let t = cx.loop_turns();
                 let a = format!("{} {} {} {}\n", t.count, t.max_ms, t.p99_ms, t.over_2ms);
                 cx.send(id, a.as_bytes());
+            } else if line == "KEEPALIVE_ON" {
+                let on = cx.keepalive_on(id).is_ok();
+                let a = match cx.keepalive(id).ok().flatten() {
+                    Some(k) if on => format!(
+                        "{} {} {}\n",
+                        k.idle.as_secs(),
+                        k.interval.as_secs(),
+                        k.count
+                    ),
+                    _ => "off\n".to_string(),
+                };
+                cx.send(id, a.as_bytes());
             } else if let Some(args) = line.strip_prefix("KEEPALIVE ") {
                 let v: Vec<u64> = args.split(' ').filter_map(|x| x.parse().ok()).collect();
                 let ka = reactor::Keepalive {
@@ -172,9 +185,17 @@ impl Running {
                 logs.lock().unwrap().logs.push(m.to_owned())
             }));
             cx.set_stop_flag(stop2);
-            let (_, addr) = cx
+            let (listener, addr) = cx
                 .listen("127.0.0.1:0".parse().unwrap(), 0, opts)
                 .expect("listen");
+            // Inherited by every accepted socket (see `KEEPALIVE_ON`).
+            let inherited = reactor::Keepalive {
+                idle: Duration::from_secs(40),
+                interval: Duration::from_secs(20),
+                count: 5,
+            };
+            cx.set_listener_keepalive(listener, inherited)
+                .expect("listener keepalive timings");
             tx.send((addr, cx.waker())).unwrap();
             let mut svc = LineService {
                 seen: seen2,
