@@ -73,6 +73,7 @@ macro_rules! try_reply {
 
 // After the macro, which the endpoints there use too.
 mod fetch;
+mod folders;
 mod picker;
 
 impl Node {
@@ -301,6 +302,9 @@ impl Node {
     ) -> Outcome {
         match then {
             AfterSave::Reply(r) => r.into(),
+            then @ (AfterSave::Followed { .. } | AfterSave::Unfollowed(_)) => {
+                self.folder_saved(cx, user, then)
+            }
             AfterSave::Added { name, .. } => {
                 crate::log_info!("{user}: tracking {name:?}");
                 self.file_reply(user, &name, None).into()
