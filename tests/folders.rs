@@ -144,7 +144,11 @@ fn a_file_dropped_into_a_followed_folder_is_tracked_hashed_and_published_after_a
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["folder"]["recursive"], true);
     let v = rescan(&t.node, &alice.token);
-    assert_eq!(v["folders"].as_array().map(Vec::len), Some(1), "one folder: {v}");
+    assert_eq!(
+        v["folders"].as_array().map(Vec::len),
+        Some(1),
+        "one folder: {v}"
+    );
     assert_eq!(v["folders"][0]["files"], 3, "{v}");
     wait_offered(&t.coord, "alice", "deep.jpg", &pattern(10, 2), WAIT);
 
@@ -242,8 +246,10 @@ fn a_name_collision_is_shown_in_the_folder_skipped_list() {
         s(&other.join("report.txt"))
     );
     assert!(
-        skipped.iter().any(|e| e["path"] == s(&docs.join("report.txt")).as_str()
-            && e["reason"].as_str().is_some_and(|r| r.starts_with(&want))),
+        skipped
+            .iter()
+            .any(|e| e["path"] == s(&docs.join("report.txt")).as_str()
+                && e["reason"].as_str().is_some_and(|r| r.starts_with(&want))),
         "{v}"
     );
     // The file tracked first stays what it was.
@@ -271,7 +277,9 @@ fn a_file_deleted_from_the_folder_is_unpublished_and_forgotten() {
         offers(&t.coord, "song.ogg").is_empty().then_some(())
     });
     // Not lingering as "missing" either.
-    let (st, v) = t.node.call("GET", "/api/client/status", Some(&alice.token), None);
+    let (st, v) = t
+        .node
+        .call("GET", "/api/client/status", Some(&alice.token), None);
     assert_eq!(st, 200);
     assert_eq!(v["attention"], json!([]), "{v}");
 }
@@ -290,7 +298,13 @@ fn a_followed_folder_survives_kill_9_after_the_ack() {
     fs::write(inbox.join("after-restart.txt"), &content).expect("write");
     let v = rescan(&t.node, &alice.token);
     assert_eq!(v["folders"][0]["path"], s(&inbox).as_str(), "{v}");
-    wait_offered(&t.coord, "alice", "after-restart.txt", &content, Duration::from_secs(30));
+    wait_offered(
+        &t.coord,
+        "alice",
+        "after-restart.txt",
+        &content,
+        Duration::from_secs(30),
+    );
 }
 
 #[test]
@@ -316,12 +330,22 @@ fn folders_outside_the_rules_are_refused_with_a_sentence() {
         let (st, v) = add_folder(&t.node, &alice.token, json!({"path": path}));
         assert_eq!(st, 403, "{path}: {v}");
         let msg = v["error"].as_str().unwrap_or("");
-        assert!(msg.len() > 20 && msg.ends_with(|c: char| c.is_alphanumeric() || c == ')'), "{path}: {v}");
-        assert!(!msg.contains("os error") && !msg.contains("errno"), "{path}: {v}");
+        assert!(
+            msg.len() > 20 && msg.ends_with(|c: char| c.is_alphanumeric() || c == ')'),
+            "{path}: {v}"
+        );
+        assert!(
+            !msg.contains("os error") && !msg.contains("errno"),
+            "{path}: {v}"
+        );
     }
     let (st, v) = add_folder(&t.node, &alice.token, json!({"path": "relative/dir"}));
     assert_eq!(st, 400, "{v}");
-    let (st, v) = add_folder(&t.node, &alice.token, json!({"path": s(&share.join("nope"))}));
+    let (st, v) = add_folder(
+        &t.node,
+        &alice.token,
+        json!({"path": s(&share.join("nope"))}),
+    );
     assert_eq!(st, 404, "{v}");
     assert!(folders(&t.node, &alice.token)["folders"]
         .as_array()
@@ -336,13 +360,20 @@ fn a_symlink_in_a_followed_folder_or_in_its_place_shares_nothing_from_where_it_p
     fs::create_dir_all(&box_).expect("mkdir");
     fs::write(box_.join("mine.txt"), b"mine").expect("write");
     symlink("/etc/passwd", box_.join("passwd")).expect("symlink");
-    let (st, v) = add_folder(&t.node, &alice.token, json!({"path": s(&box_), "recursive": true}));
+    let (st, v) = add_folder(
+        &t.node,
+        &alice.token,
+        json!({"path": s(&box_), "recursive": true}),
+    );
     assert_eq!(st, 200, "{v}");
     let v = rescan(&t.node, &alice.token);
     assert!(tracked(&t.node, &alice.token, "passwd").is_none(), "{v}");
     assert!(tracked(&t.node, &alice.token, "mine.txt").is_some());
     let skipped = v["folders"][0]["skipped"].to_string();
-    assert!(skipped.contains("link"), "the link is shown as not followed: {v}");
+    assert!(
+        skipped.contains("link"),
+        "the link is shown as not followed: {v}"
+    );
 
     // The followed folder itself is swapped for a link to /etc.
     fs::rename(&box_, t.share.join("box-moved")).expect("mv");
@@ -356,7 +387,9 @@ fn a_symlink_in_a_followed_folder_or_in_its_place_shares_nothing_from_where_it_p
         assert!(!names.iter().any(|n| n == etc), "{etc} tracked: {names:?}");
     }
     assert!(
-        v["folders"][0]["skipped"].to_string().contains("no longer a real folder"),
+        v["folders"][0]["skipped"]
+            .to_string()
+            .contains("no longer a real folder"),
         "{v}"
     );
     assert!(offers(&t.coord, "passwd").is_empty());

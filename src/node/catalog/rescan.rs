@@ -154,7 +154,12 @@ impl Node {
             },
         };
         crate::log_info!("{user}: published {name:?} from a followed folder");
-        if self.registry_send(cx, user, &msg, Wait::Quiet("publish of a followed folder's file")) {
+        if self.registry_send(
+            cx,
+            user,
+            &msg,
+            Wait::Quiet("publish of a followed folder's file"),
+        ) {
             self.net_sync_file(user, name);
         }
     }

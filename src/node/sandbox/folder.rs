@@ -87,7 +87,9 @@ impl Sandbox {
     /// (at load: the operator may have changed the roots). Pure.
     pub fn folder_allowed(&self, real: &Path) -> Result<(), String> {
         let shown = real.display().to_string();
-        self.folder_rule(real, &shown).map(|_| ()).map_err(|(_, m)| m)
+        self.folder_rule(real, &shown)
+            .map(|_| ())
+            .map_err(|(_, m)| m)
     }
 
     /// `add-folder`'s check of a folder as the user gave it (absolute):
@@ -207,7 +209,9 @@ impl Sandbox {
                         if depth + 1 > MAX_DEPTH {
                             out.skip(
                                 &rel_entry,
-                                format!("Folders more than {MAX_DEPTH} levels deep are not followed"),
+                                format!(
+                                    "Folders more than {MAX_DEPTH} levels deep are not followed"
+                                ),
                             );
                             continue;
                         }
@@ -222,7 +226,10 @@ impl Sandbox {
                             Ok(_) => {}
                             Err(_) => {
                                 out.complete = false;
-                                out.skip(&rel_entry, "This folder cannot be read by the node".into());
+                                out.skip(
+                                    &rel_entry,
+                                    "This folder cannot be read by the node".into(),
+                                );
                             }
                         }
                     }
@@ -283,14 +290,7 @@ fn readable_at(dir: &OwnedFd, name: &str) -> bool {
         return false;
     };
     // SAFETY: a valid directory descriptor and a NUL-terminated name.
-    unsafe {
-        libc::faccessat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::R_OK,
-            libc::AT_EACCESS,
-        ) == 0
-    }
+    unsafe { libc::faccessat(dir.as_raw_fd(), c.as_ptr(), libc::R_OK, libc::AT_EACCESS) == 0 }
 }
 
 fn identity_of(st: &libc::stat) -> Identity {

@@ -28,8 +28,8 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use fs::*;
 pub use folder::{FolderListing, Found, MAX_FOLDER_FILES};
+use fs::*;
 pub use place::{Dir, Entry, Place};
 
 /// A folder the operator granted, opened once at start: every later open

@@ -15,10 +15,7 @@ fn flag(b: &Fields, key: &str, default: bool) -> Result<bool, Reply> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(v)) => Ok(*v),
-        Some(_) => Err(Reply::error(
-            400,
-            &format!("'{key}' must be true or false"),
-        )),
+        Some(_) => Err(Reply::error(400, &format!("'{key}' must be true or false"))),
     }
 }
 
@@ -72,13 +69,14 @@ impl Node {
             return self.finish(cx, op, Reply::error(409, "You logged out meanwhile"));
         };
         let now = unix_now();
-        let before = match u
-            .catalog
-            .follow(&ask.path, real.clone(), ask.recursive, ask.publish, now)
-        {
-            Ok(b) => b,
-            Err((status, msg)) => return self.finish(cx, op, Reply::error(status, &msg)),
-        };
+        let before =
+            match u
+                .catalog
+                .follow(&ask.path, real.clone(), ask.recursive, ask.publish, now)
+            {
+                Ok(b) => b,
+                Err((status, msg)) => return self.finish(cx, op, Reply::error(status, &msg)),
+            };
         let then = AfterSave::Followed {
             real,
             before: before.map(Box::new),
@@ -164,10 +162,13 @@ impl Node {
                     return Reply::error(404, "Unknown user").into();
                 };
                 let Some(d) = u.catalog.folders().iter().find(|d| d.real == real) else {
-                    return Reply::error(409, "The folder stopped being followed meanwhile")
-                        .into();
+                    return Reply::error(409, "The folder stopped being followed meanwhile").into();
                 };
-                let what = if before.is_some() { "updated" } else { "following" };
+                let what = if before.is_some() {
+                    "updated"
+                } else {
+                    "following"
+                };
                 crate::log_info!("{user}: {what} folder {}", d.path);
                 let folder = u.catalog.folder_json(d);
                 Reply::ok(json!({"success": true, "folder": folder})).into()
@@ -200,9 +201,9 @@ impl Node {
             return;
         };
         match then {
-            AfterSave::Followed { real, before } => {
-                u.catalog.restore_folder(&real, before.map(|b: Box<Folder>| *b))
-            }
+            AfterSave::Followed { real, before } => u
+                .catalog
+                .restore_folder(&real, before.map(|b: Box<Folder>| *b)),
             AfterSave::Unfollowed(gone) => {
                 let gone: Unfollowed = *gone;
                 let back = u.catalog.refollow(gone);
