@@ -394,3 +394,91 @@ fn a_symlink_in_a_followed_folder_or_in_its_place_shares_nothing_from_where_it_p
     );
     assert!(offers(&t.coord, "passwd").is_empty());
 }
+
+/// `p2pshare <args> --node <node>` with a home and config folder of its own.
+fn cli(home: &Path, node: &Node, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(args)
+        .args(["--node", &node.api.to_string()])
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("P2PSHARE_NODE")
+        .env_remove("P2PSHARE_PASSWORD")
+        .current_dir(home);
+    let out = run_to_end(&mut cmd, stdin, &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_command_line_follows_a_shared_folder_unless_once_and_unshare_stops() {
+    let coord = Coordinator::start();
+    let node = Node::start(&coord);
+    let home = tempfile::tempdir().expect("home");
+    let home = fs::canonicalize(home.path()).expect("canon").to_path_buf();
+    let pw = format!("{PASSWORD}\n");
+    let (c, out) = cli(
+        &home,
+        &node,
+        &["login", "carol", "--register", "--password-stdin"],
+        Some(&pw),
+    );
+    assert_eq!(c, 0, "{out}");
+    let creds = fs::read_to_string(home.join("config/p2pshare/credentials.json")).expect("creds");
+    let token = serde_json::from_str::<Value>(&creds).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    let dir = home.join("Shared");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("now.txt"), b"here from the start").expect("write");
+    let (c, out) = cli(&home, &node, &["share", "Shared"], None);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("shared now.txt"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "following {}: files added to it later are shared too; `p2pshare unshare {}` stops",
+            s(&dir),
+            s(&dir)
+        )),
+        "{out}"
+    );
+    let later = pattern(5000, 21);
+    fs::write(dir.join("later.txt"), &later).expect("write");
+    rescan(&node, &token);
+    wait_offered(&coord, "carol", "later.txt", &later, WAIT);
+    let (c, out) = cli(&home, &node, &["status"], None);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains(&s(&dir)) && out.contains("2 file(s)"), "{out}");
+
+    let (c, out) = cli(&home, &node, &["unshare", &s(&dir)], None);
+    assert_eq!(c, 0, "{out}");
+    assert!(out.contains("stopped following"), "{out}");
+    assert!(folders(&node, &token)["folders"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+    fs::write(dir.join("after-unshare.txt"), b"not followed").expect("write");
+    rescan(&node, &token);
+    assert!(tracked(&node, &token, "after-unshare.txt").is_none());
+    let (c, out) = cli(&home, &node, &["unshare", &s(&dir)], None);
+    assert_ne!(c, 0, "not followed any more: {out}");
+
+    // --once: today's files, no following.
+    let once = home.join("Once");
+    fs::create_dir_all(&once).expect("mkdir");
+    fs::write(once.join("single.txt"), b"once").expect("write");
+    let (c, out) = cli(&home, &node, &["share", "--once", "Once"], None);
+    assert_eq!(c, 0, "{out}");
+    assert!(
+        out.contains("shared single.txt") && !out.contains("following"),
+        "{out}"
+    );
+    assert!(folders(&node, &token)["folders"]
+        .as_array()
+        .is_some_and(Vec::is_empty));
+}
