@@ -88,6 +88,7 @@
     state.files = [];
     state.filesKey = "";
     state.foldersKey = "";
+    state.following = false;
     setChildren($("#folders-list"));
     $("#folders-card").hidden = true;
     state.net = { q: "", offset: 0, total: 0, nextOffset: null, loaded: false };

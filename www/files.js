@@ -11,6 +11,7 @@
   const { el, $, $$, api, setChildren } = P;
   const C = window.P2PClient;
   const { state, authed, keepFocus, HASHING_RECHECK_MS } = C;
+  const FOLDER_RECHECK_MS = 10_000;
 
   // ---- My files ----------------------------------------------------------
 
@@ -27,9 +28,12 @@
     state.files = files;
     renderFiles(files);
     loadFolders();
-    // Hashing runs on the node in the background; look again until it is done.
-    if (files.some((f) => f.hashing) && state.view === "files") {
-      state.timers.files = setTimeout(loadFiles, HASHING_RECHECK_MS);
+    // Hashing runs on the node in the background; look again until it is
+    // done. Shared folders gain files by themselves (the node looks every
+    // 10 s): look again at that pace while any is followed.
+    const again = files.some((f) => f.hashing) ? HASHING_RECHECK_MS : state.following ? FOLDER_RECHECK_MS : 0;
+    if (again && state.view === "files") {
+      state.timers.files = setTimeout(loadFiles, again);
     }
   }
 
@@ -110,7 +114,9 @@
     const gen = state.generation;
     const res = await authed("GET", "/api/client/folders");
     if (gen !== state.generation || !state.token || !res.ok) return;
-    renderFolders(Array.isArray(res.data.folders) ? res.data.folders : []);
+    const folders = Array.isArray(res.data.folders) ? res.data.folders : [];
+    state.following = folders.length > 0;
+    renderFolders(folders);
   }
 
   function renderFolders(folders) {
