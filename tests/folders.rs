@@ -341,6 +341,18 @@ fn folders_outside_the_rules_are_refused_with_a_sentence() {
     }
     let (st, v) = add_folder(&t.node, &alice.token, json!({"path": "relative/dir"}));
     assert_eq!(st, 400, "{v}");
+    // Answers are for people: no field names.
+    let (st, v) = add_folder(
+        &t.node,
+        &alice.token,
+        json!({"path": s(&share.join("ok")), "recursive": "yes"}),
+    );
+    assert_eq!(st, 400, "{v}");
+    let msg = v["error"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("sub-folders") && !msg.contains("recursive"),
+        "{v}"
+    );
     let (st, v) = add_folder(
         &t.node,
         &alice.token,

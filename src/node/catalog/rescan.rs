@@ -117,6 +117,25 @@ impl Node {
         }
     }
 
+    /// Logout: `/rescan` requests still waiting are answered now.
+    pub(crate) fn drop_rescans(&mut self, cx: &mut Ctx, user: &str) {
+        let Some(u) = self.users.get_mut(user) else {
+            return;
+        };
+        let s = &mut u.folder_scan;
+        let mut ops = std::mem::take(&mut s.answer_now);
+        ops.append(&mut s.answer_next);
+        for op in ops {
+            if self.take_op(op).is_some() {
+                let r = crate::node::ops::Reply::error(
+                    409,
+                    "You logged out while the folders were being looked at",
+                );
+                self.finish(cx, op, r);
+            }
+        }
+    }
+
     fn answer_rescans(&mut self, cx: &mut Ctx, user: &str, ops: Vec<OpId>) {
         for op in ops {
             if self.take_op(op).is_some() {

@@ -10,21 +10,34 @@ use crate::node::catalog::persist::Stored;
 use crate::node::catalog::{Folder, Unfollowed};
 use crate::node::ops::FolderAsk;
 
-/// `true`/`false`, or `default` when absent.
-fn flag(b: &Fields, key: &str, default: bool) -> Result<bool, Reply> {
+/// `true`/`false`, or `default` when absent; `what` says what the choice
+/// is in words (people read these answers, not field names).
+fn flag(b: &Fields, key: &str, default: bool, what: &str) -> Result<bool, Reply> {
     match b.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(v)) => Ok(*v),
-        Some(_) => Err(Reply::error(400, &format!("'{key}' must be true or false"))),
+        Some(_) => Err(Reply::error(
+            400,
+            &format!("Say with true or false whether {what}"),
+        )),
+    }
+}
+
+/// The folder's path, or `missing` as the answer.
+fn folder_path<'a>(b: &'a Fields, missing: &str) -> Result<&'a str, Reply> {
+    match b.get("path") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None | Some(Value::Null) | Some(Value::String(_)) => Err(Reply::error(400, missing)),
+        Some(_) => Err(Reply::error(
+            400,
+            "Give the folder as its full path, for example /home/me/Photos",
+        )),
     }
 }
 
 impl Node {
     pub(crate) fn api_add_folder(&mut self, op: OpId, user: &str, b: &Fields) -> Outcome {
-        let path = try_reply!(str_field(b, "path")).unwrap_or("");
-        if path.is_empty() {
-            return Reply::error(400, "Choose a folder to share").into();
-        }
+        let path = try_reply!(folder_path(b, "Choose a folder to share"));
         if !Path::new(path).is_absolute() {
             return Reply::error(
                 400,
@@ -35,8 +48,8 @@ impl Node {
         let ask = FolderAsk {
             user: user.to_owned(),
             path: trim_path(path).to_owned(),
-            recursive: try_reply!(flag(b, "recursive", false)),
-            publish: try_reply!(flag(b, "publish", true)),
+            recursive: try_reply!(flag(b, "recursive", false, "to include sub-folders")),
+            publish: try_reply!(flag(b, "publish", true, "to publish new files once hashed")),
         };
         let sandbox = self.settings.sandbox.clone();
         let job = move || Stored::FolderChecked {
@@ -112,11 +125,13 @@ impl Node {
         user: &str,
         b: &Fields,
     ) -> Outcome {
-        let path = try_reply!(str_field(b, "path")).unwrap_or("");
-        if path.is_empty() {
-            return Reply::error(400, "Choose the folder to stop following").into();
-        }
-        let remove_files = try_reply!(flag(b, "remove_files", false));
+        let path = try_reply!(folder_path(b, "Choose the folder to stop following"));
+        let remove_files = try_reply!(flag(
+            b,
+            "remove_files",
+            false,
+            "to stop tracking the folder's files too"
+        ));
         let Some(u) = self.users.get_mut(user) else {
             return Reply::error(404, "Unknown user").into();
         };

@@ -680,6 +680,7 @@ impl Node {
         if let Some(credential) = self.drop_standing(cx, user) {
             self.revoke_in_background(cx, user, &credential);
         }
+        self.drop_rescans(cx, user);
         if let Some(u) = self.users.remove(user) {
             self.retire_catalog(cx, user, u.catalog);
         }
