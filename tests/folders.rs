@@ -294,6 +294,15 @@ fn a_followed_folder_survives_kill_9_after_the_ack() {
     assert_eq!(st, 200, "{v}");
     // Acknowledged means on disk: killed right after, nothing is lost.
     t.node.restart();
+    // The session comes back as when the user opens the web UI again (the
+    // node may also restore it by itself, docs/client-api.md).
+    let (st, v) = t.node.call(
+        "POST",
+        "/api/client/init",
+        Some(&alice.token),
+        Some(json!({})),
+    );
+    assert_eq!(st, 200, "{v}");
     let content = pattern(70_000, 11);
     fs::write(inbox.join("after-restart.txt"), &content).expect("write");
     let v = rescan(&t.node, &alice.token);
