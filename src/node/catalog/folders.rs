@@ -227,21 +227,53 @@ impl Catalog {
             .collect()
     }
 
-    /// Folds in a listing of the folder resolved as `real` (made on a
-    /// worker): new regular files are tracked from it (the same insert as
-    /// `/add-file`, with what the listing saw), a name already tracked
-    /// from elsewhere is noted as a collision, and — when the listing is
-    /// complete — files from the folder that are no longer in it are
-    /// forgotten. A folder that cannot be listed changes nothing but its note.
+    /// [`Catalog::folders_scanned`] for one folder.
     pub fn folder_scanned(
         &mut self,
         real: &Path,
         listing: Result<FolderListing, String>,
         now: f64,
     ) -> Scanned {
+        self.folders_scanned(vec![(real.to_path_buf(), listing)], now)
+    }
+
+    /// Folds in the listings of followed folders (by resolved path) (made on a
+    /// worker): new regular files are tracked from it (the same insert as
+    /// `/add-file`, with what the listing saw), a name already tracked
+    /// from elsewhere is noted as a collision, and — when the listing is
+    /// complete — files from the folder that are no longer in it are
+    /// forgotten. A folder that cannot be listed changes nothing but its note.
+    pub fn folders_scanned(
+        &mut self,
+        listings: Vec<(PathBuf, Result<FolderListing, String>)>,
+        now: f64,
+    ) -> Scanned {
+        // Tracked files by resolved path and by path as given, built once
+        // per batch: one lookup per listed file, not a walk of the catalog
+        // per file (10,000 × 10,000) nor an index per folder. An entry
+        // may go stale within the batch; a hit is checked against the file.
+        let mut index: HashMap<PathBuf, String> = HashMap::with_capacity(self.files.len() * 2);
+        for f in self.files.values() {
+            index.insert(f.real_path(), f.name.clone());
+            index.insert(PathBuf::from(&f.path), f.name.clone());
+        }
         let mut out = Scanned::default();
+        for (real, listing) in listings {
+            self.scan_one(&mut index, &real, listing, now, &mut out);
+        }
+        out
+    }
+
+    fn scan_one(
+        &mut self,
+        index: &mut HashMap<PathBuf, String>,
+        real: &Path,
+        listing: Result<FolderListing, String>,
+        now: f64,
+        out: &mut Scanned,
+    ) {
         let Some(i) = self.folders.iter().position(|d| d.real == real) else {
-            return out;
+            return;
         };
         let folder = self.folders[i].clone();
         let listing = match listing {
@@ -253,7 +285,7 @@ impl Catalog {
                     path: folder.path.clone(),
                     reason: why,
                 }];
-                return out;
+                return;
             }
         };
         let mut skipped: Vec<Skipped> = listing
@@ -265,22 +297,17 @@ impl Catalog {
             })
             .collect();
         let mut seen: HashSet<PathBuf> = HashSet::with_capacity(listing.files.len());
-        // Tracked files by resolved path and by path as given: one lookup
-        // per listed file, not a walk of the catalog (10,000 × 10,000).
-        let mut tracked: HashMap<PathBuf, String> = HashMap::with_capacity(self.files.len() * 2);
-        for f in self.files.values() {
-            tracked.insert(f.real_path(), f.name.clone());
-            tracked.insert(PathBuf::from(&f.path), f.name.clone());
-        }
         for found in listing.files {
             let real_file = folder.real.join(&found.rel);
             let path = folder.shown(&found.rel);
             seen.insert(real_file.clone());
-            let existing = tracked
-                .get(&real_file)
-                .or_else(|| tracked.get(Path::new(&path)))
-                .and_then(|name| self.files.get_mut(name));
-            if let Some(f) = existing {
+            let is_it = |f: &TrackedFile| f.real_path() == real_file || f.path == path;
+            let existing = [index.get(&real_file), index.get(Path::new(&path))]
+                .into_iter()
+                .flatten()
+                .find(|name| self.files.get(*name).is_some_and(is_it))
+                .cloned();
+            if let Some(f) = existing.and_then(|name| self.files.get_mut(&name)) {
                 // Added by hand before the folder was followed: from it now.
                 if f.folder.is_none() {
                     f.folder = Some(folder.path.clone());
@@ -289,11 +316,12 @@ impl Catalog {
                 continue;
             }
             let accepted = Accepted {
-                real: real_file,
+                real: real_file.clone(),
                 id: found.id,
             };
             match self.insert_accepted(&path, now, accepted) {
                 Ok((name, true)) => {
+                    index.insert(real_file, name.clone());
                     if let Some(f) = self.files.get_mut(&name) {
                         f.folder = Some(folder.path.clone());
                         f.publish_when_hashed = folder.publish;
@@ -344,7 +372,6 @@ impl Catalog {
         let d = &mut self.folders[i];
         d.last_scan = Some(now);
         d.skipped = skipped;
-        out
     }
 
     /// Files waiting to be published whose hash is known (after a restart

@@ -83,13 +83,7 @@ impl Node {
         let Some(u) = self.users.get_mut(user) else {
             return;
         };
-        let now = unix_now();
-        let mut all = Scanned::default();
-        for (real, listing) in listings {
-            let s = u.catalog.folder_scanned(&real, listing, now);
-            all.added.extend(s.added);
-            all.forgotten.extend(s.forgotten);
-        }
+        let all: Scanned = u.catalog.folders_scanned(listings, unix_now());
         let s = &mut u.folder_scan;
         s.out = false;
         let waiting = std::mem::take(&mut s.answer_now);
@@ -107,8 +101,17 @@ impl Node {
                 self.net_sync_file(user, &f.name);
             }
         }
+        // One line per file for a few; a first look at a big folder is one line.
+        if all.added.len() > 20 {
+            crate::log_info!(
+                "{user}: tracking {} new files from followed folders",
+                all.added.len()
+            );
+        }
         for name in &all.added {
-            crate::log_info!("{user}: tracking {name:?} from a followed folder");
+            if all.added.len() <= 20 {
+                crate::log_info!("{user}: tracking {name:?} from a followed folder");
+            }
             self.queue_hash(user, name);
         }
         self.answer_rescans(cx, user, waiting);

@@ -485,6 +485,7 @@ fn a_listing_tracks_new_files_notes_collisions_and_forgets_the_vanished() {
     fs::write(d.join("a.txt"), b"aaa").unwrap();
     fs::write(d.join("same.txt"), b"second").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", d.join("passwd")).unwrap();
+    fs::write(d.join(".a.txt.swp"), b"an editor's swap file").unwrap();
     let s = scan(&mut cat, &d);
     assert_eq!(s.added, vec!["a.txt".to_string()]);
     let f = cat.get("a.txt").unwrap();

@@ -139,7 +139,7 @@ impl Sandbox {
     /// Lists the followed folder `real` (as resolved when it was added):
     /// its regular files (and its subfolders' when `recursive`, at most
     /// [`MAX_DEPTH`] deep), at most [`MAX_FOLDER_FILES`]; nothing hidden
-    /// (unless `--share-hidden`), no symlink followed, never the data
+    /// (no dot entry at all), no symlink followed, never the data
     /// directory. Symlinks, unreadable entries and the cap are noted in
     /// `skipped`. Err: the folder itself cannot be listed (gone, refused
     /// now, replaced by a symlink), as a sentence.
@@ -174,7 +174,12 @@ impl Sandbox {
                 }
             };
             for name in names {
-                if name.starts_with('.') && !self.hidden_ok {
+                // Never a dot entry inside a followed folder, whatever
+                // --share-hidden says (it governs what a user may pick by
+                // hand): settings, caches and editors' swap files would be
+                // published as they are written, as `p2pshare share DIR`
+                // skips them too.
+                if name.starts_with('.') {
                     continue;
                 }
                 let rel_entry = below.join(&name);
