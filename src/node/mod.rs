@@ -512,10 +512,18 @@ impl Node {
                     };
                     u.scanning = false;
                     let mut effects = Vec::new();
+                    let mut left_a_folder = false;
                     for (name, o) in seen {
                         effects.extend(u.catalog.observe(&name, o));
+                        left_a_folder |= o == catalog::hashing::Observation::Missing
+                            && u.catalog.get(&name).is_some_and(|f| f.folder.is_some());
                     }
                     self.apply_effects(cx, &user, effects);
+                    if left_a_folder {
+                        // Gone from a followed folder: forgotten by a look at
+                        // the folder now, not shown as missing until the next.
+                        self.scan_folders(cx, &user, None);
+                    }
                 }
                 WorkDone::Folders { user, listings } => {
                     self.folders_listed(cx, &user, listings);
