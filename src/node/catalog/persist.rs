@@ -69,7 +69,7 @@ pub struct Saves {
 }
 
 impl Node {
-    fn catalog_mut(&mut self, user: &str) -> Option<&mut Catalog> {
+    pub(crate) fn catalog_mut(&mut self, user: &str) -> Option<&mut Catalog> {
         if self.users.contains_key(user) {
             return self.users.get_mut(user).map(|u| &mut u.catalog);
         }

@@ -212,16 +212,17 @@ impl Node {
 
     /// Undoes a folder change that could not be saved.
     pub(crate) fn folder_undo(&mut self, user: &str, then: AfterSave) {
-        let Some(u) = self.users.get_mut(user) else {
+        // The catalog may be parked (the user logged out meanwhile).
+        let Some(c) = self.catalog_mut(user) else {
             return;
         };
         match then {
-            AfterSave::Followed { real, before } => u
-                .catalog
-                .restore_folder(&real, before.map(|b: Box<Folder>| *b)),
+            AfterSave::Followed { real, before } => {
+                c.restore_folder(&real, before.map(|b: Box<Folder>| *b))
+            }
             AfterSave::Unfollowed(gone) => {
                 let gone: Unfollowed = *gone;
-                let back = u.catalog.refollow(gone);
+                let back = c.refollow(gone);
                 for name in back {
                     let (published, hashed) = self
                         .users
