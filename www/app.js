@@ -27,6 +27,7 @@
     view: "files",
     files: [],
     filesKey: "",
+    foldersKey: "",
     net: { q: "", offset: 0, total: 0, nextOffset: null, loaded: false },
     fetches: new Map(),
     announced: new Set(),
@@ -86,6 +87,10 @@
     state.troubleReady = false;
     state.files = [];
     state.filesKey = "";
+    state.foldersKey = "";
+    state.following = false;
+    setChildren($("#folders-list"));
+    $("#folders-card").hidden = true;
     state.net = { q: "", offset: 0, total: 0, nextOffset: null, loaded: false };
     setChildren($("#files-body"));
     setChildren($("#network-body"));

@@ -1,6 +1,8 @@
 // p2pshare client UI, My files: the user's tracked files (add by path or
-// with the picker, publish, unpublish, remove), the file picker over the
-// node's share roots, and the duplicate dialog. Shares app.js's state
+// with the picker, publish, unpublish, remove), the shared folders the node
+// follows (new files in them are shared by themselves; stop following,
+// rescan now), the file picker over the node's share roots (one file, all
+// files here, or share this folder), and the duplicate dialog. Shares app.js's state
 // through window.P2PClient (see app.js).
 "use strict";
 
@@ -9,6 +11,7 @@
   const { el, $, $$, api, setChildren } = P;
   const C = window.P2PClient;
   const { state, authed, keepFocus, HASHING_RECHECK_MS } = C;
+  const FOLDER_RECHECK_MS = 10_000;
 
   // ---- My files ----------------------------------------------------------
 
@@ -24,9 +27,13 @@
     const files = Array.isArray(res.data.files) ? res.data.files : [];
     state.files = files;
     renderFiles(files);
-    // Hashing runs on the node in the background; look again until it is done.
-    if (files.some((f) => f.hashing) && state.view === "files") {
-      state.timers.files = setTimeout(loadFiles, HASHING_RECHECK_MS);
+    loadFolders();
+    // Hashing runs on the node in the background; look again until it is
+    // done. Shared folders gain files by themselves (the node looks every
+    // 10 s): look again at that pace while any is followed.
+    const again = files.some((f) => f.hashing) ? HASHING_RECHECK_MS : state.following ? FOLDER_RECHECK_MS : 0;
+    if (again && state.view === "files") {
+      state.timers.files = setTimeout(loadFiles, again);
     }
   }
 
@@ -101,7 +108,79 @@
       el("td", { class: "actions" }, el("div", { class: "actions-inner" }, publishBtn, removeBtn)));
   }
 
+  // ---- Shared folders: followed by the node, new files shared by themselves
+
+  async function loadFolders() {
+    const gen = state.generation;
+    const res = await authed("GET", "/api/client/folders");
+    if (gen !== state.generation || !state.token || !res.ok) return;
+    const folders = Array.isArray(res.data.folders) ? res.data.folders : [];
+    state.following = folders.length > 0;
+    renderFolders(folders);
+  }
+
+  function renderFolders(folders) {
+    const key = JSON.stringify(folders);
+    if (key === state.foldersKey) return;
+    state.foldersKey = key;
+    $("#folders-card").hidden = folders.length === 0;
+    keepFocus(() => setChildren($("#folders-list"), folders.map(folderRow)));
+  }
+
+  function folderRow(d) {
+    const path = String(d.path);
+    const facts = [P.plural(Number(d.files) || 0, "file", "files")];
+    if (d.recursive) facts.push("with sub-folders");
+    facts.push(d.publish ? "new files are published" : "new files are added, not published");
+    facts.push(d.last_scan ? "looked " + P.formatTime(d.last_scan) : "not looked at yet");
+    const skipped = Array.isArray(d.skipped) ? d.skipped : [];
+    return el("li", { class: "folder-item", dataset: { path } },
+      el("div", { class: "folder-main" },
+        el("div", { class: "fname mono" }, path),
+        el("div", { class: "sub" }, facts.join(" · ")),
+        skipped.length
+          ? el("ul", { class: "folder-skipped", "aria-label": "Not shared from " + path },
+            skipped.slice(0, 20).map((s) => el("li", {}, String(s.path) + ": " + String(s.reason))))
+          : null),
+      el("button", {
+        type: "button", class: "btn btn-ghost btn-small",
+        dataset: { action: "unfollow", focusKey: "unfollow:" + path },
+        "aria-label": "Stop following " + path,
+        on: { click: (ev) => stopFollowing(path, ev.currentTarget) },
+      }, "Stop following"));
+  }
+
+  async function stopFollowing(path, button) {
+    P.setBusy(button, true, "Stopping…");
+    const res = await authed("POST", "/api/client/remove-folder", { path });
+    if (button.isConnected) P.setBusy(button, false);
+    if (!res.ok) P.toast("Could not stop following " + path + ": " + res.error, "error");
+    else P.toast("No longer following " + path + ". Its files stay in your list.", "ok");
+    loadFiles();
+  }
+
+  async function rescanNow() {
+    const btn = $("#folders-rescan");
+    P.setBusy(btn, true, "Looking…");
+    const res = await authed("POST", "/api/client/rescan", {});
+    P.setBusy(btn, false);
+    if (!res.ok) P.toast("Could not rescan: " + res.error, "error");
+    else P.toast("Looked through your shared folders.", "ok");
+    loadFiles();
+  }
+
+  async function followFolder(path) {
+    const res = await authed("POST", "/api/client/add-folder", { path, publish: true });
+    if (!res.ok) {
+      P.toast("Could not share " + path + ": " + res.error, "error");
+      return;
+    }
+    P.toast("Sharing " + path + ": files in it now, and files added to it later, are published.", "ok");
+    loadFiles();
+  }
+
   function wireFiles() {
+    $("#folders-rescan").addEventListener("click", () => rescanNow());
     $("#add-browse").addEventListener("click", () => openPicker());
     $("#add-form").addEventListener("submit", async (ev) => {
       ev.preventDefault();
@@ -190,6 +269,8 @@
         all.disabled = files.length === 0;
         all.textContent = files.length ? "Add all " + P.plural(files.length, "file", "files") + " here" : "No files here";
       }
+      const follow = document.querySelector("#picker-follow");
+      if (follow) follow.disabled = !current;
     }
     let finish = null;
     async function pickOne(path) {
@@ -203,6 +284,7 @@
       wide: true,
       body: [where, note, list],
       actions: [
+        { label: "Share this folder", value: "follow", id: "picker-follow" },
         { label: "Add all files here", value: "all", kind: "primary", id: "picker-add-all" },
         { label: "Cancel", value: null, id: "picker-cancel" },
       ],
@@ -213,6 +295,11 @@
     };
     await go(null);
     const choice = await dialog;
+    // Follow the folder: what is in it now and what is added to it later.
+    if (choice === "follow" && current) {
+      await followFolder(current);
+      return;
+    }
     if (choice !== "all" || files.length === 0) return;
     // Every file is accounted for in the result: added, already there,
     // refused because another file of the same name is tracked, or failed.
@@ -327,5 +414,5 @@
     loadFiles();
   }
 
-  Object.assign(C, { loadFiles, wireFiles, publishFile, openPicker });
+  Object.assign(C, { loadFiles, loadFolders, wireFiles, publishFile, openPicker });
 })();

@@ -19,6 +19,8 @@ pub enum Cmd {
         paths: Vec<String>,
         recursive: bool,
         force: bool,
+        /// Share a folder's current files without following it.
+        once: bool,
     },
     Unshare {
         names: Vec<String>,
@@ -86,17 +88,18 @@ const COMMANDS: &[Spec] = &[
     spec("status", "status", "who you are, the link to the coordinator, your files and downloads", &[]),
     spec(
         "share",
-        "share PATH... [-r] [--force]",
-        "track and publish files; a folder shares every regular file in it",
+        "share PATH... [-r] [--force] [--once]",
+        "track and publish files; a folder shares every regular file in it and is followed:\nfiles added to it later are shared too (`p2pshare unshare DIR` stops)",
         &[
             ("--recursive", false, "also the files in sub-folders (-r)"),
             ("--force", false, "publish even if the network already has the same file"),
+            ("--once", false, "share a folder's current files without following it"),
         ],
     ),
     spec(
         "unshare",
-        "unshare NAME... [--forget]",
-        "stop offering files to the network",
+        "unshare NAME|DIR... [--forget]",
+        "stop offering files to the network; a followed folder's path stops following it\n(its files stay shared: unshare them by name)",
         &[("--forget", false, "also stop tracking them")],
     ),
     spec("ls", "ls [QUERY]", "files on the network: name, size, hosts, SHA-256 prefix", &[]),
@@ -286,6 +289,7 @@ pub fn parse(cmd: &str, args: &[String]) -> Result<Invocation, Failure> {
                 paths: operands,
                 recursive: has("--recursive"),
                 force: has("--force"),
+                once: has("--once"),
             }
         }
         "unshare" => {
@@ -364,7 +368,8 @@ mod tests {
             Cmd::Share {
                 paths: vec!["a".into(), "b".into()],
                 recursive: true,
-                force: true
+                force: true,
+                once: false
             }
         );
         let i = p("login bob --password-stdin --register --display-name Bob").expect("ok");

@@ -3,6 +3,8 @@
 //! `ls`, `unshare`. Each prints for people on stdout and returns a
 //! [`Failure`] (an exit code and a sentence) when it did not succeed.
 
+use std::path::PathBuf;
+
 use serde_json::{json, Value};
 
 use super::api::{self, Api};
@@ -33,7 +35,8 @@ pub fn run(inv: Invocation) -> Result<(), Failure> {
             paths,
             recursive,
             force,
-        } => super::share::run(node, &paths, recursive, force),
+            once,
+        } => super::share::run(node, &paths, recursive, force, once),
         Cmd::Get {
             what,
             to,
@@ -251,6 +254,7 @@ fn status(node: Option<&str>) -> Result<(), Failure> {
         n("/counts/active_fetches"),
         n("/counts/uploads")
     );
+    followed_folders(&api)?;
     if n("/counts/local_files") > 0 {
         your_files(&api)?;
     }
@@ -425,10 +429,41 @@ fn ls(node: Option<&str>, query: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A followed folder's path (absolute), when `arg` names a folder rather
+/// than a shared file: file names never hold a `/`.
+fn folder_arg(arg: &str) -> Option<PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let abs: PathBuf = cwd.join(arg).components().collect();
+    (arg.contains('/') || abs.is_dir()).then_some(abs)
+}
+
 fn unshare(node: Option<&str>, names: &[String], forget: bool) -> Result<(), Failure> {
     let (api, _) = Api::logged_in(node)?;
     let mut worst: Option<Failure> = None;
     for name in names {
+        if let Some(dir) = folder_arg(name) {
+            let body = json!({"path": dir, "remove_files": forget});
+            match api.ok("POST", "remove-folder", Some(&body)) {
+                Ok(v) => {
+                    let kept = v.get("kept").and_then(Value::as_u64).unwrap_or(0);
+                    let removed = v.get("removed").and_then(Value::as_u64).unwrap_or(0);
+                    if forget {
+                        println!("stopped following {}; {removed} file(s) from it unshared and no longer tracked", dir.display());
+                    } else {
+                        println!("stopped following {}; its {kept} file(s) stay shared (`p2pshare unshare NAME` for each)", dir.display());
+                    }
+                }
+                Err(f) if f.code == code::AUTH => return Err(f),
+                Err(f) => {
+                    eprintln!("p2pshare: {}: {}", dir.display(), f.msg);
+                    worst = Some(Failure {
+                        msg: String::new(),
+                        ..f
+                    });
+                }
+            }
+            continue;
+        }
         let path = if forget { "remove-file" } else { "unpublish" };
         match api.ok("POST", path, Some(&json!({"fname": name}))) {
             Ok(v) => {
@@ -460,4 +495,54 @@ fn unshare(node: Option<&str>, names: &[String], forget: bool) -> Result<(), Fai
         Some(f) => Err(f),
         None => Ok(()),
     }
+}
+
+/// `status`'s lines for followed folders: path, files, last scan, and
+/// what was not followed (name collisions, unreadable entries, the cap).
+fn followed_folders(api: &Api) -> Result<(), Failure> {
+    let v = api.ok("GET", "folders", None)?;
+    let list = v
+        .get("folders")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    println!(
+        "following    {} folder(s); files added to them are shared too",
+        list.len()
+    );
+    for d in &list {
+        let path = d.get("path").and_then(Value::as_str).unwrap_or("?");
+        let files = d.get("files").and_then(Value::as_u64).unwrap_or(0);
+        let scan = match d.get("last_scan").and_then(Value::as_f64) {
+            Some(t) => format!("looked {:.0} s ago", (now - t).max(0.0)),
+            None => "not looked at yet".to_owned(),
+        };
+        let sub = if d.get("recursive").and_then(Value::as_bool) == Some(true) {
+            ", with sub-folders"
+        } else {
+            ""
+        };
+        println!("  {path}  {files} file(s){sub}, {scan}");
+        for s in d
+            .get("skipped")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .take(10)
+        {
+            println!(
+                "    not shared: {}: {}",
+                s.get("path").and_then(Value::as_str).unwrap_or("?"),
+                s.get("reason").and_then(Value::as_str).unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! `p2pshare share PATH…` (`docs/cli.md`): every named file, and every
 //! regular file in a named folder (its sub-folders too with `-r`; hidden
 //! entries skipped), tracked with `/add-file` and published with
-//! `/publish` once the node has hashed it. Each file's outcome is reported;
-//! the exit code is that of the worst.
+//! `/publish` once the node has hashed it; then each named folder is
+//! followed (`/add-folder`), so files added to it later are shared too,
+//! unless `--once`. Each file's outcome is reported; the exit code is that
+//! of the worst.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,14 +89,26 @@ enum Outcome {
     Failed(Failure),
 }
 
+/// The named paths that are folders, absolute and without `.` parts.
+fn folders(paths: &[String]) -> Vec<PathBuf> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    paths
+        .iter()
+        .map(|p| cwd.join(p).components().collect::<PathBuf>())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
 pub fn run(
     node: Option<&str>,
     paths: &[String],
     recursive: bool,
     force: bool,
+    once: bool,
 ) -> Result<(), Failure> {
     let (api, _) = Api::logged_in(node)?;
     let (files, problems, hidden) = collect(paths, recursive);
+    let follow = if once { Vec::new() } else { folders(paths) };
     let mut worst: Option<u8> = None;
     for p in &problems {
         eprintln!("p2pshare: {p}");
@@ -103,7 +117,7 @@ pub fn run(
     if hidden > 0 {
         println!("skipped {hidden} hidden file(s) or folder(s)");
     }
-    if files.is_empty() {
+    if files.is_empty() && follow.is_empty() {
         return match worst {
             Some(c) => Err(Failure::new(c, "")),
             None => Err(Failure::error("nothing to share: no regular file there")),
@@ -152,6 +166,20 @@ pub fn run(
             Outcome::Failed(e) => {
                 eprintln!("p2pshare: {name}: {}", e.msg);
                 note_worst(&mut worst, e.code);
+            }
+        }
+    }
+    for dir in &follow {
+        let body = json!({"path": dir, "recursive": recursive, "publish": true});
+        match api.ok("POST", "add-folder", Some(&body)) {
+            Ok(_) => println!(
+                "following {0}: files added to it later are shared too; `p2pshare unshare {0}` stops",
+                dir.display()
+            ),
+            Err(e) if e.code == code::AUTH => return Err(e),
+            Err(e) => {
+                eprintln!("p2pshare: {}: not followed: {}", dir.display(), e.msg);
+                note_worst(&mut worst, code::ERROR);
             }
         }
     }

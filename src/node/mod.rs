@@ -104,7 +104,8 @@ impl Timer {
 }
 
 const CRON_TICK: Duration = Duration::from_millis(250);
-/// Every tracked file is stat'ed this often (on a worker: a stat may block).
+/// Every tracked file is stat'ed, and every followed folder listed, this
+/// often (on a worker: a stat or a readdir may block).
 const RESCAN_EVERY: Duration = Duration::from_secs(10);
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 /// Waiting hash jobs per node.
@@ -138,6 +139,8 @@ pub struct User {
     pub scanning: bool,
     /// A sweep is wanted (the pool had no room at the last try).
     pub scan_due: bool,
+    /// The listing of followed folders (`catalog::rescan`).
+    pub folder_scan: catalog::rescan::FolderScan,
 }
 
 /// What a connection of this service is, for those the node itself runs.
@@ -438,6 +441,7 @@ impl Node {
                 }
                 Effect::Hash(name) => self.queue_hash(user, &name),
                 Effect::Announce(name) => self.announce(cx, user, &name),
+                Effect::Publish(name) => self.publish_from_folder(cx, user, &name),
             }
         }
     }
@@ -508,10 +512,21 @@ impl Node {
                     };
                     u.scanning = false;
                     let mut effects = Vec::new();
+                    let mut left_a_folder = false;
                     for (name, o) in seen {
                         effects.extend(u.catalog.observe(&name, o));
+                        left_a_folder |= o == catalog::hashing::Observation::Missing
+                            && u.catalog.get(&name).is_some_and(|f| f.folder.is_some());
                     }
                     self.apply_effects(cx, &user, effects);
+                    if left_a_folder {
+                        // Gone from a followed folder: forgotten by a look at
+                        // the folder now, not shown as missing until the next.
+                        self.scan_folders(cx, &user, None);
+                    }
+                }
+                WorkDone::Folders { user, listings } => {
+                    self.folders_listed(cx, &user, listings);
                 }
             }
         }
@@ -560,6 +575,16 @@ impl Node {
             .collect();
         for user in names {
             self.scan_user(&user);
+        }
+        // Followed folders: new files picked up, vanished ones forgotten.
+        let names: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, u)| rescan || (u.folder_scan.due && !u.folder_scan.out))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for user in names {
+            self.scan_folders(cx, &user, None);
         }
         if rescan {
             // Files whose hashing backed off (they kept changing) and are due.

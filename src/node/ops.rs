@@ -4,7 +4,7 @@
 //! these types here, so none of them imports another's internals.
 
 pub use crate::http_server::Reply;
-use crate::node::catalog::{Publication, TrackedFile};
+use crate::node::catalog::{Folder, Publication, TrackedFile, Unfollowed};
 use crate::node::network::index::NetHost;
 use crate::node::OpId;
 use reactor::http::Request;
@@ -57,6 +57,10 @@ pub enum OpKind {
     },
     /// A folder being read for the file picker (store thread).
     Browse,
+    /// A folder to follow being checked (store thread).
+    AddFolder,
+    /// `/rescan`: answered once the followed folders were listed again.
+    Rescan,
     /// A call to the server API nobody waits for; its answer is logged.
     Background(&'static str),
     /// The user's catalog is being loaded; the request is routed after.
@@ -160,6 +164,22 @@ pub enum AfterSave {
         before: Publication,
         after: Publication,
     },
+    /// A folder followed (resolved as `real`); `before`: its flags before,
+    /// if it was followed already.
+    Followed {
+        real: std::path::PathBuf,
+        before: Option<Box<Folder>>,
+    },
+    Unfollowed(Box<Unfollowed>),
+}
+
+/// A folder to follow (`/add-folder`), checked on the store thread.
+pub struct FolderAsk {
+    pub user: String,
+    /// As given, without trailing slashes.
+    pub path: String,
+    pub recursive: bool,
+    pub publish: bool,
 }
 
 pub struct SaveOp {

@@ -429,6 +429,32 @@ step("alice browses for files: the picker shows the share root but never the nod
   await fileRow(page, "notes-three.txt").waitFor();
 });
 
+step("alice shares a whole folder: a file created in it later is published after Rescan now", async () => {
+  const page = pages.alice;
+  const inbox = path.join(tmpRoot, "alice-inbox");
+  await fs.mkdir(inbox, { recursive: true });
+  await fs.writeFile(path.join(inbox, "inbox-first.txt"), "there before\n");
+  await page.click("#nav-files");
+  await page.click("#add-browse");
+  const dlg = page.locator("#picker-dialog");
+  await dlg.waitFor();
+  await dlg.locator(".picker-dir").first().click();
+  await dlg.locator(".picker-dir", { hasText: "alice-inbox" }).click();
+  await dlg.locator(".picker-file", { hasText: "inbox-first.txt" }).waitFor();
+  await page.locator("#picker-follow", { hasText: "Share this folder" }).click();
+  await dlg.waitFor({ state: "detached" });
+  await page.locator(".toast", { hasText: "files added to it later" }).waitFor();
+  const folder = page.locator("#folders-list .folder-item", { hasText: "alice-inbox" });
+  await folder.waitFor();
+  await fileRow(page, "inbox-first.txt").locator(".badge", { hasText: "Published" }).waitFor();
+
+  await fs.writeFile(path.join(inbox, "inbox-later.txt"), "dropped in afterwards\n");
+  await page.click("#folders-rescan");
+  await fileRow(page, "inbox-later.txt").locator(".badge", { hasText: "Published" }).waitFor();
+  await folder.locator(".sub", { hasText: "2 files" }).waitFor();
+  await shot(page, "client-shared-folder");
+});
+
 step("a shared file edited on disk is announced on any page, not only in My files", async () => {
   const page = pages.alice;
   await publishWhenHashed(page, "notes-one.txt");

@@ -79,6 +79,14 @@ pub struct TrackedFile {
     /// It kept changing while hashed: hashing backs off.
     #[serde(default)]
     pub changing: bool,
+    /// The followed folder (its path as given) that brought the file in:
+    /// it is forgotten when it vanishes from there (`folders`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    /// Publish it once hashed (a followed folder's new file); kept on disk
+    /// so a crash between the add and the hash still publishes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publish_when_hashed: bool,
     /// A hash job is out for this file.
     #[serde(skip)]
     pub hashing: bool,
@@ -132,6 +140,8 @@ impl TrackedFile {
             "status": self.status.as_str(),
             "changing": self.changing,
             "next_hash_at": self.next_hash_at,
+            "folder": self.folder,
+            "publish_when_hashed": self.publish_when_hashed,
         })
     }
 
@@ -159,4 +169,7 @@ pub enum Effect {
     /// A published file's hash or root changed without a change on disk
     /// (an old catalog entry learnt its root): send PUBLISH again.
     Announce(String),
+    /// A followed folder's file is hashed and stable: publish it, nobody
+    /// waiting (as a fetched file is).
+    Publish(String),
 }

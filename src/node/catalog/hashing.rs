@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::node::catalog::pieces::{self, FileHasher};
 use crate::node::sandbox::mtime_secs;
-use crate::node::sandbox::Sandbox;
+use crate::node::sandbox::{FolderListing, Sandbox};
 
 const READ_CHUNK: usize = 1024 * 1024;
 
@@ -85,6 +85,11 @@ pub enum WorkDone {
     Scan {
         user: String,
         seen: Vec<(String, Observation)>,
+    },
+    /// The listings of one user's followed folders, by resolved path.
+    Folders {
+        user: String,
+        listings: Vec<(PathBuf, Result<FolderListing, String>)>,
     },
 }
 

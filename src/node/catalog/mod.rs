@@ -22,12 +22,15 @@ use crate::node::sandbox::Sandbox;
 use crate::proto::registry::FileMeta;
 
 mod file;
+pub mod folders;
 pub mod hashing;
 pub mod persist;
 pub mod pieces;
+pub mod rescan;
 
 use file::SAME_TIME;
 pub use file::{backoff_s, Effect, Status, TrackedFile};
+pub use folders::{Folder, Scanned, Unfollowed};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +42,9 @@ struct OnDisk {
     #[allow(dead_code)]
     version: u32,
     files: Vec<TrackedFile>,
+    /// Followed folders; catalogs from before them have none.
+    #[serde(default)]
+    folders: Vec<Folder>,
 }
 
 /// What is written: the same shape, borrowed, so a snapshot clones nothing.
@@ -46,6 +52,7 @@ struct OnDisk {
 struct OnDiskRef<'a> {
     version: u32,
     files: Vec<&'a TrackedFile>,
+    folders: &'a [Folder],
 }
 
 /// What a finished download verified (for [`Catalog::add_verified`]).
@@ -103,6 +110,8 @@ pub struct Catalog {
     data_dir: Arc<Path>,
     store: PathBuf,
     files: BTreeMap<String, TrackedFile>,
+    /// Folders followed: listed every rescan (`folders`).
+    folders: Vec<Folder>,
     /// Bumped by every change worth saving.
     version: u64,
     /// The newest version known to be on disk.
@@ -134,12 +143,14 @@ impl Catalog {
             .map_err(|e| format!("cannot create the user directory {}: {e}", dir.display()))?;
         let store = dir.join("files.json");
         let mut files = BTreeMap::new();
+        let mut folders = Vec::new();
         match fs::read(&store) {
             Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
                 Ok(d) => {
                     for f in d.files {
                         files.insert(f.name.clone(), f);
                     }
+                    folders = d.folders;
                 }
                 Err(e) => {
                     let aside = dir.join(format!("files.json.corrupt-{}", unix_now() as u64));
@@ -157,7 +168,15 @@ impl Catalog {
         }
         let before = files.len();
         files.retain(|_, f| allowed_at_load(&sandbox, user, f));
-        let dropped = before != files.len();
+        let folders_before = folders.len();
+        folders.retain(|d: &Folder| match sandbox.folder_allowed(&d.real) {
+            Ok(()) => true,
+            Err(why) => {
+                crate::log_warn!("{user}: no longer following {}: {why}", d.path);
+                false
+            }
+        });
+        let dropped = before != files.len() || folders_before != folders.len();
         for f in files.values_mut() {
             forget_root_without_digests(data_dir, f);
         }
@@ -167,6 +186,7 @@ impl Catalog {
             user: user.to_owned(),
             store,
             files,
+            folders,
             version: 0,
             saved: 0,
             writing: None,
@@ -210,6 +230,7 @@ impl Catalog {
         let disk = OnDiskRef {
             version: 1,
             files: self.files.values().collect(),
+            folders: &self.folders,
         };
         let bytes = serde_json::to_vec_pretty(&disk)
             .map_err(|e| format!("cannot encode {}: {e}", self.store.display()))?;
@@ -350,6 +371,8 @@ impl Catalog {
                 changes: 0,
                 next_hash_at: None,
                 changing: false,
+                folder: None,
+                publish_when_hashed: false,
                 hashing: false,
                 hash_error: None,
                 gen: 0,
@@ -462,10 +485,12 @@ impl Catalog {
     }
 
     /// Marks published (with its time) or not; publishing clears "changed".
+    /// Either way the file no longer waits to be published once hashed.
     pub fn set_published(&mut self, name: &str, at: Option<f64>) {
         if let Some(f) = self.files.get_mut(name) {
             f.is_published = at.is_some();
             f.published_at = at;
+            f.publish_when_hashed = false;
             if at.is_some() && f.status == Status::Changed {
                 f.status = Status::Ok;
             }
@@ -551,7 +576,8 @@ impl Catalog {
                 f.changing = false;
                 f.dev = dev;
                 f.ino = ino;
-                if size != f.size || (modified - f.modified).abs() > SAME_TIME {
+                let moved = size != f.size || (modified - f.modified).abs() > SAME_TIME;
+                if moved {
                     // It moved between the add (or the last stat) and the hash.
                     f.size = size;
                     f.modified = modified;
@@ -572,6 +598,16 @@ impl Catalog {
                 }
                 f.sha256 = Some(sha256);
                 f.root = root;
+                if f.publish_when_hashed && !f.is_published && f.status != Status::Missing {
+                    if moved {
+                        // Still being written when it was listed: published
+                        // only once two looks in a row agree (a hash of a
+                        // half-written file is never announced).
+                        effects.extend(f.change_seen(unix_now(), false));
+                    } else {
+                        effects.push(Effect::Publish(f.name.clone()));
+                    }
+                }
                 effects
             }
             HashResult::Changed => {
@@ -635,6 +671,13 @@ impl Catalog {
                         }
                     }
                 } else {
+                    // A followed folder's file that changes is shared again
+                    // once hashed, as its new files are.
+                    let republish = (f.is_published || f.publish_when_hashed)
+                        && f.folder.as_ref().is_some_and(|p| {
+                            self.folders.iter().any(|d| &d.path == p && d.publish)
+                        });
+                    f.publish_when_hashed = republish;
                     f.status = Status::Changed;
                     f.size = size;
                     f.modified = modified;

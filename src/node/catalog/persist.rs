@@ -12,7 +12,7 @@ use reactor::Ctx;
 
 use crate::node::catalog::{Catalog, Snapshot};
 use crate::node::ops::Wait;
-use crate::node::ops::{AfterSave, OpKind, Outcome, Reply, SaveOp};
+use crate::node::ops::{AfterSave, FolderAsk, OpKind, Outcome, Reply, SaveOp};
 use crate::node::{Node, OpId, User};
 use crate::proto::registry::Request;
 
@@ -41,6 +41,12 @@ pub enum Stored {
         op: OpId,
         result: Result<serde_json::Value, (u16, String)>,
     },
+    /// A folder to follow checked (its resolved path), for `op`.
+    FolderChecked {
+        op: OpId,
+        ask: FolderAsk,
+        result: Result<std::path::PathBuf, (u16, String)>,
+    },
 }
 
 /// A user whose catalog is being read; requests wait here.
@@ -63,7 +69,7 @@ pub struct Saves {
 }
 
 impl Node {
-    fn catalog_mut(&mut self, user: &str) -> Option<&mut Catalog> {
+    pub(crate) fn catalog_mut(&mut self, user: &str) -> Option<&mut Catalog> {
         if self.users.contains_key(user) {
             return self.users.get_mut(user).map(|u| &mut u.catalog);
         }
@@ -142,9 +148,13 @@ impl Node {
                 last_use: cx.now(),
                 scanning: false,
                 scan_due: true,
+                folder_scan: Default::default(),
             },
         );
         self.scan_user(user);
+        self.scan_folders(cx, user, None);
+        // Hashed before a crash, not yet published: now.
+        self.publish_pending(cx, user);
         let todo = self
             .users
             .get(user)
@@ -243,6 +253,9 @@ impl Node {
                         };
                         self.finish(cx, op, reply);
                     }
+                }
+                Stored::FolderChecked { op, ask, result } => {
+                    self.folder_checked(cx, op, ask, result);
                 }
                 Stored::Noted { what, result } => {
                     if let Err(e) = result {
@@ -352,6 +365,9 @@ impl Node {
         };
         match then {
             AfterSave::Reply(_) => {}
+            then @ (AfterSave::Followed { .. } | AfterSave::Unfollowed(_)) => {
+                self.folder_undo(user, then)
+            }
             AfterSave::Added {
                 name,
                 path,

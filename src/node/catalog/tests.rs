@@ -407,3 +407,201 @@ fn a_verified_download_is_tracked_with_its_pair_unless_it_moved() {
     assert!(hash);
     assert!(cat.get("moved").unwrap().sha256.is_none());
 }
+
+fn follow_dir(dir: &Path, cat: &mut Catalog, name: &str, publish: bool) -> PathBuf {
+    let d = fs::canonicalize(dir).unwrap().join(name);
+    fs::create_dir_all(&d).unwrap();
+    let real = cat.sandbox.check_folder(d.to_str().unwrap()).unwrap();
+    assert!(cat
+        .follow(d.to_str().unwrap(), real, false, publish, 1.0)
+        .unwrap()
+        .is_none());
+    d
+}
+
+fn scan(cat: &mut Catalog, folder: &Path) -> crate::node::catalog::Scanned {
+    let listing = cat.sandbox.list_folder(folder, false);
+    cat.folder_scanned(folder, listing, 2.0)
+}
+
+#[test]
+fn a_catalog_from_before_folders_loads_with_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("old.txt");
+    fs::write(&p, b"old").unwrap();
+    let store = dir.path().join("data/users/alice");
+    fs::create_dir_all(&store).unwrap();
+    let old = json!({"version": 1, "files": [{
+        "name": "old.txt", "path": p, "size": 3, "modified": 1.0, "added_at": 1.0,
+        "sha256": null, "is_published": false, "published_at": null, "status": "ok"
+    }]});
+    fs::write(store.join("files.json"), old.to_string()).unwrap();
+    let cat = load(dir.path());
+    assert!(cat.folders().is_empty());
+    let f = cat.get("old.txt").unwrap();
+    assert_eq!((f.folder.as_deref(), f.publish_when_hashed), (None, false));
+}
+
+#[test]
+fn followed_folders_and_their_flags_survive_a_reload() {
+    let (dir, mut cat) = setup();
+    let d = follow_dir(dir.path(), &mut cat, "photos", true);
+    let ds = d.to_str().unwrap();
+    // The same folder again (a trailing slash too) takes the new flags.
+    let before = cat
+        .follow(&format!("{ds}/"), d.clone(), true, false, 9.0)
+        .unwrap()
+        .expect("was followed");
+    assert!(!before.recursive && before.publish);
+    assert_eq!(cat.folders().len(), 1);
+    cat.save_now().unwrap();
+    let text = fs::read_to_string(dir.path().join("data/users/alice/files.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["folders"][0]["path"], ds);
+    assert_eq!(v["folders"][0]["recursive"], true);
+    assert_eq!(v["folders"][0]["publish"], false);
+    assert_eq!(v["folders"][0]["added_at"], 1.0);
+    let back = load(dir.path());
+    let f = back.folder(ds).unwrap();
+    assert_eq!(
+        (f.recursive, f.publish, f.real.as_path()),
+        (true, false, d.as_path())
+    );
+    // Undoing a follow that could not be saved.
+    let mut cat = back;
+    cat.restore_folder(&d, None);
+    assert!(cat.folders().is_empty());
+}
+
+#[test]
+fn a_listing_tracks_new_files_notes_collisions_and_forgets_the_vanished() {
+    let (dir, mut cat) = setup();
+    let root = fs::canonicalize(dir.path()).unwrap();
+    fs::create_dir_all(root.join("other")).unwrap();
+    fs::write(root.join("other/same.txt"), b"first").unwrap();
+    cat.add(root.join("other/same.txt").to_str().unwrap(), 1.0)
+        .unwrap();
+    let d = follow_dir(dir.path(), &mut cat, "box", true);
+    fs::write(d.join("a.txt"), b"aaa").unwrap();
+    fs::write(d.join("same.txt"), b"second").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", d.join("passwd")).unwrap();
+    fs::write(d.join(".a.txt.swp"), b"an editor's swap file").unwrap();
+    let s = scan(&mut cat, &d);
+    assert_eq!(s.added, vec!["a.txt".to_string()]);
+    let f = cat.get("a.txt").unwrap();
+    assert_eq!(f.folder.as_deref(), d.to_str());
+    assert!(f.publish_when_hashed);
+    assert!(cat.get("passwd").is_none());
+    let folder = cat.folder(d.to_str().unwrap()).unwrap();
+    assert_eq!(folder.last_scan, Some(2.0));
+    let reasons: Vec<&str> = folder.skipped.iter().map(|s| s.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with(&format!(
+            "A file named 'same.txt' is already tracked from {}",
+            root.join("other/same.txt").display()
+        ))),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.contains("link")), "{reasons:?}");
+    assert_eq!(
+        cat.get("same.txt").unwrap().path,
+        root.join("other/same.txt").to_str().unwrap()
+    );
+    // A second listing adds nothing new.
+    assert!(scan(&mut cat, &d).added.is_empty());
+    // Gone from the folder: forgotten; the file tracked by hand stays.
+    fs::remove_file(d.join("a.txt")).unwrap();
+    let s = scan(&mut cat, &d);
+    assert_eq!(s.forgotten.len(), 1);
+    assert!(cat.get("a.txt").is_none());
+    assert!(cat.get("same.txt").is_some());
+    // A folder that cannot be listed forgets nothing and says why.
+    fs::write(d.join("b.txt"), b"b").unwrap();
+    scan(&mut cat, &d);
+    assert!(cat.get("b.txt").is_some());
+    let s = cat.folder_scanned(&d, Err("cannot open".into()), 3.0);
+    assert!(s.forgotten.is_empty() && s.added.is_empty());
+    assert!(cat.get("b.txt").is_some());
+    assert_eq!(
+        cat.folder(d.to_str().unwrap()).unwrap().skipped[0].reason,
+        "cannot open"
+    );
+    // An incomplete listing (a cap hit) forgets nothing either.
+    let partial = crate::node::sandbox::FolderListing::default();
+    cat.folder_scanned(&d, Ok(partial), 4.0);
+    assert!(cat.get("b.txt").is_some());
+}
+
+#[test]
+fn a_folder_file_is_published_once_hashed_and_the_wish_survives_a_reload() {
+    let (dir, mut cat) = setup();
+    let d = follow_dir(dir.path(), &mut cat, "inbox", true);
+    fs::write(d.join("n.txt"), b"new file").unwrap();
+    scan(&mut cat, &d);
+    // Saved between the add and the hash (a crash there): still to publish.
+    cat.save_now().unwrap();
+    let mut cat = load(dir.path());
+    assert!(cat.get("n.txt").unwrap().publish_when_hashed);
+    assert!(cat.publish_due().is_empty(), "not hashed yet");
+    let fx = hash_now(&mut cat, "n.txt");
+    assert_eq!(fx, vec![Effect::Publish("n.txt".into())]);
+    assert_eq!(cat.publish_due(), vec!["n.txt".to_string()]);
+    cat.set_published("n.txt", Some(5.0));
+    assert!(!cat.get("n.txt").unwrap().publish_when_hashed);
+    assert!(cat.publish_due().is_empty());
+    // It changes on disk: unpublished, and published again once hashed.
+    fs::write(d.join("n.txt"), b"new file, longer now").unwrap();
+    let seen = observe(&cat.sandbox, &d.join("n.txt"));
+    let fx = cat.observe("n.txt", seen);
+    assert!(fx.contains(&Effect::Unpublish("n.txt".into())), "{fx:?}");
+    assert!(cat.get("n.txt").unwrap().publish_when_hashed);
+    assert_eq!(
+        hash_now(&mut cat, "n.txt"),
+        vec![Effect::Publish("n.txt".into())]
+    );
+}
+
+#[test]
+fn a_file_still_being_written_when_listed_is_not_published_on_its_first_hash() {
+    let (dir, mut cat) = setup();
+    let d = follow_dir(dir.path(), &mut cat, "inbox", true);
+    fs::write(d.join("big.bin"), b"first half").unwrap();
+    scan(&mut cat, &d);
+    // More is written between the listing and the hash.
+    fs::write(d.join("big.bin"), b"first half and the second half").unwrap();
+    let fx = hash_now(&mut cat, "big.bin");
+    assert_eq!(
+        fx,
+        vec![Effect::Hash("big.bin".into())],
+        "hashed again, not published"
+    );
+    // The next look agrees with the one before: now it is published.
+    assert_eq!(
+        hash_now(&mut cat, "big.bin"),
+        vec![Effect::Publish("big.bin".into())]
+    );
+}
+
+#[test]
+fn unfollowing_keeps_or_removes_the_files_and_can_be_undone() {
+    let (dir, mut cat) = setup();
+    let d = follow_dir(dir.path(), &mut cat, "box", false);
+    fs::write(d.join("k.txt"), b"k").unwrap();
+    scan(&mut cat, &d);
+    assert!(
+        !cat.get("k.txt").unwrap().publish_when_hashed,
+        "publish: false"
+    );
+    let ds = d.to_str().unwrap().to_owned();
+    let gone = cat.unfollow(&ds, false).unwrap();
+    assert_eq!(gone.kept, vec!["k.txt".to_string()]);
+    assert_eq!(cat.get("k.txt").unwrap().folder, None);
+    cat.refollow(gone);
+    assert_eq!(cat.folder_files(&ds), 1);
+    let gone = cat.unfollow(&ds, true).unwrap();
+    assert_eq!(gone.removed.len(), 1);
+    assert!(cat.get("k.txt").is_none() && cat.folders().is_empty());
+    assert_eq!(cat.refollow(gone), vec!["k.txt".to_string()]);
+    assert_eq!(cat.folder_files(&ds), 1);
+    assert!(cat.unfollow("/not/followed", false).is_none());
+}

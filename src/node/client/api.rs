@@ -275,6 +275,21 @@ impl Node {
                 Ok(b) => self.api_add_file(cx, op, user, &b),
                 Err(r) => r.into(),
             },
+            ("add-folder", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_add_folder(op, user, &b),
+                Err(r) => r.into(),
+            },
+            ("folders", None) => get(m == "GET" || m == "HEAD")
+                .unwrap_or_else(|| self.api_folders(user))
+                .into(),
+            ("remove-folder", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
+                Ok(b) => self.api_remove_folder(cx, op, user, &b),
+                Err(r) => r.into(),
+            },
+            ("rescan", None) => match post(m == "POST") {
+                Some(r) => r.into(),
+                None => self.api_rescan(cx, op, user),
+            },
             ("remove-file", None) => match post(m == "POST").map(Err).unwrap_or_else(body) {
                 Ok(b) => self.api_remove_file(cx, op, user, &b),
                 Err(r) => r.into(),

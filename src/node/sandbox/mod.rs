@@ -9,8 +9,10 @@
 //! made on it; callers decide whether a call may run on the loop.
 //!
 //! The rules and the `Sandbox` are here; the system calls that open beneath
-//! a root are in `fs`, where a download is written (`Place`, `Dir`) in `place`.
+//! a root are in `fs`, where a download is written (`Place`, `Dir`) in `place`,
+//! which folders a user may follow and how one is listed in `folder`.
 
+mod folder;
 mod fs;
 mod listing;
 mod place;
@@ -26,6 +28,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+pub use folder::{FolderListing, Found, MAX_FOLDER_FILES};
 use fs::*;
 pub use place::{Dir, Entry, Place};
 

@@ -301,3 +301,61 @@ fn a_fetched_file_in_a_downloads_folder_is_readable_but_never_addable_by_hand() 
     assert_eq!(e.0, 403);
     assert!(e.1.contains("data directory"), "{}", e.1);
 }
+
+#[test]
+fn a_followed_folder_lists_at_most_its_cap_and_says_so() {
+    let s = setup(false);
+    let big = s.share.join("big");
+    fs::create_dir_all(&big).unwrap();
+    for i in 0..=MAX_FOLDER_FILES {
+        fs::write(big.join(format!("f{i:05}")), b"").unwrap();
+    }
+    let l = s.sb.list_folder(&big, false).unwrap();
+    assert_eq!(l.files.len(), MAX_FOLDER_FILES);
+    assert!(!l.complete, "a capped listing forgets nothing");
+    assert!(
+        l.skipped
+            .iter()
+            .any(|(_, why)| why.contains("more than 10000 files")),
+        "{:?}",
+        l.skipped
+    );
+}
+
+#[test]
+fn a_followed_folder_is_walked_sixteen_levels_deep_and_no_further() {
+    let s = setup(true);
+    let top = s.share.join("deep");
+    let mut at = top.clone();
+    for level in 1..=17 {
+        at = at.join(format!("l{level}"));
+        fs::create_dir_all(&at).unwrap();
+        fs::write(at.join(format!("at{level}")), b"x").unwrap();
+    }
+    fs::write(top.join(".hidden-top"), b"h").unwrap();
+    let l = s.sb.list_folder(&top, true).unwrap();
+    let names: Vec<String> = l
+        .files
+        .iter()
+        .map(|f| f.rel.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"at16".to_string()), "{names:?}");
+    assert!(!names.contains(&"at17".to_string()), "{names:?}");
+    assert!(
+        !names.contains(&".hidden-top".to_string()),
+        "no dot entry, even with --share-hidden"
+    );
+    assert!(l.skipped.iter().any(|(_, why)| why.contains("16 levels")));
+    // Not recursive: the top level only.
+    assert!(s.sb.list_folder(&top, false).unwrap().files.is_empty());
+    // The data directory is never followed, nor a folder holding it.
+    assert_eq!(
+        s.sb.check_folder(s.data.to_str().unwrap()).unwrap_err().0,
+        403
+    );
+    assert_eq!(
+        s.sb.check_folder(s.share.to_str().unwrap()).unwrap_err().0,
+        403
+    );
+    assert!(s.sb.list_folder(&s.data, false).is_err());
+}

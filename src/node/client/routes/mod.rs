@@ -73,6 +73,7 @@ macro_rules! try_reply {
 
 // After the macro, which the endpoints there use too.
 mod fetch;
+mod folders;
 mod picker;
 
 impl Node {
@@ -301,6 +302,9 @@ impl Node {
     ) -> Outcome {
         match then {
             AfterSave::Reply(r) => r.into(),
+            then @ (AfterSave::Followed { .. } | AfterSave::Unfollowed(_)) => {
+                self.folder_saved(cx, user, then)
+            }
             AfterSave::Added { name, .. } => {
                 crate::log_info!("{user}: tracking {name:?}");
                 self.file_reply(user, &name, None).into()
@@ -676,6 +680,7 @@ impl Node {
         if let Some(credential) = self.drop_standing(cx, user) {
             self.revoke_in_background(cx, user, &credential);
         }
+        self.drop_rescans(cx, user);
         if let Some(u) = self.users.remove(user) {
             self.retire_catalog(cx, user, u.catalog);
         }
