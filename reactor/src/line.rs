@@ -33,13 +33,57 @@ pub fn next_line(buf: &[u8], max: usize) -> Line<'_> {
     }
 }
 
+/// The first `needle` in `hay`, eight bytes at a time (a request line is
+/// scanned once per request; byte by byte this was 5% of the registry's
+/// loop under pipelined load).
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut at = 0;
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        // A zero byte in `v` is a match; this sets its high bit (and may set
+        // others only above a true match, so the first is exact).
+        let v = u64::from_le_bytes(w) ^ pattern;
+        let found = v.wrapping_sub(LO) & !v & HI;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| at + p)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_at_a_time_search_finds_the_first_newline_anywhere() {
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..80 {
+            for _ in 0..200 {
+                let hay: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Mostly bytes near '\n' (0x0a), and 0x80s, to catch carries.
+                        [b'\n', 0x0b, 0x09, 0x8a, 0x80, b'a', 0x00, 0xff][(x % 8) as usize]
+                    })
+                    .collect();
+                let want = hay.iter().position(|&b| b == b'\n');
+                assert_eq!(memchr(b'\n', &hay), want, "{hay:?}");
+            }
+        }
+    }
 
     #[test]
     fn frames_lines_and_caps_length() {

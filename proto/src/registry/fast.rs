@@ -15,7 +15,10 @@ use std::borrow::Cow;
 use super::request::{check_hex, valid_name};
 use super::{FileMeta, HeartbeatState, Request};
 
+/// The line, checked as UTF-8 once: every string is a slice of it between
+/// ASCII quotes, so it is valid UTF-8 too without another check.
 struct Cursor<'a> {
+    s: &'a str,
     b: &'a [u8],
     i: usize,
 }
@@ -42,7 +45,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The bytes up to the next `"` (which is consumed): no escape, no
-    /// control character, valid UTF-8.
+    /// control character.
     fn string(&mut self) -> Option<&'a str> {
         let rest = &self.b[self.i..];
         let end = rest
@@ -51,7 +54,7 @@ impl<'a> Cursor<'a> {
         if rest[end] != b'"' {
             return None;
         }
-        let s = std::str::from_utf8(&rest[..end]).ok()?;
+        let s = self.s.get(self.i..self.i + end)?;
         self.i += end + 1;
         Some(s)
     }
@@ -148,7 +151,12 @@ fn hex(s: &str) -> Option<String> {
 
 /// The request `line` means, when it has one of the shapes above.
 pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
-    let mut p = Cursor { b: line, i: 0 };
+    let whole = std::str::from_utf8(line).ok()?;
+    let mut p = Cursor {
+        s: whole,
+        b: line,
+        i: 0,
+    };
     p.lit(b"{\"action\":\"")?;
     let action = p.string()?;
     p.lit(b",\"data\":{")?;
