@@ -4,7 +4,7 @@
 //! think between operations, latency from each operation's intended time) or in a burst
 //! (everyone at once, back to back). One shard's share, on one `Net`.
 
-use crate::hist::{OpSet, Reasons};
+use crate::hist::{OpHist, OpSet, Reasons};
 use crate::net::{ConnId, Net, NetEvent};
 use crate::pacing::{self, Pacing};
 use crate::prng::SplitMix64;
@@ -96,6 +96,11 @@ pub struct Plan {
 
 pub struct Outcome {
     pub ops: OpSet,
+    /// Paced runs: how late this tool itself queued a request whose intended time it
+    /// was waiting for (its own loop was busy; a request held back by a slow answer to
+    /// the one before is not counted). Latencies include it, so a tail here is the load
+    /// generator's, not the server's.
+    pub send_lag: OpHist,
     pub clients: usize,
     pub clients_ok: usize,
     pub elapsed: Duration,
@@ -163,6 +168,7 @@ struct Run<'a> {
     present: Vec<usize>,
     rng: SplitMix64,
     ops: OpSet,
+    send_lag: OpHist,
     reasons: Reasons,
     prog: Prog,
     modified: f64,
@@ -191,6 +197,7 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
         present: Vec::new(),
         rng: SplitMix64::new(plan.first as u64 ^ 0x5eed),
         ops: OpSet::new(OPS),
+        send_lag: OpHist::default(),
         reasons: Reasons::default(),
         prog: Prog::default(),
         modified: crate::unix_now() - 86_400.0,
@@ -219,6 +226,9 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
                 break;
             }
             r.timers.pop();
+            // Only here is a late send the tool's own doing: the client was waiting
+            // for its time, not for an answer.
+            r.send_lag.record(now.saturating_duration_since(due));
             r.send_step(i, due.min(now));
         }
         // Admit arrived clients (burst: all of them), at most `concurrency` open and
@@ -334,6 +344,7 @@ pub fn run(plan: &Plan, mut on_progress: impl FnMut(&Prog)) -> Result<(Outcome, 
     on_progress(&r.prog);
     let outcome = Outcome {
         ops: r.ops,
+        send_lag: r.send_lag,
         clients: plan.count,
         clients_ok: r.prog.ok as usize,
         elapsed,

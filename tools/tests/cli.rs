@@ -269,6 +269,10 @@ fn registry_bench_paced_preset_spreads_arrivals_and_says_so() {
     // An echo server answers in well under the think time: latencies are the server's,
     // not the think time.
     assert!(v["ops"]["PING"]["p50_ms"].as_f64().unwrap() < 15.0, "{v}");
+    // The tool's own lateness is reported: every request it waited to send is counted.
+    let lag = &v["tool_send_lag"];
+    assert!(lag["count"].as_u64().unwrap() >= 40, "{lag}");
+    assert!(lag["p50_ms"].as_f64().unwrap() < 15.0, "{lag}");
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -306,6 +310,9 @@ fn registry_bench_paced_latency_counts_from_the_intended_time() {
     // REGISTER, 2 PUBLISH, REQUEST, DISCOVER, PING, LIST: the 7th answer comes ~280 ms
     // after the arrival, its intended time ~35 ms after it.
     assert!(last > 180.0, "{last}");
+    // The backlog is the server's: the tool itself sent what it waited for on time.
+    let lag = &v["tool_send_lag"];
+    assert!(lag["p99_ms"].as_f64().unwrap() < 20.0, "{lag}");
     let _ = std::fs::remove_dir_all(&d);
 }
 

@@ -87,6 +87,7 @@ pub(crate) fn child_scenario(cfg: &Cfg, addr: SocketAddr, i: usize, n: usize) {
         "RESULT {}",
         json!({
             "ops": out.ops.to_wire(),
+            "send_lag": out.send_lag.to_wire(),
             "clients": out.clients,
             "clients_ok": out.clients_ok,
             "elapsed_s": out.elapsed.as_secs_f64(),

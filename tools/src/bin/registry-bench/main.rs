@@ -65,7 +65,9 @@ judged by their first bytes, no JSON on the hot path, writes batched):
                            client processes by default
   --ping-share F           share of PINGs among the requests (0.5)
 The report puts the coordinator's CPU (with --coordinator-pid) and the client processes'
-CPU next to the throughput, and says which of them bounds it.
+CPU next to the throughput, and says which of them bounds it. Paced runs also report the
+tool's own lateness: how long after its intended time each request was queued (part of
+every latency printed, and the load generator's doing, not the server's).
 
 Both:
   --coordinator-pid PID    sample its CPU and memory every 100 ms

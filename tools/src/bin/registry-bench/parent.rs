@@ -4,7 +4,7 @@ use crate::report::report;
 use crate::Cfg;
 use crate::TOOL;
 use p2pshare_tools::echo::Echo;
-use p2pshare_tools::hist::{OpSet, Reasons};
+use p2pshare_tools::hist::{OpHist, OpSet, Reasons};
 use p2pshare_tools::proc::{self, Monitor, Sample};
 use p2pshare_tools::progress::Progress;
 use p2pshare_tools::report::thousands;
@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 /// What one measured pass (against the coordinator or the echo server) produced.
 pub(crate) struct Pass {
     pub(crate) ops: OpSet,
+    /// Paced scenario runs: how late the client processes queued their requests
+    /// after the intended times (their own loops were busy).
+    pub(crate) send_lag: Option<OpHist>,
     pub(crate) clients: u64,
     pub(crate) clients_ok: u64,
     /// Scenario: time until the last client finished; hold: the load window.
@@ -311,6 +314,7 @@ pub(crate) fn run_pass(
         let in_window = sum(&vals, "answered_in_window");
         Pass {
             ops,
+            send_lag: None,
             clients: cfg.clients as u64,
             clients_ok: sum(&vals, "clients_ok"),
             duration_s: cfg.duration,
@@ -353,6 +357,15 @@ pub(crate) fn run_pass(
             .map(|v| v["elapsed_s"].as_f64().unwrap_or(0.0))
             .fold(0.0, f64::max);
         let answered = sum(&vals, "answered");
+        let send_lag = (cfg.hold.is_none() && cfg.pacing.is_some()).then(|| {
+            let mut lag = OpHist::default();
+            for v in &vals {
+                if let Ok(h) = OpHist::from_wire(&v["send_lag"]) {
+                    lag.merge(&h);
+                }
+            }
+            lag
+        });
         // The coordinator's window is the clients' run, not process start-up and tokens.
         let started = ended
             .checked_sub(Duration::from_secs_f64(duration_s))
@@ -360,6 +373,7 @@ pub(crate) fn run_pass(
             .max(started);
         Pass {
             ops,
+            send_lag,
             clients: sum(&vals, "clients"),
             clients_ok: sum(&vals, "clients_ok"),
             duration_s,

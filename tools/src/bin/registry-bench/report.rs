@@ -135,6 +135,14 @@ pub(crate) fn report(
             shards
         )
     );
+    let lag = main.send_lag.as_ref().map(|h| h.summary());
+    if let Some(l) = &lag {
+        println!(
+            "load generator's own lateness (intended time -> request queued): p50 {:.3} ms  p99 {:.3} ms  \
+             p99.9 {:.3} ms  max {:.3} ms (in every latency above; the tool's, not the server's)",
+            l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+        );
+    }
     if let Some((run_ms, wait_ms)) = main.coord_sched_ms {
         println!(
             "coordinator loop thread: {run_ms:.0} ms on a CPU, {wait_ms:.0} ms ready but waiting for one \
@@ -172,6 +180,7 @@ pub(crate) fn report(
         "processes": shards,
         "error_reasons": main.reasons.to_json(),
         "coordinator_own": own.map(|o| o.to_json()),
+        "tool_send_lag": lag.map(|l| l.to_json()),
         "coordinator_sched_ms": main.coord_sched_ms.map(|(r, w)| json!({"on_cpu": round(r, 1), "runqueue_wait": round(w, 1)})),
     });
     if cfg.hold.is_none() {
