@@ -468,25 +468,7 @@ fn take_lines(
 /// Position of the first `\n`, eight bytes at a time (full LIST answers are tens of MiB;
 /// a byte-by-byte scan would make the client, not the server, the bottleneck).
 pub fn find_newline(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    const NL: u64 = LO * b'\n' as u64;
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let v = u64::from_le_bytes(w) ^ NL;
-        if (v.wrapping_sub(LO) & !v & HI) != 0 {
-            return c.iter().position(|&b| b == b'\n').map(|p| at + p);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|p| at + p)
+    reactor::line::find_byte(b'\n', s)
 }
 
 #[derive(serde::Deserialize)]
