@@ -16,9 +16,14 @@ use super::{Coordinator, Kind, Timer};
 use crate::proto::registry::{self, error_line, Reply, MAX_LINE};
 use crate::util::unix_now;
 
-/// The pause between two steps of gathering a whole LIST: the loop serves
-/// everyone else in between (a zero delay would run every step in one turn).
-const GATHER_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+/// When the next step of gathering a whole LIST (or a query's matches)
+/// runs: in the next loop turn, after that turn's events, so everyone else
+/// is served in between. A timer's deadline is counted from the turn's
+/// start, so one microsecond is never due in the turn that set it (zero
+/// would run every step in one turn), and the next poll does not sleep: a
+/// whole millisecond here left an idle loop asleep between steps (a whole
+/// LIST of 10,000 hosts took 9 ms, mostly those pauses).
+const GATHER_PAUSE: std::time::Duration = std::time::Duration::from_micros(1);
 
 /// Queued answers above this make a connection wait until they drain.
 const MAX_QUEUED: u64 = 4 * 1024 * 1024;
