@@ -13,7 +13,7 @@ mod request;
 mod tests;
 
 pub use json::{error_line, push_f64, push_files, push_json_str, push_meta, push_u64};
-pub use reply::{decode_reply, Discovery, HostHead, ListedHost, Listing, Offer, Page, Reply};
+pub use reply::{decode_reply, Discovery, Hex, HostHead, ListedHost, Listing, Offer, Page, Reply};
 pub use request::{decode_request, decode_request_general, Action, HeartbeatState, Request};
 
 /// A line longer than this is refused and the connection closed.

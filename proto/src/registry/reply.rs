@@ -35,6 +35,61 @@ pub enum Reply<'a> {
     Error(Cow<'a, str>),
 }
 
+/// A SHA-256 in an offer: lower-case hex text (as decoded), or the 32 bytes
+/// themselves, which the coordinator hands over as it stores them so that a
+/// REQUEST's reply is written without building a string per digest.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hex<'a> {
+    Text(Cow<'a, str>),
+    Digest([u8; 32]),
+}
+
+impl Hex<'_> {
+    /// The digest as lower-case hex.
+    pub fn to_text(&self) -> String {
+        match self {
+            Hex::Text(t) => t.to_string(),
+            Hex::Digest(d) => {
+                let mut out = Vec::with_capacity(64);
+                push_hex(&mut out, d);
+                String::from_utf8(out).unwrap_or_default()
+            }
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Hex::Text(t) => push_json_str(out, t),
+            Hex::Digest(d) => {
+                out.push(b'"');
+                push_hex(out, d);
+                out.push(b'"');
+            }
+        }
+    }
+}
+
+impl<'a> From<String> for Hex<'a> {
+    fn from(s: String) -> Self {
+        Hex::Text(Cow::Owned(s))
+    }
+}
+
+impl<'a> From<&'a str> for Hex<'a> {
+    fn from(s: &'a str) -> Self {
+        Hex::Text(Cow::Borrowed(s))
+    }
+}
+
+/// Appends `d` as 64 lower-case hex digits.
+fn push_hex(out: &mut Vec<u8>, d: &[u8; 32]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in d {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
 /// One host offering a file, in a FOUND reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer<'a> {
@@ -44,8 +99,8 @@ pub struct Offer<'a> {
     pub port: u16,
     pub size: u64,
     pub modified: f64,
-    pub sha256: Option<Cow<'a, str>>,
-    pub root: Option<Cow<'a, str>>,
+    pub sha256: Option<Hex<'a>>,
+    pub root: Option<Hex<'a>>,
     pub online: bool,
 }
 
@@ -189,11 +244,11 @@ impl Offer<'_> {
         out.extend_from_slice(b",\"is_published\":true");
         if let Some(s) = &self.sha256 {
             out.extend_from_slice(b",\"sha256\":");
-            push_json_str(out, s);
+            s.encode(out);
         }
         if let Some(r) = &self.root {
             out.extend_from_slice(b",\"root\":");
-            push_json_str(out, r);
+            r.encode(out);
         }
         out.extend_from_slice(if self.online {
             b",\"online\":true}"
@@ -421,8 +476,8 @@ pub fn decode_reply(line: &[u8]) -> Result<Reply<'static>, String> {
                     port: o.port,
                     size: o.size,
                     modified: o.modified,
-                    sha256: o.sha256.map(Cow::Owned),
-                    root: o.root.map(Cow::Owned),
+                    sha256: o.sha256.map(Hex::from),
+                    root: o.root.map(Hex::from),
                     online: o.online,
                 })
                 .collect(),

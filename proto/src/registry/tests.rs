@@ -453,3 +453,33 @@ fn cut_or_garbled_lines_are_refused_never_panic() {
         }
     }
 }
+
+#[test]
+fn an_offer_of_stored_digest_bytes_encodes_as_its_hex_text() {
+    let mut digest = [0u8; 32];
+    for (i, b) in digest.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(37) ^ 0xa5;
+    }
+    let text: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let offer = |sha256: Hex<'static>, root: Hex<'static>| Offer {
+        hostname: "bob".into(),
+        display_name: "Bob".into(),
+        ip: "10.0.0.2".into(),
+        port: 6002,
+        size: 5,
+        modified: 1.5,
+        sha256: Some(sha256),
+        root: Some(root),
+        online: true,
+    };
+    let as_bytes = Reply::Found(vec![offer(Hex::Digest(digest), Hex::Digest(digest))]).line();
+    let as_text = Reply::Found(vec![offer(text.clone().into(), text.clone().into())]).line();
+    assert_eq!(as_bytes, as_text);
+    assert_eq!(Hex::Digest(digest).to_text(), text);
+    // And it decodes to the text form.
+    let back = decode_reply(&as_bytes[..as_bytes.len() - 1]).expect("decodes");
+    let Reply::Found(hosts) = back else {
+        panic!("{back:?}")
+    };
+    assert_eq!(hosts[0].sha256.as_ref().map(Hex::to_text), Some(text));
+}

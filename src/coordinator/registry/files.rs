@@ -84,6 +84,15 @@ impl FileRec {
         self.root.as_deref().map(hex)
     }
 
+    /// The digests as stored, for replies that write the hex themselves.
+    pub fn sha256_bytes(&self) -> Option<[u8; 32]> {
+        self.sha256
+    }
+
+    pub fn root_bytes(&self) -> Option<[u8; 32]> {
+        self.root.as_deref().copied()
+    }
+
     /// Whether this file's content is the one `sha256` (hex) names.
     pub fn has_sha256(&self, sha256: &str) -> bool {
         self.sha256.is_some() && self.sha256 == unhex(sha256)

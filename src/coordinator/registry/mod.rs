@@ -16,7 +16,7 @@ use reactor::ConnId;
 use slab::Slab;
 
 use crate::proto::registry::{
-    push_f64, Discovery, FileMeta, HeartbeatState, HostHead, ListedHost, Listing, Offer, Page,
+    push_f64, Discovery, FileMeta, HeartbeatState, Hex, HostHead, ListedHost, Listing, Offer, Page,
     Reply,
 };
 use files::FileIndex;
@@ -492,8 +492,8 @@ impl Registry {
                     port: h.port,
                     size: f.size,
                     modified: f.modified,
-                    sha256: f.sha256_hex().map(Cow::Owned),
-                    root: f.root_hex().map(Cow::Owned),
+                    sha256: f.sha256_bytes().map(Hex::Digest),
+                    root: f.root_bytes().map(Hex::Digest),
                     online: h.online,
                 })
                 .collect(),

@@ -102,9 +102,9 @@ pub fn found_hosts(v: &Reply<'_>, fname: &str) -> Vec<NetHost> {
                 name: fname.to_owned(),
                 size: o.size,
                 modified: o.modified,
-                sha256: o.sha256.as_deref().map(str::to_owned),
+                sha256: o.sha256.as_ref().map(|h| h.to_text()),
             }],
-            root: o.root.as_deref().map(str::to_owned),
+            root: o.root.as_ref().map(|h| h.to_text()),
         })
         .collect()
 }
