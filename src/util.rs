@@ -21,13 +21,10 @@ pub fn unix_secs() -> u64 {
 
 /// Lowercase hex, as SHA-256 digests and ids are written everywhere.
 pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    crate::proto::registry::push_hex(&mut out, bytes);
+    // Hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Why a listener could not be bound, in words that say what to change:

@@ -23,7 +23,7 @@ use crate::util::unix_now;
 /// would run every step in one turn), and the next poll does not sleep: a
 /// whole millisecond here left an idle loop asleep between steps (a whole
 /// LIST of 10,000 hosts took 9 ms, mostly those pauses).
-const GATHER_PAUSE: std::time::Duration = std::time::Duration::from_micros(1);
+const NEXT_TURN: std::time::Duration = std::time::Duration::from_micros(1);
 
 /// Queued answers above this make a connection wait until they drain.
 const MAX_QUEUED: u64 = 4 * 1024 * 1024;
@@ -253,7 +253,7 @@ impl Coordinator {
                             self.query_waiters.push(id);
                             if !self.query_timer {
                                 self.query_timer = true;
-                                cx.timer(self.svc, GATHER_PAUSE, Timer::Query.to_key());
+                                cx.timer(self.svc, NEXT_TURN, Timer::Query.to_key());
                             }
                             break;
                         }
@@ -411,7 +411,7 @@ impl Coordinator {
         };
         match g.step(&mut self.registry, super::registry::STEP_BUDGET) {
             None => {
-                cx.timer(self.svc, GATHER_PAUSE, Timer::Gather.to_key());
+                cx.timer(self.svc, NEXT_TURN, Timer::Gather.to_key());
             }
             Some(list) => {
                 let (at, version) = (g.started_unix, g.version);
@@ -433,7 +433,7 @@ impl Coordinator {
         };
         if !done {
             self.query_timer = true;
-            cx.timer(self.svc, GATHER_PAUSE, Timer::Query.to_key());
+            cx.timer(self.svc, NEXT_TURN, Timer::Query.to_key());
             return;
         }
         for id in std::mem::take(&mut self.query_waiters) {

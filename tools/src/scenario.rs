@@ -126,8 +126,7 @@ pub fn file_name(run: &str, i: usize, k: usize) -> String {
 }
 
 fn fake_sha(name: &str) -> String {
-    let d = Sha256::digest(name.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    crate::gen::hex(&Sha256::digest(name.as_bytes()))
 }
 
 fn file_size(i: usize, k: usize) -> u64 {

@@ -3,6 +3,17 @@
 
 use super::FileMeta;
 
+/// Appends `bytes` as lower-case hex, as digests and ids are written
+/// everywhere (the application's `util::hex` is this, as a `String`).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
 /// Whether any byte of `b` must be escaped in a JSON string. Whole chunks
 /// are folded without an early exit so the compiler can vectorise them:
 /// names, hosts and digests almost never need escaping.

@@ -12,7 +12,7 @@ mod request;
 #[cfg(test)]
 mod tests;
 
-pub use json::{error_line, push_f64, push_files, push_json_str, push_meta, push_u64};
+pub use json::{error_line, push_f64, push_files, push_hex, push_json_str, push_meta, push_u64};
 pub use reply::{decode_reply, Discovery, Hex, HostHead, ListedHost, Listing, Offer, Page, Reply};
 pub use request::{decode_request, decode_request_general, Action, HeartbeatState, Request};
 

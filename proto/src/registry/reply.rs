@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::json::{push_f64, push_files, push_json_str, push_u64};
+use super::json::{push_f64, push_files, push_hex, push_json_str, push_u64};
 use super::FileMeta;
 
 /// One reply line. Strings borrow where they can: the coordinator encodes
@@ -78,15 +78,6 @@ impl<'a> From<String> for Hex<'a> {
 impl<'a> From<&'a str> for Hex<'a> {
     fn from(s: &'a str) -> Self {
         Hex::Text(Cow::Borrowed(s))
-    }
-}
-
-/// Appends `d` as 64 lower-case hex digits.
-fn push_hex(out: &mut Vec<u8>, d: &[u8; 32]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in d {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 15)]);
     }
 }
 

@@ -94,16 +94,7 @@ impl Service for LineService {
                 cx.send(id, a.as_bytes());
             } else if line == "KEEPALIVE_ON" {
                 let on = cx.keepalive_on(id).is_ok();
-                let a = match cx.keepalive(id).ok().flatten() {
-                    Some(k) if on => format!(
-                        "{} {} {}\n",
-                        k.idle.as_secs(),
-                        k.interval.as_secs(),
-                        k.count
-                    ),
-                    _ => "off\n".to_string(),
-                };
-                cx.send(id, a.as_bytes());
+                cx.send(id, keepalive_answer(cx, id, on).as_bytes());
             } else if let Some(args) = line.strip_prefix("KEEPALIVE ") {
                 let v: Vec<u64> = args.split(' ').filter_map(|x| x.parse().ok()).collect();
                 let ka = reactor::Keepalive {
@@ -112,17 +103,7 @@ impl Service for LineService {
                     count: v[2] as u32,
                 };
                 let set = cx.set_keepalive(id, Some(ka)).is_ok();
-                let got = cx.keepalive(id).ok().flatten();
-                let a = match got {
-                    Some(k) if set => format!(
-                        "{} {} {}\n",
-                        k.idle.as_secs(),
-                        k.interval.as_secs(),
-                        k.count
-                    ),
-                    _ => "off\n".to_string(),
-                };
-                cx.send(id, a.as_bytes());
+                cx.send(id, keepalive_answer(cx, id, set).as_bytes());
             } else if let Some(n) = line.strip_prefix("PARTS ") {
                 let n: usize = n.parse().unwrap_or(0);
                 let parts: Vec<Arc<[u8]>> = (0..n)
@@ -268,5 +249,19 @@ pub fn read_pattern(s: &mut TcpStream, n: usize) {
             assert_eq!(*b, pattern(got + j), "byte {} differs", got + j);
         }
         got += k;
+    }
+}
+
+/// `idle interval count` as the kernel holds them for `id`, or `off` (also
+/// when setting them failed: `ok` false).
+fn keepalive_answer(cx: &Ctx, id: ConnId, ok: bool) -> String {
+    match cx.keepalive(id).ok().flatten() {
+        Some(k) if ok => format!(
+            "{} {} {}\n",
+            k.idle.as_secs(),
+            k.interval.as_secs(),
+            k.count
+        ),
+        _ => "off\n".to_string(),
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::proto::registry::FileMeta;
+use crate::util::hex;
 
 /// One file of a host: 88 bytes and no allocation besides its shared name
 /// and, rarely, a root digest (a `FileMeta` with its hex strings was 88
@@ -41,16 +42,6 @@ fn unhex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-pub fn hex(d: &[u8; 32]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(64);
-    for b in d {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
-
 impl FileRec {
     pub fn new(name: Arc<str>, m: FileMeta) -> FileRec {
         FileRec {
@@ -71,17 +62,17 @@ impl FileRec {
             modified: self.modified,
             published_at: (!self.published_at.is_nan()).then_some(self.published_at),
             is_published: self.is_published,
-            sha256: self.sha256.as_ref().map(hex),
-            root: self.root.as_deref().map(hex),
+            sha256: self.sha256.as_ref().map(|d| hex(d)),
+            root: self.root.as_deref().map(|d| hex(d)),
         }
     }
 
     pub fn sha256_hex(&self) -> Option<String> {
-        self.sha256.as_ref().map(hex)
+        self.sha256.as_ref().map(|d| hex(d))
     }
 
     pub fn root_hex(&self) -> Option<String> {
-        self.root.as_deref().map(hex)
+        self.root.as_deref().map(|d| hex(d))
     }
 
     /// The digests as stored, for replies that write the hex themselves.
