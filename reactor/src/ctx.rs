@@ -319,8 +319,7 @@ impl Ctx {
     /// (a partial line in the input buffer) do not count: a peer trickling
     /// a line that never ends must not keep its connection this way.
     pub fn input_waiting(&self, id: ConnId) -> bool {
-        self.conn(id)
-            .is_some_and(|c| crate::sockopt::unread(c.sock.as_raw_fd()).is_ok_and(|n| n > 0))
+        self.conn(id).is_some_and(crate::io::unread_waiting)
     }
 
     /// How long ago the kernel last received anything from `id`'s peer,

@@ -389,7 +389,11 @@ impl Ctx {
             let partial = !c.input.is_empty() && c.opts.partial_timeout.is_some_and(|t| quiet >= t);
             let idle = c.opts.idle_timeout.is_some_and(|t| quiet >= t);
             let stuck_connect = c.is_connecting() && quiet >= CONNECT_TIMEOUT;
-            if partial || idle || stuck_connect {
+            // Quiet only because the loop has not read what the peer sent
+            // (it is behind): the peer is not at fault; its bytes are read
+            // soon and count as activity then.
+            let behind = (partial || idle) && !c.is_connecting() && unread_waiting(c);
+            if (partial || idle || stuck_connect) && !behind {
                 self.closing.push((idx, CloseReason::Timeout));
             }
         }
@@ -401,4 +405,9 @@ fn is_out_of_files(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
     )
+}
+
+/// Whether the kernel holds bytes from `c`'s peer that the loop has not read.
+pub(crate) fn unread_waiting(c: &crate::conn::Conn) -> bool {
+    crate::sockopt::unread(c.sock.as_raw_fd()).is_ok_and(|n| n > 0)
 }

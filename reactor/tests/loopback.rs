@@ -6,6 +6,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use reactor::{CloseReason, ConnOptions};
@@ -185,6 +186,35 @@ fn an_idle_connection_is_closed_after_its_idle_timeout() {
     r.wait_until("the close is reported as a timeout", |s| {
         s.closed.iter().any(|(_, why)| *why == CloseReason::Timeout)
     });
+}
+
+#[test]
+fn a_line_finished_while_the_loop_was_busy_is_not_timed_out() {
+    // The peer finished its line in time, but the loop was busy past the
+    // partial timeout and had not read it: the sweep must not blame the peer.
+    let opts = ConnOptions {
+        partial_timeout: Some(Duration::from_millis(300)),
+        ..ConnOptions::default()
+    };
+    let r = Running::start(opts, vec![]);
+    let mut c = r.connect();
+    c.write_all(b"ECHO fini").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut busy = r.connect();
+    let mut slow: Vec<TcpStream> = (0..5).map(|_| r.connect()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    busy.write_all(b"SPIN 1200\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // While it spins: lines that use up the next turn's budget arrive
+    // first, then the rest of `c`'s line, so `c` waits in the backlog
+    // while the sweep runs.
+    for s in slow.iter_mut() {
+        s.write_all(b"SPIN 5\n").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(b"shed\n").unwrap();
+    assert_eq!(ask(&mut busy, "ECHO after"), "spun");
+    assert_eq!(ask(&mut c, "ECHO again"), "finished");
 }
 
 #[test]
