@@ -10,6 +10,7 @@
 //! belongs to exactly one service, which receives its callbacks.
 
 pub mod buckets;
+pub mod bytes;
 mod conn;
 pub mod conn_map;
 mod ctx;

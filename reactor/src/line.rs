@@ -1,6 +1,8 @@
 //! The newline-framed codec: a frame is the bytes before `\n` (a trailing
 //! `\r` dropped). Pure: no I/O.
 
+use crate::bytes;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
     /// No full line yet and still under the cap: read more.
@@ -37,28 +39,7 @@ pub fn next_line(buf: &[u8], max: usize) -> Line<'_> {
 /// scanned once per request; byte by byte this was 5% of the registry's
 /// loop under pipelined load). The bench tools frame answers with it too.
 pub fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO * u64::from(needle);
-    let mut chunks = hay.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        // A zero byte in `v` is a match; this sets its high bit (and may set
-        // others only above a true match, so the first is exact).
-        let v = u64::from_le_bytes(w) ^ pattern;
-        let found = v.wrapping_sub(LO) & !v & HI;
-        if found != 0 {
-            return Some(at + (found.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| at + p)
+    bytes::first_of(hay, |w| bytes::eq(w, needle))
 }
 
 #[cfg(test)]

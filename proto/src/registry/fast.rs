@@ -12,6 +12,8 @@
 
 use std::borrow::Cow;
 
+use reactor::bytes::{below, eq, first_of};
+
 use super::request::{check_hex, valid_name};
 use super::{FileMeta, HeartbeatState, Request};
 
@@ -21,6 +23,12 @@ struct Cursor<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+}
+
+/// Where a JSON string ends or stops being plain: `"`, `\\` or a control
+/// character (eight bytes at a time: these scans were most of the decoder).
+fn string_stop(w: u64) -> u64 {
+    eq(w, b'"') | eq(w, b'\\') | below(w, 0x20)
 }
 
 /// A value as the fast path accepts it.
@@ -48,9 +56,7 @@ impl<'a> Cursor<'a> {
     /// control character.
     fn string(&mut self) -> Option<&'a str> {
         let rest = &self.b[self.i..];
-        let end = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        let end = first_of(rest, string_stop)?;
         if rest[end] != b'"' {
             return None;
         }
@@ -96,7 +102,8 @@ impl<'a> Cursor<'a> {
         loop {
             self.lit(b"\"")?;
             let rest = &self.b[self.i..];
-            let end = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
+            // No key this path knows holds a control character either.
+            let end = first_of(rest, string_stop)?;
             if rest[end] != b'"' {
                 return None;
             }
@@ -151,7 +158,13 @@ fn hex(s: &str) -> Option<String> {
 
 /// The request `line` means, when it has one of the shapes above.
 pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
-    let whole = std::str::from_utf8(line).ok()?;
+    let whole = if line.is_ascii() {
+        // SAFETY: ASCII bytes are UTF-8 (the full check cost three times
+        // the ASCII one on every line).
+        unsafe { std::str::from_utf8_unchecked(line) }
+    } else {
+        std::str::from_utf8(line).ok()?
+    };
     let mut p = Cursor {
         s: whole,
         b: line,

@@ -100,7 +100,15 @@ fn refuses_bad_input_with_a_reason() {
 
 #[test]
 fn writes_numbers_like_json() {
-    for v in [0u64, 7, 10, 65535, 1_699_267_200, u64::MAX] {
+    // Every digit count, at and beside each power of ten.
+    let edges = (0..20).flat_map(|e| {
+        let p = 10u64.pow(e);
+        [p - 1, p, p + 1, p.saturating_mul(7) + 3]
+    });
+    for v in [0u64, 7, 65535, 1_699_267_200, u64::MAX]
+        .into_iter()
+        .chain(edges)
+    {
         let mut out = Vec::new();
         push_u64(&mut out, v);
         assert_eq!(out, v.to_string().as_bytes());

@@ -440,12 +440,6 @@ impl Registry {
         self.sweep_step(cutoff, usize::MAX, |_| None).0
     }
 
-    pub fn is_online(&self, name: &str) -> bool {
-        self.key(name)
-            .and_then(|k| self.hosts.get(k))
-            .is_some_and(|h| h.online)
-    }
-
     /// Files `key` lists (published or not): what `--max-files-per-host` caps.
     pub fn file_count(&self, key: HostKey) -> usize {
         self.hosts.get(key).map_or(0, |h| h.files.len())
@@ -461,18 +455,23 @@ impl Registry {
         let Some(holders) = self.index.get(fname) else {
             return Reply::NotFound;
         };
-        let mut hosts: Vec<(&Host, &FileRec)> = holders
-            .keys()
-            .iter()
-            .filter_map(|&k| {
-                let h = &**self.hosts.get(k as usize)?;
-                let f = h.file(fname)?;
-                if sha256.is_some_and(|s| !f.has_sha256(s)) {
-                    return None;
-                }
-                Some((h, f))
-            })
-            .collect();
+        let holds = |k: u32| {
+            let h = &**self.hosts.get(k as usize)?;
+            let f = h.file(fname)?;
+            if sha256.is_some_and(|s| !f.has_sha256(s)) {
+                return None;
+            }
+            Some((h, f))
+        };
+        if let [k] = holders.keys() {
+            // Most names have one holder: no list to sort, one allocation.
+            return match holds(*k) {
+                Some((h, f)) => Reply::Found(vec![offer(h, f)]),
+                None => Reply::NotFound,
+            };
+        }
+        let mut hosts: Vec<(&Host, &FileRec)> =
+            holders.keys().iter().filter_map(|&k| holds(k)).collect();
         if hosts.is_empty() {
             // Hosts offer the name, none the content asked for.
             return Reply::NotFound;
@@ -482,22 +481,7 @@ impl Registry {
                 .cmp(&a.online)
                 .then(b.last_seen.total_cmp(&a.last_seen))
         });
-        Reply::Found(
-            hosts
-                .into_iter()
-                .map(|(h, f)| Offer {
-                    hostname: Cow::Borrowed(&h.name),
-                    display_name: Cow::Borrowed(&h.display_name),
-                    ip: Cow::Borrowed(&h.ip),
-                    port: h.port,
-                    size: f.size,
-                    modified: f.modified,
-                    sha256: f.sha256_bytes().map(Hex::Digest),
-                    root: f.root_bytes().map(Hex::Digest),
-                    online: h.online,
-                })
-                .collect(),
-        )
+        Reply::Found(hosts.into_iter().map(|(h, f)| offer(h, f)).collect())
     }
 
     /// The DISCOVER reply, or None for an unknown host.
@@ -691,6 +675,21 @@ impl Registry {
                 .collect(),
             page: Some(Page { total, next_offset }),
         })
+    }
+}
+
+/// What a REQUEST reply says of `f` on `h`.
+fn offer<'a>(h: &'a Host, f: &FileRec) -> Offer<'a> {
+    Offer {
+        hostname: Cow::Borrowed(&h.name),
+        display_name: Cow::Borrowed(&h.display_name),
+        ip: Cow::Borrowed(&h.ip),
+        port: h.port,
+        size: f.size,
+        modified: f.modified,
+        sha256: f.sha256_bytes().map(Hex::Digest),
+        root: f.root_bytes().map(Hex::Digest),
+        online: h.online,
     }
 }
 
