@@ -212,7 +212,7 @@ impl Registry {
             if h.matches(&qh.query) {
                 qh.keys.insert(key, &h.name, |k| &hosts[k].name);
             } else {
-                qh.keys.remove(&h.name, |k| &hosts[k].name);
+                qh.keys.remove(key, &h.name, |k| &hosts[k].name);
             }
         }
     }
@@ -378,10 +378,10 @@ impl Registry {
         // Out of the ordered lists first: their searches read host names.
         let hosts = &self.hosts;
         let name = hosts[key].name.clone();
-        self.order.remove(&name, |k| &hosts[k].name);
+        self.order.remove(key, &name, |k| &hosts[k].name);
         let building = self.building.as_mut().map(|b| &mut b.hits);
         for qh in self.queries.iter_mut().chain(building) {
-            qh.keys.remove(&name, |k| &hosts[k].name);
+            qh.keys.remove(key, &name, |k| &hosts[k].name);
         }
         let h = self.hosts.remove(key);
         for f in h.files.iter().filter(|f| f.is_published) {
