@@ -1,12 +1,14 @@
 //! A fast path for the request lines a coordinator reads most: PING,
-//! REQUEST, DISCOVER, UNREGISTER and PUBLISH written the way every encoder
+//! REQUEST, DISCOVER, UNREGISTER, PUBLISH and REGISTER written the way every encoder
 //! writes them (`{"action":"…","data":{…}}`, no spaces, no escapes, keys in
 //! any order). It reads the line once, borrowing every string, where the
 //! general decoder parses it twice (the envelope, then its `data`) through
 //! serde. Anything it does not recognise exactly — whitespace, an escape, an
-//! unknown or repeated key, a number that is not a plain integer, a name the
-//! rules refuse — is `None`, and the general decoder decides (and words the
-//! error). So it never accepts what the general decoder refuses, and what it
+//! unknown or repeated key, `null`, a sign, an integer too long to be exact,
+//! a name the rules refuse — is `None`, and the general decoder decides (and
+//! words the error). Numbers with a fraction or an exponent are read by
+//! serde_json's own parser. A REGISTER (every node after a coordinator
+//! restart, all at once) cost the general decoder ~18,000 instructions. So it never accepts what the general decoder refuses, and what it
 //! accepts decodes the same: the `registry_line` fuzz target and the tests
 //! below hold the two to it.
 
@@ -36,6 +38,11 @@ enum Value<'a> {
     Str(&'a str),
     /// A plain non-negative integer of at most 15 digits (exact as an f64).
     Int(u64),
+    /// A non-negative number with a fraction or an exponent, as written
+    /// (checked against JSON's grammar; read by serde_json's own number
+    /// parser, so both decoders get the same f64).
+    Float(&'a str),
+    Bool(bool),
 }
 
 impl<'a> Cursor<'a> {
@@ -71,47 +78,78 @@ impl<'a> Cursor<'a> {
                 self.i += 1;
                 self.string().map(Value::Str)
             }
-            b'0'..=b'9' => {
-                let rest = &self.b[self.i..];
-                let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-                // JSON has no leading zeros; longer numbers may not be exact.
-                if n > 15 || (n > 1 && rest[0] == b'0') {
-                    return None;
-                }
-                // A fraction or an exponent: the general decoder's job.
-                if matches!(rest.get(n), Some(b'.' | b'e' | b'E')) {
-                    return None;
-                }
-                let v = rest[..n]
-                    .iter()
-                    .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
-                self.i += n;
-                Some(Value::Int(v))
-            }
+            b'0'..=b'9' => self.number(),
+            b't' => self.lit(b"true").map(|()| Value::Bool(true)),
+            b'f' => self.lit(b"false").map(|()| Value::Bool(false)),
             _ => None,
         }
     }
 
+    /// `int frac? exp?` of JSON's grammar, without a sign.
+    fn number(&mut self) -> Option<Value<'a>> {
+        let rest = &self.b[self.i..];
+        let digits = |from: usize| {
+            rest[from..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count()
+        };
+        let whole = digits(0);
+        // JSON has no leading zeros.
+        if whole > 1 && rest[0] == b'0' {
+            return None;
+        }
+        let mut n = whole;
+        let mut float = false;
+        if rest.get(n) == Some(&b'.') {
+            let d = digits(n + 1);
+            if d == 0 {
+                return None;
+            }
+            n += 1 + d;
+            float = true;
+        }
+        if matches!(rest.get(n), Some(b'e' | b'E')) {
+            let mut m = n + 1;
+            if matches!(rest.get(m), Some(b'+' | b'-')) {
+                m += 1;
+            }
+            let d = digits(m);
+            if d == 0 {
+                return None;
+            }
+            n = m + d;
+            float = true;
+        }
+        let token = self.s.get(self.i..self.i + n)?;
+        self.i += n;
+        if float {
+            return Some(Value::Float(token));
+        }
+        // Longer integers may not be exact as an f64: the general decoder's.
+        if whole > 15 {
+            return None;
+        }
+        let v = token
+            .bytes()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+        Some(Value::Int(v))
+    }
+
     /// `"key":value` pairs up to the closing `}` of an object whose `{` was
-    /// read; `take` stores each (None: not a key this path knows).
-    fn fields(&mut self, mut take: impl FnMut(&'a [u8], Value<'a>) -> Option<()>) -> Option<()> {
+    /// read; `take` reads each value and stores it (None: not a key this
+    /// path knows, or a value it does not take).
+    fn members(&mut self, mut take: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         if self.peek()? == b'}' {
             self.i += 1;
             return Some(());
         }
         loop {
             self.lit(b"\"")?;
-            let rest = &self.b[self.i..];
-            // No key this path knows holds a control character either.
-            let end = first_of(rest, string_stop)?;
-            if rest[end] != b'"' {
-                return None;
-            }
-            let key = &rest[..end];
-            self.i += end + 1;
+            // No key this path knows holds an escape or a control character.
+            let key = self.string()?;
             self.lit(b":")?;
-            let v = self.value()?;
-            take(key, v)?;
+            take(self, key)?;
             match self.peek()? {
                 b',' => self.i += 1,
                 b'}' => {
@@ -121,6 +159,56 @@ impl<'a> Cursor<'a> {
                 _ => return None,
             }
         }
+    }
+
+    /// [`Self::members`] whose values are all scalars.
+    fn fields(&mut self, mut take: impl FnMut(&'a str, Value<'a>) -> Option<()>) -> Option<()> {
+        self.members(|p, key| {
+            let v = p.value()?;
+            take(key, v)
+        })
+    }
+
+    /// REGISTER's `files_metadata`: `{"name":{meta},...}`, in name order
+    /// as the general decoder's map gives them. A repeated name is the
+    /// general decoder's (its map keeps the last).
+    fn files(&mut self) -> Option<Vec<(String, FileMeta)>> {
+        self.lit(b"{")?;
+        let mut files = Vec::new();
+        self.members(|p, name| {
+            p.lit(b"{")?;
+            let meta = p.meta()?;
+            files.push((name.to_owned(), meta));
+            Some(())
+        })?;
+        files.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if files.windows(2).any(|w| w[0].0 == w[1].0) || !files.iter().all(|(n, _)| valid_name(n)) {
+            return None;
+        }
+        Some(files)
+    }
+
+    /// One file's metadata object, after its `{`.
+    fn meta(&mut self) -> Option<FileMeta> {
+        let (mut size, mut modified, mut published_at) = (None, None, None);
+        let (mut is_published, mut sha256, mut root) = (None, None, None);
+        self.fields(|k, v| match k {
+            "size" => once(&mut size, int(v)),
+            "modified" => once(&mut modified, unix_time(v)),
+            "published_at" => once(&mut published_at, number(v)),
+            "is_published" => once(&mut is_published, boolean(v)),
+            "sha256" => once(&mut sha256, text(v).and_then(hex)),
+            "root" => once(&mut root, text(v).and_then(hex)),
+            _ => None,
+        })?;
+        Some(FileMeta {
+            size: size?,
+            modified: modified?,
+            published_at,
+            is_published: is_published.unwrap_or(true),
+            sha256,
+            root,
+        })
     }
 }
 
@@ -137,15 +225,37 @@ fn once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
 fn text(v: Value<'_>) -> Option<&str> {
     match v {
         Value::Str(s) => Some(s),
-        Value::Int(_) => None,
+        _ => None,
     }
 }
 
 fn int(v: Value<'_>) -> Option<u64> {
     match v {
         Value::Int(n) => Some(n),
-        Value::Str(_) => None,
+        _ => None,
     }
+}
+
+fn boolean(v: Value<'_>) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(b),
+        _ => None,
+    }
+}
+
+/// A number as an f64 field reads it: integers exactly, the rest through
+/// serde_json's parser (the one the general decoder uses).
+fn number(v: Value<'_>) -> Option<f64> {
+    match v {
+        Value::Int(n) => Some(n as f64),
+        Value::Float(t) => serde_json::from_str::<f64>(t).ok(),
+        _ => None,
+    }
+}
+
+/// A `modified` time as the general decoder accepts it.
+fn unix_time(v: Value<'_>) -> Option<f64> {
+    number(v).filter(|t| t.is_finite() && *t >= 0.0)
 }
 
 fn name(s: &str) -> Option<Cow<'_, str>> {
@@ -177,8 +287,8 @@ pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
         "PING" => {
             let (mut hostname, mut state) = (None, None);
             p.fields(|k, v| match k {
-                b"hostname" => once(&mut hostname, text(v)),
-                b"state" => once(
+                "hostname" => once(&mut hostname, text(v)),
+                "state" => once(
                     &mut state,
                     match text(v)? {
                         "idle" => Some(HeartbeatState::Idle),
@@ -197,8 +307,8 @@ pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
         "REQUEST" => {
             let (mut fname, mut sha256) = (None, None);
             p.fields(|k, v| match k {
-                b"fname" => once(&mut fname, text(v)),
-                b"sha256" => once(&mut sha256, text(v).and_then(hex)),
+                "fname" => once(&mut fname, text(v)),
+                "sha256" => once(&mut sha256, text(v).and_then(hex)),
                 _ => None,
             })?;
             Request::Request {
@@ -209,7 +319,7 @@ pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
         "DISCOVER" | "UNREGISTER" => {
             let mut hostname = None;
             p.fields(|k, v| match k {
-                b"hostname" => once(&mut hostname, text(v)),
+                "hostname" => once(&mut hostname, text(v)),
                 _ => None,
             })?;
             let hostname = name(hostname?)?;
@@ -219,17 +329,44 @@ pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
                 Request::Unregister { hostname }
             }
         }
+        "REGISTER" => {
+            let (mut hostname, mut port, mut ip) = (None, None, None);
+            let (mut display_name, mut files, mut token) = (None, None, None);
+            p.members(|p, k| match k {
+                "hostname" => once(&mut hostname, text(p.value()?)),
+                "port" => once(
+                    &mut port,
+                    int(p.value()?).and_then(|n| u16::try_from(n).ok()),
+                ),
+                "ip" => once(&mut ip, text(p.value()?).filter(|s| s.len() <= 64)),
+                "display_name" => once(
+                    &mut display_name,
+                    text(p.value()?).filter(|s| s.len() <= 256),
+                ),
+                "files_metadata" => once(&mut files, p.files()),
+                "token" => once(&mut token, text(p.value()?)),
+                _ => None,
+            })?;
+            Request::Register {
+                hostname: name(hostname?)?,
+                port: port?,
+                ip: ip.map(Cow::Borrowed),
+                display_name: display_name.map(Cow::Borrowed),
+                files: files.unwrap_or_default(),
+                token: token.map(Cow::Borrowed),
+            }
+        }
         "PUBLISH" => {
             let (mut hostname, mut fname, mut size, mut modified) = (None, None, None, None);
             let (mut published_at, mut sha256, mut root) = (None, None, None);
             p.fields(|k, v| match k {
-                b"hostname" => once(&mut hostname, text(v)),
-                b"fname" => once(&mut fname, text(v)),
-                b"size" => once(&mut size, int(v)),
-                b"modified" => once(&mut modified, int(v)),
-                b"published_at" => once(&mut published_at, int(v)),
-                b"sha256" => once(&mut sha256, text(v).and_then(hex)),
-                b"root" => once(&mut root, text(v).and_then(hex)),
+                "hostname" => once(&mut hostname, text(v)),
+                "fname" => once(&mut fname, text(v)),
+                "size" => once(&mut size, int(v)),
+                "modified" => once(&mut modified, unix_time(v)),
+                "published_at" => once(&mut published_at, number(v)),
+                "sha256" => once(&mut sha256, text(v).and_then(hex)),
+                "root" => once(&mut root, text(v).and_then(hex)),
                 _ => None,
             })?;
             Request::Publish {
@@ -237,8 +374,8 @@ pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
                 fname: name(fname?)?,
                 meta: FileMeta {
                     size: size?,
-                    modified: modified? as f64,
-                    published_at: published_at.map(|t| t as f64),
+                    modified: modified?,
+                    published_at,
                     is_published: true,
                     sha256,
                     root,
@@ -281,6 +418,13 @@ mod tests {
             r#"{"action":"DISCOVER","data":{"hostname":"bob"}}"#,
             r#"{"action":"UNREGISTER","data":{"hostname":"bob"}}"#,
             r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":0,"modified":1700000000}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":0,"modified":1700000000.123456,"published_at":1.5e9}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":0,"modified":0.1e-3}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":1}}"#,
+            r#"{"action":"REGISTER","data":{"port":65535,"hostname":"h","ip":"10.0.0.1","display_name":"Ann Ü","token":"a.b.c","files_metadata":{}}}"#,
+            &format!(
+                r#"{{"action":"REGISTER","data":{{"hostname":"h","port":9,"files_metadata":{{"z.txt":{{"size":3,"modified":1.25,"is_published":false}},"a b.bin":{{"sha256":"{SHA}","root":"{SHA}","size":0,"modified":7,"published_at":8,"is_published":true}}}},"token":"t"}}}}"#
+            ),
             &format!(
                 r#"{{"action":"PUBLISH","data":{{"root":"{SHA}","size":123456789012345,"fname":"f","modified":0,"published_at":5,"hostname":"h","sha256":"{SHA}"}}}}"#
             ),
@@ -288,12 +432,41 @@ mod tests {
             assert!(agrees(line), "not on the fast path: {line}");
         }
         // Encoders' own lines take it too.
-        let enc = Request::Ping {
-            hostname: "h".into(),
-            state: Some(HeartbeatState::Active),
+        let meta = |modified: f64, sha: bool| FileMeta {
+            size: 123,
+            modified,
+            published_at: Some(modified + 0.5),
+            is_published: true,
+            sha256: sha.then(|| SHA.to_ascii_lowercase()),
+            root: None,
+        };
+        for enc in [
+            Request::Ping {
+                hostname: "h".into(),
+                state: Some(HeartbeatState::Active),
+            },
+            Request::Register {
+                hostname: "node-1".into(),
+                port: 40000,
+                ip: Some("127.0.0.1".into()),
+                display_name: Some("Node One".into()),
+                files: vec![
+                    ("a.txt".into(), meta(1_700_000_000.25, true)),
+                    ("b.txt".into(), meta(1_700_000_001.0, false)),
+                ],
+                token: Some("x.y.z".into()),
+            },
+            Request::Publish {
+                hostname: "node-1".into(),
+                fname: "a.txt".into(),
+                meta: meta(1_699_999_999.123_456_7, true),
+            },
+        ] {
+            let line = enc.line();
+            let text = std::str::from_utf8(&line[..line.len() - 1]).unwrap();
+            assert!(agrees(text), "not on the fast path: {text}");
+            assert_eq!(decode(&line[..line.len() - 1]), Some(enc));
         }
-        .line();
-        assert!(agrees(std::str::from_utf8(&enc[..enc.len() - 1]).unwrap()));
     }
 
     #[test]
@@ -314,14 +487,23 @@ mod tests {
             r#"{"action":"PING","data":{"hostname":"a"}}}"#,
             r#"{"action":"PING","data":{"hostname":"a"}"#,
             r#"{"action":"REQUEST","data":{"fname":"f","sha256":"abc"}}"#,
-            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1,"modified":1.5}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1.5,"modified":1}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1,"modified":1.}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1,"modified":1e}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1,"modified":1e999}}"#,
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1,"modified":null}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":65536}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"a":{"size":1,"modified":2},"a":{"size":1,"modified":2}}}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"a/b":{"size":1,"modified":2}}}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":{"a":{"size":1,"modified":2,"path":"/x"}}}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"files_metadata":null}}"#,
+            r#"{"action":"REGISTER","data":{"hostname":"h","port":1,"token":null}}"#,
             r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":01,"modified":1}}"#,
             r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":-1,"modified":1}}"#,
             r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1e3,"modified":1}}"#,
             r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":1234567890123456,"modified":1}}"#,
             r#"{"action":"PUBLISH","data":{"hostname":"h","size":1,"modified":1}}"#,
             r#"{"action":"LIST","data":{}}"#,
-            r#"{"action":"REGISTER","data":{"hostname":"h","port":1}}"#,
         ] {
             assert!(
                 decode(line.as_bytes()).is_none(),
@@ -343,8 +525,13 @@ mod tests {
             r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":10,"modified":17}}"#
                 .to_string(),
             r#"{"action":"DISCOVER","data":{"hostname":"bob"}}"#.to_string(),
+            r#"{"action":"PUBLISH","data":{"hostname":"h","fname":"f","size":10,"modified":17.25e1,"published_at":0.5}}"#
+                .to_string(),
+            format!(
+                r#"{{"action":"REGISTER","data":{{"hostname":"h","port":80,"ip":"1.2.3.4","files_metadata":{{"b":{{"size":1,"modified":2.5,"is_published":false}},"a":{{"size":3,"modified":4,"sha256":"{SHA}"}}}},"token":"t.t.t"}}}}"#
+            ),
         ];
-        let alphabet = b"{}\":,\\ 0123456789.eE-abcxyz/\x01\xc3\xbc";
+        let alphabet = b"{}\":,\\ 0123456789.eE+-abcxyz/\x01\xc3\xbctruefalsn";
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             x ^= x << 13;
