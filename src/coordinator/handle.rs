@@ -200,7 +200,8 @@ impl Coordinator {
                         self.registry.set_state(k, st);
                     }
                 }
-                if let Some(k) = sender {
+                // A bound sender was touched above, with every message.
+                if let (None, Some(k)) = (cx.bound, sender) {
                     self.registry.touch(k, now);
                 }
                 if asked

@@ -58,11 +58,8 @@ impl OpStats {
     }
 
     fn rotate(&mut self, now: Instant) {
-        if now < self.slot_end {
-            return;
-        }
-        while now.duration_since(self.slot_start[self.current]) >= SLOT {
-            let next_start = self.slot_start[self.current] + SLOT;
+        while now >= self.slot_end {
+            let next_start = self.slot_end;
             self.current = (self.current + 1) % SLOTS;
             self.slot_start[self.current] = if now.duration_since(next_start) >= SLOT * SLOTS as u32
             {
@@ -76,8 +73,8 @@ impl OpStats {
                     h.total = 0;
                 }
             }
+            self.slot_end = self.slot_start[self.current] + SLOT;
         }
-        self.slot_end = self.slot_start[self.current] + SLOT;
     }
 
     pub fn record(&mut self, action: Action, now: Instant, took: Duration) {

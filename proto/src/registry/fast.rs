@@ -190,24 +190,46 @@ impl<'a> Cursor<'a> {
 
     /// One file's metadata object, after its `{`.
     fn meta(&mut self) -> Option<FileMeta> {
-        let (mut size, mut modified, mut published_at) = (None, None, None);
-        let (mut is_published, mut sha256, mut root) = (None, None, None);
-        self.fields(|k, v| match k {
-            "size" => once(&mut size, int(v)),
-            "modified" => once(&mut modified, unix_time(v)),
-            "published_at" => once(&mut published_at, number(v)),
-            "is_published" => once(&mut is_published, boolean(v)),
-            "sha256" => once(&mut sha256, text(v).and_then(hex)),
-            "root" => once(&mut root, text(v).and_then(hex)),
+        let mut m = MetaFields::default();
+        self.fields(|k, v| m.take(k, v))?;
+        m.finish()
+    }
+}
+
+/// A file's metadata fields as they arrive, in REGISTER's `files_metadata`
+/// and in PUBLISH (which has no `is_published`: a published file is).
+#[derive(Default)]
+struct MetaFields {
+    size: Option<u64>,
+    modified: Option<f64>,
+    published_at: Option<f64>,
+    is_published: Option<bool>,
+    sha256: Option<String>,
+    root: Option<String>,
+}
+
+impl MetaFields {
+    /// Stores field `k` (None: not a metadata field, or a value it does not take).
+    fn take(&mut self, k: &str, v: Value<'_>) -> Option<()> {
+        match k {
+            "size" => once(&mut self.size, int(v)),
+            "modified" => once(&mut self.modified, unix_time(v)),
+            "published_at" => once(&mut self.published_at, number(v)),
+            "is_published" => once(&mut self.is_published, boolean(v)),
+            "sha256" => once(&mut self.sha256, text(v).and_then(hex)),
+            "root" => once(&mut self.root, text(v).and_then(hex)),
             _ => None,
-        })?;
+        }
+    }
+
+    fn finish(self) -> Option<FileMeta> {
         Some(FileMeta {
-            size: size?,
-            modified: modified?,
-            published_at,
-            is_published: is_published.unwrap_or(true),
-            sha256,
-            root,
+            size: self.size?,
+            modified: self.modified?,
+            published_at: self.published_at,
+            is_published: self.is_published.unwrap_or(true),
+            sha256: self.sha256,
+            root: self.root,
         })
     }
 }
@@ -357,29 +379,19 @@ pub(super) fn decode(line: &[u8]) -> Option<Request<'_>> {
             }
         }
         "PUBLISH" => {
-            let (mut hostname, mut fname, mut size, mut modified) = (None, None, None, None);
-            let (mut published_at, mut sha256, mut root) = (None, None, None);
+            let (mut hostname, mut fname) = (None, None);
+            let mut m = MetaFields::default();
             p.fields(|k, v| match k {
                 "hostname" => once(&mut hostname, text(v)),
                 "fname" => once(&mut fname, text(v)),
-                "size" => once(&mut size, int(v)),
-                "modified" => once(&mut modified, unix_time(v)),
-                "published_at" => once(&mut published_at, number(v)),
-                "sha256" => once(&mut sha256, text(v).and_then(hex)),
-                "root" => once(&mut root, text(v).and_then(hex)),
-                _ => None,
+                // Not a PUBLISH field: the general decoder ignores it.
+                "is_published" => None,
+                _ => m.take(k, v),
             })?;
             Request::Publish {
                 hostname: name(hostname?)?,
                 fname: name(fname?)?,
-                meta: FileMeta {
-                    size: size?,
-                    modified: modified?,
-                    published_at,
-                    is_published: true,
-                    sha256,
-                    root,
-                },
+                meta: m.finish()?,
             }
         }
         _ => return None,
