@@ -437,3 +437,44 @@ fn a_full_list_built_off_the_loop_keeps_answer_order_and_sees_changes() {
         "{list}"
     );
 }
+
+/// A PING with a state changes only the sender's own state: naming its own
+/// host takes the bound record without a lookup, naming another host must
+/// still leave that host's state alone (and answers whether it is alive).
+#[test]
+fn a_ping_sets_only_its_own_hosts_state() {
+    let c = Coordinator::start();
+    let admin = c.admin_token();
+    let mut bob = c.reg();
+    assert_eq!(bob.register("bob")["status"], "OK");
+    assert_eq!(
+        bob.req("PING", json!({"hostname":"bob","state":"idle"}))["status"],
+        "ALIVE"
+    );
+    let mut alice = c.reg();
+    assert_eq!(alice.register("alice")["status"], "OK");
+    assert_eq!(
+        alice.req("PING", json!({"hostname":"bob","state":"busy"}))["status"],
+        "ALIVE"
+    );
+    assert_eq!(
+        alice.req("PING", json!({"hostname":"alice","state":"active"}))["status"],
+        "ALIVE"
+    );
+    assert_eq!(
+        alice.req("PING", json!({"hostname":"nobody","state":"busy"}))["status"],
+        "DEAD"
+    );
+    let (s, v) = c.call("GET", "/api/admin/registry", Some(&admin), None);
+    assert_eq!(s, 200, "{v}");
+    let state = |name: &str| {
+        v["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["hostname"] == name)
+            .map(|h| h["state"].clone())
+    };
+    assert_eq!(state("bob"), Some(json!("idle")), "{v}");
+    assert_eq!(state("alice"), Some(json!("active")), "{v}");
+}
